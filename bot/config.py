@@ -1,0 +1,25 @@
+"""What one worker process needs to run, handed in by the launcher.
+
+The launcher reads and validates the settings; a worker never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    cluster_id: int
+    cluster_count: int
+    shard_ids: tuple[int, ...]
+    shard_count: int
+    token: str = field(repr=False)
+    database_url: str = field(repr=False)
+    redis_url: str = field(repr=False)
+    redis_prefix: str = "gh:"
+    api_url: str | None = None  # None: Discord itself
+    gateway_url: str | None = None
+    owner_ids: frozenset[int] = frozenset()
+    log_level: str = "INFO"
+    log_format: str = "json"

@@ -1,0 +1,197 @@
+"""`guildhouse`: the command line of the launcher."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from cluster import logs
+from cluster.settings import Settings, SettingsError, load
+
+log = logging.getLogger(__name__)
+
+EXIT_BAD_SETTINGS = 2
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return load()
+    except SettingsError as exc:
+        for line in exc.problems:
+            print(f"guildhouse: bad setting: {line}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_SETTINGS) from None
+
+
+def _run_async(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    shown = settings.masked()
+    width = max(len(k) for k in shown)
+    if settings.config_file:
+        print(f"# values from the environment, then {settings.config_file}")
+    for key, value in shown.items():
+        print(f"{key:<{width}}  {value}")
+    print("settings OK")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    logs.setup(settings.log_level, settings.log_format)
+    from cluster.launcher import backing_services
+
+    directory: Path | None = args.dir
+    with backing_services(settings, redis=False) as urls:
+        return _run_async(_migrate(urls.database_url, directory, show_status=args.status))
+
+
+async def _migrate(dsn: str, directory: Path | None, *, show_status: bool) -> int:
+    from bot.entry import MigrationError, apply_migrations, migration_status
+
+    try:
+        if not show_status:
+            applied = await apply_migrations(dsn, directory)
+            print(
+                f"applied {len(applied)} migration(s)"
+                + (": " + ", ".join(m.filename for m in applied) if applied else "")
+            )
+            return 0
+        rows = await migration_status(dsn, directory)
+    except MigrationError as exc:
+        print(f"guildhouse: migration failed: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"guildhouse: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
+    for row in rows:
+        if row.applied_at:
+            note = " (file changed since)" if row.changed else ""
+            note += " (file missing)" if row.migration is None else ""
+            when = f"{row.applied_at:%Y-%m-%d %H:%M:%S%z}"
+            print(f"applied  {row.version:04d}_{row.name}  {when}{note}")
+        else:
+            print(f"pending  {row.version:04d}_{row.name}")
+    pending = sum(1 for r in rows if not r.applied)
+    print(f"{len(rows) - pending} applied, {pending} pending")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    logs.setup(settings.log_level, settings.log_format)
+    from cluster.launcher import run
+
+    return _run_async(run(settings))
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from sandbox.runner import main as sandbox_main
+
+    return int(sandbox_main(args.sandbox_args))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_usage(sys.stderr)
+    return 2
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guildhouse",
+        description="Guildhouse: a Discord bot for gaming communities, run as a sharded cluster.",
+        epilog="Settings come from the environment and an optional guildhouse.toml; "
+        "see `guildhouse config check`.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help_: str,
+        description: str | None = None,
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=description or help_)
+        p.set_defaults(func=func)
+        return p
+
+    add(
+        "run",
+        cmd_run,
+        "start the bot: services, migrations, workers",
+        "Start Guildhouse. Without DATABASE_URL/REDIS_URL it starts embedded PostgreSQL and "
+        "Redis under DATA_DIR; without DISCORD_TOKEN it runs against the built-in sandbox. "
+        "Stops gracefully on Ctrl-C or SIGTERM.",
+    )
+
+    mig = add(
+        "migrate",
+        cmd_migrate,
+        "apply database migrations (or list them)",
+        "Apply pending database migrations, each in its own transaction, under an "
+        "advisory lock (safe to run from several places at once).",
+    )
+    mig.add_argument(
+        "--status", action="store_true", help="list applied and pending migrations; change nothing"
+    )
+    mig.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="read migrations from DIR instead of the built-in ones",
+    )
+
+    cfg = add("config", lambda a: _usage(cfg), "inspect settings")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    check = cfg_sub.add_parser(
+        "check",
+        help="print effective settings (secrets masked); exit 2 naming bad values",
+        description="Print the effective settings with secrets masked. Exits 2 with one line "
+        "per bad value.",
+    )
+    check.set_defaults(func=cmd_config_check)
+
+    sb = add(
+        "sandbox",
+        cmd_sandbox,
+        "run the built-in Discord sandbox on its own",
+        "Run the local Discord emulator (gateway + REST). Arguments are passed on; "
+        "see `guildhouse sandbox -- --help`.",
+    )
+    sb.add_argument(
+        "sandbox_args",
+        nargs=argparse.REMAINDER,
+        help="options for the sandbox, e.g. --port 8700 --guilds 50",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
