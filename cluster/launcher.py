@@ -6,12 +6,21 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from cluster.embedded import EmbeddedError, services
-from cluster.settings import Settings
+from cluster.planning import PlanningError, check_session_starts, fetch_gateway, split_shards
+from cluster.settings import DEFAULT_API_URL, Settings
+from cluster.workers import Supervisor
 from ipc.client import create_redis
+
+if TYPE_CHECKING:
+    from bot.entry import WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,105 @@ def stop_signals() -> Iterator[asyncio.Event]:
             loop.remove_signal_handler(sig)
 
 
+@dataclass(frozen=True)
+class DiscordEndpoint:
+    token: str
+    api_url: str
+    gateway_url: str | None
+
+
+@contextlib.asynccontextmanager
+async def discord_endpoint(settings: Settings) -> AsyncIterator[DiscordEndpoint]:
+    """Discord itself when a token is set; otherwise a sandbox started for this run."""
+    if settings.discord_token is not None:
+        yield DiscordEndpoint(
+            token=settings.discord_token,
+            api_url=settings.discord_api_url or DEFAULT_API_URL,
+            gateway_url=settings.discord_gateway_url,
+        )
+        return
+    log.info("no DISCORD_TOKEN: starting the built-in Discord sandbox")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sandbox",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        info = await _read_sandbox_banner(proc.stdout)
+        log.info(
+            "sandbox up: REST %s, gateway %s; talk to the bot with "
+            "`guildhouse chat` (control API %s)",
+            info["api_url"],
+            info["gateway_url"],
+            info.get("control_url", "?"),
+        )
+        yield DiscordEndpoint(
+            token=str(info["token"]),
+            api_url=str(info["api_url"]),
+            gateway_url=str(info["gateway_url"]),
+        )
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def _read_sandbox_banner(stream: asyncio.StreamReader) -> dict[str, Any]:
+    async def first_banner() -> dict[str, Any]:
+        while line := await stream.readline():
+            text = line.decode(errors="replace").strip()
+            if text.startswith("SANDBOX "):
+                data: dict[str, Any] = orjson.loads(text[len("SANDBOX ") :])
+                return data
+        raise SystemExit("guildhouse: the sandbox exited before it was ready")
+
+    try:
+        return await asyncio.wait_for(first_banner(), 60)
+    except TimeoutError:
+        raise SystemExit("guildhouse: the sandbox did not start within 60 s") from None
+
+
+def worker_configs(
+    settings: Settings,
+    endpoint: DiscordEndpoint,
+    urls: BackingUrls,
+    shard_count: int,
+    gateway_url: str | None,
+) -> list[WorkerConfig]:
+    from bot.entry import WorkerConfig
+
+    ranges = split_shards(shard_count, settings.cluster_count)
+    ids = [settings.cluster_id] if settings.cluster_id is not None else range(len(ranges))
+    return [
+        WorkerConfig(
+            cluster_id=i,
+            cluster_count=len(ranges),
+            shard_ids=ranges[i],
+            shard_count=shard_count,
+            token=endpoint.token,
+            database_url=urls.database_url,
+            redis_url=urls.redis_url,
+            redis_prefix=settings.redis_prefix,
+            api_url=endpoint.api_url,
+            gateway_url=gateway_url,
+            owner_ids=settings.owner_ids,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
+        )
+        for i in ids
+    ]
+
+
 async def run(settings: Settings) -> int:
     from bot.entry import MigrationError, apply_migrations
 
@@ -64,7 +172,33 @@ async def run(settings: Settings) -> int:
         async with create_redis(urls.redis_url) as redis:
             await redis.ping()
         log.info("redis ready")
-        log.info("guildhouse is up; press Ctrl-C to stop")
-        await stop.wait()
-        log.info("stopping")
+        async with discord_endpoint(settings) as endpoint:
+            try:
+                info = await fetch_gateway(endpoint.api_url, endpoint.token)
+                shard_count = settings.shard_count or info.shards
+                configs = worker_configs(
+                    settings, endpoint, urls, shard_count, endpoint.gateway_url or info.url
+                )
+                check_session_starts(info, sum(len(c.shard_ids) for c in configs))
+            except PlanningError as exc:
+                log.error("cannot start: %s", exc)
+                return 1
+            log.info(
+                "%d shards in %d clusters (this launcher runs %s); max_concurrency %d",
+                shard_count,
+                settings.cluster_count,
+                [c.cluster_id for c in configs],
+                info.max_concurrency,
+            )
+            supervisor = Supervisor(
+                configs, log_level=settings.log_level, log_format=settings.log_format
+            )
+            await supervisor.start()
+            log.info("guildhouse is up; press Ctrl-C to stop")
+            try:
+                await stop.wait()
+            finally:
+                log.info("stopping: draining workers")
+                await supervisor.stop()
+        log.info("stopped")
     return 0

@@ -1,0 +1,163 @@
+"""The audit log: every state-changing moderator/admin/owner action, written with the change.
+
+`audited()` runs the change and writes its audit row in one transaction: a change that fails
+writes no row, and a row never describes a change that did not happen. After the commit the
+entry is posted to the guild's log channel, if one is set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import discord
+
+from bot.ui import fit_embed, truncate
+
+if TYPE_CHECKING:
+    from bot.core import Guildhouse
+
+log = logging.getLogger(__name__)
+
+Change = Callable[[asyncpg.Connection], Awaitable[tuple[Any, Any]]]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    guild_id: int
+    actor_id: int
+    action: str
+    channel_id: int | None
+    target_id: int | None
+    before: Any
+    after: Any
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, r: asyncpg.Record) -> AuditEntry:
+        return cls(**dict(r))
+
+
+async def write(
+    conn: asyncpg.Connection,
+    *,
+    guild_id: int,
+    actor_id: int,
+    action: str,
+    channel_id: int | None = None,
+    target_id: int | None = None,
+    before: Any = None,
+    after: Any = None,
+) -> AuditEntry:
+    row = await conn.fetchrow(
+        """
+        INSERT INTO audit_log (guild_id, actor_id, action, channel_id, target_id, before, after)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        RETURNING id, guild_id, actor_id, action, channel_id, target_id, before, after, created_at
+        """,
+        guild_id,
+        actor_id,
+        action,
+        channel_id,
+        target_id,
+        before,
+        after,
+    )
+    assert row is not None
+    return AuditEntry.from_record(row)
+
+
+async def audited(
+    bot: Guildhouse,
+    *,
+    guild_id: int,
+    actor_id: int,
+    action: str,
+    change: Change,
+    channel_id: int | None = None,
+    target_id: int | None = None,
+) -> AuditEntry:
+    """Run `change(conn)` -> (before, after) and record it, in one transaction."""
+    async with bot.pool.acquire() as conn, conn.transaction():
+        before, after = await change(conn)
+        entry = await write(
+            conn,
+            guild_id=guild_id,
+            actor_id=actor_id,
+            action=action,
+            channel_id=channel_id,
+            target_id=target_id,
+            before=before,
+            after=after,
+        )
+    await post(bot, entry)
+    return entry
+
+
+async def recent(
+    pool: asyncpg.Pool,
+    guild_id: int,
+    *,
+    target_id: int | None = None,
+    actor_id: int | None = None,
+    action: str | None = None,
+    limit: int = 250,
+) -> list[AuditEntry]:
+    rows = await pool.fetch(
+        """
+        SELECT id, guild_id, actor_id, action, channel_id, target_id, before, after, created_at
+        FROM audit_log
+        WHERE guild_id = $1
+          AND ($2::bigint IS NULL OR target_id = $2 OR actor_id = $2)
+          AND ($3::bigint IS NULL OR actor_id = $3)
+          AND ($4::text IS NULL OR action LIKE $4 || '%')
+        ORDER BY created_at DESC, id DESC
+        LIMIT $5
+        """,
+        guild_id,
+        target_id,
+        actor_id,
+        action,
+        limit,
+    )
+    return [AuditEntry.from_record(r) for r in rows]
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "—"
+    return truncate(str(value), 200)
+
+
+def describe(entry: AuditEntry) -> str:
+    when = discord.utils.format_dt(entry.created_at, "R")
+    target = f" on <@{entry.target_id}>" if entry.target_id else ""
+    where = f" in <#{entry.channel_id}>" if entry.channel_id else ""
+    return (
+        f"`#{entry.id}` {when} <@{entry.actor_id}> **{entry.action}**{target}{where}: "
+        f"{_short(entry.before)} → {_short(entry.after)}"
+    )
+
+
+async def post(bot: Guildhouse, entry: AuditEntry) -> None:
+    settings = await bot.guild_settings.get(entry.guild_id)
+    if settings.log_channel is None:
+        return
+    channel = bot.get_channel(settings.log_channel)
+    if not isinstance(channel, discord.abc.Messageable):
+        return  # on another cluster's shard, or gone: the database row is what counts
+    embed = discord.Embed(
+        title=f"Audit: {entry.action}",
+        description=describe(entry),
+        colour=0xF0B232,
+        timestamp=entry.created_at,
+    )
+    try:
+        await channel.send(embed=fit_embed(embed), allowed_mentions=discord.AllowedMentions.none())
+    except discord.HTTPException as exc:
+        log.warning("could not post audit entry %s to the log channel: %s", entry.id, exc)

@@ -1,0 +1,95 @@
+"""Permission levels, declared on each command: `@requires(Level.MODERATOR)`.
+
+The level of a caller comes from Discord permissions or the guild's configured roles. The
+declared level is stored on the command (`extras["level"]`) so `help` can show it and list only
+what the caller may use, and is enforced by a check that runs for prefix and slash invocations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import discord
+from discord.ext import commands
+
+if TYPE_CHECKING:
+    from bot.core import Guildhouse
+
+T = TypeVar("T")
+
+
+class Level(IntEnum):
+    EVERYONE = 0
+    MODERATOR = 1
+    ADMIN = 2
+    OWNER = 3
+
+    @property
+    def label(self) -> str:
+        return {0: "everyone", 1: "moderators", 2: "admins", 3: "the bot's owners"}[self.value]
+
+
+_MOD_PERMISSIONS = ("manage_messages", "kick_members", "ban_members", "moderate_members")
+
+
+class NotAllowed(commands.CheckFailure):
+    """The caller's level is below the command's."""
+
+    def __init__(self, needed: Level) -> None:
+        super().__init__(f"This command is for {needed.label}.")
+        self.needed = needed
+
+
+async def level_of(bot: Guildhouse, user: discord.abc.User, guild: discord.Guild | None) -> Level:
+    if user.id in bot.config.owner_ids:
+        return Level.OWNER
+    if not isinstance(user, discord.Member) or guild is None:
+        return Level.EVERYONE
+    perms = user.guild_permissions
+    settings = await bot.guild_settings.get(guild.id)
+    role_ids = {r.id for r in user.roles}
+    if (
+        perms.administrator
+        or perms.manage_guild
+        or guild.owner_id == user.id
+        or role_ids & settings.admin_roles
+    ):
+        return Level.ADMIN
+    if any(getattr(perms, p) for p in _MOD_PERMISSIONS) or role_ids & settings.mod_roles:
+        return Level.MODERATOR
+    return Level.EVERYONE
+
+
+def command_level(command: commands.Command[Any, ..., Any]) -> Level:
+    level = Level.EVERYONE
+    cmd: commands.Command[Any, ..., Any] | None = command
+    while cmd is not None:  # a group's level applies to its subcommands
+        marks = getattr(cmd.callback, "__guildhouse_extras__", {})
+        declared = cmd.extras.get("level") or marks.get("level", Level.EVERYONE)
+        level = max(level, declared)
+        cmd = cmd.parent  # type: ignore[assignment]
+    return level
+
+
+def requires(level: Level) -> Callable[[T], T]:
+    """Declare the level a command needs; enforced for prefix and slash use alike."""
+
+    async def predicate(ctx: commands.Context[Guildhouse]) -> bool:
+        if level >= Level.MODERATOR and ctx.guild is None and level < Level.OWNER:
+            raise commands.NoPrivateMessage()
+        if await level_of(ctx.bot, ctx.author, ctx.guild) < level:
+            raise NotAllowed(level)
+        return True
+
+    def decorator(func: T) -> T:
+        if isinstance(func, commands.Command):
+            func.extras["level"] = level
+        else:
+            extras = getattr(func, "__guildhouse_extras__", {})
+            extras["level"] = level
+            func.__guildhouse_extras__ = extras  # type: ignore[attr-defined]
+        return commands.check(predicate)(func)
+
+    return decorator

@@ -1,0 +1,239 @@
+"""Server settings (admins), the audit log (moderators) and command sync (owners)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import asyncpg
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import audit
+from bot.checks import Level, requires
+from bot.errors import BadInput
+from bot.guild_settings import MAX_ROLES, GuildSettings, SettingsError, validate_prefix
+from bot.ui import pages_from_lines, safe_text, send_pages
+
+if TYPE_CHECKING:
+    from bot.core import Guildhouse
+
+Ctx = commands.Context["Guildhouse"]
+# Commands an admin may not disable: they are how one turns things back on.
+UNDISABLEABLE = {"help", "settings"}
+
+
+def _roles(ids: frozenset[int]) -> str:
+    return ", ".join(f"<@&{r}>" for r in sorted(ids)) or "none"
+
+
+def describe_settings(s: GuildSettings) -> discord.Embed:
+    embed = discord.Embed(title="Server settings", colour=0x5865F2)
+    embed.add_field(name="Prefix", value=f"`{s.prefix}`")
+    embed.add_field(name="Log channel", value=f"<#{s.log_channel}>" if s.log_channel else "none")
+    embed.add_field(name="Moderator roles", value=_roles(s.mod_roles), inline=False)
+    embed.add_field(name="Admin roles", value=_roles(s.admin_roles), inline=False)
+    embed.add_field(
+        name="Disabled commands",
+        value=", ".join(f"`{c}`" for c in sorted(s.disabled)) or "none",
+        inline=False,
+    )
+    return embed
+
+
+class Admin(commands.Cog, name="Server admin"):
+    """Server settings and the audit log."""
+
+    def __init__(self, bot: Guildhouse) -> None:
+        self.bot = bot
+
+    async def _change(
+        self, ctx: Ctx, action: str, new: GuildSettings, target_id: int | None = None
+    ) -> None:
+        assert ctx.guild is not None
+        store = self.bot.guild_settings
+        old = await store.get(ctx.guild.id)
+
+        async def change(conn: asyncpg.Connection) -> tuple[Any, Any]:
+            await store.save(conn, new)
+            return old.as_json(), new.as_json()
+
+        await audit.audited(
+            self.bot,
+            guild_id=ctx.guild.id,
+            actor_id=ctx.author.id,
+            action=action,
+            change=change,
+            channel_id=ctx.channel.id,
+            target_id=target_id,
+        )
+        await store.announce(ctx.guild.id)
+
+    async def _current(self, ctx: Ctx) -> GuildSettings:
+        assert ctx.guild is not None
+        return await self.bot.guild_settings.get(ctx.guild.id)
+
+    @commands.hybrid_group(
+        name="settings",
+        fallback="show",
+        extras={
+            "examples": [
+                "settings",
+                "settings prefix ?",
+                "settings modrole add @Mods",
+                "settings logchannel #mod-log",
+                "settings disable roll",
+            ]
+        },
+    )
+    @commands.guild_only()
+    @requires(Level.ADMIN)
+    async def settings(self, ctx: Ctx) -> None:
+        """Show this server's settings (admins)."""
+        await ctx.send(embed=describe_settings(await self._current(ctx)))
+
+    @settings.command(name="prefix", extras={"examples": ["settings prefix ?"]})
+    @commands.guild_only()
+    @requires(Level.ADMIN)
+    @app_commands.describe(prefix="The new prefix, 1-16 characters, no spaces")
+    async def settings_prefix(self, ctx: Ctx, prefix: str) -> None:
+        """Change the command prefix of this server."""
+        try:
+            prefix = validate_prefix(prefix)
+        except SettingsError as exc:
+            raise BadInput(str(exc)) from None
+        current = await self._current(ctx)
+        await self._change(ctx, "settings.prefix", current.with_changes(prefix=prefix))
+        await ctx.send(f"Prefix is now `{prefix}` (mentioning me works too).")
+
+    async def _role_change(self, ctx: Ctx, kind: str, action: str, role: discord.Role) -> None:
+        current = await self._current(ctx)
+        roles: frozenset[int] = getattr(current, f"{kind}_roles")
+        if action == "add":
+            if role.id in roles:
+                raise BadInput(f"{role.mention} is already a {kind} role.")
+            if len(roles) >= MAX_ROLES:
+                raise BadInput(f"At most {MAX_ROLES} {kind} roles; remove one first.")
+            roles = roles | {role.id}
+        else:
+            if role.id not in roles:
+                raise BadInput(f"{role.mention} is not a {kind} role.")
+            roles = roles - {role.id}
+        new = current.with_changes(**{f"{kind}_roles": roles})
+        await self._change(ctx, f"settings.{kind}role.{action}", new, target_id=role.id)
+        done = "added to" if action == "add" else "removed from"
+        await ctx.send(f"{role.mention} {done} the {kind} roles.")
+
+    @settings.command(name="modrole", extras={"examples": ["settings modrole add @Mods"]})
+    @commands.guild_only()
+    @requires(Level.ADMIN)
+    @app_commands.describe(action="add or remove", role="The role")
+    async def settings_modrole(
+        self, ctx: Ctx, action: Literal["add", "remove"], role: discord.Role
+    ) -> None:
+        """Add or remove a role whose members count as moderators."""
+        await self._role_change(ctx, "mod", action, role)
+
+    @settings.command(name="adminrole", extras={"examples": ["settings adminrole add @Staff"]})
+    @commands.guild_only()
+    @requires(Level.ADMIN)
+    @app_commands.describe(action="add or remove", role="The role")
+    async def settings_adminrole(
+        self, ctx: Ctx, action: Literal["add", "remove"], role: discord.Role
+    ) -> None:
+        """Add or remove a role whose members count as admins."""
+        await self._role_change(ctx, "admin", action, role)
+
+    @settings.command(
+        name="logchannel",
+        extras={"examples": ["settings logchannel #mod-log", "settings logchannel"]},
+    )
+    @commands.guild_only()
+    @requires(Level.ADMIN)
+    @app_commands.describe(channel="Where audit entries are posted; leave out to turn off")
+    async def settings_logchannel(
+        self, ctx: Ctx, channel: discord.TextChannel | None = None
+    ) -> None:
+        """Set (or clear) the channel that receives audit log entries."""
+        current = await self._current(ctx)
+        new = current.with_changes(log_channel=channel.id if channel else None)
+        await self._change(
+            ctx, "settings.logchannel", new, target_id=channel.id if channel else None
+        )
+        await ctx.send(
+            f"Audit entries now go to {channel.mention}."
+            if channel
+            else "Audit entries are no longer posted."
+        )
+
+    async def _toggle(self, ctx: Ctx, name: str, *, disable: bool) -> None:
+        cmd = self.bot.get_command(name.lower())
+        if cmd is None:
+            raise BadInput(f"No command called `{safe_text(name, 60)}`.")
+        root = (cmd.root_parent or cmd).name
+        if root in UNDISABLEABLE:
+            raise BadInput(f"`{root}` can't be disabled.")
+        current = await self._current(ctx)
+        if disable == (root in current.disabled):
+            raise BadInput(f"`{root}` is already {'disabled' if disable else 'enabled'}.")
+        disabled = current.disabled | {root} if disable else current.disabled - {root}
+        action = "settings.disable" if disable else "settings.enable"
+        await self._change(ctx, action, current.with_changes(disabled=disabled))
+        await ctx.send(f"`{root}` is now {'disabled' if disable else 'enabled'} in this server.")
+
+    @settings.command(name="disable", extras={"examples": ["settings disable roll"]})
+    @commands.guild_only()
+    @requires(Level.ADMIN)
+    @app_commands.describe(command="The command to turn off in this server")
+    async def settings_disable(self, ctx: Ctx, command: str) -> None:
+        """Turn a command off in this server."""
+        await self._toggle(ctx, command, disable=True)
+
+    @settings.command(name="enable", extras={"examples": ["settings enable roll"]})
+    @commands.guild_only()
+    @requires(Level.ADMIN)
+    @app_commands.describe(command="The command to turn back on")
+    async def settings_enable(self, ctx: Ctx, command: str) -> None:
+        """Turn a disabled command back on."""
+        await self._toggle(ctx, command, disable=False)
+
+    @commands.hybrid_command(
+        name="audit", extras={"examples": ["audit", "audit @user", "audit action:settings"]}
+    )
+    @commands.guild_only()
+    @requires(Level.MODERATOR)
+    @app_commands.describe(
+        user="Only entries by or about this user",
+        action="Only actions starting with this, e.g. 'settings'",
+    )
+    async def audit_(
+        self, ctx: Ctx, user: discord.User | None = None, *, action: str | None = None
+    ) -> None:
+        """Show recent audit log entries of this server."""
+        assert ctx.guild is not None
+        if action is not None and (
+            len(action) > 64 or not action.replace(".", "").replace("_", "").isalnum()
+        ):
+            raise BadInput("`action` is a name like `settings` or `settings.prefix`.")
+        entries = await audit.recent(
+            self.bot.pool, ctx.guild.id, target_id=user.id if user else None, action=action
+        )
+        lines = [audit.describe(e) for e in entries] or ["No audit entries match."]
+        await send_pages(ctx, pages_from_lines("Audit log", lines, per_page=10))
+
+    @commands.command(name="sync", hidden=True, extras={"examples": ["sync", "sync here"]})
+    @requires(Level.OWNER)
+    async def sync(self, ctx: Ctx, scope: Literal["global", "here"] = "global") -> None:
+        """Register slash commands with Discord (owners). Not done on start."""
+        guild = ctx.guild if scope == "here" else None
+        if scope == "here" and guild is None:
+            raise BadInput("`here` only works in a server.")
+        if guild is not None:
+            self.bot.tree.copy_global_to(guild=guild)
+        synced = await self.bot.tree.sync(guild=guild)
+        where = f"this server ({guild.id})" if guild else "all servers"
+        await ctx.send(f"Synced {len(synced)} slash commands to {where}.")
+
+
+async def setup(bot: Guildhouse) -> None:
+    await bot.add_cog(Admin(bot))

@@ -1,0 +1,157 @@
+"""The bot that runs in each worker: an AutoShardedBot over this worker's shard range."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import asyncpg
+import discord
+import redis.asyncio as aioredis
+from discord.ext import commands
+
+from bot import errors, logcontext
+from bot.config import WorkerConfig
+from bot.guild_settings import GuildSettingsStore
+from ipc.client import Keys
+
+log = logging.getLogger(__name__)
+
+# Cogs loaded in every worker. A feature is one module (or package) here.
+EXTENSIONS = ("bot.cogs.core", "bot.cogs.admin")
+
+
+def intents() -> discord.Intents:
+    """The gateway intents we ask for, and why.
+
+    - guilds: channels, roles and guild lifecycle (GUILD_CREATE/DELETE) for permissions and the
+      guilds table.
+    - guild_messages, dm_messages, message_content: prefix commands read message text.
+      message_content is privileged: enable it for the bot in the Developer Portal.
+    - members and presences are NOT requested: no feature needs the member list yet; the
+      member who sends a message comes with the message.
+    """
+    flags = discord.Intents.none()
+    flags.guilds = True
+    flags.guild_messages = True
+    flags.dm_messages = True
+    flags.message_content = True
+    flags.guild_reactions = True
+    return flags
+
+
+class Guildhouse(commands.AutoShardedBot):
+    def __init__(
+        self,
+        config: WorkerConfig,
+        *,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        extensions: tuple[str, ...] = EXTENSIONS,
+    ) -> None:
+        super().__init__(
+            command_prefix=self._prefix_for,
+            intents=intents(),
+            shard_ids=list(config.shard_ids),
+            shard_count=config.shard_count,
+            help_command=None,  # our own hybrid `help`, filtered by permission level
+            case_insensitive=True,
+            strip_after_prefix=True,
+            owner_ids=set(config.owner_ids),
+            # Nothing we send pings anyone unless a feature asks for it explicitly.
+            allowed_mentions=discord.AllowedMentions.none(),
+            # No member list needed; don't chunk at startup.
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.none(),
+            max_messages=None,
+        )
+        self.config = config
+        self.pool = pool
+        self.redis = redis
+        self.keys = Keys(config.redis_prefix)
+        self.guild_settings = GuildSettingsStore(pool, redis, self.keys)
+        self.started_at = time.time()
+        self._extensions = extensions
+        self.add_check(self._not_disabled, call_once=True)
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    async def setup_hook(self) -> None:
+        logcontext.cluster.set(self.config.cluster_id)
+        await self.guild_settings.start()
+        for ext in self._extensions:
+            await self.load_extension(ext)
+        self.tree.error(self._on_app_command_error)
+
+    async def close(self) -> None:
+        await self.guild_settings.stop()
+        await super().close()
+
+    # -- prefixes and checks -------------------------------------------------------------------
+
+    async def _prefix_for(self, bot: commands.Bot, message: discord.Message) -> list[str]:
+        mention = commands.when_mentioned(bot, message)
+        if message.guild is None:
+            return [*mention, "!"]
+        settings = await self.guild_settings.get(message.guild.id)
+        return [*mention, settings.prefix]
+
+    async def _not_disabled(self, ctx: commands.Context[Any]) -> bool:
+        if ctx.guild is None or ctx.command is None:
+            return True
+        settings = await self.guild_settings.get(ctx.guild.id)
+        root = ctx.command.root_parent or ctx.command
+        if ctx.command.qualified_name in settings.disabled or root.name in settings.disabled:
+            raise errors.CommandDisabled(ctx.command.qualified_name)
+        return True
+
+    # -- events --------------------------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot:
+            return
+        if message.guild is not None:
+            logcontext.guild.set(message.guild.id)
+            logcontext.shard.set(message.guild.shard_id)
+        await self.process_commands(message)
+
+    async def on_command(self, ctx: commands.Context[Any]) -> None:
+        if ctx.command is not None:
+            logcontext.command.set(ctx.command.qualified_name)
+
+    async def on_command_error(
+        self, ctx: commands.Context[Any], error: commands.CommandError
+    ) -> None:
+        await errors.handle(self, ctx, error)
+
+    async def _on_app_command_error(
+        self, interaction: discord.Interaction[Any], error: discord.app_commands.AppCommandError
+    ) -> None:
+        # Hybrid commands report through on_command_error; this catches pure app commands.
+        ctx = await commands.Context.from_interaction(interaction)
+        await errors.handle(self, ctx, error)
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        guilds = [g for g in self.guilds if g.shard_id == shard_id]
+        log.info("shard %d ready with %d guilds", shard_id, len(guilds), extra={"shard": shard_id})
+        await self._remember_guilds([g.id for g in guilds])
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self._remember_guilds([guild.id])
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        await self.pool.execute("UPDATE guilds SET left_at = now() WHERE id = $1", guild.id)
+        self.guild_settings.forget(guild.id)
+
+    async def _remember_guilds(self, guild_ids: list[int]) -> None:
+        if not guild_ids:
+            return
+        await self.pool.execute(
+            """
+            INSERT INTO guilds (id) SELECT unnest($1::bigint[])
+            ON CONFLICT (id) DO UPDATE SET left_at = NULL,
+                joined_at = CASE WHEN guilds.left_at IS NULL THEN guilds.joined_at ELSE now() END
+            """,
+            guild_ids,
+        )

@@ -1,0 +1,151 @@
+"""One error hierarchy, one handler for prefix and slash commands.
+
+Features raise `UserError` (or a subclass) with a message written for the user. Anything else
+that escapes a command is unexpected: the user gets a short line with an error id, and the log
+gets the traceback with the same id. No traceback, token or SQL ever reaches a channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.checks import NotAllowed
+from bot.ui import safe_text
+
+if TYPE_CHECKING:
+    from bot.core import Guildhouse
+
+log = logging.getLogger(__name__)
+
+
+class UserError(commands.CommandError):
+    """An error whose message is meant for the user (already safe to show)."""
+
+
+class BadInput(UserError):
+    """The user's input can't be used; says which part and why."""
+
+
+class CommandDisabled(UserError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"`{name}` is disabled in this server.")
+
+
+def usage(ctx: commands.Context[Any]) -> str:
+    cmd = ctx.command
+    if cmd is None:
+        return ""
+    prefix = "/" if ctx.interaction else ctx.clean_prefix
+    return f"{prefix}{cmd.qualified_name} {cmd.signature}".strip()
+
+
+def _permission_names(perms: list[str]) -> str:
+    names = [p.replace("_", " ").replace("guild", "server").title() for p in perms]
+    return ", ".join(names)
+
+
+def _retry(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, math.ceil(seconds))}s"
+    minutes, secs = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m {secs}s" if secs else f"{minutes}m"
+
+
+def user_message(ctx: commands.Context[Any], error: Exception) -> str | None:
+    """What to tell the user about `error`; None means say nothing."""
+    if isinstance(error, commands.HybridCommandError):
+        error = error.original
+    if isinstance(error, app_commands.TransformerError | app_commands.CommandInvokeError):
+        error = error.__cause__ if isinstance(error.__cause__, Exception) else error
+    if isinstance(error, commands.CommandInvokeError) and isinstance(error.original, UserError):
+        error = error.original
+
+    if isinstance(error, commands.CommandNotFound):
+        return None
+    if isinstance(error, UserError):
+        return str(error)
+    if isinstance(error, commands.MissingRequiredArgument | commands.MissingRequiredAttachment):
+        return f"Missing `{error.param.name}`. Usage: `{usage(ctx)}`"
+    if isinstance(error, commands.TooManyArguments):
+        return f"Too many arguments. Usage: `{usage(ctx)}`"
+    if isinstance(
+        error,
+        commands.BadArgument
+        | commands.BadUnionArgument
+        | commands.BadLiteralArgument
+        | app_commands.TransformerError,
+    ):
+        param = ctx.current_parameter.name if ctx.current_parameter else "argument"
+        return f"Bad value for `{param}`: {safe_text(str(error), 300)} Usage: `{usage(ctx)}`"
+    if isinstance(error, commands.ArgumentParsingError):
+        return f"Couldn't read the arguments: {safe_text(str(error), 200)} Usage: `{usage(ctx)}`"
+    if isinstance(error, commands.MissingPermissions):
+        return f"You need the {_permission_names(error.missing_permissions)} permission."
+    if isinstance(error, commands.BotMissingPermissions):
+        return f"I need the {_permission_names(error.missing_permissions)} permission here."
+    if isinstance(error, commands.NoPrivateMessage):
+        return "This command only works in a server."
+    if isinstance(error, commands.PrivateMessageOnly):
+        return "This command only works in direct messages."
+    if isinstance(error, NotAllowed):
+        return str(error)
+    if isinstance(error, commands.NotOwner):
+        return "This command is for the bot's owners."
+    if isinstance(error, commands.CommandOnCooldown):
+        return f"Slow down: try again in {_retry(error.retry_after)}."
+    if isinstance(error, commands.MaxConcurrencyReached):
+        return "This command is already running as often as it may; try again shortly."
+    if isinstance(error, commands.DisabledCommand):
+        return "This command is turned off for now."
+    if isinstance(error, commands.CheckFailure):
+        return "You can't use this command here."
+    return None
+
+
+def is_unexpected(error: Exception) -> bool:
+    if isinstance(error, commands.HybridCommandError):
+        error = error.original
+    if isinstance(error, commands.CommandInvokeError | app_commands.CommandInvokeError):
+        return not isinstance(error.original, UserError)
+    return not isinstance(error, commands.CommandError | app_commands.AppCommandError)
+
+
+async def handle(bot: Guildhouse, ctx: commands.Context[Any], error: Exception) -> None:
+    """The central handler: answer the user, log the rest."""
+    if is_unexpected(error):
+        error_id = secrets.token_hex(4)
+        original = getattr(error, "original", error)
+        log.error(
+            "unexpected error in %s (error id %s)",
+            ctx.command.qualified_name if ctx.command else "?",
+            error_id,
+            exc_info=(type(original), original, original.__traceback__),
+            extra={"error_id": error_id},
+        )
+        text = f"Something went wrong on our side (error id `{error_id}`). It has been logged."
+    else:
+        message = user_message(ctx, error)
+        if message is None:
+            return
+        text = message
+    await send_error(ctx, text)
+
+
+async def send_error(ctx: commands.Context[Any], text: str) -> None:
+    try:
+        if ctx.interaction is not None:
+            if ctx.interaction.response.is_done():
+                await ctx.interaction.followup.send(text, ephemeral=True)
+            else:
+                await ctx.interaction.response.send_message(text, ephemeral=True)
+        else:
+            await ctx.send(text)
+    except discord.HTTPException as exc:
+        log.info("could not deliver an error message: %s", exc)

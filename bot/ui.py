@@ -1,0 +1,192 @@
+"""Output helpers: Discord's size limits, safe echoing of user text, and a button paginator."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import discord
+from discord.utils import escape_mentions
+
+log = logging.getLogger(__name__)
+
+# Discord's limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits)
+MESSAGE_CONTENT = 2000
+EMBED_TITLE = 256
+EMBED_DESCRIPTION = 4096
+EMBED_FIELDS = 25
+EMBED_FIELD_NAME = 256
+EMBED_FIELD_VALUE = 1024
+EMBED_FOOTER = 2048
+EMBED_AUTHOR = 256
+EMBED_TOTAL = 6000
+
+TRUNCATED = "… (truncated)"
+MAX_PAGES = 100
+
+
+def truncate(text: str, limit: int, marker: str = TRUNCATED) -> str:
+    """`text` cut to `limit` characters, visibly."""
+    if len(text) <= limit:
+        return text
+    if limit <= len(marker):
+        return text[:limit]
+    return text[: limit - len(marker)] + marker
+
+
+def safe_text(text: str, limit: int = MESSAGE_CONTENT) -> str:
+    """User input fit to echo: mentions neutralised, code fences broken, cut to `limit`."""
+    text = escape_mentions(text).replace("```", "`\u200b``")
+    return truncate(text, limit)
+
+
+def chunk_lines(lines: Iterable[str], limit: int) -> list[str]:
+    """Join lines into pages of at most `limit` characters; an overlong line is truncated."""
+    pages: list[str] = []
+    current: list[str] = []
+    size = 0
+    for raw in lines:
+        line = truncate(raw, limit)
+        extra = len(line) + (1 if current else 0)
+        if current and size + extra > limit:
+            pages.append("\n".join(current))
+            current, size = [], 0
+            extra = len(line)
+        current.append(line)
+        size += extra
+    if current:
+        pages.append("\n".join(current))
+    return pages
+
+
+def _embed_size(embed: discord.Embed) -> int:
+    return len(embed)
+
+
+def fit_embed(embed: discord.Embed) -> discord.Embed:
+    """Trim an embed to every Discord limit, marking what was cut."""
+    if embed.title:
+        embed.title = truncate(embed.title, EMBED_TITLE)
+    if embed.description:
+        embed.description = truncate(embed.description, EMBED_DESCRIPTION)
+    if embed.author and embed.author.name:
+        embed.set_author(
+            name=truncate(embed.author.name, EMBED_AUTHOR),
+            url=embed.author.url,
+            icon_url=embed.author.icon_url,
+        )
+    if embed.footer and embed.footer.text:
+        embed.set_footer(
+            text=truncate(embed.footer.text, EMBED_FOOTER), icon_url=embed.footer.icon_url
+        )
+    fields = list(embed.fields)
+    dropped = max(0, len(fields) - EMBED_FIELDS)
+    embed.clear_fields()
+    for f in fields[:EMBED_FIELDS]:
+        embed.add_field(
+            name=truncate(f.name or "\u200b", EMBED_FIELD_NAME),
+            value=truncate(f.value or "\u200b", EMBED_FIELD_VALUE),
+            inline=f.inline,
+        )
+    while _embed_size(embed) > EMBED_TOTAL and embed.fields:
+        embed.remove_field(len(embed.fields) - 1)
+        dropped += 1
+    if _embed_size(embed) > EMBED_TOTAL and embed.description:
+        over = _embed_size(embed) - EMBED_TOTAL
+        embed.description = truncate(embed.description, max(0, len(embed.description) - over))
+    if dropped:
+        note = f"{dropped} more field(s) not shown"
+        text = f"{embed.footer.text} · {note}" if embed.footer and embed.footer.text else note
+        if _embed_size(embed) + len(note) + 3 <= EMBED_TOTAL:
+            embed.set_footer(text=truncate(text, EMBED_FOOTER))
+    return embed
+
+
+def pages_from_lines(
+    title: str, lines: Sequence[str], *, per_page: int = 10, colour: int = 0x5865F2
+) -> list[discord.Embed]:
+    """Embeds of `per_page` lines each (fewer when the lines are long), numbered."""
+    groups: list[list[str]] = []
+    for start in range(0, len(lines), per_page):
+        for page in chunk_lines(lines[start : start + per_page], EMBED_DESCRIPTION):
+            groups.append(page.split("\n"))
+    groups = groups[:MAX_PAGES] or [["Nothing to show."]]
+    total = len(groups)
+    return [
+        fit_embed(
+            discord.Embed(title=title, description="\n".join(g), colour=colour).set_footer(
+                text=f"Page {i} of {total}"
+            )
+        )
+        for i, g in enumerate(groups, start=1)
+    ]
+
+
+class Paginator(discord.ui.View):
+    """First / previous / next / last buttons, usable only by whoever asked; times out."""
+
+    def __init__(self, pages: Sequence[discord.Embed], owner_id: int, *, timeout: float = 180):
+        super().__init__(timeout=timeout)
+        if not pages:
+            raise ValueError("a paginator needs at least one page")
+        self.pages = list(pages)[:MAX_PAGES]
+        self.owner_id = owner_id
+        self.index = 0
+        self.message: discord.Message | None = None
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        last = len(self.pages) - 1
+        self.first.disabled = self.previous.disabled = self.index == 0
+        self.next.disabled = self.last.disabled = self.index == last
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        if interaction.user.id != self.owner_id:
+            await interaction.response.send_message(
+                "These buttons belong to whoever asked; run the command yourself.", ephemeral=True
+            )
+            return False
+        return True
+
+    async def _show(self, interaction: discord.Interaction[Any], index: int) -> None:
+        self.index = max(0, min(index, len(self.pages) - 1))
+        self._sync_buttons()
+        await interaction.response.edit_message(embed=self.pages[self.index], view=self)
+
+    @discord.ui.button(label="«", style=discord.ButtonStyle.secondary)
+    async def first(self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]) -> None:
+        await self._show(interaction, 0)
+
+    @discord.ui.button(label="‹", style=discord.ButtonStyle.primary)
+    async def previous(
+        self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]
+    ) -> None:
+        await self._show(interaction, self.index - 1)
+
+    @discord.ui.button(label="›", style=discord.ButtonStyle.primary)
+    async def next(self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]) -> None:
+        await self._show(interaction, self.index + 1)
+
+    @discord.ui.button(label="»", style=discord.ButtonStyle.secondary)
+    async def last(self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]) -> None:
+        await self._show(interaction, len(self.pages) - 1)
+
+    async def on_timeout(self) -> None:
+        for item in self.children:
+            if isinstance(item, discord.ui.Button):
+                item.disabled = True
+        if self.message is not None:
+            try:
+                await self.message.edit(view=self)
+            except discord.HTTPException as exc:
+                log.debug("could not disable paginator buttons: %s", exc)
+
+
+async def send_pages(ctx: Any, pages: Sequence[discord.Embed]) -> None:
+    """Send one embed, or a paginator when there are several pages."""
+    if len(pages) == 1:
+        await ctx.send(embed=pages[0])
+        return
+    view = Paginator(pages, ctx.author.id)
+    view.message = await ctx.send(embed=pages[0], view=view)

@@ -1,0 +1,192 @@
+"""Worker processes: one per cluster, each running the bot over its shard range.
+
+Workers are started with the `spawn` method (a fresh interpreter: no inherited event loop,
+sockets or locks) through the one entry point in bot/, `bot.entry.run_worker`. The supervisor
+restarts a worker that exits, with exponential backoff and jitter; one that keeps failing
+within a window is marked failed and reported loudly, and the others run on untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.process
+import os
+import random
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.entry import WorkerConfig
+
+log = logging.getLogger(__name__)
+
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+def _worker_main(config: WorkerConfig, log_level: str, log_format: str) -> None:
+    """Body of a worker process."""
+    from cluster import logs
+
+    logs.setup(log_level, log_format, cluster=config.cluster_id)
+    # SIGINT from a terminal reaches the whole process group; the launcher decides when
+    # workers stop (it sends SIGTERM), so a Ctrl-C doesn't kill them mid-flush.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from bot.entry import run_worker
+
+    run_worker(config)
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    max_failures: int = 5  # within `window` seconds, then the worker is marked failed
+    window: float = 300.0
+
+    def delay(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, so restarts of many workers spread out."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** max(0, attempt - 1)))
+        return random.uniform(self.base_delay / 2, max(self.base_delay / 2, ceiling))
+
+
+@dataclass
+class Worker:
+    config: WorkerConfig
+    process: multiprocessing.process.BaseProcess | None = None
+    restarts: int = 0
+    failures: deque[float] = field(default_factory=deque)
+    failed: bool = False
+    started_at: float = 0.0
+
+    @property
+    def cluster_id(self) -> int:
+        return self.config.cluster_id
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+
+class Supervisor:
+    def __init__(
+        self,
+        configs: list[WorkerConfig],
+        *,
+        log_level: str,
+        log_format: str,
+        policy: RestartPolicy | None = None,
+        grace: float = 25.0,
+    ) -> None:
+        self.workers = {c.cluster_id: Worker(c) for c in configs}
+        self.log_level = log_level
+        self.log_format = log_format
+        self.policy = policy or RestartPolicy()
+        self.grace = grace
+        self._stopping = False
+        self._monitor: asyncio.Task[None] | None = None
+
+    def _spawn(self, worker: Worker) -> None:
+        proc = _SPAWN.Process(
+            target=_worker_main,
+            args=(worker.config, self.log_level, self.log_format),
+            name=f"guildhouse-cluster-{worker.cluster_id}",
+            daemon=False,
+        )
+        proc.start()
+        worker.process = proc
+        worker.started_at = time.monotonic()
+        log.info(
+            "cluster %d started (pid %s, shards %s)",
+            worker.cluster_id,
+            proc.pid,
+            list(worker.config.shard_ids),
+            extra={"cluster": worker.cluster_id},
+        )
+
+    async def start(self) -> None:
+        for worker in self.workers.values():
+            self._spawn(worker)
+        self._monitor = asyncio.create_task(self._watch(), name="supervisor")
+
+    async def _watch(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(0.5)
+            for worker in self.workers.values():
+                if worker.failed or worker.alive() or self._stopping:
+                    continue
+                code = worker.process.exitcode if worker.process else None
+                await self._restart(worker, f"exited with code {code}")
+
+    async def _restart(self, worker: Worker, why: str) -> None:
+        now = time.monotonic()
+        worker.failures.append(now)
+        while worker.failures and now - worker.failures[0] > self.policy.window:
+            worker.failures.popleft()
+        if len(worker.failures) >= self.policy.max_failures:
+            worker.failed = True
+            log.critical(
+                "cluster %d FAILED: %s; %d failures within %.0fs, not restarting it again. "
+                "Its shards %s are offline until the launcher is restarted.",
+                worker.cluster_id,
+                why,
+                len(worker.failures),
+                self.policy.window,
+                list(worker.config.shard_ids),
+                extra={"cluster": worker.cluster_id},
+            )
+            return
+        delay = self.policy.delay(len(worker.failures))
+        log.warning(
+            "cluster %d %s; restarting in %.1fs",
+            worker.cluster_id,
+            why,
+            delay,
+            extra={"cluster": worker.cluster_id},
+        )
+        await asyncio.sleep(delay)
+        if self._stopping:
+            return
+        worker.restarts += 1
+        self._spawn(worker)
+
+    def kill(self, cluster_id: int, sig: int = signal.SIGKILL) -> None:
+        """Signal one worker (tests, `restart`); the supervisor restarts it."""
+        pid = self.workers[cluster_id].pid
+        if pid is not None:
+            os.kill(pid, sig)
+
+    async def stop(self) -> None:
+        """SIGTERM every worker, wait up to the grace period, then SIGKILL what is left."""
+        self._stopping = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        running = [w for w in self.workers.values() if w.alive()]
+        for worker in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid or 0, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        # A child's exit is no asyncio event; polling is the simple, portable way.
+        while any(w.alive() for w in running) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        for worker in running:
+            if worker.alive():
+                log.warning(
+                    "cluster %d did not stop within %.0fs; killing it",
+                    worker.cluster_id,
+                    self.grace,
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid or 0, signal.SIGKILL)
+            if worker.process is not None:
+                worker.process.join(5)
