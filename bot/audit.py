@@ -72,8 +72,8 @@ async def write(
     return AuditEntry.from_record(row)
 
 
-async def audited(
-    bot: Guildhouse,
+async def record_change(
+    pool: asyncpg.Pool,
     *,
     guild_id: int,
     actor_id: int,
@@ -82,10 +82,10 @@ async def audited(
     channel_id: int | None = None,
     target_id: int | None = None,
 ) -> AuditEntry:
-    """Run `change(conn)` -> (before, after) and record it, in one transaction."""
-    async with bot.pool.acquire() as conn, conn.transaction():
+    """Run `change(conn)` -> (before, after) and write its audit row, in one transaction."""
+    async with pool.acquire() as conn, conn.transaction():
         before, after = await change(conn)
-        entry = await write(
+        return await write(
             conn,
             guild_id=guild_id,
             actor_id=actor_id,
@@ -95,6 +95,11 @@ async def audited(
             before=before,
             after=after,
         )
+
+
+async def audited(bot: Guildhouse, **kwargs: Any) -> AuditEntry:
+    """`record_change`, then post the entry to the guild's log channel."""
+    entry = await record_change(bot.pool, **kwargs)
     await post(bot, entry)
     return entry
 
@@ -150,7 +155,7 @@ async def post(bot: Guildhouse, entry: AuditEntry) -> None:
         return
     channel = bot.get_channel(settings.log_channel)
     if not isinstance(channel, discord.abc.Messageable):
-        return  # on another cluster's shard, or gone: the database row is what counts
+        return  # deleted, or not visible to us: the database row is what counts
     embed = discord.Embed(
         title=f"Audit: {entry.action}",
         description=describe(entry),

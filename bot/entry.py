@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+
+import discord
 
 from bot.config import WorkerConfig
 from bot.db import migrations
@@ -11,13 +14,19 @@ from bot.db.pool import connect
 
 __all__ = [
     "MigrationError",
+    "SyncError",
     "WorkerConfig",
     "apply_migrations",
     "migration_status",
     "run_worker",
+    "sync_commands",
 ]
 
 MigrationError = migrations.MigrationError
+
+
+class SyncError(RuntimeError):
+    """Discord refused the login or the command sync."""
 
 
 async def apply_migrations(dsn: str, directory: Path | None = None) -> list[migrations.Migration]:
@@ -36,13 +45,48 @@ async def migration_status(dsn: str, directory: Path | None = None) -> list[migr
         await conn.close()
 
 
-def run_worker(config: WorkerConfig) -> None:
-    """A worker process's body (blocking): the bot for config.shard_ids, on uvloop."""
+def run_worker(config: WorkerConfig, heartbeat: Callable[[], None] | None = None) -> None:
+    """A worker process's body (blocking): the bot for config.shard_ids, on uvloop.
+
+    `heartbeat` is called about once a second from the event loop, so the launcher can tell a
+    blocked loop from a busy one.
+    """
     from bot.worker import run_worker as _run
 
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        asyncio.run(_run(config))
+        asyncio.run(_run(config, heartbeat))
     else:
-        uvloop.run(_run(config))
+        uvloop.run(_run(config, heartbeat))
+
+
+async def sync_commands(config: WorkerConfig, guild_id: int | None = None) -> list[str]:
+    """Register the slash commands with Discord over REST only (no gateway connection).
+
+    Run by one process on demand (`guildhouse commands sync`), never on every start: syncing
+    is rate limited by Discord and needless syncs delay command updates for users.
+    """
+    from bot.core import Guildhouse
+    from bot.db.pool import create_pool
+    from bot.discord_urls import point_at
+    from ipc.client import create_redis
+
+    point_at(config.api_url, config.gateway_url)
+    pool = await create_pool(config.database_url, min_size=1, max_size=2)
+    try:
+        async with create_redis(config.redis_url) as redis:
+            bot = Guildhouse(config, pool=pool, redis=redis)
+            try:
+                await bot.login(config.token)  # runs setup_hook: loads every cog
+                guild = discord.Object(guild_id) if guild_id is not None else None
+                if guild is not None:
+                    bot.tree.copy_global_to(guild=guild)
+                synced = await bot.tree.sync(guild=guild)
+                return [c.name for c in synced]
+            except (discord.HTTPException, discord.LoginFailure) as exc:
+                raise SyncError(str(exc)) from exc
+            finally:
+                await bot.close()
+    finally:
+        await pool.close()

@@ -92,14 +92,17 @@ def fit_embed(embed: discord.Embed) -> discord.Embed:
     while _embed_size(embed) > EMBED_TOTAL and embed.fields:
         embed.remove_field(len(embed.fields) - 1)
         dropped += 1
-    if _embed_size(embed) > EMBED_TOTAL and embed.description:
-        over = _embed_size(embed) - EMBED_TOTAL
-        embed.description = truncate(embed.description, max(0, len(embed.description) - over))
     if dropped:
         note = f"{dropped} more field(s) not shown"
-        text = f"{embed.footer.text} · {note}" if embed.footer and embed.footer.text else note
-        if _embed_size(embed) + len(note) + 3 <= EMBED_TOTAL:
-            embed.set_footer(text=truncate(text, EMBED_FOOTER))
+        base = embed.footer.text if embed.footer and embed.footer.text else ""
+        text = f"{truncate(base, EMBED_FOOTER - len(note) - 3)} · {note}" if base else note
+        embed.set_footer(text=text, icon_url=embed.footer.icon_url if embed.footer else None)
+    over = _embed_size(embed) - EMBED_TOTAL
+    if over > 0 and embed.description:
+        embed.description = truncate(embed.description, max(0, len(embed.description) - over))
+    over = _embed_size(embed) - EMBED_TOTAL
+    if over > 0 and embed.title:
+        embed.title = truncate(embed.title, max(0, len(embed.title) - over))
     return embed
 
 

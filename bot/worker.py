@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
 from bot import logcontext
 from bot.config import WorkerConfig
@@ -17,7 +18,13 @@ from ipc.client import create_redis
 log = logging.getLogger(__name__)
 
 
-async def run_worker(config: WorkerConfig) -> None:
+async def _beat(heartbeat: Callable[[], None]) -> None:
+    while True:
+        heartbeat()
+        await asyncio.sleep(1)
+
+
+async def run_worker(config: WorkerConfig, heartbeat: Callable[[], None] | None = None) -> None:
     """Run the bot for `config.shard_ids` until SIGTERM/SIGINT or the bot closes."""
     logcontext.install()
     logcontext.cluster.set(config.cluster_id)
@@ -35,11 +42,14 @@ async def run_worker(config: WorkerConfig) -> None:
             Guildhouse(config, pool=pool, redis=redis) as bot,
         ):
             loop = asyncio.get_running_loop()
+            beat = asyncio.create_task(_beat(heartbeat), name="heartbeat") if heartbeat else None
             runner = asyncio.create_task(bot.start(config.token), name="bot")
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, runner.cancel)
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
             log.info("cluster %d stopping", config.cluster_id)
+            if beat is not None:
+                beat.cancel()
     finally:
         await pool.close()

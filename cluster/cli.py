@@ -99,6 +99,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_async(run(settings))
 
 
+def cmd_commands_sync(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    logs.setup(settings.log_level, settings.log_format)
+    from cluster.launcher import sync_commands
+
+    return _run_async(sync_commands(settings, args.guild))
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.runner import main as sandbox_main
 

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -190,6 +190,12 @@ async def run(settings: Settings) -> int:
                 [c.cluster_id for c in configs],
                 info.max_concurrency,
             )
+            if settings.uses_sandbox:
+                # The sandbox starts empty every run, so its slash commands are registered
+                # now. Against Discord this is `guildhouse commands sync`, run on demand.
+                from bot.entry import sync_commands
+
+                await sync_commands(configs[0])
             supervisor = Supervisor(
                 configs, log_level=settings.log_level, log_format=settings.log_format
             )
@@ -201,4 +207,28 @@ async def run(settings: Settings) -> int:
                 log.info("stopping: draining workers")
                 await supervisor.stop()
         log.info("stopped")
+    return 0
+
+
+async def sync_commands(settings: Settings, guild_id: int | None) -> int:
+    """`guildhouse commands sync`: one REST-only login, then a bulk overwrite."""
+    from bot.entry import SyncError
+    from bot.entry import sync_commands as sync
+
+    with backing_services(settings) as urls:
+        async with discord_endpoint(settings) as endpoint:
+            (config,) = worker_configs(
+                replace(settings, cluster_count=1, cluster_id=None),
+                endpoint,
+                urls,
+                1,
+                endpoint.gateway_url,
+            )
+            try:
+                names = await sync(config, guild_id)
+            except SyncError as exc:
+                log.error("sync failed: %s", exc)
+                return 1
+    where = f"guild {guild_id}" if guild_id else "all guilds (global)"
+    print(f"synced {len(names)} slash commands to {where}: {', '.join(sorted(names))}")
     return 0

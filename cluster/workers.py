@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import Synchronized
+
     from bot.entry import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,9 @@ log = logging.getLogger(__name__)
 _SPAWN = multiprocessing.get_context("spawn")
 
 
-def _worker_main(config: WorkerConfig, log_level: str, log_format: str) -> None:
+def _worker_main(
+    config: WorkerConfig, log_level: str, log_format: str, beat: Synchronized[float]
+) -> None:
     """Body of a worker process."""
     from cluster import logs
 
@@ -39,7 +43,10 @@ def _worker_main(config: WorkerConfig, log_level: str, log_format: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from bot.entry import run_worker
 
-    run_worker(config)
+    def heartbeat() -> None:
+        beat.value = time.time()
+
+    run_worker(config, heartbeat)
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,10 @@ class RestartPolicy:
     max_delay: float = 60.0
     max_failures: int = 5  # within `window` seconds, then the worker is marked failed
     window: float = 300.0
+    # A worker whose event loop has not beaten for this long is killed and restarted.
+    hang_timeout: float = 60.0
+    # Time a new worker has to import, connect and start beating.
+    start_grace: float = 60.0
 
     def delay(self, attempt: int) -> float:
         """Exponential backoff with full jitter, so restarts of many workers spread out."""
@@ -63,6 +74,15 @@ class Worker:
     failures: deque[float] = field(default_factory=deque)
     failed: bool = False
     started_at: float = 0.0
+    beat: Synchronized[float] | None = None
+    restarting: bool = False
+
+    def silent_for(self) -> float:
+        """Seconds since the worker's event loop last beat (or since start, if never)."""
+        last = self.beat.value if self.beat is not None else 0.0
+        if last == 0.0:
+            return time.monotonic() - self.started_at
+        return max(0.0, time.time() - last)
 
     @property
     def cluster_id(self) -> int:
@@ -93,11 +113,13 @@ class Supervisor:
         self.grace = grace
         self._stopping = False
         self._monitor: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _spawn(self, worker: Worker) -> None:
+        worker.beat = _SPAWN.Value("d", 0.0, lock=False)
         proc = _SPAWN.Process(
             target=_worker_main,
-            args=(worker.config, self.log_level, self.log_format),
+            args=(worker.config, self.log_level, self.log_format, worker.beat),
             name=f"guildhouse-cluster-{worker.cluster_id}",
             daemon=False,
         )
@@ -121,12 +143,43 @@ class Supervisor:
         while not self._stopping:
             await asyncio.sleep(0.5)
             for worker in self.workers.values():
-                if worker.failed or worker.alive() or self._stopping:
+                if worker.failed or worker.restarting or self._stopping:
                     continue
-                code = worker.process.exitcode if worker.process else None
-                await self._restart(worker, f"exited with code {code}")
+                if worker.alive():
+                    limit = self.policy.hang_timeout
+                    if worker.beat is not None and worker.beat.value == 0.0:
+                        limit = max(limit, self.policy.start_grace)
+                    silent = worker.silent_for()
+                    if silent <= limit:
+                        continue
+                    log.error(
+                        "cluster %d has not heartbeated for %.0fs (event loop blocked?); "
+                        "killing it",
+                        worker.cluster_id,
+                        silent,
+                        extra={"cluster": worker.cluster_id},
+                    )
+                    self.kill(worker.cluster_id)
+                    if worker.process is not None:
+                        await asyncio.to_thread(worker.process.join, 10)
+                    why = f"hung for {silent:.0f}s"
+                else:
+                    code = worker.process.exitcode if worker.process else None
+                    why = f"exited with code {code}"
+                # Restarts wait out their backoff in their own task: one worker's backoff
+                # must not delay noticing another's failure.
+                worker.restarting = True
+                task = asyncio.create_task(self._restart(worker, why), name="restart")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _restart(self, worker: Worker, why: str) -> None:
+        try:
+            await self._restart_after_backoff(worker, why)
+        finally:
+            worker.restarting = False
+
+    async def _restart_after_backoff(self, worker: Worker, why: str) -> None:
         now = time.monotonic()
         worker.failures.append(now)
         while worker.failures and now - worker.failures[0] > self.policy.window:
@@ -167,10 +220,11 @@ class Supervisor:
     async def stop(self) -> None:
         """SIGTERM every worker, wait up to the grace period, then SIGKILL what is left."""
         self._stopping = True
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+        for task in [self._monitor, *self._tasks]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         running = [w for w in self.workers.values() if w.alive()]
         for worker in running:
             with contextlib.suppress(ProcessLookupError):
