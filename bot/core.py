@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -41,6 +42,21 @@ def intents() -> discord.Intents:
     return flags
 
 
+# Tasks discord.py creates per incoming message / interaction (see Client._schedule_event and
+# CommandTree._from_interaction); draining waits for these to finish.
+_COMMAND_TASKS = ("discord.py: on_message", "CommandTree-invoker")
+
+
+class Tree(discord.app_commands.CommandTree["Guildhouse"]):
+    async def interaction_check(self, interaction: discord.Interaction[Guildhouse]) -> bool:
+        if interaction.client.accepting:
+            return True
+        await interaction.response.send_message(
+            "I'm restarting; try again in a few seconds.", ephemeral=True
+        )
+        return False
+
+
 class Guildhouse(commands.AutoShardedBot):
     def __init__(
         self,
@@ -65,6 +81,7 @@ class Guildhouse(commands.AutoShardedBot):
             chunk_guilds_at_startup=False,
             member_cache_flags=discord.MemberCacheFlags.none(),
             max_messages=None,
+            tree_cls=Tree,
         )
         self.config = config
         self.pool = pool
@@ -72,6 +89,7 @@ class Guildhouse(commands.AutoShardedBot):
         self.keys = Keys(config.redis_prefix)
         self.guild_settings = GuildSettingsStore(pool, redis, self.keys)
         self.started_at = time.time()
+        self.accepting = True
         self._extensions = extensions
         self.add_check(self._not_disabled, call_once=True)
 
@@ -83,6 +101,23 @@ class Guildhouse(commands.AutoShardedBot):
         for ext in self._extensions:
             await self.load_extension(ext)
         self.tree.error(self._on_app_command_error)
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking commands and wait (up to `grace` s) for the running ones to finish."""
+        self.accepting = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        current = asyncio.current_task()
+        while (left := deadline - loop.time()) > 0:
+            busy = [
+                t
+                for t in asyncio.all_tasks()
+                if t is not current and not t.done() and t.get_name() in _COMMAND_TASKS
+            ]
+            if not busy:
+                return
+            await asyncio.wait(busy, timeout=left)
+        log.warning("drain: commands still running after %.0fs; closing anyway", grace)
 
     async def close(self) -> None:
         await self.guild_settings.stop()
@@ -109,7 +144,7 @@ class Guildhouse(commands.AutoShardedBot):
     # -- events --------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot:
+        if message.author.bot or not self.accepting:
             return
         if message.guild is not None:
             logcontext.guild.set(message.guild.id)

@@ -24,8 +24,15 @@ async def _beat(heartbeat: Callable[[], None]) -> None:
         await asyncio.sleep(1)
 
 
-async def run_worker(config: WorkerConfig, heartbeat: Callable[[], None] | None = None) -> None:
-    """Run the bot for `config.shard_ids` until SIGTERM/SIGINT or the bot closes."""
+async def run_worker(
+    config: WorkerConfig,
+    heartbeat: Callable[[], None] | None = None,
+    *,
+    drain_grace: float = 15.0,
+) -> None:
+    """Run the bot for `config.shard_ids` until SIGTERM/SIGINT, then shut down gracefully:
+    stop taking commands, let running ones finish (up to `drain_grace` s), close the gateway
+    connections, then the Redis client and the pool."""
     logcontext.install()
     logcontext.cluster.set(config.cluster_id)
     point_at(config.api_url, config.gateway_url)
@@ -42,14 +49,22 @@ async def run_worker(config: WorkerConfig, heartbeat: Callable[[], None] | None 
             Guildhouse(config, pool=pool, redis=redis) as bot,
         ):
             loop = asyncio.get_running_loop()
+            stop = asyncio.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
             beat = asyncio.create_task(_beat(heartbeat), name="heartbeat") if heartbeat else None
             runner = asyncio.create_task(bot.start(config.token), name="bot")
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, runner.cancel)
+            stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                log.info("cluster %d draining", config.cluster_id)
+                await bot.drain(drain_grace)
+                await bot.close()
+            stopper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await runner
-            log.info("cluster %d stopping", config.cluster_id)
+                await runner  # re-raises what stopped the bot, if it was not us
             if beat is not None:
                 beat.cancel()
+            log.info("cluster %d stopped", config.cluster_id)
     finally:
         await pool.close()
