@@ -21,5 +21,8 @@ class WorkerConfig:
     api_url: str | None = None  # None: Discord itself
     gateway_url: str | None = None
     owner_ids: frozenset[int] = frozenset()
+    # A shard connected but not READY for this long is reconnected (the launcher sets it from
+    # the identify queue's expected wait).
+    shard_ready_timeout: float = 300.0
     log_level: str = "INFO"
     log_format: str = "json"

@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot import errors, logcontext
 from bot.config import WorkerConfig
 from bot.guild_settings import GuildSettingsStore
+from bot.shards import ShardState, ShardTracker
 from ipc.client import Keys
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class Guildhouse(commands.AutoShardedBot):
         self.guild_settings = GuildSettingsStore(pool, redis, self.keys)
         self.started_at = time.time()
         self.accepting = True
+        self.shard_tracker = ShardTracker(config.shard_ids)
         self._extensions = extensions
         self.add_check(self._not_disabled, call_once=True)
 
@@ -167,7 +169,17 @@ class Guildhouse(commands.AutoShardedBot):
         ctx = await commands.Context.from_interaction(interaction)
         await errors.handle(self, ctx, error)
 
+    async def on_shard_connect(self, shard_id: int) -> None:
+        self.shard_tracker.update(shard_id, ShardState.CONNECTING)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self.shard_tracker.update(shard_id, ShardState.DISCONNECTED)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self.shard_tracker.update(shard_id, ShardState.READY)
+
     async def on_shard_ready(self, shard_id: int) -> None:
+        self.shard_tracker.update(shard_id, ShardState.READY)
         guilds = [g for g in self.guilds if g.shard_id == shard_id]
         log.info("shard %d ready with %d guilds", shard_id, len(guilds), extra={"shard": shard_id})
         await self._remember_guilds([g.id for g in guilds])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import discord
@@ -11,9 +10,12 @@ import discord
 from bot.config import WorkerConfig
 from bot.db import migrations
 from bot.db.pool import connect
+from bot.shards import Reporter, ShardState
 
 __all__ = [
     "MigrationError",
+    "Reporter",
+    "ShardState",
     "SyncError",
     "WorkerConfig",
     "apply_migrations",
@@ -45,20 +47,20 @@ async def migration_status(dsn: str, directory: Path | None = None) -> list[migr
         await conn.close()
 
 
-def run_worker(config: WorkerConfig, heartbeat: Callable[[], None] | None = None) -> None:
+def run_worker(config: WorkerConfig, reporter: Reporter | None = None) -> None:
     """A worker process's body (blocking): the bot for config.shard_ids, on uvloop.
 
-    `heartbeat` is called about once a second from the event loop, so the launcher can tell a
-    blocked loop from a busy one.
+    `reporter` hears from the event loop about once a second (so the launcher can tell a
+    blocked loop from a busy one) and learns each shard's state.
     """
     from bot.worker import run_worker as _run
 
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        asyncio.run(_run(config, heartbeat))
+        asyncio.run(_run(config, reporter))
     else:
-        uvloop.run(_run(config, heartbeat))
+        uvloop.run(_run(config, reporter))
 
 
 async def sync_commands(config: WorkerConfig, guild_id: int | None = None) -> list[str]:

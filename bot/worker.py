@@ -6,27 +6,51 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
 
 from bot import logcontext
 from bot.config import WorkerConfig
 from bot.core import Guildhouse
 from bot.db.pool import create_pool
 from bot.discord_urls import point_at
+from bot.shards import Reporter, ShardState
 from ipc.client import create_redis
 
 log = logging.getLogger(__name__)
 
 
-async def _beat(heartbeat: Callable[[], None]) -> None:
+async def _report(bot: Guildhouse, reporter: Reporter | None, ready_timeout: float) -> None:
+    """Once a second: tell the launcher we are alive and how each shard is; reconnect a shard
+    that has been stuck short of READY for `ready_timeout` seconds."""
+    tick = 0
     while True:
-        heartbeat()
+        if reporter is not None:
+            reporter.heartbeat()
+            for sid, state in bot.shard_tracker.states.items():
+                info = bot.get_shard(sid)
+                latency = info.latency if info is not None else None
+                if latency is not None and latency == float("inf"):
+                    latency = None
+                reporter.shard(sid, state, latency)
+        tick += 1
+        if tick % 5 == 0:
+            for sid in bot.shard_tracker.stuck(ready_timeout):
+                info = bot.get_shard(sid)
+                if info is None:
+                    continue
+                log.warning(
+                    "shard %d not READY after %.0fs; reconnecting it",
+                    sid,
+                    ready_timeout,
+                    extra={"shard": sid},
+                )
+                bot.shard_tracker.update(sid, ShardState.STARTING)
+                asyncio.create_task(info.reconnect(), name=f"reconnect-shard-{sid}")  # noqa: RUF006
         await asyncio.sleep(1)
 
 
 async def run_worker(
     config: WorkerConfig,
-    heartbeat: Callable[[], None] | None = None,
+    reporter: Reporter | None = None,
     *,
     drain_grace: float = 15.0,
 ) -> None:
@@ -52,7 +76,9 @@ async def run_worker(
             stop = asyncio.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            beat = asyncio.create_task(_beat(heartbeat), name="heartbeat") if heartbeat else None
+            beat = asyncio.create_task(
+                _report(bot, reporter, config.shard_ready_timeout), name="report"
+            )
             runner = asyncio.create_task(bot.start(config.token), name="bot")
             stopper = asyncio.create_task(stop.wait(), name="stop-signal")
             await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -63,8 +89,7 @@ async def run_worker(
             stopper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner  # re-raises what stopped the bot, if it was not us
-            if beat is not None:
-                beat.cancel()
+            beat.cancel()
             log.info("cluster %d stopped", config.cluster_id)
     finally:
         await pool.close()

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+IDENTIFY_INTERVAL = 5  # Discord: one IDENTIFY per 5 s per max_concurrency bucket
+
 
 @dataclass(frozen=True)
 class BackingUrls:
@@ -130,10 +132,12 @@ async def _read_sandbox_banner(stream: asyncio.StreamReader) -> dict[str, Any]:
 
 def worker_configs(
     settings: Settings,
+    *,
     endpoint: DiscordEndpoint,
     urls: BackingUrls,
     shard_count: int,
     gateway_url: str | None,
+    max_concurrency: int = 1,
 ) -> list[WorkerConfig]:
     from bot.entry import WorkerConfig
 
@@ -152,6 +156,8 @@ def worker_configs(
             api_url=endpoint.api_url,
             gateway_url=gateway_url,
             owner_ids=settings.owner_ids,
+            # Twice the identify queue's worst case for the whole bot, plus slack.
+            shard_ready_timeout=2 * IDENTIFY_INTERVAL * -(-shard_count // max_concurrency) + 120,
             log_level=settings.log_level,
             log_format=settings.log_format,
         )
@@ -177,7 +183,12 @@ async def run(settings: Settings) -> int:
                 info = await fetch_gateway(endpoint.api_url, endpoint.token)
                 shard_count = settings.shard_count or info.shards
                 configs = worker_configs(
-                    settings, endpoint, urls, shard_count, endpoint.gateway_url or info.url
+                    settings,
+                    endpoint=endpoint,
+                    urls=urls,
+                    shard_count=shard_count,
+                    gateway_url=endpoint.gateway_url or info.url,
+                    max_concurrency=info.max_concurrency,
                 )
                 check_session_starts(info, sum(len(c.shard_ids) for c in configs))
             except PlanningError as exc:
@@ -219,10 +230,10 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> int:
         async with discord_endpoint(settings) as endpoint:
             (config,) = worker_configs(
                 replace(settings, cluster_count=1, cluster_id=None),
-                endpoint,
-                urls,
-                1,
-                endpoint.gateway_url,
+                endpoint=endpoint,
+                urls=urls,
+                shard_count=1,
+                gateway_url=endpoint.gateway_url,
             )
             try:
                 names = await sync(config, guild_id)

@@ -22,17 +22,58 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from multiprocessing.sharedctypes import Synchronized
+    from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 
-    from bot.entry import WorkerConfig
+    from bot.entry import ShardState, WorkerConfig
 
 log = logging.getLogger(__name__)
 
 _SPAWN = multiprocessing.get_context("spawn")
 
 
+class SharedReport:
+    """The worker's side writes, the launcher's side reads: plain shared memory, no locks.
+
+    Each value has one writer (the worker's event loop), and a torn read of a float only
+    delays a decision by a second; nothing here needs Redis, so a Redis outage can't make the
+    launcher kill healthy workers.
+    """
+
+    FIELDS = 3  # per shard: state, latency (s, -1 unknown), time of the last report
+
+    def __init__(self, shard_ids: tuple[int, ...]) -> None:
+        self.shard_ids = shard_ids
+        self.index = {sid: i for i, sid in enumerate(shard_ids)}
+        self.beat: Synchronized[float] = _SPAWN.Value("d", 0.0, lock=False)
+        self.shards: SynchronizedArray[float] = _SPAWN.Array(
+            "d", len(shard_ids) * self.FIELDS, lock=False
+        )
+
+    # -- worker side (bot.shards.Reporter) --
+    def heartbeat(self) -> None:
+        self.beat.value = time.time()
+
+    def shard(self, shard_id: int, state: ShardState, latency: float | None) -> None:
+        base = self.index[shard_id] * self.FIELDS
+        self.shards[base] = float(state)
+        self.shards[base + 1] = -1.0 if latency is None else latency
+        self.shards[base + 2] = time.time()
+
+    # -- launcher side --
+    def last_beat(self) -> float:
+        return float(self.beat.value)
+
+    def shard_states(self) -> dict[int, tuple[int, float | None]]:
+        out: dict[int, tuple[int, float | None]] = {}
+        for sid, i in self.index.items():
+            base = i * self.FIELDS
+            latency = self.shards[base + 1]
+            out[sid] = (int(self.shards[base]), None if latency < 0 else latency)
+        return out
+
+
 def _worker_main(
-    config: WorkerConfig, log_level: str, log_format: str, beat: Synchronized[float]
+    config: WorkerConfig, log_level: str, log_format: str, report: SharedReport
 ) -> None:
     """Body of a worker process."""
     from cluster import logs
@@ -43,10 +84,7 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from bot.entry import run_worker
 
-    def heartbeat() -> None:
-        beat.value = time.time()
-
-    run_worker(config, heartbeat)
+    run_worker(config, report)
 
 
 @dataclass(frozen=True)
@@ -74,12 +112,12 @@ class Worker:
     failures: deque[float] = field(default_factory=deque)
     failed: bool = False
     started_at: float = 0.0
-    beat: Synchronized[float] | None = None
+    report: SharedReport | None = None
     restarting: bool = False
 
     def silent_for(self) -> float:
         """Seconds since the worker's event loop last beat (or since start, if never)."""
-        last = self.beat.value if self.beat is not None else 0.0
+        last = self.report.last_beat() if self.report is not None else 0.0
         if last == 0.0:
             return time.monotonic() - self.started_at
         return max(0.0, time.time() - last)
@@ -116,10 +154,10 @@ class Supervisor:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _spawn(self, worker: Worker) -> None:
-        worker.beat = _SPAWN.Value("d", 0.0, lock=False)
+        worker.report = SharedReport(worker.config.shard_ids)
         proc = _SPAWN.Process(
             target=_worker_main,
-            args=(worker.config, self.log_level, self.log_format, worker.beat),
+            args=(worker.config, self.log_level, self.log_format, worker.report),
             name=f"guildhouse-cluster-{worker.cluster_id}",
             daemon=False,
         )
@@ -147,7 +185,7 @@ class Supervisor:
                     continue
                 if worker.alive():
                     limit = self.policy.hang_timeout
-                    if worker.beat is not None and worker.beat.value == 0.0:
+                    if worker.report is not None and worker.report.last_beat() == 0.0:
                         limit = max(limit, self.policy.start_grace)
                     silent = worker.silent_for()
                     if silent <= limit:
