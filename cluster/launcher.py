@@ -9,11 +9,15 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import orjson
+from redis.asyncio import Redis
 
 from cluster.embedded import EmbeddedError, services
+from cluster.http import Probes, build_app, serve
 from cluster.planning import PlanningError, check_session_starts, fetch_gateway, split_shards
 from cluster.settings import DEFAULT_API_URL, Settings
 from cluster.workers import Supervisor
@@ -60,6 +64,18 @@ def stop_signals() -> Iterator[asyncio.Event]:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def ping_postgres(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn, timeout=2)
+    try:
+        await conn.fetchval("SELECT 1")
+    finally:
+        await conn.close()
+
+
+async def ping_redis(redis: Redis) -> None:
+    await redis.ping()
 
 
 @dataclass(frozen=True)
@@ -211,12 +227,21 @@ async def run(settings: Settings) -> int:
                 configs, log_level=settings.log_level, log_format=settings.log_format
             )
             await supervisor.start()
-            log.info("guildhouse is up; press Ctrl-C to stop")
-            try:
-                await stop.wait()
-            finally:
-                log.info("stopping: draining workers")
-                await supervisor.stop()
+            async with create_redis(urls.redis_url) as redis:
+                probes = Probes(
+                    {
+                        "postgres": partial(ping_postgres, urls.database_url),
+                        "redis": partial(ping_redis, redis),
+                    }
+                )
+                http, _ = await serve(build_app(supervisor, probes), settings.http_port)
+                log.info("guildhouse is up; press Ctrl-C to stop")
+                try:
+                    await stop.wait()
+                finally:
+                    log.info("stopping: draining workers")
+                    await supervisor.stop()
+                    await http.cleanup()
         log.info("stopped")
     return 0
 

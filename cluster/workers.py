@@ -249,6 +249,18 @@ class Supervisor:
         worker.restarts += 1
         self._spawn(worker)
 
+    def ready(self) -> bool:
+        """Every worker up and every one of its shards READY."""
+        from bot.entry import ShardState
+
+        for worker in self.workers.values():
+            if not worker.alive() or worker.report is None:
+                return False
+            states = worker.report.shard_states()
+            if any(state != ShardState.READY for state, _ in states.values()):
+                return False
+        return True
+
     def kill(self, cluster_id: int, sig: int = signal.SIGKILL) -> None:
         """Signal one worker (tests, `restart`); the supervisor restarts it."""
         pid = self.workers[cluster_id].pid

@@ -164,7 +164,7 @@ def test_run_uses_embedded_services_and_stops_them_on_sigterm(tmp_path: Path) ->
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "REDIS_URL", "DISCORD_TOKEN")
     }
-    env.update(DATA_DIR=str(tmp_path), LOG_FORMAT="json")
+    env.update(DATA_DIR=str(tmp_path), LOG_FORMAT="json", HTTP_PORT="0")
     proc = subprocess.Popen(
         [sys.executable, "-m", "cluster.cli", "run"], env=env, stdout=subprocess.PIPE, text=True
     )
