@@ -12,7 +12,7 @@ import discord
 import redis.asyncio as aioredis
 from discord.ext import commands
 
-from bot import errors, logcontext
+from bot import errors, logcontext, metrics
 from bot.config import WorkerConfig
 from bot.guild_settings import GuildSettingsStore
 from bot.shards import ShardState, ShardTracker
@@ -94,6 +94,8 @@ class Guildhouse(commands.AutoShardedBot):
         self.shard_tracker = ShardTracker(config.shard_ids)
         self._extensions = extensions
         self.add_check(self._not_disabled, call_once=True)
+        self.before_invoke(self._started)
+        self._cluster_label = str(config.cluster_id)
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -156,6 +158,42 @@ class Guildhouse(commands.AutoShardedBot):
     async def on_command(self, ctx: commands.Context[Any]) -> None:
         if ctx.command is not None:
             logcontext.command.set(ctx.command.qualified_name)
+
+    async def _started(self, ctx: commands.Context[Any]) -> None:
+        ctx.guildhouse_started = time.perf_counter()  # type: ignore[attr-defined]
+
+    def count_command(self, ctx: commands.Context[Any], outcome: str) -> None:
+        name = ctx.command.qualified_name if ctx.command else "unknown"
+        kind = "slash" if ctx.interaction else "prefix"
+        metrics.COMMANDS.labels(self._cluster_label, name, kind, outcome).inc()
+        started = getattr(ctx, "guildhouse_started", None)
+        if started is not None:
+            metrics.COMMAND_DURATION.labels(self._cluster_label, name).observe(
+                time.perf_counter() - started
+            )
+
+    async def on_command_completion(self, ctx: commands.Context[Any]) -> None:
+        self.count_command(ctx, "ok")
+
+    async def on_socket_event_type(self, event_type: str) -> None:
+        metrics.GATEWAY_EVENTS.labels(self._cluster_label, event_type).inc()
+
+    def sample_metrics(self) -> None:
+        """Refresh gauges; called once a second by the worker's report loop."""
+        cluster = self._cluster_label
+        guilds: dict[int, int] = dict.fromkeys(self.shard_tracker.states, 0)
+        for guild in self.guilds:
+            guilds[guild.shard_id] = guilds.get(guild.shard_id, 0) + 1
+        for sid, state in self.shard_tracker.states.items():
+            shard = str(sid)
+            metrics.SHARD_STATE.labels(cluster, shard).set(int(state))
+            metrics.SHARD_GUILDS.labels(cluster, shard).set(guilds.get(sid, 0))
+            info = self.get_shard(sid)
+            if info is not None and info.latency != float("inf"):
+                metrics.GATEWAY_LATENCY.labels(cluster, shard).set(info.latency)
+        metrics.DB_POOL_SIZE.labels(cluster).set(self.pool.get_size())
+        metrics.DB_POOL_IN_USE.labels(cluster).set(self.pool.get_size() - self.pool.get_idle_size())
+        metrics.sample_process(cluster)
 
     async def on_command_error(
         self, ctx: commands.Context[Any], error: commands.CommandError

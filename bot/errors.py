@@ -119,7 +119,11 @@ def is_unexpected(error: Exception) -> bool:
 
 async def handle(bot: Guildhouse, ctx: commands.Context[Any], error: Exception) -> None:
     """The central handler: answer the user, log the rest."""
-    if is_unexpected(error):
+    if isinstance(error, commands.CommandNotFound):
+        return  # not a command of ours: say nothing, count nothing
+    unexpected = is_unexpected(error)
+    bot.count_command(ctx, "error" if unexpected else "user_error")
+    if unexpected:
         error_id = secrets.token_hex(4)
         original = getattr(error, "original", error)
         log.error(

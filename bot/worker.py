@@ -32,6 +32,7 @@ async def _report(bot: Guildhouse, reporter: Reporter | None, ready_timeout: flo
                     latency = None
                 reporter.shard(sid, state, latency)
         tick += 1
+        bot.sample_metrics()
         if tick % 5 == 0:
             for sid in bot.shard_tracker.stuck(ready_timeout):
                 info = bot.get_shard(sid)

@@ -94,9 +94,16 @@ async def _migrate(dsn: str, directory: Path | None, *, show_status: bool) -> in
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     logs.setup(settings.log_level, settings.log_format)
-    from cluster.launcher import run
+    from cluster.metrics import disable_multiprocess, enable_multiprocess
 
-    return _run_async(run(settings))
+    # Before anything imports prometheus_client: workers inherit the directory.
+    metrics_dir = enable_multiprocess()
+    try:
+        from cluster.launcher import run
+
+        return _run_async(run(settings))
+    finally:
+        disable_multiprocess(metrics_dir)
 
 
 def cmd_commands_sync(args: argparse.Namespace) -> int:

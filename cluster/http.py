@@ -1,4 +1,4 @@
-"""The launcher's HTTP side: /healthz and /readyz (metrics and the status page come later)."""
+"""The launcher's HTTP side: /metrics, /healthz and /readyz."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from cluster.metrics import render
 from cluster.workers import Supervisor
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,12 @@ def build_app(supervisor: Supervisor, probes: Probes) -> web.Application:
         status = 200 if not problems else 503
         return web.json_response({"ready": not problems, "problems": problems}, status=status)
 
+    async def metrics(_: web.Request) -> web.Response:
+        body, content_type = await asyncio.to_thread(render)
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     app = web.Application()
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
@@ -77,5 +83,5 @@ async def serve(app: web.Application, port: int) -> tuple[web.AppRunner, int]:
     site = web.TCPSite(runner, "0.0.0.0", port)  # noqa: S104
     await site.start()
     bound = int(runner.addresses[0][1]) if runner.addresses else port
-    log.info("http server on port %d (/healthz, /readyz)", bound)
+    log.info("http server on port %d (/metrics, /healthz, /readyz)", bound)
     return runner, bound

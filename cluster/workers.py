@@ -26,7 +26,21 @@ if TYPE_CHECKING:
 
     from bot.entry import ShardState, WorkerConfig
 
+from prometheus_client import Counter, Gauge
+
+from cluster.metrics import mark_dead
+
 log = logging.getLogger(__name__)
+
+WORKER_RESTARTS = Counter(
+    "guildhouse_worker_restarts_total", "Worker processes restarted by the launcher.", ["cluster"]
+)
+WORKER_UP = Gauge(
+    "guildhouse_worker_up",
+    "1 while the worker process is running, 0 while it is down or failed.",
+    ["cluster"],
+    multiprocess_mode="livemostrecent",
+)
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -164,6 +178,7 @@ class Supervisor:
         proc.start()
         worker.process = proc
         worker.started_at = time.monotonic()
+        WORKER_UP.labels(str(worker.cluster_id)).set(1)
         log.info(
             "cluster %d started (pid %s, shards %s)",
             worker.cluster_id,
@@ -218,6 +233,9 @@ class Supervisor:
             worker.restarting = False
 
     async def _restart_after_backoff(self, worker: Worker, why: str) -> None:
+        WORKER_UP.labels(str(worker.cluster_id)).set(0)
+        if worker.pid is not None:
+            mark_dead(worker.pid)
         now = time.monotonic()
         worker.failures.append(now)
         while worker.failures and now - worker.failures[0] > self.policy.window:
@@ -247,6 +265,7 @@ class Supervisor:
         if self._stopping:
             return
         worker.restarts += 1
+        WORKER_RESTARTS.labels(str(worker.cluster_id)).inc()
         self._spawn(worker)
 
     def ready(self) -> bool:

@@ -1,0 +1,93 @@
+"""Prometheus metrics of a worker process.
+
+Workers run in prometheus-client's multiprocess mode: the launcher points
+PROMETHEUS_MULTIPROC_DIR at a fresh directory before it spawns them, each worker writes its
+samples there, and the launcher's /metrics merges them. Gauges use the `livemostrecent` mode:
+the newest value of processes that are alive, so a restarted worker's stale series vanish.
+Every series carries `cluster`; per-shard ones carry `shard` too.
+"""
+
+from __future__ import annotations
+
+import psutil
+from prometheus_client import Counter, Gauge, Histogram
+
+GATEWAY_EVENTS = Counter(
+    "guildhouse_gateway_events_total",
+    "Gateway dispatch events received, by type.",
+    ["cluster", "type"],
+)
+GATEWAY_LATENCY = Gauge(
+    "guildhouse_gateway_latency_seconds",
+    "Heartbeat round trip of each shard's gateway connection.",
+    ["cluster", "shard"],
+    multiprocess_mode="livemostrecent",
+)
+SHARD_STATE = Gauge(
+    "guildhouse_shard_state",
+    "Shard state: 0 starting, 1 connecting, 2 ready, 3 disconnected.",
+    ["cluster", "shard"],
+    multiprocess_mode="livemostrecent",
+)
+SHARD_GUILDS = Gauge(
+    "guildhouse_shard_guilds",
+    "Guilds served by each shard.",
+    ["cluster", "shard"],
+    multiprocess_mode="livemostrecent",
+)
+COMMANDS = Counter(
+    "guildhouse_commands_total",
+    "Commands run, by name, kind (prefix or slash) and outcome (ok, user_error, error).",
+    ["cluster", "command", "kind", "outcome"],
+)
+COMMAND_DURATION = Histogram(
+    "guildhouse_command_duration_seconds",
+    "Time from invocation to the command's end.",
+    ["cluster", "command"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DB_POOL_SIZE = Gauge(
+    "guildhouse_db_pool_connections",
+    "Connections in the asyncpg pool.",
+    ["cluster"],
+    multiprocess_mode="livemostrecent",
+)
+DB_POOL_IN_USE = Gauge(
+    "guildhouse_db_pool_connections_in_use",
+    "Connections of the asyncpg pool checked out.",
+    ["cluster"],
+    multiprocess_mode="livemostrecent",
+)
+REDIS_ERRORS = Counter(
+    "guildhouse_redis_errors_total",
+    "Redis operations that failed, by operation.",
+    ["cluster", "operation"],
+)
+PROCESS_CPU = Gauge(
+    "guildhouse_worker_cpu_percent",
+    "CPU use of the worker process (percent of one core) since the last sample.",
+    ["cluster"],
+    multiprocess_mode="livemostrecent",
+)
+PROCESS_MEMORY = Gauge(
+    "guildhouse_worker_resident_memory_bytes",
+    "Resident memory of the worker process.",
+    ["cluster"],
+    multiprocess_mode="livemostrecent",
+)
+PROCESS_FDS = Gauge(
+    "guildhouse_worker_open_fds",
+    "Open file descriptors of the worker process.",
+    ["cluster"],
+    multiprocess_mode="livemostrecent",
+)
+
+_process = psutil.Process()
+
+
+def sample_process(cluster: str) -> None:
+    """Refresh the process gauges (cheap; called from the worker's report loop)."""
+    with _process.oneshot():
+        PROCESS_CPU.labels(cluster).set(_process.cpu_percent(None))
+        PROCESS_MEMORY.labels(cluster).set(_process.memory_info().rss)
+        PROCESS_FDS.labels(cluster).set(_process.num_fds())
