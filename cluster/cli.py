@@ -114,6 +114,18 @@ def cmd_commands_sync(args: argparse.Namespace) -> int:
     return _run_async(sync_commands(settings, args.guild))
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    from cluster.chat import ChatError, chat, find_control_url
+
+    try:
+        base = find_control_url(settings.data_dir, args.url)
+        return _run_async(chat(base, args.channel, args.user))
+    except ChatError as exc:
+        print(f"guildhouse: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.runner import main as sandbox_main
 
