@@ -77,10 +77,10 @@ async def _pick_defaults(
         raise ChatError("no text channel found; pass --channel")
     if user is None:
         members = [
-            int(m) if not isinstance(m, dict) else int(m.get("id", m.get("user_id", 0)))
+            int(m) if not isinstance(m, dict) else int(m.get("id") or m.get("user_id") or 0)
             for m in guild.get("member_ids", guild.get("members", []))
         ]
-        bot_id = int((world.get("bot") or world.get("bot_user") or {}).get("id", 0))
+        bot_id = int((world.get("bot") or world.get("bot_user") or {}).get("id") or 0)
         humans = [m for m in members if m and m != bot_id]
         if not humans:
             raise ChatError("no member to speak as; pass --user")

@@ -196,6 +196,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=cmd_config_check)
 
+    cmds = add("commands", lambda a: _usage(cmds), "manage slash commands")
+    cmds_sub = cmds.add_subparsers(dest="commands_command", metavar="SUBCOMMAND")
+    sync = cmds_sub.add_parser(
+        "sync",
+        help="register slash commands with Discord (global, or one guild)",
+        description="Register the bot's slash commands with Discord. Done on demand, by one "
+        "process, never on every start. Global commands can take a while to appear in "
+        "clients; --guild updates one server at once (useful while developing).",
+    )
+    sync.add_argument(
+        "--guild", type=int, default=None, metavar="ID", help="sync to this guild only"
+    )
+    sync.set_defaults(func=cmd_commands_sync)
+
+    ch = add(
+        "chat",
+        cmd_chat,
+        "talk to the bot in a sandbox channel from the terminal",
+        "Type as a sandbox user; the bot's replies are printed. Needs a running sandbox "
+        "(`guildhouse run` without DISCORD_TOKEN, or --url).",
+    )
+    ch.add_argument(
+        "--channel",
+        type=int,
+        default=None,
+        metavar="ID",
+        help="channel to talk in (default: the first text channel)",
+    )
+    ch.add_argument(
+        "--user",
+        type=int,
+        default=None,
+        metavar="ID",
+        help="user to speak as (default: the first member)",
+    )
+    ch.add_argument(
+        "--url",
+        default=None,
+        metavar="URL",
+        help="the sandbox's control URL (default: from DATA_DIR/sandbox.json)",
+    )
+
     sb = add(
         "sandbox",
         cmd_sandbox,

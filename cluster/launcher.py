@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 from redis.asyncio import Redis
 
+from cluster.chat import SANDBOX_FILE
 from cluster.embedded import EmbeddedError, services
 from cluster.http import Probes, build_app, serve
 from cluster.planning import PlanningError, check_session_starts, fetch_gateway, split_shards
@@ -116,12 +117,16 @@ async def discord_endpoint(settings: Settings) -> AsyncIterator[DiscordEndpoint]
             info["gateway_url"],
             info.get("control_url", "?"),
         )
+        banner = settings.data_dir / SANDBOX_FILE
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        banner.write_bytes(orjson.dumps(info))
         yield DiscordEndpoint(
             token=str(info["token"]),
             api_url=str(info["api_url"]),
             gateway_url=str(info["gateway_url"]),
         )
     finally:
+        (settings.data_dir / SANDBOX_FILE).unlink(missing_ok=True)
         if proc.returncode is None:
             proc.terminate()
             try:
