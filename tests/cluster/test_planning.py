@@ -21,11 +21,18 @@ def test_more_clusters_than_shards_is_refused() -> None:
 
 
 def _info(remaining: int) -> GatewayInfo:
-    return GatewayInfo.from_json({
-        "url": "wss://x", "shards": 4,
-        "session_start_limit": {"total": 1000, "remaining": remaining,
-                                "reset_after": 7_200_000, "max_concurrency": 16},
-    })
+    return GatewayInfo.from_json(
+        {
+            "url": "wss://x",
+            "shards": 4,
+            "session_start_limit": {
+                "total": 1000,
+                "remaining": remaining,
+                "reset_after": 7_200_000,
+                "max_concurrency": 16,
+            },
+        }
+    )
 
 
 def test_session_start_limit() -> None:
