@@ -60,8 +60,14 @@ async def test_settings_round_trip_through_postgres(
     pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
 ) -> None:
     store = GuildSettingsStore(pool, redis, keys)
-    s = GuildSettings(7, prefix="gh.", mod_roles=frozenset({1, 2}), admin_roles=frozenset({3}),
-                      log_channel=99, disabled=frozenset({"roll"}))
+    s = GuildSettings(
+        7,
+        prefix="gh.",
+        mod_roles=frozenset({1, 2}),
+        admin_roles=frozenset({3}),
+        log_channel=99,
+        disabled=frozenset({"roll"}),
+    )
     async with pool.acquire() as conn:
         await store.save(conn, s)
     store.forget(7)
@@ -74,8 +80,13 @@ async def test_settings_round_trip_through_postgres(
 
 @pytest.mark.parametrize(
     ("prefix", "problem"),
-    [("", "empty"), ("x" * 17, "at most 16"), ("a b", "spaces"), ("/", "Discord uses"),
-     ("`", "backticks")],
+    [
+        ("", "empty"),
+        ("x" * 17, "at most 16"),
+        ("a b", "spaces"),
+        ("/", "Discord uses"),
+        ("`", "backticks"),
+    ],
 )
 def test_prefix_validation(prefix: str, problem: str) -> None:
     with pytest.raises(SettingsError, match=problem):
@@ -88,8 +99,15 @@ async def test_audit_row_is_written_with_the_change(pool: asyncpg.Pool) -> None:
         await conn.execute("INSERT INTO guilds (id, prefix) VALUES (5, '?')")
         return None, {"prefix": "?"}
 
-    entry = await audit.record_change(pool, guild_id=5, actor_id=10, action="settings.prefix",
-                                      change=change, channel_id=20, target_id=30)
+    entry = await audit.record_change(
+        pool,
+        guild_id=5,
+        actor_id=10,
+        action="settings.prefix",
+        change=change,
+        channel_id=20,
+        target_id=30,
+    )
     assert entry.after == {"prefix": "?"} and entry.before is None
     (row,) = await audit.recent(pool, 5)
     assert row == entry
@@ -107,8 +125,9 @@ async def test_a_failed_change_writes_no_audit_row(pool: asyncpg.Pool) -> None:
         return None, None
 
     with pytest.raises(asyncpg.CheckViolationError):
-        await audit.record_change(pool, guild_id=6, actor_id=10, action="settings.prefix",
-                                  change=change)
+        await audit.record_change(
+            pool, guild_id=6, actor_id=10, action="settings.prefix", change=change
+        )
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 0
     assert await pool.fetchval("SELECT count(*) FROM guilds WHERE id = 6") == 0
 
