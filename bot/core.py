@@ -65,7 +65,6 @@ class Guildhouse(commands.AutoShardedBot):
         *,
         pool: asyncpg.Pool,
         redis: aioredis.Redis,
-        extensions: tuple[str, ...] = EXTENSIONS,
     ) -> None:
         super().__init__(
             command_prefix=self._prefix_for,
@@ -92,7 +91,7 @@ class Guildhouse(commands.AutoShardedBot):
         self.started_at = time.time()
         self.accepting = True
         self.shard_tracker = ShardTracker(config.shard_ids)
-        self._extensions = extensions
+        self._extensions = config.extensions or EXTENSIONS
         self.add_check(self._not_disabled, call_once=True)
         self.before_invoke(self._started)
         self._cluster_label = str(config.cluster_id)
@@ -122,6 +121,12 @@ class Guildhouse(commands.AutoShardedBot):
                 return
             await asyncio.wait(busy, timeout=left)
         log.warning("drain: commands still running after %.0fs; closing anyway", grace)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        # One IDENTIFY per interval for this worker's shards. Across workers and pods this is
+        # the Redis identify queue's job (cluster issue); until then each worker paces itself.
+        if not initial:
+            await asyncio.sleep(self.config.identify_interval)
 
     async def close(self) -> None:
         await self.guild_settings.stop()

@@ -84,6 +84,7 @@ class DiscordEndpoint:
     token: str
     api_url: str
     gateway_url: str | None
+    identify_interval: float = IDENTIFY_INTERVAL
 
 
 @contextlib.asynccontextmanager
@@ -124,6 +125,7 @@ async def discord_endpoint(settings: Settings) -> AsyncIterator[DiscordEndpoint]
             token=str(info["token"]),
             api_url=str(info["api_url"]),
             gateway_url=str(info["gateway_url"]),
+            identify_interval=float(info.get("identify_interval", IDENTIFY_INTERVAL)),
         )
     finally:
         (settings.data_dir / SANDBOX_FILE).unlink(missing_ok=True)
@@ -177,6 +179,7 @@ def worker_configs(
             api_url=endpoint.api_url,
             gateway_url=gateway_url,
             owner_ids=settings.owner_ids,
+            identify_interval=endpoint.identify_interval,
             # Twice the identify queue's worst case for the whole bot, plus slack.
             shard_ready_timeout=2 * IDENTIFY_INTERVAL * -(-shard_count // max_concurrency) + 120,
             log_level=settings.log_level,

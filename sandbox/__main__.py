@@ -1,0 +1,5 @@
+import sys
+
+from sandbox.runner import main
+
+sys.exit(main())

@@ -1,0 +1,455 @@
+"""The gateway: websocket sessions, as Discord runs them for a bot.
+
+Follows https://discord.com/developers/docs/events/gateway: HELLO, heartbeats and ACKs,
+IDENTIFY with shard and intents, READY then one GUILD_CREATE per guild of the shard, RESUME
+with replay, RECONNECT (op 7), INVALID_SESSION (op 9), REQUEST_GUILD_MEMBERS, PRESENCE_UPDATE,
+the documented close codes, identify concurrency per bucket `shard_id % max_concurrency`, and
+transport compression (zlib-stream, zstd-stream or none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import zlib
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+if TYPE_CHECKING:
+    from sandbox.server import SandboxConfig
+    from sandbox.world import World
+
+log = logging.getLogger(__name__)
+
+# Opcodes
+DISPATCH, HEARTBEAT, IDENTIFY, PRESENCE_UPDATE, VOICE_STATE = 0, 1, 2, 3, 4
+RESUME, RECONNECT, REQUEST_MEMBERS, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 6, 7, 8, 9, 10, 11
+
+# Intents (https://discord.com/developers/docs/events/gateway#gateway-intents)
+GUILDS = 1 << 0
+GUILD_MEMBERS = 1 << 1
+GUILD_MODERATION = 1 << 2
+GUILD_PRESENCES = 1 << 8
+GUILD_MESSAGES = 1 << 9
+GUILD_MESSAGE_REACTIONS = 1 << 10
+DIRECT_MESSAGES = 1 << 12
+DIRECT_MESSAGE_REACTIONS = 1 << 13
+MESSAGE_CONTENT = 1 << 15
+PRIVILEGED = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
+ALL_INTENTS = (1 << 26) - 1
+
+# Which intent a dispatch needs, for guild events and for DM events.
+EVENT_INTENTS: dict[str, tuple[int, int]] = {
+    "MESSAGE_CREATE": (GUILD_MESSAGES, DIRECT_MESSAGES),
+    "MESSAGE_UPDATE": (GUILD_MESSAGES, DIRECT_MESSAGES),
+    "MESSAGE_DELETE": (GUILD_MESSAGES, DIRECT_MESSAGES),
+    "MESSAGE_REACTION_ADD": (GUILD_MESSAGE_REACTIONS, DIRECT_MESSAGE_REACTIONS),
+    "GUILD_MEMBER_ADD": (GUILD_MEMBERS, 0),
+    "GUILD_MEMBER_UPDATE": (GUILD_MEMBERS, 0),
+    "GUILD_MEMBER_REMOVE": (GUILD_MEMBERS, 0),
+    "GUILD_BAN_ADD": (GUILD_MODERATION, 0),
+    "GUILD_BAN_REMOVE": (GUILD_MODERATION, 0),
+    "PRESENCE_UPDATE": (GUILD_PRESENCES, 0),
+    "CHANNEL_UPDATE": (GUILDS, 0),
+    "GUILD_CREATE": (GUILDS, 0),
+    "GUILD_DELETE": (GUILDS, 0),
+}
+
+MAX_GUILDS_PER_SHARD = 2500
+SEND_LIMIT, SEND_WINDOW = 120, 60.0
+RESUME_BUFFER = 2000
+
+
+class Closed(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass
+class Session:
+    id: str
+    shard_id: int
+    shard_count: int
+    intents: int
+    seq: int = 0
+    buffer: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RESUME_BUFFER))
+    conn: Connection | None = None
+    guild_ids: set[int] = field(default_factory=set)
+    stall_acks: int = 0
+
+    def wants(self, event: str, guild_id: int | None) -> bool:
+        if event == "INTERACTION_CREATE":
+            return True
+        need = EVENT_INTENTS.get(event)
+        if need is None:
+            return True
+        bit = need[0] if guild_id is not None else need[1]
+        return bit == 0 or bool(self.intents & bit)
+
+
+class Compressor:
+    """Transport compression for one connection (a shared context for the whole stream)."""
+
+    def __init__(self, kind: str | None) -> None:
+        self.kind = kind
+        self._zlib = zlib.compressobj() if kind == "zlib-stream" else None
+        self._zstd: Any = None
+        if kind == "zstd-stream":
+            import zstandard
+
+            self._zstd = zstandard.ZstdCompressor().compressobj()
+            self._flush = zstandard.COMPRESSOBJ_FLUSH_BLOCK
+
+    def encode(self, payload: bytes) -> bytes | str:
+        if self._zlib is not None:
+            return self._zlib.compress(payload) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
+        if self._zstd is not None:
+            return bytes(self._zstd.compress(payload) + self._zstd.flush(self._flush))
+        return payload.decode()
+
+
+class Connection:
+    def __init__(self, gw: Gateway, ws: web.WebSocketResponse, compress: str | None) -> None:
+        self.gw = gw
+        self.ws = ws
+        self.compressor = Compressor(compress)
+        self.session: Session | None = None
+        self.last_heartbeat = time.monotonic()
+        self.received: deque[float] = deque()
+        self.lock = asyncio.Lock()
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        data = self.compressor.encode(orjson.dumps(payload))
+        async with self.lock:
+            if self.ws.closed:
+                return
+            if isinstance(data, bytes):
+                await self.ws.send_bytes(data)
+            else:
+                await self.ws.send_str(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.gw.stats["close_codes"][str(code)] += 1
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, message=reason.encode())
+
+
+class Gateway:
+    def __init__(self, world: World, config: SandboxConfig) -> None:
+        self.world = world
+        self.config = config
+        self.sessions: dict[str, Session] = {}
+        self.connections: set[Connection] = set()
+        self.last_identify: dict[int, float] = {}  # bucket -> time
+        self.url = ""  # set by the server once it knows its port
+        self.stats: dict[str, Any] = {
+            "identifies": Counter(),  # by bucket
+            "identify_times": [],
+            "invalid_sessions": 0,
+            "op9_identify_too_fast": 0,
+            "close_codes": Counter(),
+            "connections": 0,
+        }
+
+    # -- connection loop ---------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        encoding = request.query.get("encoding", "json")
+        compress = request.query.get("compress")
+        ws = web.WebSocketResponse(max_msg_size=1 << 20, autoping=True)
+        await ws.prepare(request)
+        if compress not in (None, "zlib-stream", "zstd-stream"):
+            await ws.close(code=4002, message=b"Unknown compression")
+            return ws
+        conn = Connection(self, ws, compress)
+        self.connections.add(conn)
+        self.stats["connections"] += 1
+        watchdog = asyncio.create_task(self._watch_heartbeats(conn))
+        try:
+            if encoding != "json":
+                raise Closed(4002, "Only the json encoding is supported")
+            await conn.send(
+                {
+                    "op": HELLO,
+                    "d": {"heartbeat_interval": self.config.heartbeat_ms},
+                    "s": None,
+                    "t": None,
+                }
+            )
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    raw: bytes | str = msg.data
+                elif msg.type == WSMsgType.BINARY:
+                    raw = msg.data
+                else:
+                    break
+                await self._on_frame(conn, raw)
+        except Closed as closed:
+            await conn.close(closed.code, closed.reason)
+        finally:
+            watchdog.cancel()
+            self.connections.discard(conn)
+            if conn.session is not None and conn.session.conn is conn:
+                conn.session.conn = None
+        return ws
+
+    async def _watch_heartbeats(self, conn: Connection) -> None:
+        """A connection that misses heartbeats is closed, as Discord does."""
+        limit = self.config.heartbeat_ms / 1000 * 1.5 + 1
+        while not conn.ws.closed:
+            await asyncio.sleep(min(limit / 4, 5))
+            if time.monotonic() - conn.last_heartbeat > limit:
+                await conn.close(4009, "Session timed out")
+                return
+
+    async def _on_frame(self, conn: Connection, raw: bytes | str) -> None:
+        now = time.monotonic()
+        conn.received.append(now)
+        while conn.received and now - conn.received[0] > SEND_WINDOW * self.config.window_scale:
+            conn.received.popleft()
+        if len(conn.received) > SEND_LIMIT:
+            raise Closed(4008, "Rate limited.")
+        try:
+            payload = orjson.loads(raw)
+            op = payload["op"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise Closed(4002, "Error while decoding payload.") from None
+        data = payload.get("d")
+        if op == HEARTBEAT:
+            conn.last_heartbeat = now
+            session = conn.session
+            if session is not None and session.stall_acks > 0:
+                session.stall_acks -= 1
+                return
+            await conn.send({"op": HEARTBEAT_ACK, "d": None, "s": None, "t": None})
+        elif op == IDENTIFY:
+            await self._identify(conn, data)
+        elif op == RESUME:
+            await self._resume(conn, data)
+        elif conn.session is None:
+            raise Closed(4003, "Not authenticated.")
+        elif op == PRESENCE_UPDATE:
+            if not isinstance(data, dict) or "status" not in data:
+                raise Closed(4002, "Error while decoding payload.")
+        elif op == REQUEST_MEMBERS:
+            await self._request_members(conn, data)
+        elif op == VOICE_STATE:
+            return
+        else:
+            raise Closed(4001, "Unknown opcode.")
+
+    # -- identify / resume ---------------------------------------------------------------------
+
+    async def _identify(self, conn: Connection, data: Any) -> None:
+        if conn.session is not None:
+            raise Closed(4005, "Already authenticated.")
+        if not isinstance(data, dict):
+            raise Closed(4002, "Error while decoding payload.")
+        if data.get("token") != self.world.token and data.get("token") != (
+            f"Bot {self.world.token}"
+        ):
+            raise Closed(4004, "Authentication failed.")
+        shard = data.get("shard") or [0, 1]
+        try:
+            shard_id, shard_count = int(shard[0]), int(shard[1])
+        except (TypeError, ValueError, IndexError):
+            raise Closed(4010, "Invalid shard.") from None
+        if shard_count < 1 or not 0 <= shard_id < shard_count:
+            raise Closed(4010, "Invalid shard.")
+        intents = data.get("intents")
+        if not isinstance(intents, int) or intents < 0 or intents & ~ALL_INTENTS:
+            raise Closed(4013, "Invalid intent(s).")
+        if intents & PRIVILEGED & ~self.config.allowed_privileged:
+            raise Closed(4014, "Disallowed intent(s).")
+        guilds = [g for g in self.world.guilds.values() if g.shard(shard_count) == shard_id]
+        if len(guilds) > MAX_GUILDS_PER_SHARD:
+            raise Closed(4011, "Sharding required.")
+        bucket = shard_id % self.config.max_concurrency
+        now = time.monotonic()
+        last = self.last_identify.get(bucket)
+        if last is not None and now - last < self.config.identify_interval:
+            self.stats["op9_identify_too_fast"] += 1
+            self.stats["invalid_sessions"] += 1
+            await conn.send({"op": INVALID_SESSION, "d": False, "s": None, "t": None})
+            return
+        self.last_identify[bucket] = now
+        self.stats["identifies"][str(bucket)] += 1
+        self.stats["identify_times"].append({"shard": shard_id, "bucket": bucket, "at": now})
+        session = Session(secrets.token_hex(16), shard_id, shard_count, intents)
+        session.guild_ids = {g.id for g in guilds}
+        session.conn = conn
+        conn.session = session
+        self.sessions[session.id] = session
+        app = {"id": str(self.world.application_id), "flags": 0}
+        await self.dispatch_to(
+            session,
+            "READY",
+            {
+                "v": 10,
+                "user": self.world.bot.to_dict(),
+                "user_settings": {},
+                "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
+                "session_id": session.id,
+                "resume_gateway_url": self.url,
+                "shard": [shard_id, shard_count],
+                "application": app,
+                "session_type": "normal",
+                "private_channels": [],
+                "relationships": [],
+                "presences": [],
+                "geo_ordered_rtc_regions": [],
+                "guild_join_requests": [],
+            },
+        )
+        with_members = bool(intents & GUILD_MEMBERS)
+        for guild in guilds:
+            await self.dispatch_to(
+                session, "GUILD_CREATE", guild.gateway_dict(self.world, with_members=with_members)
+            )
+
+    async def _resume(self, conn: Connection, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise Closed(4002, "Error while decoding payload.")
+        if data.get("token") not in (self.world.token, f"Bot {self.world.token}"):
+            raise Closed(4004, "Authentication failed.")
+        session = self.sessions.get(str(data.get("session_id")))
+        seq = data.get("seq")
+        if (
+            session is None
+            or not isinstance(seq, int)
+            or seq > session.seq
+            or (session.buffer and seq < session.buffer[0]["s"] - 1)
+        ):
+            self.stats["invalid_sessions"] += 1
+            await conn.send({"op": INVALID_SESSION, "d": False, "s": None, "t": None})
+            return
+        old = session.conn
+        session.conn = conn
+        conn.session = session
+        if old is not None and old is not conn:
+            await old.close(4000, "Session resumed elsewhere")
+        for event in list(session.buffer):
+            if event["s"] > seq:
+                await conn.send(event)
+        await self.dispatch_to(session, "RESUMED", {})
+
+    async def _request_members(self, conn: Connection, data: Any) -> None:
+        assert conn.session is not None
+        if not isinstance(data, dict) or "guild_id" not in data:
+            raise Closed(4002, "Error while decoding payload.")
+        if not conn.session.intents & GUILD_MEMBERS and not data.get("user_ids"):
+            raise Closed(4014, "Disallowed intent(s).")
+        guild = self.world.guilds.get(int(data["guild_id"]))
+        if guild is None or guild.id not in conn.session.guild_ids:
+            return
+        query = str(data.get("query") or "").lower()
+        wanted = {int(u) for u in data.get("user_ids") or []}
+        limit = int(data.get("limit") or 0) or len(guild.members)
+        members = [
+            m
+            for m in guild.members.values()
+            if (not wanted or m.user_id in wanted)
+            and self.world.users[m.user_id].username.lower().startswith(query)
+        ][:limit]
+        chunks = [members[i : i + 1000] for i in range(0, len(members), 1000)] or [[]]
+        for i, chunk in enumerate(chunks):
+            await self.dispatch_to(
+                conn.session,
+                "GUILD_MEMBERS_CHUNK",
+                {
+                    "guild_id": str(guild.id),
+                    "members": [m.to_dict(self.world) for m in chunk],
+                    "chunk_index": i,
+                    "chunk_count": len(chunks),
+                    "not_found": [],
+                    "nonce": data.get("nonce"),
+                },
+            )
+
+    # -- dispatching ---------------------------------------------------------------------------
+
+    async def dispatch_to(self, session: Session, event: str, data: dict[str, Any]) -> None:
+        session.seq += 1
+        payload = {"op": DISPATCH, "t": event, "s": session.seq, "d": data}
+        session.buffer.append(payload)
+        if session.conn is not None:
+            try:
+                await session.conn.send(payload)
+            except (ConnectionError, RuntimeError):
+                session.conn = None  # kept in the buffer for a RESUME
+
+    async def dispatch(self, event: str, data: dict[str, Any], guild_id: int | None) -> int:
+        """Send an event to every session that should get it; return how many did."""
+        sent = 0
+        for session in list(self.sessions.values()):
+            if guild_id is not None:
+                if guild_id not in session.guild_ids:
+                    continue
+            elif session.shard_id != 0:
+                continue  # events with no guild (DMs) go to shard 0 only
+            if not session.wants(event, guild_id):
+                continue
+            payload = data
+            if (
+                event in ("MESSAGE_CREATE", "MESSAGE_UPDATE")
+                and guild_id is not None
+                and not (session.intents & MESSAGE_CONTENT)
+            ):
+                mentioned = any(
+                    str(self.world.bot.id) == u.get("id") for u in data.get("mentions", [])
+                )
+                if not mentioned:
+                    payload = {
+                        **data,
+                        "content": "",
+                        "embeds": [],
+                        "attachments": [],
+                        "components": [],
+                    }
+            await self.dispatch_to(session, event, payload)
+            sent += 1
+        return sent
+
+    # -- faults ----------------------------------------------------------------------------------
+
+    def sessions_of_shard(self, shard_id: int | None) -> list[Session]:
+        return [
+            s
+            for s in self.sessions.values()
+            if s.conn is not None and (shard_id is None or s.shard_id == shard_id)
+        ]
+
+    async def fault(self, kind: str, shard_id: int | None, count: int) -> int:
+        hit = 0
+        for session in self.sessions_of_shard(shard_id):
+            conn = session.conn
+            assert conn is not None
+            if kind == "drop":
+                with contextlib.suppress(Exception):
+                    await conn.ws.close(code=4000, message=b"Unknown error")
+            elif kind == "reconnect":
+                await conn.send({"op": RECONNECT, "d": None, "s": None, "t": None})
+            elif kind == "invalidate":
+                self.sessions.pop(session.id, None)
+                self.stats["invalid_sessions"] += 1
+                await conn.send({"op": INVALID_SESSION, "d": False, "s": None, "t": None})
+            elif kind == "stall_acks":
+                session.stall_acks = max(1, count)
+            else:
+                raise ValueError(kind)
+            hit += 1
+        return hit
+
+    async def close_all(self) -> None:
+        for conn in list(self.connections):
+            with contextlib.suppress(Exception):
+                await conn.ws.close(code=1001, message=b"Going away")
