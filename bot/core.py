@@ -66,6 +66,9 @@ class Guildhouse(commands.AutoShardedBot):
         pool: asyncpg.Pool,
         redis: aioredis.Redis,
     ) -> None:
+        # Guildhouse has no voice features; don't warn about voice libraries at every start.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=self._prefix_for,
             intents=intents(),

@@ -164,7 +164,7 @@ def worker_configs(
 ) -> list[WorkerConfig]:
     from bot.entry import WorkerConfig
 
-    ranges = split_shards(shard_count, settings.cluster_count)
+    ranges = split_shards(shard_count, settings.clusters_for(shard_count))
     ids = [settings.cluster_id] if settings.cluster_id is not None else range(len(ranges))
     return [
         WorkerConfig(
@@ -221,7 +221,7 @@ async def run(settings: Settings) -> int:
             log.info(
                 "%d shards in %d clusters (this launcher runs %s); max_concurrency %d",
                 shard_count,
-                settings.cluster_count,
+                settings.clusters_for(shard_count),
                 [c.cluster_id for c in configs],
                 info.max_concurrency,
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -42,7 +42,7 @@ class Settings:
     redis_url: str | None = None
     redis_prefix: str = "gh:"
     shard_count: int | None = None  # None: ask Discord (GET /gateway/bot)
-    cluster_count: int = field(default_factory=lambda: os.cpu_count() or 1)
+    cluster_count: int | None = None  # None: the CPU count, at most one per shard
     cluster_id: int | None = None  # None: this launcher runs every cluster
     owner_ids: frozenset[int] = frozenset()
     log_level: str = "INFO"
@@ -50,6 +50,12 @@ class Settings:
     http_port: int = 8080
     data_dir: Path = Path(".guildhouse")
     config_file: Path | None = None  # where file values came from, if any
+
+    def clusters_for(self, shard_count: int) -> int:
+        """CLUSTER_COUNT, or by default one per CPU but never more than shards."""
+        if self.cluster_count is not None:
+            return self.cluster_count
+        return max(1, min(os.cpu_count() or 1, shard_count))
 
     @property
     def uses_sandbox(self) -> bool:
@@ -257,7 +263,13 @@ SPECS: tuple[Spec, ...] = (
         "Total shards, or 'auto'.",
         unset_means="auto: Discord's recommendation",
     ),
-    Spec("CLUSTER_COUNT", "cluster_count", _int(1, 1024), "Worker processes (clusters) in all."),
+    Spec(
+        "CLUSTER_COUNT",
+        "cluster_count",
+        _int(1, 1024),
+        "Worker processes (clusters) in all.",
+        unset_means="CPU count, at most one per shard",
+    ),
     Spec(
         "CLUSTER_ID",
         "cluster_id",
@@ -334,9 +346,13 @@ def load(env: Mapping[str, str] | None = None, *, config_file: Path | None = Non
             shown = "***" if spec.secret else raw
             problems.append(f"{spec.env}={shown!r} ({source}): {exc}")
 
-    if "cluster_id" in kwargs and kwargs["cluster_id"] is not None:
-        count = kwargs.get("cluster_count", Settings().cluster_count)
-        if kwargs["cluster_id"] >= count:
+    if kwargs.get("cluster_id") is not None:
+        if "cluster_count" not in kwargs:
+            problems.append(
+                f"CLUSTER_ID={kwargs['cluster_id']}: needs CLUSTER_COUNT, the number of "
+                "clusters in all (on Kubernetes: the StatefulSet's replicas)"
+            )
+        elif kwargs["cluster_id"] >= (count := kwargs["cluster_count"]):
             problems.append(
                 f"CLUSTER_ID={kwargs['cluster_id']}: must be below CLUSTER_COUNT ({count}); "
                 "cluster ids count from 0"
@@ -349,6 +365,4 @@ def load(env: Mapping[str, str] | None = None, *, config_file: Path | None = Non
         )
     if problems:
         raise SettingsError(problems)
-    if "cluster_count" not in kwargs and shards is not None:
-        kwargs["cluster_count"] = min(Settings().cluster_count, shards)
     return Settings(**kwargs, config_file=used_file)

@@ -526,6 +526,11 @@ class World:
                         for r in g.roles.values()
                     ],
                     "member_ids": [str(m) for m in g.members if m != self.bot.id],
+                    "members": [
+                        {"id": str(m.user_id), "roles": [str(r) for r in m.roles]}
+                        for m in g.members.values()
+                        if m.user_id != self.bot.id
+                    ],
                 }
                 for g in self.guilds.values()
             ],

@@ -96,7 +96,7 @@ class Admin(commands.Cog, name="Server admin"):
     @commands.guild_only()
     @requires(Level.ADMIN)
     @app_commands.describe(prefix="The new prefix, 1-16 characters, no spaces")
-    async def settings_prefix(self, ctx: Ctx, prefix: str) -> None:
+    async def settings_prefix(self, ctx: Ctx, *, prefix: str) -> None:
         """Change the command prefix of this server."""
         try:
             prefix = validate_prefix(prefix)

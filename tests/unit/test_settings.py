@@ -26,7 +26,7 @@ def test_defaults_with_empty_environment() -> None:
     s = load({})
     assert s.discord_token is None and s.uses_sandbox
     assert s.shard_count is None
-    assert s.cluster_count >= 1
+    assert s.cluster_count is None and 1 <= s.clusters_for(64) <= 64
     assert s.log_level == "INFO" and s.http_port == 8080
     assert s.data_dir == Path(".guildhouse")
     assert s.config_file is None
@@ -64,7 +64,8 @@ def test_auto_shard_count() -> None:
 
 
 def test_cluster_count_defaults_to_at_most_one_per_shard() -> None:
-    assert load({"SHARD_COUNT": "1"}).cluster_count == 1
+    assert load({}).clusters_for(1) == 1
+    assert load({"CLUSTER_COUNT": "3"}).clusters_for(8) == 3
 
 
 @pytest.mark.parametrize(
@@ -109,6 +110,8 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_cross_field_rules() -> None:
     (line,) = problems({"CLUSTER_COUNT": "2", "CLUSTER_ID": "2"})
     assert "CLUSTER_ID=2: must be below CLUSTER_COUNT (2)" in line
+    (line,) = problems({"CLUSTER_ID": "0"})
+    assert "CLUSTER_ID=0: needs CLUSTER_COUNT" in line
     (line,) = problems({"SHARD_COUNT": "2", "CLUSTER_COUNT": "3"})
     assert "more clusters than shards" in line
 

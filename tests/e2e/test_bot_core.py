@@ -1,0 +1,285 @@
+"""The worker bot's framework, end to end: prefix and slash commands, per-guild prefix, errors,
+help, permission levels, settings and the audit log, with two worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from e2e_harness import Driver, SandboxProc, start_cluster, text_of
+
+from bot.db.pool import create_pool
+from bot.guild_settings import GuildSettingsStore
+from cluster.workers import Supervisor
+from ipc.client import Keys
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+SHARDS, CLUSTERS = 2, 2
+
+
+@dataclass
+class Place:
+    guild_id: int
+    channel_id: int
+    owner_id: int  # the guild's owner: admin level
+    member_id: int  # a member with no special permissions
+    cluster: int
+
+
+def places(world: dict[str, Any]) -> list[Place]:
+    out = []
+    for g in world["guilds"]:
+        texts = [c for c in g.get("channels", []) if int(c.get("type", 0)) == 0]
+        owner = int(g["owner_id"])
+        # A member with no role but @everyone: no moderator or admin rights.
+        plain = [int(m["id"]) for m in g["members"] if not m["roles"] and int(m["id"]) != owner]
+        if not texts or not plain:
+            continue
+        shard = (int(g["id"]) >> 22) % SHARDS
+        out.append(
+            Place(
+                int(g["id"]),
+                int(texts[0]["id"]),
+                owner,
+                plain[0],
+                cluster=shard * CLUSTERS // SHARDS,
+            )
+        )
+    return out
+
+
+@dataclass
+class Env:
+    supervisor: Supervisor
+    dsn: str
+    redis_url: str
+    prefix: str
+    owner_id: int
+    places: list[Place]
+
+    def on_cluster(self, cluster: int) -> Place:
+        return next(p for p in self.places if p.cluster == cluster)
+
+
+@pytest.fixture(scope="module")
+async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{sandbox.control}/_sandbox/world") as resp,
+    ):
+        world = await resp.json()
+    found = places(world)
+    assert {p.cluster for p in found} == {0, 1}, "the test world needs guilds on both clusters"
+    owner = found[0].owner_id  # also the bot's owner, for owner-level commands
+    prefix = f"e2e:{uuid.uuid4().hex[:8]}:"
+    sup = await start_cluster(
+        sandbox, bot_db, redis_url, shards=SHARDS, clusters=CLUSTERS, owner_id=owner, prefix=prefix
+    )
+    try:
+        yield Env(sup, bot_db, redis_url, prefix, owner, found)
+    finally:
+        await sup.stop()
+
+
+async def test_prefix_command_answers(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(0)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, "!ping")
+    assert "Pong!" in await driver.reply_text(p.channel_id)
+
+
+async def test_mention_works_as_prefix(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(1)
+    bot_id = int((driver.world.get("bot") or driver.world.get("bot_user"))["id"])
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, f"<@{bot_id}> about")
+    text = await driver.reply_text(p.channel_id)
+    assert "Cluster" in text and "2 of 2" in text
+
+
+async def test_slash_and_prefix_give_the_same_answer(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(0)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, "!help ping")
+    prefix_text = await driver.reply_text(p.channel_id)
+    await driver.slash(
+        p.channel_id, p.member_id, "help", [{"name": "command", "type": 3, "value": "ping"}]
+    )
+    slash_text = await driver.reply_text(p.channel_id)
+    assert "Show this shard's gateway latency" in prefix_text
+    assert prefix_text.replace("!ping", "/ping") == slash_text
+
+
+async def test_help_lists_only_what_the_caller_may_use(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(0)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, "!help")
+    member_view = await driver.reply_text(p.channel_id)
+    await driver.say(p.channel_id, p.owner_id, "!help")
+    admin_view = await driver.reply_text(p.channel_id)
+    assert "`!ping`" in member_view and "`!settings`" not in member_view
+    assert "`!audit`" not in member_view
+    assert "`!settings`" in admin_view and "`!audit`" in admin_view
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("!settings", "This command is for admins."),
+        ("!audit", "This command is for moderators."),
+        ("!sync", "This command is for the bot's owners."),
+    ],
+)
+async def test_permission_denial_per_level(
+    env: Env, driver: Driver, command: str, expected: str
+) -> None:
+    p = env.on_cluster(1)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, command)
+    assert await driver.reply_text(p.channel_id) == expected
+
+
+async def test_error_messages_name_the_problem(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(0)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.owner_id, "!settings prefix")
+    assert await driver.reply_text(p.channel_id) == (
+        "Missing `prefix`. Usage: `!settings prefix <prefix>`"
+    )
+    await driver.say(p.channel_id, p.owner_id, "!settings modrole add no-such-role")
+    text = await driver.reply_text(p.channel_id)
+    assert text.startswith("Bad value for `role`:") and "!settings modrole" in text
+    await driver.say(p.channel_id, p.owner_id, "!settings prefix has space")
+    assert await driver.reply_text(p.channel_id) == "The prefix can't contain spaces or backticks."
+
+
+async def test_unknown_command_is_silent(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(0)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, "!definitely-not-a-command")
+    assert await driver.replies(p.channel_id, wait=2) == []
+
+
+async def test_echoed_input_cannot_mention(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(0)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, "!help @everyone")
+    (entry,) = await driver.replies(p.channel_id)
+    text = text_of(entry)
+    assert "No command called" in text and "@everyone" not in text
+    allowed = entry.get("allowed_mentions") or (entry.get("data") or {}).get("allowed_mentions")
+    if allowed is not None:
+        assert allowed.get("parse") in ([], None)
+
+
+async def test_prefix_change_is_audited_and_immediate(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(1)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.owner_id, "!settings prefix ?")
+    assert "Prefix is now `?`" in await driver.reply_text(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, "?ping")
+    assert "Pong!" in await driver.reply_text(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, "!ping")
+    assert await driver.replies(p.channel_id, wait=1.5) == []
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT actor_id, action, before, after FROM audit_log WHERE guild_id = $1 "
+            "ORDER BY id DESC LIMIT 1",
+            p.guild_id,
+        )
+    finally:
+        await conn.close()
+    assert row["actor_id"] == p.owner_id and row["action"] == "settings.prefix"
+    assert '"prefix": "!"' in row["before"] and '"prefix": "?"' in row["after"]
+    # Back to the default, also through the bot.
+    await driver.say(p.channel_id, p.owner_id, "?settings prefix !")
+    assert "Prefix is now `!`" in await driver.reply_text(p.channel_id)
+
+
+async def test_change_from_another_process_is_seen_on_the_next_message(
+    env: Env, driver: Driver
+) -> None:
+    """A settings change written by another process (another worker, the CLI) reaches the
+    worker serving the guild through Redis, before its next message."""
+    p = env.on_cluster(0)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, "!ping")  # the worker now has it cached
+    assert "Pong!" in await driver.reply_text(p.channel_id)
+    pool = await create_pool(env.dsn, min_size=1, max_size=1)
+    redis = aioredis.Redis.from_url(env.redis_url)
+    try:
+        store = GuildSettingsStore(pool, redis, Keys(env.prefix))
+        new = (await store.get(p.guild_id)).with_changes(prefix="$")
+        async with pool.acquire() as conn:
+            await store.save(conn, new)
+        await store.announce(p.guild_id)
+        await driver.say(p.channel_id, p.member_id, "$ping")
+        assert "Pong!" in await driver.reply_text(p.channel_id)
+        async with pool.acquire() as conn:
+            await store.save(conn, new.with_changes(prefix="!"))
+        await store.announce(p.guild_id)
+    finally:
+        await pool.close()
+        await redis.aclose()
+
+
+async def test_disabled_command(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(0)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.owner_id, "!settings disable ping")
+    assert "`ping` is now disabled" in await driver.reply_text(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, "!ping")
+    assert await driver.reply_text(p.channel_id) == "`ping` is disabled in this server."
+    await driver.say(p.channel_id, p.owner_id, "!settings disable settings")
+    assert "can't be disabled" in await driver.reply_text(p.channel_id)
+    await driver.say(p.channel_id, p.owner_id, "!settings enable ping")
+    assert "`ping` is now enabled" in await driver.reply_text(p.channel_id)
+
+
+async def test_audit_command_pages(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(1)
+    await driver.drain(p.channel_id)
+    for i in range(6):  # 12 audited changes: more than one page of 10
+        await driver.say(p.channel_id, p.owner_id, f"!settings prefix p{i}")
+        await driver.reply_text(p.channel_id)
+        await driver.say(p.channel_id, p.owner_id, f"p{i}settings prefix !")
+        await driver.reply_text(p.channel_id)
+    await driver.say(p.channel_id, p.owner_id, "!audit")
+    (entry,) = await driver.replies(p.channel_id)
+    text = text_of(entry)
+    assert "settings.prefix" in text and "Page 1 of 2" in text
+    components = entry.get("components") or (entry.get("data") or {}).get("components") or []
+    assert components, "a multi-page answer comes with buttons"
+
+
+async def test_unexpected_error_gets_an_id_and_no_details(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(0)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, "!boom")
+    text = await driver.reply_text(p.channel_id)
+    assert text.startswith("Something went wrong on our side (error id `")
+    assert "Traceback" not in text and "RuntimeError" not in text and "secret" not in text
+
+
+async def test_worker_killed_is_restarted(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(1)
+    old_pid = env.supervisor.workers[1].pid
+    env.supervisor.kill(1)
+    for _ in range(300):
+        await asyncio.sleep(0.2)
+        w = env.supervisor.workers[1]
+        if w.pid != old_pid and env.supervisor.ready():
+            break
+    assert env.supervisor.workers[1].restarts >= 1 and env.supervisor.ready()
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.member_id, "!ping")
+    assert "Pong!" in await driver.reply_text(p.channel_id)
