@@ -35,6 +35,14 @@ class Bucket:
 
 
 @dataclass
+class Fault:
+    count: int
+    status: int
+    is_global: bool = False
+    retry_after: float = 1.0
+
+
+@dataclass
 class Limits:
     global_limit: int = 50
     global_window: float = 1.0
@@ -61,7 +69,7 @@ class RateLimiter:
     all_times: deque[float] = field(default_factory=deque)
     invalid_times: deque[float] = field(default_factory=deque)
     banned_until: float = 0.0
-    forced: dict[str, list[Any]] = field(default_factory=dict)  # route -> [count, status]
+    forced: dict[str, Fault] = field(default_factory=dict)  # route ("*": any) -> fault
     stats: dict[str, Any] = field(
         default_factory=lambda: {
             "requests_by_route": Counter(),
@@ -170,11 +178,11 @@ class RateLimiter:
             self.banned_until = now + self.limits.ban_seconds
             self.stats["banned"] = True
 
-    def forced_status(self, route: str) -> int | None:
+    def forced_status(self, route: str) -> Fault | None:
         """A status the faults API asked this route to answer with, for the next requests."""
         for key in (route, "*"):
-            entry = self.forced.get(key)
-            if entry and entry[0] > 0:
-                entry[0] -= 1
-                return int(entry[1])
+            fault = self.forced.get(key)
+            if fault is not None and fault.count > 0:
+                fault.count -= 1
+                return fault
         return None

@@ -161,19 +161,25 @@ class Rest:
         if r.auth and request.headers.get("Authorization") != f"Bot {self.world.token}":
             self.limiter.record_status(401)
             return self._json(401, {"message": "401: Unauthorized", "code": 0})
-        forced = self.limiter.forced_status(route_key)
+        fault = self.limiter.forced_status(route_key)
+        forced = fault.status if fault else None
         major = params.get(r.major, "") if r.major else ""
         decision = self.limiter.check(route_key, major, exempt_global=r.exempt_global)
-        if forced == 429:
+        if fault is not None and fault.status == 429:
+            scope = "global" if fault.is_global else "user"
             decision.allowed = False
-            decision.headers.update({"Retry-After": "1", "X-RateLimit-Scope": "user"})
+            decision.headers.update(
+                {"Retry-After": str(max(1, round(fault.retry_after))), "X-RateLimit-Scope": scope}
+            )
+            if fault.is_global:
+                decision.headers["X-RateLimit-Global"] = "true"
             decision.body = {
                 "message": "You are being rate limited.",
-                "retry_after": 1.0,
-                "global": False,
+                "retry_after": fault.retry_after,
+                "global": fault.is_global,
                 "code": 0,
             }
-            self.limiter.stats["rate_limited"]["forced"] += 1
+            self.limiter.stats["rate_limited"][f"forced_{scope}"] += 1
         if not decision.allowed:
             self.limiter.record_status(429)
             headers = {**decision.headers, "Via": "1.1 google"}
@@ -534,22 +540,21 @@ class Rest:
             "name": self.world.bot.username,
             "icon": None,
             "description": "A Discord sandbox application",
+            "type": None,
             "rpc_origins": [],
             "bot_public": True,
             "bot_require_code_grant": False,
             "bot": self.world.bot.to_dict(),
-            "terms_of_service_url": None,
-            "privacy_policy_url": None,
             "owner": self.world.owner.to_dict(),
             "verify_key": self.world.public_key,
             "team": None,
-            "guild_id": None,
-            "primary_sku_id": None,
-            "slug": None,
-            "cover_image": None,
             "flags": 0,
+            "flags_new": "0",
             "approximate_guild_count": len(self.world.guilds),
             "approximate_user_install_count": 0,
+            "approximate_user_authorization_count": 0,
+            "explicit_content_filter": 0,
+            "eligible_oauth2_scopes": ["bot", "applications.commands"],
             "redirect_uris": [],
             "interactions_endpoint_url": None,
             "role_connections_verification_url": None,
@@ -557,9 +562,7 @@ class Rest:
             "event_webhooks_status": 1,
             "event_webhooks_types": [],
             "tags": [],
-            "install_params": None,
             "integration_types_config": {},
-            "custom_install_url": None,
         }
 
     async def create_dm(self, body: Any, **_: Any) -> dict[str, Any]:

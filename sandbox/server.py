@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.gateway import Gateway
-from sandbox.ratelimit import Limits
+from sandbox.ratelimit import Fault, Limits
 from sandbox.rest import ApiError, Rest
 from sandbox.world import World
 
@@ -148,12 +148,16 @@ class Sandbox:
         route: str | None = None,
         count: int = 1,
         status: int = 500,
+        is_global: bool = False,
+        retry_after: float = 1.0,
     ) -> int:
         if kind in ("drop", "reconnect", "invalidate", "stall_acks"):
             return await self.gateway.fault(kind, shard, count)
         if kind in ("status", "ratelimit"):
             key = route or "*"
-            self.rest.limiter.forced[key] = [count, 429 if kind == "ratelimit" else status]
+            self.rest.limiter.forced[key] = Fault(
+                count, 429 if kind == "ratelimit" else status, is_global, retry_after
+            )
             return count
         raise ValueError(f"unknown fault kind {kind!r}")
 
@@ -256,6 +260,8 @@ class Sandbox:
                 route=data.get("route"),
                 count=int(data.get("count", 1)),
                 status=int(data.get("status", 500)),
+                is_global=bool(data.get("global", False)),
+                retry_after=float(data.get("retry_after", 1.0)),
             )
         except ApiError as err:
             return self._error(err)

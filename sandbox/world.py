@@ -341,6 +341,9 @@ class Guild:
             "stickers": [],
             "premium_progress_bar_enabled": False,
             "safety_alerts_channel_id": None,
+            "home_header": None,
+            "region": "deprecated",
+            "nsfw": False,
             "incidents_data": None,
         }
 

@@ -1,0 +1,160 @@
+"""A plain discord.py AutoShardedBot (not ours) against the sandbox, changed only in its two
+base URLs: the sandbox is a Discord that an unmodified client library works with."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import discord
+import discord.gateway
+import discord.http
+import pytest
+import yarl
+from discord.ext import commands
+
+from sandbox import Sandbox, SandboxConfig
+from sandbox.world import SEND_MESSAGES
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def restore_urls() -> Iterator[None]:
+    base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    yield
+    discord.http.Route.BASE = base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = gateway
+
+
+@pytest.fixture
+async def sb(restore_urls: None) -> AsyncIterator[Sandbox]:
+    async with Sandbox(SandboxConfig(guilds=8, members=6, identify_interval=0.1)) as s:
+        discord.http.Route.BASE = s.api_url
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(s.gateway_url)
+        yield s
+
+
+class PlainBot(commands.AutoShardedBot):
+    def __init__(self, shard_ids: list[int], shard_count: int) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True
+        super().__init__(
+            command_prefix="!", intents=intents, shard_ids=shard_ids, shard_count=shard_count
+        )
+        self.ready = asyncio.Event()
+        self.seen: list[str] = []
+
+        @self.command()
+        async def echo(ctx: commands.Context[PlainBot], *, text: str) -> None:
+            await ctx.send(text)
+
+        @self.tree.command()
+        async def add(interaction: discord.Interaction, a: int, b: int) -> None:
+            await interaction.response.send_message(str(a + b))
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        await asyncio.sleep(0 if initial else 0.15)
+
+    async def on_ready(self) -> None:
+        self.ready.set()
+
+    async def on_message(self, message: discord.Message) -> None:
+        self.seen.append(message.content)
+        await self.process_commands(message)
+
+
+async def running(
+    sb: Sandbox, shard_ids: list[int], shard_count: int
+) -> tuple[PlainBot, asyncio.Task[None]]:
+    bot = PlainBot(shard_ids, shard_count)
+    task = asyncio.create_task(bot.start(sb.token))
+    await asyncio.wait_for(bot.ready.wait(), 30)
+    return bot, task
+
+
+async def stop(bot: PlainBot, task: asyncio.Task[None]) -> None:
+    await bot.close()
+    await task
+
+
+def place(sb: Sandbox, bot: PlainBot) -> tuple[int, int, int]:
+    guild = next(g for g in sb.world.guilds.values() if bot.get_guild(g.id))
+    channel = next(c.id for c in guild.channels.values() if c.type == 0)
+    user = next(m for m in guild.members if m != sb.world.bot.id)
+    return guild.id, channel, user
+
+
+async def test_gets_only_its_shards_guilds_and_answers_prefix_and_slash(sb: Sandbox) -> None:
+    bot, task = await running(sb, [1, 3], 4)
+    try:
+        expected = {g.id for g in sb.world.guilds.values() if (g.id >> 22) % 4 in (1, 3)}
+        assert {g.id for g in bot.guilds} == expected
+        assert all(g.shard_id in (1, 3) for g in bot.guilds)
+        await bot.tree.sync()
+        _, channel, user = place(sb, bot)
+        await sb.send_message(channel, user, "!echo hello there")
+        (reply,) = await sb.outbox(channel, wait=5)
+        assert reply["content"] == "hello there"
+        await sb.send_interaction(
+            channel, user, "add", [{"name": "a", "value": 2}, {"name": "b", "value": 40}]
+        )
+        replies = await sb.outbox(channel, after=reply["seq"], wait=5)
+        assert replies[0]["kind"] == "interaction_response" and replies[0]["content"] == "42"
+    finally:
+        await stop(bot, task)
+
+
+async def test_resumes_after_a_dropped_connection_without_losing_events(sb: Sandbox) -> None:
+    bot, task = await running(sb, [0], 1)
+    try:
+        _, channel, user = place(sb, bot)
+        await sb.fault("drop", shard=0)
+        for i in range(5):  # sent while the shard is away
+            await sb.send_message(channel, user, f"during {i}")
+        for _ in range(100):
+            if sum(s.startswith("during") for s in bot.seen) == 5:
+                break
+            await asyncio.sleep(0.1)
+        assert [s for s in bot.seen if s.startswith("during")] == [f"during {i}" for i in range(5)]
+        assert sb.stats()["identifies_per_bucket"] == {"0": 1}  # resumed, not re-identified
+    finally:
+        await stop(bot, task)
+
+
+async def test_honours_a_global_429(sb: Sandbox) -> None:
+    bot, task = await running(sb, [0], 1)
+    try:
+        _, channel, _ = place(sb, bot)
+        await sb.fault(
+            "ratelimit",
+            route="POST /channels/{channel_id}/messages",
+            count=1,
+            is_global=True,
+            retry_after=0.5,
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        message = await bot.get_channel(channel).send("after the wait")  # type: ignore[union-attr]
+        assert message.content == "after the wait"
+        assert loop.time() - started >= 0.45  # it waited out retry_after, then retried
+        assert sb.stats()["rate_limited"]["forced_global"] == 1
+    finally:
+        await stop(bot, task)
+
+
+async def test_missing_permission_is_50013(sb: Sandbox) -> None:
+    bot, task = await running(sb, [0], 1)
+    try:
+        guild_id, channel, _ = place(sb, bot)
+        guild = sb.world.guilds[guild_id]
+        guild.channels[channel].overwrites.append(
+            {"id": guild_id, "type": 0, "allow": 0, "deny": SEND_MESSAGES}
+        )
+        for role in guild.roles.values():
+            role.permissions &= ~SEND_MESSAGES
+        with pytest.raises(discord.Forbidden) as info:
+            await bot.get_channel(channel).send("no")  # type: ignore[union-attr]
+        assert info.value.code == 50013
+    finally:
+        await stop(bot, task)

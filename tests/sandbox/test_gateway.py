@@ -1,0 +1,284 @@
+"""The sandbox's gateway, spoken to over a raw websocket: the protocol as documented."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import zstandard
+
+from sandbox import Sandbox, SandboxConfig
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Client:
+    """A minimal gateway client that decodes the three transport modes."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, compress: str | None) -> None:
+        self.ws = ws
+        self.compress = compress
+        self._zlib = zlib.decompressobj()
+        self._buf = bytearray()
+        self._zstd = zstandard.ZstdDecompressor().decompressobj()
+
+    async def recv(self, timeout: float = 5) -> dict[str, Any]:
+        while True:
+            msg = await asyncio.wait_for(self.ws.receive(), timeout)
+            if msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.CLOSING,
+            ):
+                raise ConnectionError(self.ws.close_code)
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                assert self.compress is None
+                return dict(orjson.loads(msg.data))
+            data: bytes = msg.data
+            if self.compress == "zlib-stream":
+                self._buf.extend(data)
+                if data[-4:] != b"\x00\x00\xff\xff":
+                    continue
+                text = self._zlib.decompress(bytes(self._buf))
+                self._buf.clear()
+                return dict(orjson.loads(text))
+            return dict(orjson.loads(self._zstd.decompress(data)))
+
+    async def send(self, op: int, d: Any) -> None:
+        await self.ws.send_str(orjson.dumps({"op": op, "d": d}).decode())
+
+    async def until(self, event: str, timeout: float = 5) -> dict[str, Any]:
+        while True:
+            payload = await self.recv(timeout)
+            if payload.get("t") == event:
+                return payload
+
+    async def closed_with(self, timeout: float = 5) -> int | None:
+        try:
+            while True:
+                await self.recv(timeout)
+        except ConnectionError:
+            return self.ws.close_code
+
+
+@pytest.fixture
+async def sb() -> AsyncIterator[Sandbox]:
+    config = SandboxConfig(
+        guilds=8, members=6, identify_interval=0.3, max_concurrency=2, heartbeat_ms=1000
+    )
+    async with Sandbox(config) as s:
+        yield s
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def connect(http: aiohttp.ClientSession, sb: Sandbox, compress: str | None = None) -> Client:
+    url = f"{sb.gateway_url}?v=10&encoding=json" + (f"&compress={compress}" if compress else "")
+    client = Client(await http.ws_connect(url), compress)
+    hello = await client.recv()
+    assert hello["op"] == 10 and hello["d"]["heartbeat_interval"] == 1000
+    return client
+
+
+def identify(sb: Sandbox, shard: int = 0, count: int = 1, intents: int = 513) -> dict[str, Any]:
+    return {
+        "token": sb.token,
+        "intents": intents,
+        "shard": [shard, count],
+        "properties": {"os": "linux", "browser": "test", "device": "test"},
+    }
+
+
+@pytest.mark.parametrize("compress", [None, "zlib-stream", "zstd-stream"])
+async def test_ready_then_guild_create_per_guild_of_the_shard(
+    sb: Sandbox, http: aiohttp.ClientSession, compress: str | None
+) -> None:
+    client = await connect(http, sb, compress)
+    await client.send(2, identify(sb, shard=1, count=2))
+    ready = await client.until("READY")
+    d = ready["d"]
+    assert d["shard"] == [1, 2] and d["session_id"] and d["resume_gateway_url"] == sb.gateway_url
+    assert d["user"]["id"] == str(sb.world.bot.id) and d["application"]["id"]
+    expected = {str(g.id) for g in sb.world.guilds.values() if (g.id >> 22) % 2 == 1}
+    assert {g["id"] for g in d["guilds"]} == expected
+    assert all(g["unavailable"] for g in d["guilds"])
+    got = set()
+    for _ in expected:
+        create = await client.until("GUILD_CREATE")
+        got.add(create["d"]["id"])
+        assert create["d"]["channels"] and create["d"]["roles"]
+        # Without GUILD_MEMBERS only the bot's own member comes along.
+        assert [m["user"]["id"] for m in create["d"]["members"]] == [str(sb.world.bot.id)]
+    assert got == expected
+    await client.send(1, d and ready["s"])
+    assert (await client.recv())["op"] == 11
+
+
+@pytest.mark.parametrize(
+    ("first", "code"),
+    [
+        ((2, {"token": "bad.token.x", "intents": 0, "shard": [0, 1]}), 4004),
+        ((3, {"status": "online"}), 4003),
+        ((2, {"token": None}), 4004),
+    ],
+)
+async def test_close_codes(
+    sb: Sandbox, http: aiohttp.ClientSession, first: tuple[int, Any], code: int
+) -> None:
+    client = await connect(http, sb)
+    await client.send(*first)
+    assert await client.closed_with() == code
+    assert sb.stats()["close_codes"][str(code)] >= 1
+
+
+async def test_decode_error_4002(sb: Sandbox, http: aiohttp.ClientSession) -> None:
+    client = await connect(http, sb)
+    await client.ws.send_str("{not json")
+    assert await client.closed_with() == 4002
+
+
+async def test_invalid_shard_intents_and_double_identify(
+    sb: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    client = await connect(http, sb)
+    await client.send(2, identify(sb, shard=2, count=2))
+    assert await client.closed_with() == 4010
+    client = await connect(http, sb)
+    await client.send(2, identify(sb, intents=1 << 40))
+    assert await client.closed_with() == 4013
+    client = await connect(http, sb)
+    await client.send(2, identify(sb))
+    await client.until("READY")
+    await client.send(2, identify(sb))
+    assert await client.closed_with() == 4005
+    await asyncio.sleep(0.35)
+    client = await connect(http, sb)
+    await client.send(2, identify(sb))
+    await client.until("READY")
+    await client.send(99, None)
+    assert await client.closed_with() == 4001
+
+
+async def test_too_many_sends_4008(sb: Sandbox, http: aiohttp.ClientSession) -> None:
+    client = await connect(http, sb)
+    for _ in range(121):
+        await client.send(1, None)
+    assert await client.closed_with() == 4008
+
+
+async def test_missed_heartbeats_close_the_connection(
+    sb: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    client = await connect(http, sb)
+    await client.send(2, identify(sb))
+    await client.until("READY")
+    # Send nothing: after 1.5 heartbeat intervals (+1 s) the sandbox gives up on us.
+    assert await client.closed_with(timeout=6) == 4009
+
+
+async def test_identify_concurrency_gets_op9(sb: Sandbox, http: aiohttp.ClientSession) -> None:
+    # max_concurrency 2: shards 0 and 1 are different buckets; 0 and 2 share one.
+    a, b, c = [await connect(http, sb) for _ in range(3)]
+    await a.send(2, identify(sb, shard=0, count=3))
+    await b.send(2, identify(sb, shard=1, count=3))
+    await c.send(2, identify(sb, shard=2, count=3))
+    assert (await a.until("READY"))["d"]["shard"] == [0, 3]
+    assert (await b.until("READY"))["d"]["shard"] == [1, 3]
+    invalid = await c.recv()
+    assert invalid["op"] == 9 and invalid["d"] is False
+    stats = sb.stats()
+    assert stats["op9"] == 1 and stats["identifies_per_bucket"] == {"0": 1, "1": 1}
+    await asyncio.sleep(0.35)  # after the interval the same bucket may identify again
+    await c.send(2, identify(sb, shard=2, count=3))
+    assert (await c.until("READY"))["d"]["shard"] == [2, 3]
+
+
+async def test_resume_replays_missed_events(sb: Sandbox, http: aiohttp.ClientSession) -> None:
+    client = await connect(http, sb, "zlib-stream")
+    await client.send(2, identify(sb, intents=513 | (1 << 15)))
+    ready = await client.until("READY")
+    session, seq = ready["d"]["session_id"], ready["s"]
+    guild = next(iter(sb.world.guilds.values()))
+    channel = next(c for c in guild.channels.values() if c.type == 0)
+    author = next(m for m in guild.members if m != sb.world.bot.id)
+    while True:  # read up to the last GUILD_CREATE
+        try:
+            seq = (await client.recv(timeout=0.5))["s"] or seq
+        except TimeoutError:
+            break
+    await client.ws.close()
+    for i in range(3):  # while we are away
+        await sb.send_message(channel.id, author, f"missed {i}")
+    client = await connect(http, sb, "zlib-stream")
+    await client.send(6, {"token": sb.token, "session_id": session, "seq": seq})
+    got = [await client.until("MESSAGE_CREATE") for _ in range(3)]
+    assert [g["d"]["content"] for g in got] == ["missed 0", "missed 1", "missed 2"]
+    assert [g["s"] for g in got] == [seq + 1, seq + 2, seq + 3]
+    await client.until("RESUMED")
+    # An unknown session can't be resumed.
+    other = await connect(http, sb)
+    await other.send(6, {"token": sb.token, "session_id": "nope", "seq": 1})
+    assert (await other.recv())["op"] == 9
+
+
+async def test_content_needs_the_message_content_intent(
+    sb: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    guild = next(g for g in sb.world.guilds.values() if (g.id >> 22) % 1 == 0)
+    channel = next(c for c in guild.channels.values() if c.type == 0)
+    author = next(m for m in guild.members if m != sb.world.bot.id)
+    without = await connect(http, sb)
+    await without.send(2, identify(sb, intents=1 | (1 << 9)))
+    await without.until("READY")
+    await sb.send_message(channel.id, author, "secret words")
+    msg = await without.until("MESSAGE_CREATE")
+    assert msg["d"]["content"] == "" and msg["d"]["author"]["id"] == str(author)
+
+
+async def test_dm_events_go_to_shard_zero_only(sb: Sandbox, http: aiohttp.ClientSession) -> None:
+    clients = []
+    for shard in (0, 1):
+        c = await connect(http, sb)
+        await c.send(2, identify(sb, shard=shard, count=2, intents=1 | (1 << 12) | (1 << 15)))
+        await c.until("READY")
+        clients.append(c)
+        await asyncio.sleep(0.01)
+    user = next(iter(sb.world.guilds.values())).owner_id
+    dm = sb.world.dm_channel(user)
+    await sb.send_message(dm.id, user, "hello bot")
+    assert (await clients[0].until("MESSAGE_CREATE"))["d"]["content"] == "hello bot"
+    with pytest.raises(TimeoutError):
+        await clients[1].until("MESSAGE_CREATE", timeout=0.5)
+
+
+async def test_request_guild_members_chunk(sb: Sandbox, http: aiohttp.ClientSession) -> None:
+    client = await connect(http, sb)
+    await client.send(2, identify(sb, intents=1 | 2))
+    await client.until("READY")
+    guild = next(iter(sb.world.guilds.values()))
+    await client.send(8, {"guild_id": str(guild.id), "query": "", "limit": 0, "nonce": "n1"})
+    chunk = await client.until("GUILD_MEMBERS_CHUNK")
+    assert chunk["d"]["nonce"] == "n1" and chunk["d"]["chunk_count"] == 1
+    assert {m["user"]["id"] for m in chunk["d"]["members"]} == {str(m) for m in guild.members}
+
+
+async def test_faults_reconnect_and_invalidate(sb: Sandbox, http: aiohttp.ClientSession) -> None:
+    client = await connect(http, sb)
+    await client.send(2, identify(sb))
+    await client.until("READY")
+    assert await sb.fault("reconnect", shard=0) == 1
+    while (payload := await client.recv())["op"] != 7:
+        pass
+    assert await sb.fault("invalidate", shard=0) == 1
+    while (payload := await client.recv())["op"] != 9:
+        pass
+    assert payload["d"] is False
