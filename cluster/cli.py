@@ -242,8 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sandbox",
         cmd_sandbox,
         "run the built-in Discord sandbox on its own",
-        "Run the local Discord emulator (gateway + REST). Arguments are passed on; "
-        "see `guildhouse sandbox -- --help`.",
+        "Run the local Discord emulator (gateway + REST). See `guildhouse sandbox --help`.",
     )
     sb.add_argument(
         "sandbox_args",
@@ -254,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sandbox"]:
+        # The sandbox has its own options (and --help); hand them over untouched.
+        from sandbox.runner import main as sandbox_main
+
+        return sandbox_main([a for a in argv[1:] if a != "--"])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -158,3 +158,24 @@ async def test_missing_permission_is_50013(sb: Sandbox) -> None:
         assert info.value.code == 50013
     finally:
         await stop(bot, task)
+
+
+async def test_traffic_generator_measures_command_round_trips(sb: Sandbox) -> None:
+    from sandbox.traffic import generate
+
+    bot, task = await running(sb, [0], 1)
+    try:
+        report = await generate(
+            sb, rate=40, duration=1.0, commands=("!echo hi",), command_share=0.5, seed=3
+        )
+        assert report.sent == 40
+        assert 0 < report.commands < 40
+        assert report.answered == report.commands == len(report.round_trips)
+        p50, p99 = report.percentile(0.5), report.percentile(0.99)
+        assert p50 is not None and p99 is not None and 0 < p50 <= p99
+        from sandbox.traffic import CHAT
+
+        chat = [s for s in bot.seen if s in CHAT]
+        assert len(chat) == report.sent - report.commands
+    finally:
+        await stop(bot, task)
