@@ -283,3 +283,14 @@ async def test_worker_killed_is_restarted(env: Env, driver: Driver) -> None:
     await driver.drain(p.channel_id)
     await driver.say(p.channel_id, p.member_id, "!ping")
     assert "Pong!" in await driver.reply_text(p.channel_id)
+
+
+async def test_guilds_table_follows_the_gateway(env: Env, driver: Driver) -> None:
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        rows = await conn.fetch("SELECT id, left_at FROM guilds")
+    finally:
+        await conn.close()
+    known = {int(g["id"]) for g in driver.world["guilds"]}
+    assert {r["id"] for r in rows} == known  # every guild of every shard, from GUILD_CREATE
+    assert all(r["left_at"] is None for r in rows)
