@@ -1241,3 +1241,71 @@ class Rest:
                 except TimeoutError:
                     break
         return found
+
+    async def world_event(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Things users and Discord do that a bot hears about: joins, leaves, reactions,
+        presence changes, the bot being removed from a guild."""
+        guild = self._guild(str(data.get("guild_id", "")))
+        if kind == "member_add":
+            user_id = int(data["user_id"])
+            if user_id not in self.world.users:
+                raise unknown("user")
+            if user_id in guild.bans:
+                raise ApiError(403, 40007, "The user is banned from this guild.")
+            member = Member(user_id, [], time.time())
+            guild.members[user_id] = member
+            payload = {"guild_id": str(guild.id), **member.to_dict(self.world)}
+            await self.gateway.dispatch("GUILD_MEMBER_ADD", payload, guild.id)
+            return payload
+        if kind == "member_remove":
+            member = self._member(guild, str(data["user_id"]))
+            del guild.members[member.user_id]
+            payload = {
+                "guild_id": str(guild.id),
+                "user": self.world.users[member.user_id].to_dict(),
+            }
+            await self.gateway.dispatch("GUILD_MEMBER_REMOVE", payload, guild.id)
+            return payload
+        if kind == "reaction":
+            channel_id = int(data["channel_id"])
+            found = self.world.channel(channel_id)
+            if found is None or found[0] is not guild:
+                raise unknown("channel")
+            self._message(channel_id, str(data["message_id"]))
+            member = self._member(guild, str(data["user_id"]))
+            payload = {
+                "user_id": str(member.user_id),
+                "channel_id": str(channel_id),
+                "message_id": str(data["message_id"]),
+                "guild_id": str(guild.id),
+                "member": member.to_dict(self.world),
+                "burst": False,
+                "type": 0,
+                "emoji": {"id": None, "name": str(data.get("emoji", "👍"))},
+            }
+            await self.gateway.dispatch("MESSAGE_REACTION_ADD", payload, guild.id)
+            return payload
+        if kind == "presence":
+            member = self._member(guild, str(data["user_id"]))
+            payload = {
+                "user": {"id": str(member.user_id)},
+                "guild_id": str(guild.id),
+                "status": str(data.get("status", "online")),
+                "activities": [],
+                "client_status": {"desktop": str(data.get("status", "online"))},
+            }
+            await self.gateway.dispatch("PRESENCE_UPDATE", payload, guild.id)
+            return payload
+        if kind == "guild_delete":
+            payload = {"id": str(guild.id), "unavailable": False}
+            await self.gateway.dispatch("GUILD_DELETE", payload, guild.id)
+            del self.world.guilds[guild.id]
+            for session in self.gateway.sessions.values():
+                session.guild_ids.discard(guild.id)
+            return payload
+        raise ApiError(
+            400,
+            50035,
+            f"unknown event kind {kind!r}; expected member_add, "
+            "member_remove, reaction, presence or guild_delete",
+        )

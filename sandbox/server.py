@@ -92,6 +92,7 @@ class Sandbox:
         app.router.add_post("/_sandbox/interactions", self._interactions)
         app.router.add_get("/_sandbox/outbox", self._outbox)
         app.router.add_post("/_sandbox/faults", self._faults)
+        app.router.add_post("/_sandbox/events", self._events)
         app.router.add_get("/_sandbox/stats", self._stats)
         return app
 
@@ -160,6 +161,10 @@ class Sandbox:
             )
             return count
         raise ValueError(f"unknown fault kind {kind!r}")
+
+    async def event(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """A user joins or leaves, reacts, changes presence; or the bot is removed."""
+        return await self.rest.world_event(kind, data)
 
     def stats(self) -> dict[str, Any]:
         gw = self.gateway.stats
@@ -268,6 +273,16 @@ class Sandbox:
         except (KeyError, ValueError, TypeError) as exc:
             return web.json_response({"message": f"bad fault: {exc}"}, status=400)
         return web.json_response({"applied": hit})
+
+    async def _events(self, request: web.Request) -> web.Response:
+        try:
+            data = await self._json_body(request)
+            payload = await self.event(str(data.pop("kind")), data)
+        except ApiError as err:
+            return self._error(err)
+        except (KeyError, ValueError, TypeError) as exc:
+            return web.json_response({"message": f"bad event: {exc}"}, status=400)
+        return web.json_response(payload)
 
     async def _stats(self, _: web.Request) -> web.Response:
         return web.json_response(self.stats())

@@ -36,8 +36,8 @@ async def sb(restore_urls: None) -> AsyncIterator[Sandbox]:
 
 
 class PlainBot(commands.AutoShardedBot):
-    def __init__(self, shard_ids: list[int], shard_count: int) -> None:
-        intents = discord.Intents.default()
+    def __init__(self, shard_ids: list[int], shard_count: int, *, privileged: bool = False) -> None:
+        intents = discord.Intents.all() if privileged else discord.Intents.default()
         intents.message_content = True
         super().__init__(
             command_prefix="!", intents=intents, shard_ids=shard_ids, shard_count=shard_count
@@ -179,3 +179,78 @@ async def test_traffic_generator_measures_command_round_trips(sb: Sandbox) -> No
         assert len(chat) == report.sent - report.commands
     finally:
         await stop(bot, task)
+
+
+class EventBot(PlainBot):
+    def __init__(self) -> None:
+        super().__init__([0], 1, privileged=True)
+        self.events: list[tuple[str, int]] = []
+
+        @self.command()
+        async def menu(ctx: commands.Context[EventBot]) -> None:
+            view = discord.ui.View()
+            button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
+                label="Go", custom_id="go"
+            )
+
+            async def clicked(interaction: discord.Interaction) -> None:
+                await interaction.response.send_message(f"clicked by {interaction.user.id}")
+
+            button.callback = clicked  # type: ignore[method-assign]
+            view.add_item(button)
+            await ctx.send("pick", view=view)
+
+    async def on_member_join(self, member: discord.Member) -> None:
+        self.events.append(("join", member.id))
+
+    async def on_raw_member_remove(self, payload: discord.RawMemberRemoveEvent) -> None:
+        self.events.append(("leave", payload.user.id))
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        self.events.append(("reaction", payload.user_id))
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        self.events.append(("guild_remove", guild.id))
+
+
+async def test_member_reaction_guild_events_and_buttons(sb: Sandbox) -> None:
+    bot = EventBot()
+    task = asyncio.create_task(bot.start(sb.token))
+    await asyncio.wait_for(bot.ready.wait(), 30)
+    try:
+        guild_id, channel, user = place(sb, bot)
+        newcomer = next(
+            u for u in sb.world.users if all(u not in g.members for g in sb.world.guilds.values())
+        )
+        await sb.event("member_add", {"guild_id": guild_id, "user_id": newcomer})
+        await sb.event("member_remove", {"guild_id": guild_id, "user_id": newcomer})
+        await sb.send_message(channel, user, "!menu")
+        (menu,) = await sb.outbox(channel, wait=5)
+        assert menu["components"][0]["components"][0]["custom_id"] == "go"
+        await sb.event(
+            "reaction",
+            {
+                "guild_id": guild_id,
+                "channel_id": channel,
+                "message_id": menu["message_id"],
+                "user_id": user,
+            },
+        )
+        await sb.click(channel, user, int(menu["message_id"]), "go")
+        (answer,) = await sb.outbox(channel, after=menu["seq"], wait=5)
+        assert answer["content"] == f"clicked by {user}"
+        await sb.event("guild_delete", {"guild_id": guild_id})
+        for _ in range(50):
+            if len(bot.events) >= 4:
+                break
+            await asyncio.sleep(0.1)
+        assert bot.events == [
+            ("join", newcomer),
+            ("leave", newcomer),
+            ("reaction", user),
+            ("guild_remove", guild_id),
+        ]
+        assert bot.get_guild(guild_id) is None
+    finally:
+        await bot.close()
+        await task

@@ -282,3 +282,16 @@ async def test_faults_reconnect_and_invalidate(sb: Sandbox, http: aiohttp.Client
     while (payload := await client.recv())["op"] != 9:
         pass
     assert payload["d"] is False
+
+
+async def test_more_than_2500_guilds_on_a_shard_4011(http: aiohttp.ClientSession) -> None:
+    async with Sandbox(SandboxConfig(guilds=2501, members=3)) as big:
+        client = await connect_plain(http, big)
+        await client.send(2, identify(big))
+        assert await client.closed_with() == 4011
+
+
+async def connect_plain(http: aiohttp.ClientSession, sb: Sandbox) -> Client:
+    client = Client(await http.ws_connect(f"{sb.gateway_url}?v=10&encoding=json"), None)
+    assert (await client.recv())["op"] == 10
+    return client

@@ -216,3 +216,51 @@ async def test_control_api_over_http(sb: Sandbox) -> None:
             "rate_limited",
             "invalid_requests",
         } <= set(stats)
+
+
+async def test_channel_renames_are_limited(sb: Sandbox, api: aiohttp.ClientSession) -> None:
+    _, channel_id = text_channel(sb)
+    for name in ("one", "two"):
+        async with api.patch(f"channels/{channel_id}", json={"name": name}) as resp:
+            assert resp.status == 200 and (await resp.json())["name"] == name
+    async with api.patch(f"channels/{channel_id}", json={"name": "three"}) as resp:
+        assert resp.status == 429
+    assert sb.world.channel(channel_id)[1].name == "two"  # type: ignore[index]
+
+
+async def test_moderation_writes_and_the_role_hierarchy(
+    sb: Sandbox, api: aiohttp.ClientSession
+) -> None:
+    guild_id, _ = text_channel(sb)
+    guild = sb.world.guilds[guild_id]
+    owner = guild.owner_id
+    plain = next(
+        m for m, mem in guild.members.items() if m not in (owner, sb.world.bot.id) and not mem.roles
+    )
+    mod_role = next(r for r in guild.roles.values() if r.name == "Moderators")
+    base = f"guilds/{guild_id}/members"
+    async with api.put(f"{base}/{plain}/roles/{mod_role.id}") as resp:
+        assert resp.status == 204
+    assert mod_role.id in guild.members[plain].roles
+    async with api.patch(
+        f"{base}/{plain}", json={"communication_disabled_until": "2099-01-01T00:00:00+00:00"}
+    ) as resp:
+        assert (await resp.json())["code"] == 50035  # more than 28 days
+    async with api.patch(f"{base}/{plain}", json={"communication_disabled_until": None}) as resp:
+        assert resp.status == 200
+    async with api.delete(f"{base}/{owner}") as resp:
+        assert (await resp.json())["code"] == 50013  # nobody kicks the owner
+    bot_role = next(r for r in guild.roles.values() if r.managed)
+    async with api.put(f"{base}/{plain}/roles/{bot_role.id}") as resp:
+        assert (await resp.json())["code"] == 50013  # not at or above the bot's own role
+    async with api.put(
+        f"guilds/{guild_id}/bans/{plain}", headers={"X-Audit-Log-Reason": "spam"}
+    ) as resp:
+        assert resp.status == 204
+    assert plain not in guild.members
+    async with api.get(f"guilds/{guild_id}/bans/{plain}") as resp:
+        assert (await resp.json())["reason"] == "spam"
+    async with api.delete(f"guilds/{guild_id}/bans/{plain}") as resp:
+        assert resp.status == 204
+    async with api.delete(f"guilds/{guild_id}/bans/{plain}") as resp:
+        assert (await resp.json())["code"] == 10026
