@@ -84,6 +84,16 @@ class Driver:
             assert resp.status < 300, await resp.text()
             return str((await resp.json())["id"])
 
+    async def click(self, channel_id: int, user_id: int, message_id: str, custom_id: str) -> None:
+        body = {
+            "channel_id": str(channel_id),
+            "user_id": str(user_id),
+            "message_id": message_id,
+            "custom_id": custom_id,
+        }
+        async with self.http.post(f"{self.base}/_sandbox/interactions", json=body) as resp:
+            assert resp.status < 300, await resp.text()
+
     async def slash(
         self, channel_id: int, user_id: int, name: str, options: list[dict[str, Any]] | None = None
     ) -> str:

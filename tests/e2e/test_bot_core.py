@@ -258,7 +258,16 @@ async def test_audit_command_pages(env: Env, driver: Driver) -> None:
     text = text_of(entry)
     assert "settings.prefix" in text and "Page 1 of 2" in text
     components = entry.get("components") or (entry.get("data") or {}).get("components") or []
-    assert components, "a multi-page answer comes with buttons"
+    buttons = {b["label"]: b["custom_id"] for row in components for b in row["components"]}
+    assert set(buttons) == {"«", "‹", "›", "»"}, "a multi-page answer comes with buttons"
+    # Only whoever asked may turn the pages; anyone else is told so, privately.
+    await driver.click(p.channel_id, p.member_id, entry["message_id"], buttons["›"])
+    (refusal,) = await driver.replies(p.channel_id)
+    assert refusal["kind"] == "interaction_response" and refusal["ephemeral"]
+    assert "belong to whoever asked" in text_of(refusal)
+    await driver.click(p.channel_id, p.owner_id, entry["message_id"], buttons["›"])
+    (turned,) = await driver.replies(p.channel_id)
+    assert turned["kind"] == "edit" and "Page 2 of 2" in text_of(turned)
 
 
 async def test_unexpected_error_gets_an_id_and_no_details(env: Env, driver: Driver) -> None:
