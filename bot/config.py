@@ -24,8 +24,10 @@ class WorkerConfig:
     # A shard connected but not READY for this long is reconnected (the launcher sets it from
     # the identify queue's expected wait).
     shard_ready_timeout: float = 300.0
-    # Seconds between IDENTIFYs of one max_concurrency bucket (Discord: 5).
+    # Seconds between IDENTIFYs of one max_concurrency bucket (Discord: 5), and the number of
+    # buckets (session_start_limit.max_concurrency from GET /gateway/bot).
     identify_interval: float = 5.0
+    max_concurrency: int = 1
     # Extensions (cogs) to load; users testing their own cogs add theirs here.
     extensions: tuple[str, ...] = ()
     log_level: str = "INFO"

@@ -17,6 +17,7 @@ from bot.config import WorkerConfig
 from bot.guild_settings import GuildSettingsStore
 from bot.shards import ShardState, ShardTracker
 from ipc.client import Keys
+from ipc.identify import IdentifyQueue
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,12 @@ class Guildhouse(commands.AutoShardedBot):
         self.redis = redis
         self.keys = Keys(config.redis_prefix)
         self.guild_settings = GuildSettingsStore(pool, redis, self.keys)
+        self.identify_queue = IdentifyQueue(
+            redis,
+            self.keys,
+            max_concurrency=config.max_concurrency,
+            interval=config.identify_interval,
+        )
         self.started_at = time.time()
         self.accepting = True
         self.shard_tracker = ShardTracker(config.shard_ids)
@@ -126,10 +133,15 @@ class Guildhouse(commands.AutoShardedBot):
         log.warning("drain: commands still running after %.0fs; closing anyway", grace)
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        # One IDENTIFY per interval for this worker's shards. Across workers and pods this is
-        # the Redis identify queue's job (cluster issue); until then each worker paces itself.
-        if not initial:
-            await asyncio.sleep(self.config.identify_interval)
+        # Every IDENTIFY of every worker and pod waits its turn in the shared Redis queue.
+        waited = await self.identify_queue.acquire(shard_id or 0)
+        if waited > 1:
+            log.info(
+                "shard %s waited %.1fs for its IDENTIFY turn",
+                shard_id,
+                waited,
+                extra={"shard": shard_id},
+            )
 
     async def close(self) -> None:
         await self.guild_settings.stop()

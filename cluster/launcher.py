@@ -180,6 +180,7 @@ def worker_configs(
             gateway_url=gateway_url,
             owner_ids=settings.owner_ids,
             identify_interval=endpoint.identify_interval,
+            max_concurrency=max_concurrency,
             # Twice the identify queue's worst case for the whole bot, plus slack.
             shard_ready_timeout=2 * IDENTIFY_INTERVAL * -(-shard_count // max_concurrency) + 120,
             log_level=settings.log_level,

@@ -156,6 +156,7 @@ async def start_cluster(
     *,
     shards: int,
     clusters: int,
+    max_concurrency: int = 1,
     owner_id: int,
     prefix: str,
 ) -> Supervisor:
@@ -174,6 +175,7 @@ async def start_cluster(
         token=sandbox.info["token"],
         api_url=sandbox.info["api_url"],
         gateway_url=sandbox.info["gateway_url"],
+        identify_interval=float(sandbox.info["identify_interval"]),
     )
     configs = worker_configs(
         settings,
@@ -181,6 +183,7 @@ async def start_cluster(
         urls=BackingUrls(database_url, redis_url),
         shard_count=shards,
         gateway_url=sandbox.info["gateway_url"],
+        max_concurrency=max_concurrency,
     )
     configs = [replace(c, extensions=TEST_EXTENSIONS) for c in configs]
     from bot.entry import sync_commands

@@ -1,0 +1,126 @@
+"""The IDENTIFY queue: one IDENTIFY per interval per bucket, across every process and pod.
+
+Discord allows `max_concurrency` IDENTIFYs per 5 seconds, one per bucket
+`shard_id % max_concurrency`; a faster one earns an INVALID_SESSION (op 9) and counts against
+the daily session-start limit. Each worker calls `acquire(shard_id)` from discord.py's
+`before_identify_hook`.
+
+How it stays correct:
+- One Lua script does the whole decision atomically against Redis's own clock, so processes on
+  different machines agree on time.
+- Waiters of a bucket queue in a sorted set scored by shard id: lower shards go first, as
+  Discord starts them, and nobody starves.
+- Every waiter holds a short lease (a key with an expiry) that it refreshes while it polls; a
+  waiter that died is dropped from the head of the queue once its lease lapses, so a crash never
+  blocks the bucket. The last grant time itself expires after a few intervals.
+- Turns are spaced by the interval plus a small margin (10 %, at least 0.2 s): a turn is
+  granted before the IDENTIFY is sent, and sending can be late.
+- If Redis is unreachable, a worker paces its own IDENTIFYs locally (one per interval) and says
+  so once; that can only be slower than the shared queue, never faster for this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from ipc.client import Keys
+
+log = logging.getLogger(__name__)
+
+# KEYS: last grant time, waiting set.  ARGV: shard, interval ms, lease ms, lease key prefix.
+# Returns 0 when granted, otherwise milliseconds to wait before asking again.
+_CLAIM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local shard, interval, lease, alive = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+redis.call('ZADD', KEYS[2], 'NX', tonumber(shard), shard)
+redis.call('SET', alive .. shard, '1', 'PX', lease)
+redis.call('PEXPIRE', KEYS[2], lease * 4)
+while true do
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if not head or redis.call('EXISTS', alive .. head) == 1 then break end
+  redis.call('ZREM', KEYS[2], head)
+end
+local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+if head ~= shard then
+  return -1
+end
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now - last < interval then
+  return interval - (now - last)
+end
+redis.call('SET', KEYS[1], now, 'PX', interval * 4)
+redis.call('ZREM', KEYS[2], shard)
+redis.call('DEL', alive .. shard)
+return 0
+"""
+
+POLL = 0.1  # seconds between asks while another shard is ahead in the queue
+
+
+class IdentifyQueue:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        *,
+        max_concurrency: int = 1,
+        interval: float = 5.0,
+        lease: float = 10.0,
+        margin: float | None = None,
+    ) -> None:
+        if max_concurrency < 1 or interval <= 0 or lease <= 0:
+            raise ValueError("max_concurrency >= 1, interval > 0 and lease > 0 are required")
+        self.redis = redis
+        self.keys = keys
+        self.max_concurrency = max_concurrency
+        self.interval = interval
+        # Turns are granted a little further apart than Discord requires: the IDENTIFY leaves
+        # the worker a moment after its turn, and a busy process can be late by more than the
+        # next one is, which Discord would punish with an op 9.
+        self.spacing = interval + (max(0.2, 0.1 * interval) if margin is None else margin)
+        self.lease = lease
+        self._claim = redis.register_script(_CLAIM)
+        self._local_last: dict[int, float] = {}
+        self._degraded = False
+
+    def bucket(self, shard_id: int) -> int:
+        return shard_id % self.max_concurrency
+
+    async def acquire(self, shard_id: int) -> float:
+        """Wait until this shard may IDENTIFY; return the seconds waited."""
+        started = time.monotonic()
+        bucket = self.bucket(shard_id)
+        keys = [self.keys("identify", bucket, "last"), self.keys("identify", bucket, "waiting")]
+        args: list[str | int] = [
+            str(shard_id),
+            int(self.spacing * 1000),
+            int(self.lease * 1000),
+            self.keys("identify", bucket, "alive", ""),
+        ]
+        while True:
+            try:
+                wait_ms = int(await self._claim(keys=keys, args=args))
+            except (redis.exceptions.RedisError, OSError) as exc:
+                await self._local(bucket, exc)
+                return time.monotonic() - started
+            if self._degraded:
+                self._degraded = False
+                log.warning("identify queue: Redis is back; shared pacing resumed")
+            if wait_ms == 0:
+                return time.monotonic() - started
+            await asyncio.sleep(POLL if wait_ms < 0 else min(wait_ms / 1000, self.lease / 2))
+
+    async def _local(self, bucket: int, exc: BaseException) -> None:
+        if not self._degraded:
+            self._degraded = True
+            log.warning("identify queue: Redis unreachable (%s); pacing IDENTIFYs locally", exc)
+        last = self._local_last.get(bucket)
+        if last is not None:
+            await asyncio.sleep(max(0.0, last + self.spacing - time.monotonic()))
+        self._local_last[bucket] = time.monotonic()

@@ -1,0 +1,69 @@
+"""Starting many shards in many processes: every IDENTIFY waits its turn in the Redis queue."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+
+import aiohttp
+import pytest
+from e2e_harness import start_cluster, start_sandbox
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+async def test_eight_shards_in_four_processes_start_without_op9(
+    bot_db: str, redis_url: str
+) -> None:
+    interval, mc, shards = 0.5, 2, 8
+    sb = start_sandbox(
+        "--guilds",
+        "16",
+        "--members",
+        "4",
+        "--seed",
+        "11",
+        "--max-concurrency",
+        str(mc),
+        "--identify-interval",
+        str(interval),
+    )
+    try:
+        started = time.monotonic()
+        sup = await start_cluster(
+            sb,
+            bot_db,
+            redis_url,
+            shards=shards,
+            clusters=4,
+            max_concurrency=mc,
+            owner_id=123456789012345678,
+            prefix=f"e2e:{uuid.uuid4().hex[:8]}:",
+        )
+        elapsed = time.monotonic() - started
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{sb.control}/_sandbox/stats") as resp,
+            ):
+                stats = await resp.json()
+        finally:
+            await sup.stop()
+    finally:
+        sb.proc.terminate()
+        sb.proc.wait(10)
+    assert stats["op9"] == 0, stats
+    assert stats["identifies_per_bucket"] == {"0": shards // mc, "1": shards // mc}
+    # Per bucket, IDENTIFYs were spaced by the interval (the sandbox's own clock).
+    for bucket in ("0", "1"):
+        times = sorted(t["at"] for t in stats["identify_times"] if str(t["bucket"]) == bucket)
+        assert all(b - a >= interval * 0.95 for a, b in itertools.pairwise(times))
+    # The buckets ran side by side: the identifies took about (8 / 2 - 1) intervals in all.
+    first, last = (
+        min(t["at"] for t in stats["identify_times"]),
+        max(t["at"] for t in stats["identify_times"]),
+    )
+    spacing = interval + 0.2  # the queue's safety margin
+    assert last - first < (shards / mc) * spacing + 1.0
+    print(f"8 shards / 4 processes / max_concurrency 2 ready in {elapsed:.1f}s")
