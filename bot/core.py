@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from typing import Any
 
@@ -18,6 +20,7 @@ from bot.guild_settings import GuildSettingsStore
 from bot.shards import ShardState, ShardTracker
 from ipc.client import Keys
 from ipc.identify import IdentifyQueue
+from ipc.registry import ClusterInfo, Registry, ShardInfo
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ class Guildhouse(commands.AutoShardedBot):
         self.redis = redis
         self.keys = Keys(config.redis_prefix)
         self.guild_settings = GuildSettingsStore(pool, redis, self.keys)
+        self.registry = Registry(redis, self.keys)
         self.identify_queue = IdentifyQueue(
             redis,
             self.keys,
@@ -197,6 +201,29 @@ class Guildhouse(commands.AutoShardedBot):
 
     async def on_socket_event_type(self, event_type: str) -> None:
         metrics.GATEWAY_EVENTS.labels(self._cluster_label, event_type).inc()
+
+    def cluster_info(self, state: str) -> ClusterInfo:
+        """This cluster's registry entry."""
+        guilds: dict[int, int] = dict.fromkeys(self.shard_tracker.states, 0)
+        for guild in self.guilds:
+            guilds[guild.shard_id] = guilds.get(guild.shard_id, 0) + 1
+        shards = {}
+        for sid, shard_state in self.shard_tracker.states.items():
+            info = self.get_shard(sid)
+            latency = None
+            if info is not None and info.latency != float("inf"):
+                latency = round(info.latency * 1000, 1)
+            shards[sid] = ShardInfo(shard_state.name.lower(), latency, guilds.get(sid, 0))
+        return ClusterInfo(
+            cluster_id=self.config.cluster_id,
+            shard_ids=list(self.config.shard_ids),
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            state=state,
+            started=self.started_at,
+            guilds=len(self.guilds),
+            shards=shards,
+        )
 
     def sample_metrics(self) -> None:
         """Refresh gauges; called once a second by the worker's report loop."""

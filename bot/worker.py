@@ -7,6 +7,8 @@ import contextlib
 import logging
 import signal
 
+from redis.exceptions import RedisError
+
 from bot import logcontext
 from bot.config import WorkerConfig
 from bot.core import Guildhouse
@@ -33,6 +35,8 @@ async def _report(bot: Guildhouse, reporter: Reporter | None, ready_timeout: flo
                 reporter.shard(sid, state, latency)
         tick += 1
         bot.sample_metrics()
+        if tick % 2 == 0:
+            await _publish(bot, "ready" if bot.shard_tracker.all_ready() else "starting")
         if tick % 5 == 0:
             for sid in bot.shard_tracker.stuck(ready_timeout):
                 info = bot.get_shard(sid)
@@ -47,6 +51,22 @@ async def _report(bot: Guildhouse, reporter: Reporter | None, ready_timeout: flo
                 bot.shard_tracker.update(sid, ShardState.STARTING)
                 asyncio.create_task(info.reconnect(), name=f"reconnect-shard-{sid}")  # noqa: RUF006
         await asyncio.sleep(1)
+
+
+_publish_failed = False
+
+
+async def _publish(bot: Guildhouse, state: str) -> None:
+    """Refresh this cluster's registry entry; a Redis outage is logged once, not every time."""
+    global _publish_failed  # noqa: PLW0603 - one flag for the one report loop of a process
+    try:
+        await bot.registry.publish(bot.cluster_info(state))
+    except (RedisError, OSError) as exc:
+        if not _publish_failed:
+            log.warning("cannot publish to the cluster registry: %s", exc)
+        _publish_failed = True
+    else:
+        _publish_failed = False
 
 
 async def run_worker(
@@ -85,12 +105,15 @@ async def run_worker(
             await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set():
                 log.info("cluster %d draining", config.cluster_id)
+                await _publish(bot, "stopping")
                 await bot.drain(drain_grace)
                 await bot.close()
             stopper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner  # re-raises what stopped the bot, if it was not us
             beat.cancel()
+            with contextlib.suppress(RedisError, OSError):
+                await bot.registry.remove(config.cluster_id)
             log.info("cluster %d stopped", config.cluster_id)
     finally:
         await pool.close()

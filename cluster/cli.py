@@ -126,6 +126,14 @@ def cmd_chat(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    logs.setup("WARNING", settings.log_format)
+    from cluster.launcher import status
+
+    return _run_async(status(settings, as_json=args.json))
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.runner import main as sandbox_main
 
@@ -209,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--guild", type=int, default=None, metavar="ID", help="sync to this guild only"
     )
     sync.set_defaults(func=cmd_commands_sync)
+
+    st = add(
+        "status",
+        cmd_status,
+        "show the running clusters and shards",
+        "Clusters and shards (state, latency, guilds, uptime, restarts) from the cluster "
+        "registry in Redis, across every process and pod.",
+    )
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     ch = add(
         "chat",

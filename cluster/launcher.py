@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from cluster.chat import SANDBOX_FILE
 from cluster.embedded import EmbeddedError, services
@@ -22,7 +24,8 @@ from cluster.http import Probes, build_app, serve
 from cluster.planning import PlanningError, check_session_starts, fetch_gateway, split_shards
 from cluster.settings import DEFAULT_API_URL, Settings
 from cluster.workers import Supervisor
-from ipc.client import create_redis
+from ipc.client import Keys, create_redis
+from ipc.registry import ClusterInfo, Registry
 
 if TYPE_CHECKING:
     from bot.entry import WorkerConfig
@@ -39,14 +42,16 @@ class BackingUrls:
 
 
 @contextlib.contextmanager
-def backing_services(settings: Settings, *, redis: bool = True) -> Iterator[BackingUrls]:
+def backing_services(
+    settings: Settings, *, redis: bool = True, postgres: bool = True
+) -> Iterator[BackingUrls]:
     """URLs of PostgreSQL and Redis: from settings, or embedded servers started for this run."""
-    want_pg = settings.database_url is None
+    want_pg = postgres and settings.database_url is None
     want_redis = redis and settings.redis_url is None
     try:
         with services(settings.data_dir, postgres=want_pg, redis=want_redis) as found:
             yield BackingUrls(
-                database_url=settings.database_url or found["postgres"].url,
+                database_url=settings.database_url or (found["postgres"].url if want_pg else ""),
                 redis_url=settings.redis_url or (found["redis"].url if want_redis else ""),
             )
     except EmbeddedError as exc:
@@ -232,11 +237,20 @@ async def run(settings: Settings) -> int:
                 from bot.entry import sync_commands
 
                 await sync_commands(configs[0])
-            supervisor = Supervisor(
-                configs, log_level=settings.log_level, log_format=settings.log_format
-            )
-            await supervisor.start()
             async with create_redis(urls.redis_url) as redis:
+                registry = Registry(redis, Keys(settings.redis_prefix))
+
+                async def count_restart(cluster_id: int) -> None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await registry.count_restart(cluster_id)
+
+                supervisor = Supervisor(
+                    configs,
+                    log_level=settings.log_level,
+                    log_format=settings.log_format,
+                    on_restart=count_restart,
+                )
+                await supervisor.start()
                 probes = Probes(
                     {
                         "postgres": partial(ping_postgres, urls.database_url),
@@ -277,3 +291,67 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> int:
     where = f"guild {guild_id}" if guild_id else "all guilds (global)"
     print(f"synced {len(names)} slash commands to {where}: {', '.join(sorted(names))}")
     return 0
+
+
+async def status(settings: Settings, *, as_json: bool) -> int:
+    """`guildhouse status`: clusters and shards from the registry."""
+    with backing_services(settings, postgres=False) as urls:
+        async with create_redis(urls.redis_url) as redis:
+            try:
+                clusters = await Registry(redis, Keys(settings.redis_prefix)).clusters()
+            except (RedisError, OSError) as exc:
+                print(f"guildhouse: cannot reach Redis: {exc}", file=sys.stderr)
+                return 1
+    if as_json:
+        print(orjson.dumps([orjson.loads(c.to_json()) for c in clusters]).decode())
+        return 0
+    if not clusters:
+        print("no clusters are running (none has published to the registry recently)")
+        return 0
+    print(render_status(clusters))
+    return 0
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def render_status(clusters: list[ClusterInfo]) -> str:
+    now = time.time()
+    rows: list[tuple[str, ...]] = [
+        ("CLUSTER", "STATE", "SHARDS", "GUILDS", "PID@HOST", "UP", "RESTARTS", "SEEN")
+    ]
+    shard_rows: list[tuple[str, ...]] = [("SHARD", "CLUSTER", "STATE", "LATENCY", "GUILDS")]
+    for c in clusters:
+        span = (
+            f"{c.shard_ids[0]}-{c.shard_ids[-1]}" if len(c.shard_ids) > 1 else str(c.shard_ids[0])
+        )
+        rows.append(
+            (
+                str(c.cluster_id),
+                c.state,
+                span,
+                str(c.guilds),
+                f"{c.pid}@{c.host}",
+                _ago(now - c.started),
+                str(c.restarts),
+                f"{_ago(now - c.heartbeat)} ago",
+            )
+        )
+        for sid in sorted(c.shards):
+            s = c.shards[sid]
+            latency = f"{s.latency_ms:.0f} ms" if s.latency_ms is not None else "-"
+            shard_rows.append((str(sid), str(c.cluster_id), s.state, latency, str(s.guilds)))
+    return _table(rows) + "\n\n" + _table(shard_rows)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )

@@ -18,6 +18,7 @@ import random
 import signal
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -157,12 +158,14 @@ class Supervisor:
         log_format: str,
         policy: RestartPolicy | None = None,
         grace: float = 25.0,
+        on_restart: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.workers = {c.cluster_id: Worker(c) for c in configs}
         self.log_level = log_level
         self.log_format = log_format
         self.policy = policy or RestartPolicy()
         self.grace = grace
+        self.on_restart = on_restart
         self._stopping = False
         self._monitor: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -266,6 +269,8 @@ class Supervisor:
             return
         worker.restarts += 1
         WORKER_RESTARTS.labels(str(worker.cluster_id)).inc()
+        if self.on_restart is not None:
+            await self.on_restart(worker.cluster_id)
         self._spawn(worker)
 
     def ready(self) -> bool:

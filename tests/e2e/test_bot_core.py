@@ -4,6 +4,9 @@ help, permission levels, settings and the audit log, with two worker processes."
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -303,3 +306,37 @@ async def test_guilds_table_follows_the_gateway(env: Env, driver: Driver) -> Non
     known = {int(g["id"]) for g in driver.world["guilds"]}
     assert {r["id"] for r in rows} == known  # every guild of every shard, from GUILD_CREATE
     assert all(r["left_at"] is None for r in rows)
+
+
+async def _status(env: Env, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cluster.cli",
+        "status",
+        *args,
+        env=dict(
+            os.environ, REDIS_URL=env.redis_url, REDIS_PREFIX=env.prefix, DATABASE_URL=env.dsn
+        ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_status_shows_every_cluster_and_shard(env: Env) -> None:
+    for _ in range(50):  # workers publish every 2 s
+        code, out = await _status(env, "--json")
+        assert code == 0, out
+        clusters = json.loads(out)
+        if len(clusters) == CLUSTERS and all(c["state"] == "ready" for c in clusters):
+            break
+        await asyncio.sleep(0.2)
+    assert [c["cluster_id"] for c in clusters] == [0, 1]
+    assert sorted(int(s) for c in clusters for s in c["shards"]) == list(range(SHARDS))
+    assert all(s["state"] == "ready" for c in clusters for s in c["shards"].values())
+    assert sum(c["guilds"] for c in clusters) == 6  # the sandbox fixture's world
+    code, table = await _status(env)
+    assert code == 0 and "CLUSTER" in table and "SHARD" in table and "ready" in table
