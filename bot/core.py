@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -18,6 +19,7 @@ from bot import errors, logcontext, metrics
 from bot.config import WorkerConfig
 from bot.guild_settings import GuildSettingsStore
 from bot.shards import ShardState, ShardTracker
+from ipc.bus import Bus
 from ipc.client import Keys
 from ipc.identify import IdentifyQueue
 from ipc.registry import ClusterInfo, Registry, ShardInfo
@@ -50,6 +52,11 @@ def intents() -> discord.Intents:
 # Tasks discord.py creates per incoming message / interaction (see Client._schedule_event and
 # CommandTree._from_interaction); draining waits for these to finish.
 _COMMAND_TASKS = ("discord.py: on_message", "CommandTree-invoker")
+
+
+@dataclass(frozen=True)
+class FindGuild:
+    guild_id: int
 
 
 class Tree(discord.app_commands.CommandTree["Guildhouse"]):
@@ -96,6 +103,7 @@ class Guildhouse(commands.AutoShardedBot):
         self.keys = Keys(config.redis_prefix)
         self.guild_settings = GuildSettingsStore(pool, redis, self.keys)
         self.registry = Registry(redis, self.keys)
+        self.bus = Bus(redis, self.keys, config.cluster_id, self.registry)
         self.identify_queue = IdentifyQueue(
             redis,
             self.keys,
@@ -115,6 +123,9 @@ class Guildhouse(commands.AutoShardedBot):
     async def setup_hook(self) -> None:
         logcontext.cluster.set(self.config.cluster_id)
         await self.guild_settings.start()
+        self.bus.handle("cluster_stats", None, self._rpc_cluster_stats)
+        self.bus.handle("find_guild", FindGuild, self._rpc_find_guild)
+        await self.bus.start()
         for ext in self._extensions:
             await self.load_extension(ext)
         self.tree.error(self._on_app_command_error)
@@ -148,6 +159,7 @@ class Guildhouse(commands.AutoShardedBot):
             )
 
     async def close(self) -> None:
+        await self.bus.stop()
         await self.guild_settings.stop()
         await super().close()
 
@@ -201,6 +213,26 @@ class Guildhouse(commands.AutoShardedBot):
 
     async def on_socket_event_type(self, event_type: str) -> None:
         metrics.GATEWAY_EVENTS.labels(self._cluster_label, event_type).inc()
+
+    async def _rpc_cluster_stats(self, _: object) -> dict[str, object]:
+        info = self.cluster_info("ready" if self.shard_tracker.all_ready() else "starting")
+        return {
+            "cluster_id": info.cluster_id,
+            "guilds": info.guilds,
+            "shards": len(info.shards),
+            "ready_shards": sum(s.state == "ready" for s in info.shards.values()),
+            "uptime": time.time() - self.started_at,
+        }
+
+    async def _rpc_find_guild(self, req: FindGuild) -> dict[str, object] | None:
+        guild = self.get_guild(req.guild_id)
+        if guild is None:
+            return None
+        return {
+            "cluster_id": self.config.cluster_id,
+            "shard_id": guild.shard_id,
+            "name": guild.name,
+        }
 
     def cluster_info(self, state: str) -> ClusterInfo:
         """This cluster's registry entry."""

@@ -162,6 +162,15 @@ class Core(commands.Cog, name="General"):
         embed.add_field(name="Cluster", value=f"{cfg.cluster_id + 1} of {cfg.cluster_count}")
         embed.add_field(name="Shards here", value=f"{shard_text} of {cfg.shard_count}")
         embed.add_field(name="Guilds here", value=str(len(self.bot.guilds)))
+        everywhere = await self.bot.bus.gather("cluster_stats", within=3)
+        stats = [s for s in everywhere.results.values() if isinstance(s, dict)]
+        total = sum(int(s["guilds"]) for s in stats)
+        ready = sum(int(s["ready_shards"]) for s in stats)
+        text = f"{total} guilds, {len(stats)} clusters, {ready} shards ready"
+        if everywhere.partial:
+            silent = everywhere.missing + sorted(everywhere.errors)
+            text += f" (no answer from cluster {', '.join(str(c + 1) for c in silent)})"
+        embed.add_field(name="All clusters", value=text, inline=False)
         if ctx.guild:
             embed.set_footer(text=f"This server is on shard {ctx.guild.shard_id}.")
         await ctx.send(embed=embed)

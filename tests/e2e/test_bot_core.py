@@ -106,6 +106,8 @@ async def test_mention_works_as_prefix(env: Env, driver: Driver) -> None:
     await driver.say(p.channel_id, p.member_id, f"<@{bot_id}> about")
     text = await driver.reply_text(p.channel_id)
     assert "Cluster" in text and "2 of 2" in text
+    # The cluster-wide figures come from every cluster over the IPC bus.
+    assert "6 guilds, 2 clusters, 2 shards ready" in text
 
 
 async def test_slash_and_prefix_give_the_same_answer(env: Env, driver: Driver) -> None:

@@ -1,0 +1,244 @@
+"""The IPC bus: named, typed requests between clusters over Redis pub/sub, and broadcasts.
+
+Why pub/sub: requests and answers are short-lived and only useful to a process that is
+listening right now; a cluster that is down should not find a backlog of stale requests when
+it returns (streams would keep them). Who should answer is known from the registry, so a
+`gather` knows whom it is waiting for, returns as soon as all have answered, and marks the
+result partial, naming the silent clusters, when the timeout passes first. A call to a cluster
+the registry doesn't know fails at once instead of waiting.
+
+Requests carry a handler name and a JSON payload, which the handler's dataclass validates;
+nothing is ever evaluated. Unknown names and bad payloads get an error answer; a failing
+handler gets an error answer too, and the listener keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ipc.client import Keys
+from ipc.registry import Registry
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+
+class BusError(Exception):
+    """A request could not be answered; the message says why."""
+
+
+class ClusterDown(BusError):
+    pass
+
+
+@dataclass
+class GatherResult:
+    results: dict[int, Any] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    missing: list[int] = field(default_factory=list)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing or self.errors)
+
+
+@dataclass
+class _Pending:
+    expected: set[int]
+    result: GatherResult
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Bus:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, cluster_id: int, registry: Registry
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.cluster_id = cluster_id
+        self.registry = registry
+        self.node = uuid.uuid4().hex[:12]
+        self.own = keys("rpc", cluster_id)
+        self.all = keys("rpc", "all")
+        self.reply = keys("rpc", "reply", self.node)
+        self.events = keys("rpc", "events")
+        self._handlers: dict[str, tuple[type[Any] | None, Handler]] = {}
+        self._listeners: dict[str, list[Callable[[dict[str, Any]], Awaitable[None]]]] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._jobs: set[asyncio.Task[None]] = set()
+
+    # -- registration ------------------------------------------------------------------------
+
+    def handle(self, name: str, payload: type[Any] | None, fn: Handler) -> None:
+        """Answer requests called `name`; `payload` is the dataclass a request must fit."""
+        if payload is not None and not dataclasses.is_dataclass(payload):
+            raise TypeError("payload types must be dataclasses")
+        self._handlers[name] = (payload, fn)
+
+    def on_event(self, name: str, fn: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        self._listeners.setdefault(name, []).append(fn)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="ipc-bus")
+        await asyncio.wait_for(self._ready.wait(), 10)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for job in list(self._jobs):
+            job.cancel()
+
+    async def _listen(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as ps:
+                    await ps.subscribe(self.own, self.all, self.reply, self.events)
+                    self._ready.set()
+                    delay = 0.5
+                    async for message in ps.listen():
+                        if message and message.get("type") == "message":
+                            self._on_message(message["channel"], message["data"])
+            except (RedisError, OSError) as exc:
+                log.warning("ipc bus: subscription lost (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        try:
+            msg = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.warning("ipc bus: dropped a message that is not JSON")
+            return
+        if not isinstance(msg, dict):
+            return
+        name = channel.decode()
+        if name == self.reply:
+            self._on_answer(msg)
+        elif name == self.events:
+            for fn in self._listeners.get(str(msg.get("event")), []):
+                self._spawn(fn(msg.get("payload") or {}))
+        else:
+            self._spawn(self._answer(msg))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        job: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    # -- answering -----------------------------------------------------------------------------
+
+    async def _answer(self, msg: dict[str, Any]) -> None:
+        reply_to, rid = msg.get("reply"), msg.get("id")
+        if not isinstance(reply_to, str) or not isinstance(rid, str):
+            return
+        answer: dict[str, Any] = {"id": rid, "cluster": self.cluster_id}
+        entry = self._handlers.get(str(msg.get("name")))
+        if entry is None:
+            answer["error"] = f"unknown request {msg.get('name')!r}"
+        else:
+            payload_type, fn = entry
+            raw = msg.get("payload") or {}
+            try:
+                arg = payload_type(**raw) if payload_type is not None else raw
+            except TypeError as exc:
+                answer["error"] = f"bad payload for {msg.get('name')!r}: {exc}"
+            else:
+                try:
+                    answer["result"] = await fn(arg)
+                except Exception as exc:
+                    log.exception("ipc handler %s failed", msg.get("name"))
+                    answer["error"] = f"{msg.get('name')!r} failed: {exc.__class__.__name__}"
+        try:
+            await self.redis.publish(reply_to, orjson.dumps(answer, default=str))
+        except (RedisError, OSError) as exc:
+            log.warning("ipc bus: could not answer %s: %s", msg.get("name"), exc)
+
+    def _on_answer(self, msg: dict[str, Any]) -> None:
+        pending = self._pending.get(str(msg.get("id")))
+        cluster = msg.get("cluster")
+        if pending is None or not isinstance(cluster, int) or cluster not in pending.expected:
+            return
+        if "error" in msg:
+            pending.result.errors[cluster] = str(msg["error"])
+        else:
+            pending.result.results[cluster] = msg.get("result")
+        pending.expected.discard(cluster)
+        if not pending.expected:
+            pending.done.set()
+
+    # -- asking --------------------------------------------------------------------------------
+
+    async def _ask(
+        self, channel: str, targets: set[int], name: str, payload: Any, within: float
+    ) -> GatherResult:
+        rid = uuid.uuid4().hex
+        pending = _Pending(set(targets), GatherResult())
+        self._pending[rid] = pending
+        try:
+            body = {
+                "id": rid,
+                "name": name,
+                "payload": _plain(payload),
+                "reply": self.reply,
+                "from": self.cluster_id,
+            }
+            await self.redis.publish(channel, orjson.dumps(body))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pending.done.wait(), within)
+        finally:
+            del self._pending[rid]
+        pending.result.missing = sorted(pending.expected)
+        return pending.result
+
+    async def gather(self, name: str, payload: Any = None, *, within: float = 5.0) -> GatherResult:
+        """Ask every live cluster; partial results name the clusters that didn't answer."""
+        live = {c.cluster_id for c in await self.registry.clusters()}
+        if not live:
+            return GatherResult()
+        return await self._ask(self.all, live, name, payload, within)
+
+    async def call(
+        self, cluster_id: int, name: str, payload: Any = None, *, within: float = 5.0
+    ) -> Any:
+        """Ask one cluster; fails at once if the registry shows it down."""
+        live = {c.cluster_id for c in await self.registry.clusters()}
+        if cluster_id not in live:
+            raise ClusterDown(f"cluster {cluster_id} is not running")
+        result = await self._ask(self.keys("rpc", cluster_id), {cluster_id}, name, payload, within)
+        if cluster_id in result.errors:
+            raise BusError(result.errors[cluster_id])
+        if cluster_id in result.missing:
+            raise BusError(f"cluster {cluster_id} did not answer within {within:.0f}s")
+        return result.results[cluster_id]
+
+    async def broadcast(self, event: str, payload: Any = None) -> None:
+        await self.redis.publish(
+            self.events, orjson.dumps({"event": event, "payload": _plain(payload)})
+        )
+
+
+def _plain(payload: Any) -> Any:
+    if payload is None:
+        return {}
+    if dataclasses.is_dataclass(payload) and not isinstance(payload, type):
+        return dataclasses.asdict(payload)
+    return payload

@@ -1,0 +1,111 @@
+"""The IPC bus over real Redis: typed requests, gather with partial results, fail-fast calls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import redis.asyncio as aioredis
+
+from ipc.bus import Bus, BusError, ClusterDown
+from ipc.client import Keys
+from ipc.registry import ClusterInfo, Registry
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@dataclass
+class Echo:
+    text: str
+    times: int = 1
+
+
+async def _node(redis_url: str, keys: Keys, cluster_id: int) -> tuple[Bus, aioredis.Redis]:
+    r = aioredis.Redis.from_url(redis_url)
+    registry = Registry(r, keys)
+    bus = Bus(r, keys, cluster_id, registry)
+
+    async def echo(req: Echo) -> str:
+        return f"{cluster_id}:{req.text * req.times}"
+
+    async def boom(_: dict[str, object]) -> None:
+        raise RuntimeError("bug")
+
+    bus.handle("echo", Echo, echo)
+    bus.handle("boom", None, boom)
+    await bus.start()
+    await registry.publish(
+        ClusterInfo(cluster_id, [cluster_id], os.getpid(), "test", "ready", time.time())
+    )
+    return bus, r
+
+
+@pytest.fixture
+async def nodes(redis_url: str, keys: Keys) -> AsyncIterator[list[tuple[Bus, aioredis.Redis]]]:
+    made = [await _node(redis_url, keys, i) for i in range(3)]
+    yield made
+    for bus, r in made:
+        await bus.stop()
+        await r.aclose()
+
+
+async def test_gather_reaches_every_cluster(nodes: list[tuple[Bus, aioredis.Redis]]) -> None:
+    bus = nodes[0][0]
+    result = await bus.gather("echo", Echo("ab", 2), within=5)
+    assert result.results == {0: "0:abab", 1: "1:abab", 2: "2:abab"}
+    assert not result.partial
+
+
+async def test_a_silent_cluster_makes_the_result_partial_not_a_hang(
+    nodes: list[tuple[Bus, aioredis.Redis]],
+) -> None:
+    await nodes[2][0].stop()  # cluster 2 stops listening but is still in the registry
+    started = time.monotonic()
+    result = await nodes[0][0].gather("echo", Echo("x"), within=0.5)
+    assert time.monotonic() - started < 3
+    assert result.partial and result.missing == [2]
+    assert result.results == {0: "0:x", 1: "1:x"}
+
+
+async def test_call_one_cluster_and_fail_fast_on_an_unknown_one(
+    nodes: list[tuple[Bus, aioredis.Redis]],
+) -> None:
+    bus = nodes[1][0]
+    assert await bus.call(2, "echo", Echo("hi")) == "2:hi"
+    started = time.monotonic()
+    with pytest.raises(ClusterDown):
+        await bus.call(7, "echo", Echo("hi"), within=10)
+    assert time.monotonic() - started < 1  # no waiting for a cluster known to be down
+
+
+async def test_errors_are_answers_not_crashes(nodes: list[tuple[Bus, aioredis.Redis]]) -> None:
+    bus = nodes[0][0]
+    with pytest.raises(BusError, match="unknown request 'evaluate'"):
+        await bus.call(1, "evaluate", {"code": "__import__('os').system('x')"})
+    with pytest.raises(BusError, match="bad payload for 'echo'"):
+        await bus.call(1, "echo", {"txt": "wrong field"})
+    with pytest.raises(BusError, match="'boom' failed: RuntimeError"):
+        await bus.call(1, "boom")
+    # The listener survived all of that.
+    assert await bus.call(1, "echo", Echo("ok")) == "1:ok"
+
+
+async def test_broadcast_reaches_listeners(nodes: list[tuple[Bus, aioredis.Redis]]) -> None:
+    seen: list[tuple[int, dict[str, object]]] = []
+    done = asyncio.Event()
+    for i, (bus, _) in enumerate(nodes):
+
+        async def listener(payload: dict[str, object], i: int = i) -> None:
+            seen.append((i, payload))
+            if len(seen) == 3:
+                done.set()
+
+        bus.on_event("presence", listener)
+    await nodes[0][0].broadcast("presence", {"status": "idle"})
+    await asyncio.wait_for(done.wait(), 5)
+    assert sorted(i for i, _ in seen) == [0, 1, 2]
+    assert all(p == {"status": "idle"} for _, p in seen)
