@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from discord.ext import commands
 
 
@@ -10,6 +12,11 @@ class Boom(commands.Cog):
     async def boom(self, ctx: commands.Context[commands.Bot]) -> None:
         """Fail with an unexpected error (tests only)."""
         raise RuntimeError("secret detail that must not reach the channel")
+
+    @commands.hybrid_command()
+    async def block(self, ctx: commands.Context[commands.Bot], seconds: float = 30.0) -> None:
+        """Block the event loop, as a CPU-bound bug would (tests only)."""
+        time.sleep(seconds)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -159,6 +159,7 @@ async def start_cluster(
     max_concurrency: int = 1,
     owner_id: int,
     prefix: str,
+    hang_timeout: float = 20,
 ) -> Supervisor:
     settings = load(
         {
@@ -193,7 +194,9 @@ async def start_cluster(
         configs,
         log_level=settings.log_level,
         log_format="json",
-        policy=RestartPolicy(base_delay=0.2, max_delay=1, hang_timeout=20, start_grace=60),
+        policy=RestartPolicy(
+            base_delay=0.2, max_delay=1, hang_timeout=hang_timeout, start_grace=60
+        ),
         grace=15,
     )
     await sup.start()

@@ -286,14 +286,21 @@ async def test_unexpected_error_gets_an_id_and_no_details(env: Env, driver: Driv
 
 async def test_worker_killed_is_restarted(env: Env, driver: Driver) -> None:
     p = env.on_cluster(1)
-    old_pid = env.supervisor.workers[1].pid
+    other = env.on_cluster(0)
+    old_pid, other_pid = env.supervisor.workers[1].pid, env.supervisor.workers[0].pid
     env.supervisor.kill(1)
+    # The other cluster keeps serving while cluster 1 is down.
+    await driver.drain(other.channel_id)
+    await driver.say(other.channel_id, other.member_id, "!ping")
+    assert "Pong!" in await driver.reply_text(other.channel_id)
     for _ in range(300):
         await asyncio.sleep(0.2)
         w = env.supervisor.workers[1]
         if w.pid != old_pid and env.supervisor.ready():
             break
     assert env.supervisor.workers[1].restarts >= 1 and env.supervisor.ready()
+    assert env.supervisor.workers[0].pid == other_pid  # untouched
+    assert env.supervisor.workers[0].restarts == 0
     await driver.drain(p.channel_id)
     await driver.say(p.channel_id, p.member_id, "!ping")
     assert "Pong!" in await driver.reply_text(p.channel_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 import uuid
@@ -67,3 +68,44 @@ async def test_eight_shards_in_four_processes_start_without_op9(
     spacing = interval + 0.2  # the queue's safety margin
     assert last - first < (shards / mc) * spacing + 1.0
     print(f"8 shards / 4 processes / max_concurrency 2 ready in {elapsed:.1f}s")
+
+
+async def test_a_worker_whose_loop_blocks_is_killed_and_restarted(
+    bot_db: str, redis_url: str
+) -> None:
+    sb = start_sandbox(
+        "--guilds", "3", "--members", "4", "--seed", "5", "--identify-interval", "0.2"
+    )
+    try:
+        sup = await start_cluster(
+            sb,
+            bot_db,
+            redis_url,
+            shards=1,
+            clusters=1,
+            owner_id=123456789012345678,
+            hang_timeout=3,
+            prefix=f"e2e:{uuid.uuid4().hex[:8]}:",
+        )
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{sb.control}/_sandbox/world") as resp:
+                    world = await resp.json()
+                guild = world["guilds"][0]
+                channel = next(c["id"] for c in guild["channels"] if c["type"] == 0)
+                user = guild["member_ids"][0]
+                old_pid = sup.workers[0].pid
+                body = {"channel_id": channel, "author_id": user, "content": "!block 60"}
+                async with http.post(f"{sb.control}/_sandbox/messages", json=body) as resp:
+                    assert resp.status == 200
+                for _ in range(300):
+                    await asyncio.sleep(0.1)
+                    if sup.workers[0].pid != old_pid and sup.ready():
+                        break
+            assert sup.workers[0].restarts == 1 and sup.workers[0].pid != old_pid
+            assert sup.ready()
+        finally:
+            await sup.stop()
+    finally:
+        sb.proc.terminate()
+        sb.proc.wait(10)
