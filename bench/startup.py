@@ -1,0 +1,93 @@
+"""Time until N shards in W worker processes are all READY against the sandbox, against
+Discord's floor for the same run: ceil(N / max_concurrency) x identify interval."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import backing
+
+from bot.entry import apply_migrations
+from cluster.launcher import BackingUrls, DiscordEndpoint, worker_configs
+from cluster.settings import load
+from cluster.workers import Supervisor
+from sandbox import Sandbox, SandboxConfig
+
+
+async def run(
+    urls: dict[str, str], shards: int, clusters: int, mc: int, interval: float
+) -> dict[str, float | int]:
+    await apply_migrations(urls["database_url"])
+    config = SandboxConfig(
+        guilds=shards * 10, members=5, max_concurrency=mc, identify_interval=interval
+    )
+    async with Sandbox(config) as sb:
+        settings = load(
+            {
+                "SHARD_COUNT": str(shards),
+                "CLUSTER_COUNT": str(clusters),
+                "REDIS_PREFIX": f"bench:{os.getpid()}:",
+                "LOG_LEVEL": "WARNING",
+            },
+            config_file=None,
+        )
+        endpoint = DiscordEndpoint(sb.token, sb.api_url, sb.gateway_url, interval)
+        configs = worker_configs(
+            settings,
+            endpoint=endpoint,
+            urls=BackingUrls(urls["database_url"], urls["redis_url"]),
+            shard_count=shards,
+            gateway_url=sb.gateway_url,
+            max_concurrency=mc,
+        )
+        sup = Supervisor(configs, log_level="WARNING", log_format="json")
+        started = time.monotonic()
+        await sup.start()
+        try:
+            while not sup.ready():  # noqa: ASYNC110 - the workers are other processes
+                await asyncio.sleep(0.05)
+            elapsed = time.monotonic() - started
+        finally:
+            await sup.stop()
+        stats = sb.stats()
+    floor = math.ceil(shards / mc) * interval
+    return {
+        "shards": shards,
+        "clusters": clusters,
+        "max_concurrency": mc,
+        "identify_interval_s": interval,
+        "ready_s": round(elapsed, 2),
+        "floor_s": floor,
+        "ready_over_floor": round(elapsed / floor, 2),
+        "op9": int(stats["op9"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--clusters", type=int, default=4)
+    parser.add_argument("--max-concurrency", type=int, default=2)
+    parser.add_argument("--interval", type=float, default=1.0)
+    args = parser.parse_args()
+    with backing() as urls:
+        print(
+            orjson.dumps(
+                asyncio.run(
+                    run(urls, args.shards, args.clusters, args.max_concurrency, args.interval)
+                )
+            ).decode()
+        )
+
+
+if __name__ == "__main__":
+    main()
