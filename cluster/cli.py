@@ -134,6 +134,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return _run_async(status(settings, as_json=args.json))
 
 
+def cmd_restart(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    logs.setup("WARNING", settings.log_format)
+    if not args.rolling:
+        print(
+            "guildhouse: only --rolling restarts are supported; restart the launcher "
+            "(or the pod) to restart everything at once",
+            file=sys.stderr,
+        )
+        return 2
+    from cluster.launcher import rolling_restart
+
+    return _run_async(rolling_restart(settings))
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.runner import main as sandbox_main
 
@@ -226,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
         "registry in Redis, across every process and pod.",
     )
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    rs = add(
+        "restart",
+        cmd_restart,
+        "restart the running workers",
+        "With --rolling, restart every worker of every launcher one at a time, each waiting "
+        "until the previous one's shards are READY again: at most one cluster is down at once.",
+    )
+    rs.add_argument("--rolling", action="store_true", help="one worker at a time (required)")
 
     ch = add(
         "chat",

@@ -22,6 +22,7 @@ from cluster.chat import SANDBOX_FILE
 from cluster.embedded import EmbeddedError, services
 from cluster.http import Probes, build_app, serve
 from cluster.planning import PlanningError, check_session_starts, fetch_gateway, split_shards
+from cluster.rolling import control_loop, request_rolling_restart
 from cluster.settings import DEFAULT_API_URL, Settings
 from cluster.workers import Supervisor
 from ipc.client import Keys, create_redis
@@ -251,6 +252,9 @@ async def run(settings: Settings) -> int:
                     on_restart=count_restart,
                 )
                 await supervisor.start()
+                control = asyncio.create_task(
+                    control_loop(redis, Keys(settings.redis_prefix), supervisor), name="control"
+                )
                 probes = Probes(
                     {
                         "postgres": partial(ping_postgres, urls.database_url),
@@ -263,6 +267,7 @@ async def run(settings: Settings) -> int:
                     await stop.wait()
                 finally:
                     log.info("stopping: draining workers")
+                    control.cancel()
                     await supervisor.stop()
                     await http.cleanup()
         log.info("stopped")
@@ -355,3 +360,14 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(
         "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
     )
+
+
+async def rolling_restart(settings: Settings) -> int:
+    """`guildhouse restart --rolling`."""
+    with backing_services(settings, postgres=False) as urls:
+        async with create_redis(urls.redis_url) as redis:
+            try:
+                return await request_rolling_restart(redis, Keys(settings.redis_prefix))
+            except (RedisError, OSError) as exc:
+                print(f"guildhouse: cannot reach Redis: {exc}", file=sys.stderr)
+                return 1

@@ -273,17 +273,41 @@ class Supervisor:
             await self.on_restart(worker.cluster_id)
         self._spawn(worker)
 
-    def ready(self) -> bool:
-        """Every worker up and every one of its shards READY."""
+    def worker_ready(self, worker: Worker) -> bool:
         from bot.entry import ShardState
 
-        for worker in self.workers.values():
-            if not worker.alive() or worker.report is None:
-                return False
-            states = worker.report.shard_states()
-            if any(state != ShardState.READY for state, _ in states.values()):
-                return False
-        return True
+        if not worker.alive() or worker.report is None:
+            return False
+        return all(s == ShardState.READY for s, _ in worker.report.shard_states().values())
+
+    async def restart_one(self, cluster_id: int, *, ready_timeout: float = 120.0) -> bool:
+        """Restart one worker gracefully and wait until its shards are READY again."""
+        worker = self.workers[cluster_id]
+        worker.restarting = True  # keep the watcher from restarting it a second time
+        try:
+            if worker.alive() and worker.pid is not None:
+                os.kill(worker.pid, signal.SIGTERM)
+                assert worker.process is not None
+                await asyncio.to_thread(worker.process.join, self.grace)
+                if worker.alive():
+                    os.kill(worker.pid, signal.SIGKILL)
+                    await asyncio.to_thread(worker.process.join, 5)
+                mark_dead(worker.pid)
+            worker.restarts += 1
+            WORKER_RESTARTS.labels(str(cluster_id)).inc()
+            self._spawn(worker)
+            deadline = time.monotonic() + ready_timeout
+            while not self.worker_ready(worker):
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.1)
+            return True
+        finally:
+            worker.restarting = False
+
+    def ready(self) -> bool:
+        """Every worker up and every one of its shards READY."""
+        return all(self.worker_ready(w) for w in self.workers.values())
 
     def kill(self, cluster_id: int, sig: int = signal.SIGKILL) -> None:
         """Signal one worker (tests, `restart`); the supervisor restarts it."""

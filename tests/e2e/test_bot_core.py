@@ -4,6 +4,7 @@ help, permission levels, settings and the audit log, with two worker processes."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -349,3 +350,41 @@ async def test_status_shows_every_cluster_and_shard(env: Env) -> None:
     assert sum(c["guilds"] for c in clusters) == 6  # the sandbox fixture's world
     code, table = await _status(env)
     assert code == 0 and "CLUSTER" in table and "SHARD" in table and "ready" in table
+
+
+async def test_rolling_restart_keeps_all_but_one_cluster_serving(env: Env) -> None:
+    from cluster.rolling import control_loop
+
+    redis = aioredis.Redis.from_url(env.redis_url)
+    control = asyncio.create_task(control_loop(redis, Keys(env.prefix), env.supervisor))
+    before = {cid: w.pid for cid, w in env.supervisor.workers.items()}
+    try:
+        await asyncio.sleep(0.3)  # the control loop subscribes
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "cluster.cli",
+            "restart",
+            "--rolling",
+            env=dict(
+                os.environ, REDIS_URL=env.redis_url, REDIS_PREFIX=env.prefix, DATABASE_URL=env.dsn
+            ),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        least_ready = CLUSTERS
+        while proc.returncode is None:
+            ready = sum(env.supervisor.worker_ready(w) for w in env.supervisor.workers.values())
+            least_ready = min(least_ready, ready)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 0.05)
+        out = (await proc.stdout.read()).decode() if proc.stdout else ""
+    finally:
+        control.cancel()
+        await redis.aclose()
+    assert proc.returncode == 0, out
+    assert "cluster 0: ready" in out and "cluster 1: ready" in out
+    assert least_ready >= CLUSTERS - 1  # never more than one cluster down
+    after = {cid: w.pid for cid, w in env.supervisor.workers.items()}
+    assert all(after[c] != before[c] for c in before)
+    assert env.supervisor.ready()
