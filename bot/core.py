@@ -59,6 +59,17 @@ class FindGuild:
     guild_id: int
 
 
+@dataclass(frozen=True)
+class SetPresence:
+    status: str  # online, idle, dnd, invisible
+    activity: str | None = None
+
+
+@dataclass(frozen=True)
+class ReloadExtension:
+    name: str
+
+
 class Tree(discord.app_commands.CommandTree["Guildhouse"]):
     async def interaction_check(self, interaction: discord.Interaction[Guildhouse]) -> bool:
         if interaction.client.accepting:
@@ -125,6 +136,8 @@ class Guildhouse(commands.AutoShardedBot):
         await self.guild_settings.start()
         self.bus.handle("cluster_stats", None, self._rpc_cluster_stats)
         self.bus.handle("find_guild", FindGuild, self._rpc_find_guild)
+        self.bus.handle("set_presence", SetPresence, self._rpc_set_presence)
+        self.bus.handle("reload_extension", ReloadExtension, self._rpc_reload_extension)
         await self.bus.start()
         for ext in self._extensions:
             await self.load_extension(ext)
@@ -233,6 +246,18 @@ class Guildhouse(commands.AutoShardedBot):
             "shard_id": guild.shard_id,
             "name": guild.name,
         }
+
+    async def _rpc_set_presence(self, req: SetPresence) -> int:
+        status = discord.Status(req.status)  # ValueError for an unknown status: an error answer
+        activity = discord.Game(req.activity[:128]) if req.activity else None
+        await self.change_presence(status=status, activity=activity)
+        return len(self.shards)
+
+    async def _rpc_reload_extension(self, req: ReloadExtension) -> str:
+        if req.name not in self._extensions:
+            raise ValueError(f"{req.name!r} is not one of this bot's extensions")
+        await self.reload_extension(req.name)
+        return req.name
 
     def cluster_info(self, state: str) -> ClusterInfo:
         """This cluster's registry entry."""

@@ -11,9 +11,11 @@ from discord.ext import commands
 
 from bot import audit
 from bot.checks import Level, requires
+from bot.core import ReloadExtension, SetPresence
 from bot.errors import BadInput
 from bot.guild_settings import MAX_ROLES, GuildSettings, SettingsError, validate_prefix
 from bot.ui import pages_from_lines, safe_text, send_pages
+from ipc.bus import GatherResult
 
 if TYPE_CHECKING:
     from bot.core import Guildhouse
@@ -25,6 +27,16 @@ UNDISABLEABLE = {"help", "settings"}
 
 def _roles(ids: frozenset[int]) -> str:
     return ", ".join(f"<@&{r}>" for r in sorted(ids)) or "none"
+
+
+def _gathered(done: str, result: GatherResult) -> str:
+    text = f"{done} on {len(result.results)} cluster(s)."
+    if result.errors:
+        first = next(iter(result.errors.values()))
+        text += f" Failed on {len(result.errors)}: {safe_text(first, 200)}"
+    if result.missing:
+        text += f" No answer from cluster(s) {', '.join(str(c) for c in result.missing)}."
+    return text
 
 
 def describe_settings(s: GuildSettings) -> discord.Embed:
@@ -220,6 +232,32 @@ class Admin(commands.Cog, name="Server admin"):
         )
         lines = [audit.describe(e) for e in entries] or ["No audit entries match."]
         await send_pages(ctx, pages_from_lines("Audit log", lines, per_page=10))
+
+    @commands.command(
+        name="presence",
+        hidden=True,
+        extras={"examples": ["presence online", "presence idle Rolling dice"]},
+    )
+    @requires(Level.OWNER)
+    async def presence(
+        self,
+        ctx: Ctx,
+        status: Literal["online", "idle", "dnd", "invisible"],
+        *,
+        activity: str | None = None,
+    ) -> None:
+        """Set the bot's status on every shard of every cluster (owners)."""
+        result = await self.bot.bus.gather("set_presence", SetPresence(status, activity), within=10)
+        await ctx.send(_gathered("Presence set", result))
+
+    @commands.command(name="reload", hidden=True, extras={"examples": ["reload bot.cogs.core"]})
+    @requires(Level.OWNER)
+    async def reload(self, ctx: Ctx, extension: str) -> None:
+        """Reload a cog on every cluster, e.g. after a hot fix (owners)."""
+        result = await self.bot.bus.gather(
+            "reload_extension", ReloadExtension(extension), within=30
+        )
+        await ctx.send(_gathered(f"Reloaded `{safe_text(extension, 60)}`", result))
 
     @commands.command(name="sync", hidden=True, extras={"examples": ["sync", "sync here"]})
     @requires(Level.OWNER)

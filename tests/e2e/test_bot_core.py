@@ -26,7 +26,7 @@ from ipc.client import Keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-SHARDS, CLUSTERS = 2, 2
+SHARDS, CLUSTERS = 4, 2
 
 
 @dataclass
@@ -108,7 +108,7 @@ async def test_mention_works_as_prefix(env: Env, driver: Driver) -> None:
     text = await driver.reply_text(p.channel_id)
     assert "Cluster" in text and "2 of 2" in text
     # The cluster-wide figures come from every cluster over the IPC bus.
-    assert "6 guilds, 2 clusters, 2 shards ready" in text
+    assert "6 guilds, 2 clusters, 4 shards ready" in text
 
 
 async def test_slash_and_prefix_give_the_same_answer(env: Env, driver: Driver) -> None:
@@ -388,3 +388,18 @@ async def test_rolling_restart_keeps_all_but_one_cluster_serving(env: Env) -> No
     after = {cid: w.pid for cid, w in env.supervisor.workers.items()}
     assert all(after[c] != before[c] for c in before)
     assert env.supervisor.ready()
+
+
+async def test_owner_rpcs_reach_every_cluster(env: Env, driver: Driver) -> None:
+    owner = env.owner_id  # the bot's owner speaks in the guild they own
+    p = next(x for x in env.places if x.owner_id == owner)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, owner, "!presence idle Rolling dice")
+    assert await driver.reply_text(p.channel_id) == "Presence set on 2 cluster(s)."
+    await driver.say(p.channel_id, owner, "!reload bot.cogs.core")
+    assert await driver.reply_text(p.channel_id) == "Reloaded `bot.cogs.core` on 2 cluster(s)."
+    await driver.say(p.channel_id, owner, "!reload os")
+    text = await driver.reply_text(p.channel_id)
+    assert text.startswith("Reloaded `os` on 0 cluster(s). Failed on 2:")
+    await driver.say(p.channel_id, p.member_id, "!reload bot.cogs.core")
+    assert await driver.reply_text(p.channel_id) == "This command is for the bot's owners."
