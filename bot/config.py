@@ -28,6 +28,8 @@ class WorkerConfig:
     # buckets (session_start_limit.max_concurrency from GET /gateway/bot).
     identify_interval: float = 5.0
     max_concurrency: int = 1
+    # Discord's global REST limit, shared by every process (requests per second).
+    rest_rate: int = 50
     # Extensions (cogs) to load; users testing their own cogs add theirs here.
     extensions: tuple[str, ...] = ()
     log_level: str = "INFO"

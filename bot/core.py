@@ -18,10 +18,12 @@ from discord.ext import commands
 from bot import errors, logcontext, metrics
 from bot.config import WorkerConfig
 from bot.guild_settings import GuildSettingsStore
+from bot.rest_limits import trace_config
 from bot.shards import ShardState, ShardTracker
 from ipc.bus import Bus
 from ipc.client import Keys
 from ipc.identify import IdentifyQueue
+from ipc.ratelimit import GlobalLimiter
 from ipc.registry import ClusterInfo, Registry, ShardInfo
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,10 @@ class Guildhouse(commands.AutoShardedBot):
         pool: asyncpg.Pool,
         redis: aioredis.Redis,
     ) -> None:
+        keys = Keys(config.redis_prefix)
+        self.rest_limiter = GlobalLimiter(
+            redis, keys, rate=config.rest_rate, clusters=config.cluster_count
+        )
         # Guildhouse has no voice features; don't warn about voice libraries at every start.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
@@ -107,11 +113,12 @@ class Guildhouse(commands.AutoShardedBot):
             member_cache_flags=discord.MemberCacheFlags.none(),
             max_messages=None,
             tree_cls=Tree,
+            http_trace=trace_config(self.rest_limiter),
         )
         self.config = config
         self.pool = pool
         self.redis = redis
-        self.keys = Keys(config.redis_prefix)
+        self.keys = keys
         self.guild_settings = GuildSettingsStore(pool, redis, self.keys)
         self.registry = Registry(redis, self.keys)
         self.bus = Bus(redis, self.keys, config.cluster_id, self.registry)

@@ -1,0 +1,135 @@
+"""The shared global REST limit: four processes at full speed against the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+import time
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from cluster.embedded import free_port
+from ipc.client import Keys
+from ipc.ratelimit import GlobalLimiter
+from sandbox import Sandbox, SandboxConfig
+from sandbox.ratelimit import Limits
+
+pytestmark = pytest.mark.timeout(90)
+
+HAMMER = textwrap.dedent("""
+    import asyncio, sys
+    import aiohttp
+    import redis.asyncio as aioredis
+    from bot.rest_limits import trace_config
+    from ipc.client import Keys
+    from ipc.ratelimit import GlobalLimiter
+
+    async def main(redis_url, prefix, api, token, channels, count):
+        async with aioredis.Redis.from_url(redis_url) as r:
+            limiter = GlobalLimiter(r, Keys(prefix), rate=50, clusters=4)
+            headers = {"Authorization": f"Bot {token}"}
+            async with aiohttp.ClientSession(trace_configs=[trace_config(limiter)],
+                                             headers=headers) as http:
+                busy = asyncio.Semaphore(10)  # a busy bot: many replies in flight at once
+
+                async def one(i):
+                    ch = channels[i % len(channels)]
+                    async with busy, http.get(f"{api}/channels/{ch}") as resp:
+                        return resp.status
+                statuses = await asyncio.gather(*(one(i) for i in range(count)))
+        print(sum(s == 429 for s in statuses), flush=True)
+
+    redis_url, prefix, api, token, channels, count = sys.argv[1:7]
+    asyncio.run(main(redis_url, prefix, api, token, channels.split(","), int(count)))
+""")
+
+
+async def test_four_processes_never_exceed_the_global_limit(
+    redis_url: str, redis_prefix: str
+) -> None:
+    config = SandboxConfig(guilds=10, members=3, limits=Limits(route_limit=100_000))
+    async with Sandbox(config) as sb:
+        channels = [
+            str(c.id)
+            for g in sb.world.guilds.values()
+            for c in g.channels.values()
+            if c.type == 0 and c.name == "general"
+        ]
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                HAMMER,
+                redis_url,
+                redis_prefix,
+                sb.api_url,
+                sb.token,
+                ",".join(channels),
+                "60",
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for _ in range(4)
+        ]
+        started = time.monotonic()
+        outs = [(await p.communicate())[0].decode() for p in procs]
+        elapsed = time.monotonic() - started
+        stats = sb.stats()
+    assert [p.returncode for p in procs] == [0, 0, 0, 0]
+    assert [int(o.strip()) for o in outs] == [0, 0, 0, 0], stats  # no process saw a 429
+    assert stats["rest_requests"] == 240
+    assert stats["max_requests_in_1s"] <= 50
+    assert stats["rate_limited"].get("global", 0) == 0
+    assert elapsed >= 240 / 50 - 1  # it was the limit, not the load, that paced them
+
+
+async def test_global_429_pauses_every_process(redis_url: str, keys: Keys) -> None:
+    async with aioredis.Redis.from_url(redis_url) as a, aioredis.Redis.from_url(redis_url) as b:
+        first, second = GlobalLimiter(a, keys), GlobalLimiter(b, keys)
+        await first.pause(0.5)  # process one saw a global 429
+        started = time.monotonic()
+        await second.acquire()  # process two is held back too
+        assert time.monotonic() - started >= 0.4
+
+
+async def test_without_redis_each_process_keeps_to_its_share(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dead = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
+    limiter = GlobalLimiter(dead, Keys("x:"), rate=20, window=0.5, clusters=4)  # share: 5
+    started = time.monotonic()
+    for _ in range(6):
+        await limiter.acquire()
+    await dead.aclose()
+    assert time.monotonic() - started >= 0.45  # the 6th waited for the window
+    assert sum("Redis unreachable" in r.message for r in caplog.records) == 1
+
+
+def test_exempt_routes() -> None:
+    from ipc.ratelimit import is_exempt
+
+    assert is_exempt("/api/v10/interactions/1/tok/callback")
+    assert is_exempt("/api/v10/webhooks/1/tok/messages/@original")
+    assert not is_exempt("/api/v10/channels/1/messages")
+
+
+async def test_local_session_through_the_trace(redis_url: str, keys: Keys) -> None:
+    from bot.rest_limits import trace_config
+
+    async with aioredis.Redis.from_url(redis_url) as r:
+        limiter = GlobalLimiter(r, keys, rate=5, window=0.5)
+        config = SandboxConfig(guilds=1, members=3, limits=Limits(route_limit=100_000))
+        async with (
+            Sandbox(config) as sb,
+            aiohttp.ClientSession(
+                trace_configs=[trace_config(limiter)], headers={"Authorization": f"Bot {sb.token}"}
+            ) as http,
+        ):
+            started = time.monotonic()
+            for _ in range(6):
+                async with http.get(f"{sb.api_url}/gateway/bot") as resp:
+                    assert resp.status == 200, await resp.text()
+            assert time.monotonic() - started >= 0.45  # the 6th call waited for a slot
+            assert limiter.calls == 6
