@@ -318,12 +318,12 @@ async def test_guilds_table_follows_the_gateway(env: Env, driver: Driver) -> Non
     assert all(r["left_at"] is None for r in rows)
 
 
-async def _status(env: Env, *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
+async def _cli(env: Env, *args: str) -> asyncio.subprocess.Process:
+    """`guildhouse ARGS` against this module's Redis and database."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "cluster.cli",
-        "status",
         *args,
         env=dict(
             os.environ, REDIS_URL=env.redis_url, REDIS_PREFIX=env.prefix, DATABASE_URL=env.dsn
@@ -331,6 +331,10 @@ async def _status(env: Env, *args: str) -> tuple[int, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+async def _status(env: Env, *args: str) -> tuple[int, str]:
+    proc = await _cli(env, "status", *args)
     out, _ = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode()
@@ -360,18 +364,7 @@ async def test_rolling_restart_keeps_all_but_one_cluster_serving(env: Env) -> No
     before = {cid: w.pid for cid, w in env.supervisor.workers.items()}
     try:
         await asyncio.sleep(0.3)  # the control loop subscribes
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "cluster.cli",
-            "restart",
-            "--rolling",
-            env=dict(
-                os.environ, REDIS_URL=env.redis_url, REDIS_PREFIX=env.prefix, DATABASE_URL=env.dsn
-            ),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        proc = await _cli(env, "restart", "--rolling")
         least_ready = CLUSTERS
         while proc.returncode is None:
             ready = sum(env.supervisor.worker_ready(w) for w in env.supervisor.workers.values())
