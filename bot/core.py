@@ -23,7 +23,7 @@ from bot.shards import ShardState, ShardTracker
 from ipc.bus import Bus
 from ipc.client import Keys
 from ipc.identify import IdentifyQueue
-from ipc.ratelimit import GlobalLimiter
+from ipc.ratelimit import GlobalLimiter, InvalidRequestGuard
 from ipc.registry import ClusterInfo, Registry, ShardInfo
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class Guildhouse(commands.AutoShardedBot):
         self.rest_limiter = GlobalLimiter(
             redis, keys, rate=config.rest_rate, clusters=config.cluster_count
         )
+        self.invalid_guard = InvalidRequestGuard(redis, keys)
         # Guildhouse has no voice features; don't warn about voice libraries at every start.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
@@ -113,7 +114,7 @@ class Guildhouse(commands.AutoShardedBot):
             member_cache_flags=discord.MemberCacheFlags.none(),
             max_messages=None,
             tree_cls=Tree,
-            http_trace=trace_config(self.rest_limiter),
+            http_trace=trace_config(self.rest_limiter, self.invalid_guard),
         )
         self.config = config
         self.pool = pool

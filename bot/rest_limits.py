@@ -13,12 +13,14 @@ from types import SimpleNamespace
 
 import aiohttp
 
-from ipc.ratelimit import GlobalLimiter, is_exempt
+from ipc.ratelimit import GlobalLimiter, InvalidRequestGuard, is_exempt
 
 log = logging.getLogger(__name__)
 
 
-def trace_config(limiter: GlobalLimiter) -> aiohttp.TraceConfig:
+def trace_config(
+    limiter: GlobalLimiter, guard: InvalidRequestGuard | None = None
+) -> aiohttp.TraceConfig:
     trace = aiohttp.TraceConfig()
 
     async def on_start(
@@ -26,12 +28,16 @@ def trace_config(limiter: GlobalLimiter) -> aiohttp.TraceConfig:
     ) -> None:
         if params.headers.get("Upgrade", "").lower() == "websocket" or is_exempt(params.url.path):
             return
+        if guard is not None:
+            await guard.check()
         await limiter.acquire()
 
     async def on_end(
         _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestEndParams
     ) -> None:
         response = params.response
+        if guard is not None and not is_exempt(params.url.path):
+            await guard.record(response.status)
         if response.status == 429 and response.headers.get("X-RateLimit-Global"):
             try:
                 retry = float(response.headers.get("Retry-After", "1"))

@@ -133,3 +133,34 @@ async def test_local_session_through_the_trace(redis_url: str, keys: Keys) -> No
                     assert resp.status == 200, await resp.text()
             assert time.monotonic() - started >= 0.45  # the 6th call waited for a slot
             assert limiter.calls == 6
+
+
+async def test_invalid_request_guard_stops_short_of_the_ban(
+    redis_url: str, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.rest_limits import trace_config
+    from ipc.ratelimit import InvalidRequestGuard, RequestRefused
+
+    config = SandboxConfig(guilds=1, members=3, limits=Limits(invalid_limit=40))
+    async with aioredis.Redis.from_url(redis_url) as r, Sandbox(config) as sb:
+        guard = InvalidRequestGuard(r, keys, warn_at=10, refuse_at=25)
+        other = InvalidRequestGuard(r, keys, warn_at=10, refuse_at=25)  # another process
+        trace = trace_config(GlobalLimiter(r, keys), guard)
+        # A token that was reset: every call is a 401, an invalid request.
+        async with aiohttp.ClientSession(
+            trace_configs=[trace], headers={"Authorization": "Bot bad.to.ken"}
+        ) as http:
+            refused = 0
+            for _ in range(40):
+                try:
+                    async with http.get(f"{sb.api_url}/users/@me") as resp:
+                        assert resp.status == 401
+                except RequestRefused:
+                    refused += 1
+        stats = sb.stats()
+        await asyncio.sleep(1.1)  # the other process's copy refreshes at most once a second
+        with pytest.raises(RequestRefused):
+            await other.check()  # the count is shared: the other process holds back too
+    assert stats["invalid_requests"] == 25 and not stats["banned"]
+    assert refused == 15
+    assert sum("Discord bans the bot" in rec.message for rec in caplog.records) == 1
