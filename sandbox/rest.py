@@ -516,7 +516,7 @@ class Rest:
     async def get_gateway_bot(self, **_: Any) -> dict[str, Any]:
         return {
             "url": self.gateway.url,
-            "shards": self.world.recommended_shards(),
+            "shards": self.config.shards or self.world.recommended_shards(),
             "session_start_limit": {
                 "total": 1000,
                 "remaining": 1000,

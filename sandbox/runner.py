@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="seconds between IDENTIFYs in one bucket (Discord: 5)",
     )
+    p.add_argument("--shards", type=int, default=None, help="shard count /gateway/bot recommends")
     p.add_argument("--heartbeat-ms", type=int, default=41250, help="heartbeat interval")
     p.add_argument("--global-limit", type=int, default=50, help="REST requests per second")
     p.add_argument("--route-limit", type=int, default=5, help="requests per route bucket")
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         members=args.members,
         seed=args.seed,
         max_concurrency=args.max_concurrency,
+        shards=args.shards,
         identify_interval=args.identify_interval,
         heartbeat_ms=args.heartbeat_ms,
         window_scale=args.window_scale,

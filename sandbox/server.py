@@ -24,6 +24,8 @@ class SandboxConfig:
     members: int = 20
     seed: int = 1
     max_concurrency: int = 1
+    # Overrides the shard count GET /gateway/bot recommends (None: one per 1,000 guilds).
+    shards: int | None = None
     identify_interval: float = 5.0  # seconds between IDENTIFYs per concurrency bucket
     heartbeat_ms: int = 41_250
     # Scales Discord's long windows (gateway send limit, channel renames, interaction expiry)

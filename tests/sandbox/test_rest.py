@@ -264,3 +264,16 @@ async def test_moderation_writes_and_the_role_hierarchy(
         assert resp.status == 204
     async with api.delete(f"guilds/{guild_id}/bans/{plain}") as resp:
         assert (await resp.json())["code"] == 10026
+
+
+@pytest.mark.timeout(30)
+async def test_gateway_bot_shard_count_can_be_set() -> None:
+    async with Sandbox(SandboxConfig(guilds=4, shards=3, max_concurrency=2)) as sb:
+        headers = {"Authorization": f"Bot {sb.token}"}
+        async with (
+            aiohttp.ClientSession(headers=headers) as http,
+            http.get(f"{sb.api_url}/gateway/bot") as resp,
+        ):
+            body = await resp.json()
+    assert body["shards"] == 3
+    assert body["session_start_limit"]["max_concurrency"] == 2
