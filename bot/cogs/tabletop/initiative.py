@@ -4,11 +4,12 @@ Rules as implemented (sources: the rulebooks as commonly summarised; assumptions
 
 - Shadowrun 2e/3e: score = modifier (Reaction + bonuses) + Nd6 (Initiative dice). A character
   acts in every pass at score, score-10, score-20, ... while that is above 0.
-- Shadowrun 1e: assumed the same as 2e/3e (roll Reaction + Nd6, act again every 10 points);
-  not verified against the 1e book.
+- Shadowrun 1e: the same (Reaction + Initiative dice; after acting, subtract 10 and act again
+  in the next pass while above 0, per a table's summary of SR1 p. 102).
 - Cyberpunk 2020: 1d10 + modifier (REF + Combat Sense etc.), highest first, one pass.
 - Cyberpunk RED: 1d10 + modifier (REF + bonuses), highest first; ties are re-rolled (1d10
-  each tied combatant, repeatedly) as the rules ask.
+  each tied combatant, repeatedly). Whether a natural 10/1 on initiative is a critical is left
+  to the table: this module rolls a plain 1d10 (use the `cpr` dice roll for checks).
 
 Tie-break, for every system, so the order is deterministic given the RNG: higher score; then
 higher modifier (SR: the higher Reaction acts first); then player characters before NPCs; then
