@@ -149,10 +149,11 @@ def cmd_restart(args: argparse.Namespace) -> int:
     return _run_async(rolling_restart(settings))
 
 
-def cmd_sandbox(args: argparse.Namespace) -> int:
+def run_sandbox(argv: list[str]) -> int:
+    """`guildhouse sandbox ...`: the sandbox parses its own options (and --help)."""
     from sandbox.runner import main as sandbox_main
 
-    return int(sandbox_main(args.sandbox_args))
+    return int(sandbox_main([a for a in argv if a != "--"]))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -279,16 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the sandbox's control URL (default: from DATA_DIR/sandbox.json)",
     )
 
-    sb = add(
+    # Listed here for `guildhouse --help`; main() hands its arguments to the sandbox untouched.
+    add(
         "sandbox",
-        cmd_sandbox,
+        lambda a: run_sandbox([]),
         "run the built-in Discord sandbox on its own",
         "Run the local Discord emulator (gateway + REST). See `guildhouse sandbox --help`.",
-    )
-    sb.add_argument(
-        "sandbox_args",
-        nargs=argparse.REMAINDER,
-        help="options for the sandbox, e.g. --port 8700 --guilds 50",
     )
     return parser
 
@@ -296,10 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sandbox"]:
-        # The sandbox has its own options (and --help); hand them over untouched.
-        from sandbox.runner import main as sandbox_main
-
-        return sandbox_main([a for a in argv[1:] if a != "--"])
+        return run_sandbox(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
