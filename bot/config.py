@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ipc.throttle import DEFAULT_COMMAND, DEFAULT_GUILD, DEFAULT_USER, Rule
+
 
 @dataclass(frozen=True)
 class WorkerConfig:
@@ -30,6 +32,11 @@ class WorkerConfig:
     max_concurrency: int = 1
     # Discord's global REST limit, shared by every process (requests per second).
     rest_rate: int = 50
+    # Command throttle defaults (None: off in that scope); see bot/throttles.py.
+    throttle_user: Rule | None = DEFAULT_USER
+    throttle_command: Rule | None = DEFAULT_COMMAND
+    throttle_guild: Rule | None = DEFAULT_GUILD
+    throttle_exempt_mods: bool = True
     # Extensions (cogs) to load; users testing their own cogs add theirs here.
     extensions: tuple[str, ...] = ()
     log_level: str = "INFO"

@@ -15,7 +15,8 @@ import discord
 import redis.asyncio as aioredis
 from discord.ext import commands
 
-from bot import errors, logcontext, metrics
+from bot import errors, logcontext, metrics, throttles
+from bot.checks import Level, level_of
 from bot.config import WorkerConfig
 from bot.guild_settings import GuildSettingsStore
 from bot.rest_limits import trace_config
@@ -25,6 +26,7 @@ from ipc.client import Keys
 from ipc.identify import IdentifyQueue
 from ipc.ratelimit import GlobalLimiter, InvalidRequestGuard
 from ipc.registry import ClusterInfo, Registry, ShardInfo
+from ipc.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,9 @@ class Guildhouse(commands.AutoShardedBot):
             member_cache_flags=discord.MemberCacheFlags.none(),
             max_messages=None,
             tree_cls=Tree,
-            http_trace=trace_config(self.rest_limiter, self.invalid_guard),
+            http_trace=trace_config(
+                self.rest_limiter, self.invalid_guard, cluster=str(config.cluster_id)
+            ),
         )
         self.config = config
         self.pool = pool
@@ -133,7 +137,15 @@ class Guildhouse(commands.AutoShardedBot):
         self.accepting = True
         self.shard_tracker = ShardTracker(config.shard_ids)
         self._extensions = config.extensions or EXTENSIONS
+        self.throttle = Throttle(redis, keys)
+        self.throttle_defaults = throttles.Defaults(
+            user=config.throttle_user,
+            command=config.throttle_command,
+            guild=config.throttle_guild,
+            exempt_mods=config.throttle_exempt_mods,
+        )
         self.add_check(self._not_disabled, call_once=True)
+        self.add_check(self._not_throttled, call_once=True)
         self.before_invoke(self._started)
         self._cluster_label = str(config.cluster_id)
 
@@ -201,6 +213,29 @@ class Guildhouse(commands.AutoShardedBot):
         if ctx.command.qualified_name in settings.disabled or root.name in settings.disabled:
             raise errors.CommandDisabled(ctx.command.qualified_name)
         return True
+
+    async def _not_throttled(self, ctx: commands.Context[Any]) -> bool:
+        if ctx.command is None:
+            return True
+        settings = await self.guild_settings.get(ctx.guild.id) if ctx.guild else None
+        level = await level_of(self, ctx.author, ctx.guild)
+        if level >= Level.OWNER or (
+            level >= Level.MODERATOR and throttles.exempt_mods(self.throttle_defaults, settings)
+        ):
+            return True
+        windows = throttles.windows(
+            ctx.command,
+            ctx.author.id,
+            ctx.guild.id if ctx.guild else None,
+            self.throttle_defaults,
+            settings,
+        )
+        root = (ctx.command.root_parent or ctx.command).name
+        verdict = await self.throttle.hit(windows, told_key=f"{ctx.author.id}:{root}")
+        if verdict.allowed:
+            return True
+        metrics.THROTTLED.labels(self._cluster_label, root).inc()
+        raise errors.Throttled(verdict.retry_after, tell=verdict.tell)
 
     # -- events --------------------------------------------------------------------------------
 

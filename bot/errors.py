@@ -38,6 +38,23 @@ class CommandDisabled(UserError):
         super().__init__(f"`{name}` is disabled in this server.")
 
 
+def _retry(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, math.ceil(seconds))}s"
+    minutes, secs = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m {secs}s" if secs else f"{minutes}m"
+
+
+class Throttled(UserError):
+    """A throttle refused the call. `tell` is False for refusals after the first in one wait:
+    those are dropped silently, so spamming a command doesn't make the bot spam back."""
+
+    def __init__(self, retry_after: float, *, tell: bool) -> None:
+        super().__init__(f"Slow down: try again in {_retry(retry_after)}.")
+        self.retry_after = retry_after
+        self.tell = tell
+
+
 def usage(ctx: commands.Context[Any]) -> str:
     cmd = ctx.command
     if cmd is None:
@@ -51,13 +68,6 @@ def _permission_names(perms: list[str]) -> str:
     return ", ".join(names)
 
 
-def _retry(seconds: float) -> str:
-    if seconds < 60:
-        return f"{max(1, math.ceil(seconds))}s"
-    minutes, secs = divmod(math.ceil(seconds), 60)
-    return f"{minutes}m {secs}s" if secs else f"{minutes}m"
-
-
 def user_message(ctx: commands.Context[Any], error: Exception) -> str | None:
     """What to tell the user about `error`; None means say nothing."""
     if isinstance(error, commands.HybridCommandError):
@@ -68,6 +78,8 @@ def user_message(ctx: commands.Context[Any], error: Exception) -> str | None:
         error = error.original
 
     if isinstance(error, commands.CommandNotFound):
+        return None
+    if isinstance(error, Throttled) and not error.tell:
         return None
     if isinstance(error, UserError):
         return str(error)

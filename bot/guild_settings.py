@@ -38,6 +38,10 @@ class GuildSettings:
     admin_roles: frozenset[int] = frozenset()
     log_channel: int | None = None
     disabled: frozenset[str] = frozenset()
+    # Per-command throttle overrides: command -> {"command": "5/10s" | "off", "guild": ...}.
+    throttles: dict[str, dict[str, str]] = field(default_factory=dict)
+    # None: the bot's default (THROTTLE_EXEMPT_MODS).
+    throttle_exempt_mods: bool | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The JSON stored in guilds.settings (and shown as before/after in the audit log)."""
@@ -47,6 +51,8 @@ class GuildSettings:
             "admin_roles": sorted(self.admin_roles),
             "log_channel": self.log_channel,
             "disabled": sorted(self.disabled),
+            "throttles": {k: dict(v) for k, v in sorted(self.throttles.items())},
+            "throttle_exempt_mods": self.throttle_exempt_mods,
         }
 
     @classmethod
@@ -58,6 +64,12 @@ class GuildSettings:
             admin_roles=frozenset(int(r) for r in data.get("admin_roles", ())),
             log_channel=data.get("log_channel"),
             disabled=frozenset(data.get("disabled", ())),
+            throttles={
+                str(k): {str(a): str(b) for a, b in v.items()}
+                for k, v in (data.get("throttles") or {}).items()
+                if isinstance(v, dict)
+            },
+            throttle_exempt_mods=data.get("throttle_exempt_mods"),
         )
 
     def with_changes(self, **changes: Any) -> GuildSettings:

@@ -63,6 +63,35 @@ REDIS_ERRORS = Counter(
     "Redis operations that failed, by operation.",
     ["cluster", "operation"],
 )
+REST_REQUESTS = Counter(
+    "guildhouse_rest_requests_total",
+    "REST calls answered, by route (ids replaced by placeholders) and HTTP status.",
+    ["cluster", "route", "status"],
+)
+REST_429 = Counter(
+    "guildhouse_rest_rate_limited_total",
+    "429 answers from Discord, by scope (global or bucket).",
+    ["cluster", "scope"],
+)
+REST_WAIT = Histogram(
+    "guildhouse_rest_limiter_wait_seconds",
+    "Time a REST call waited for the shared global limit or its route bucket (calls that "
+    "waited at all).",
+    ["cluster"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+REST_INVALID = Gauge(
+    "guildhouse_rest_invalid_requests",
+    "401/403/429 answers in the last 10 minutes, counted across the whole bot (Discord bans "
+    "at 10,000).",
+    ["cluster"],
+    multiprocess_mode="livemostrecent",
+)
+THROTTLED = Counter(
+    "guildhouse_commands_throttled_total",
+    "Command calls refused by a throttle, by command.",
+    ["cluster", "command"],
+)
 PROCESS_CPU = Gauge(
     "guildhouse_worker_cpu_percent",
     "CPU use of the worker process (percent of one core) since the last sample.",

@@ -191,6 +191,11 @@ def worker_configs(
             shard_ready_timeout=2 * IDENTIFY_INTERVAL * -(-shard_count // max_concurrency) + 120,
             log_level=settings.log_level,
             log_format=settings.log_format,
+            rest_rate=settings.rest_rate,
+            throttle_user=settings.throttle_user,
+            throttle_command=settings.throttle_command,
+            throttle_guild=settings.throttle_guild,
+            throttle_exempt_mods=settings.throttle_exempt_mods,
         )
         for i in ids
     ]

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ipc.throttle import DEFAULT_COMMAND, DEFAULT_GUILD, DEFAULT_USER, Rule, RuleError
+
 DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_CONFIG_FILE = "guildhouse.toml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -49,6 +51,11 @@ class Settings:
     log_format: str = "auto"  # auto: text on a terminal, JSON lines otherwise
     http_port: int = 8080
     data_dir: Path = Path(".guildhouse")
+    rest_rate: int = 50
+    throttle_user: Rule | None = DEFAULT_USER
+    throttle_command: Rule | None = DEFAULT_COMMAND
+    throttle_guild: Rule | None = DEFAULT_GUILD
+    throttle_exempt_mods: bool = True
     config_file: Path | None = None  # where file values came from, if any
 
     def clusters_for(self, shard_count: int) -> int:
@@ -166,6 +173,24 @@ def _prefix(raw: str) -> str:
     if not value or len(value) > 32 or any(c.isspace() for c in value):
         raise _Invalid("expected 1-32 characters without spaces, e.g. 'gh:'")
     return value
+
+
+def _rule(raw: str) -> Rule | None:
+    if raw.strip().lower() == "off":
+        return None
+    try:
+        return Rule.parse(raw)
+    except RuleError as exc:
+        raise _Invalid(f"is not usable: {exc}; or 'off'") from None
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise _Invalid("is not a yes/no value; expected true or false")
 
 
 def _path(raw: str) -> Path:
@@ -287,6 +312,39 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec("HTTP_PORT", "http_port", _int(0, 65535), "Port of /metrics, /healthz, /readyz."),
     Spec("DATA_DIR", "data_dir", _path, "Where embedded services keep their data."),
+    Spec(
+        "REST_RATE",
+        "rest_rate",
+        _int(1, 100_000),
+        "REST requests per second for the whole bot (Discord's global limit: 50).",
+    ),
+    Spec(
+        "THROTTLE_USER",
+        "throttle_user",
+        _rule,
+        "Commands per user across all commands, e.g. 15/10s, or off.",
+        unset_means="off",
+    ),
+    Spec(
+        "THROTTLE_COMMAND",
+        "throttle_command",
+        _rule,
+        "Calls of one command per user, e.g. 8/10s, or off.",
+        unset_means="off",
+    ),
+    Spec(
+        "THROTTLE_GUILD",
+        "throttle_guild",
+        _rule,
+        "Calls of one command per server, e.g. 60/10s, or off.",
+        unset_means="off",
+    ),
+    Spec(
+        "THROTTLE_EXEMPT_MODS",
+        "throttle_exempt_mods",
+        _bool,
+        "Moderators and admins skip command throttles (servers can override).",
+    ),
 )
 SPEC_BY_ENV = {s.env: s for s in SPECS}
 

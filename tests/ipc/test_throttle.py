@@ -1,0 +1,79 @@
+"""Command throttles: sliding windows in Redis shared by every process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from cluster.embedded import free_port
+from ipc.client import Keys
+from ipc.throttle import Rule, RuleError, Throttle
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "per"),
+    [("5/10s", 5, 10.0), ("3/1m", 3, 60.0), ("100/1h", 100, 3600.0), ("2/500ms", 2, 0.5)],
+)
+def test_rules_parse(text: str, count: int, per: float) -> None:
+    assert Rule.parse(text) == Rule(count, per)
+    assert Rule.parse(str(Rule.parse(text))) == Rule(count, per)  # str() reads back
+
+
+@pytest.mark.parametrize("text", ["", "5", "five/10s", "0/10s", "5/0s", "5/2d", "5/10x", "1/25h"])
+def test_bad_rules_name_what_is_expected(text: str) -> None:
+    with pytest.raises(RuleError, match=r"COUNT/WINDOW|count|window"):
+        Rule.parse(text)
+
+
+async def test_a_refused_call_counts_in_no_window(redis: aioredis.Redis, keys: Keys) -> None:
+    t = Throttle(redis, keys)
+    wide, narrow = ("wide", Rule(10, 60)), ("narrow", Rule(2, 60))
+    assert (await t.hit([wide, narrow], "u")).allowed
+    assert (await t.hit([wide, narrow], "u")).allowed
+    for _ in range(5):
+        assert not (await t.hit([wide, narrow], "u")).allowed
+    # Only the two admitted calls count in the wide window: 8 more fit.
+    admitted = [(await t.hit([wide], "v")).allowed for _ in range(9)]
+    assert admitted == [True] * 8 + [False]
+
+
+async def test_the_user_is_told_once_per_wait(redis: aioredis.Redis, keys: Keys) -> None:
+    t = Throttle(redis, keys)
+    rule = [("w", Rule(1, 0.5))]
+    assert (await t.hit(rule, "u")).allowed
+    verdicts = [await t.hit(rule, "u") for _ in range(4)]
+    assert [v.allowed for v in verdicts] == [False] * 4
+    assert [v.tell for v in verdicts] == [True, False, False, False]
+    assert 0 < verdicts[0].retry_after <= 0.5
+    await asyncio.sleep(0.6)
+    assert (await t.hit(rule, "u")).allowed  # the window slid on
+    refused = await t.hit(rule, "u")
+    assert not refused.allowed and refused.tell  # a new wait: told again
+
+
+async def test_many_processes_share_one_budget(redis_url: str, keys: Keys) -> None:
+    clients = [aioredis.Redis.from_url(redis_url) for _ in range(4)]
+    try:
+        throttles = [Throttle(c, keys) for c in clients]
+        rule = [("shared", Rule(25, 60))]
+        verdicts = await asyncio.gather(*(t.hit(rule, "u") for t in throttles for _ in range(20)))
+    finally:
+        for c in clients:
+            await c.aclose()
+    assert sum(v.allowed for v in verdicts) == 25
+    assert sum(v.tell for v in verdicts) == 1
+
+
+async def test_without_redis_each_process_throttles_itself(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dead = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
+    t = Throttle(dead, Keys("x:"))
+    rule = [("w", Rule(3, 60))]
+    verdicts = [await t.hit(rule, "u") for _ in range(5)]
+    await dead.aclose()
+    assert [v.allowed for v in verdicts] == [True, True, True, False, False]
+    assert [v.tell for v in verdicts[3:]] == [True, False]
+    assert sum("Redis unreachable" in r.message for r in caplog.records) == 1
