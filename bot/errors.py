@@ -79,8 +79,8 @@ def user_message(ctx: commands.Context[Any], error: Exception) -> str | None:
 
     if isinstance(error, commands.CommandNotFound):
         return None
-    if isinstance(error, Throttled) and not error.tell:
-        return None
+    if isinstance(error, Throttled) and not error.tell and ctx.interaction is None:
+        return None  # a slash command must be answered; it is ephemeral, so no spam
     if isinstance(error, UserError):
         return str(error)
     if isinstance(error, commands.MissingRequiredArgument | commands.MissingRequiredAttachment):

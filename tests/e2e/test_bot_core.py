@@ -396,3 +396,82 @@ async def test_owner_rpcs_reach_every_cluster(env: Env, driver: Driver) -> None:
     assert text.startswith("Reloaded `os` on 0 cluster(s). Failed on 2:")
     await driver.say(p.channel_id, p.member_id, "!reload bot.cogs.core")
     assert await driver.reply_text(p.channel_id) == "This command is for the bot's owners."
+
+
+def _plain_in(guild: dict[str, Any]) -> set[int]:
+    owner = int(guild["owner_id"])
+    return {int(m["id"]) for m in guild["members"] if not m["roles"] and int(m["id"]) != owner}
+
+
+async def _set_throttle(driver: Driver, p: Place, rule: str, scope: str = "command") -> None:
+    await driver.say(p.channel_id, p.owner_id, f"!settings throttle ping {scope} {rule}")
+    assert "`ping`" in await driver.reply_text(p.channel_id)
+
+
+async def test_a_users_throttle_is_shared_across_clusters(env: Env, driver: Driver) -> None:
+    a, b = env.on_cluster(0), env.on_cluster(1)
+    guilds = {int(g["id"]): g for g in driver.world["guilds"]}
+    both = _plain_in(guilds[a.guild_id]) & _plain_in(guilds[b.guild_id])
+    both -= {a.member_id, b.member_id}
+    assert both, "the test world needs a plain member in a guild on each cluster"
+    user = min(both)
+    for p in (a, b):
+        await driver.drain(p.channel_id)
+        await _set_throttle(driver, p, "4/1m")
+    try:
+        # Four calls, alternating clusters and prefix/slash: one budget of four.
+        await driver.slash(a.channel_id, user, "ping")
+        assert "Pong!" in await driver.reply_text(a.channel_id)
+        await driver.say(b.channel_id, user, "!ping")
+        assert "Pong!" in await driver.reply_text(b.channel_id)
+        await driver.slash(a.channel_id, user, "ping")  # a slash call counts once, not twice
+        assert "Pong!" in await driver.reply_text(a.channel_id)
+        await driver.say(b.channel_id, user, "!ping")
+        assert "Pong!" in await driver.reply_text(b.channel_id)
+        # The fifth, on either cluster, is refused with the wait; the ones after it are
+        # dropped without a word (no spam back at a spammer).
+        await driver.say(a.channel_id, user, "!ping")
+        text = await driver.reply_text(a.channel_id)
+        assert text.startswith("Slow down: try again in "), text
+        await driver.say(b.channel_id, user, "!ping")
+        await driver.say(a.channel_id, user, "!ping")
+        assert await driver.replies(b.channel_id, wait=1.5) == []
+        assert await driver.replies(a.channel_id, wait=0.5) == []
+        # Another member of the same guild has a budget of their own.
+        await driver.say(a.channel_id, a.member_id, "!ping")
+        assert "Pong!" in await driver.reply_text(a.channel_id)
+    finally:
+        for p in (a, b):
+            await _set_throttle(driver, p, "default")
+
+
+async def test_moderators_skip_throttles_unless_the_guild_says_no(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(1)
+    guild = next(g for g in driver.world["guilds"] if int(g["id"]) == p.guild_id)
+    mod = next(int(m["id"]) for m in guild["members"] if m["roles"] and int(m["id"]) != p.owner_id)
+    await driver.drain(p.channel_id)
+    await _set_throttle(driver, p, "1/1m")
+    try:
+        for _ in range(3):
+            await driver.say(p.channel_id, mod, "!ping")
+            assert "Pong!" in await driver.reply_text(p.channel_id)
+        await driver.say(p.channel_id, p.owner_id, "!settings throttleexempt no")
+        assert "throttled like everyone" in await driver.reply_text(p.channel_id)
+        await driver.say(p.channel_id, mod, "!ping")
+        assert "Pong!" in await driver.reply_text(p.channel_id)
+        await driver.say(p.channel_id, mod, "!ping")
+        assert (await driver.reply_text(p.channel_id)).startswith("Slow down")
+        await driver.say(p.channel_id, p.owner_id, "!settings")
+        assert "ping` command 1/1m" in await driver.reply_text(p.channel_id)
+    finally:
+        await driver.say(p.channel_id, p.owner_id, "!settings throttleexempt default")
+        assert "skip command throttles" in await driver.reply_text(p.channel_id)
+        await _set_throttle(driver, p, "default")
+
+
+async def test_bad_throttle_rule_is_named(env: Env, driver: Driver) -> None:
+    p = env.on_cluster(0)
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, p.owner_id, "!settings throttle ping command lots")
+    text = await driver.reply_text(p.channel_id)
+    assert text.startswith("Bad `rule`:") and "'lots'" in text and "5/10s" in text
