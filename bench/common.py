@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from cluster.embedded import services
 
@@ -30,3 +36,32 @@ def backing() -> Iterator[dict[str, str]]:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def start_sandbox(*args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Run `python -m sandbox` on a free port; returns the process and its banner."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.decode()
+        if line.startswith("SANDBOX "):
+            info = orjson.loads(line[len("SANDBOX ") :])
+            with urllib.request.urlopen(f"{info['control_url']}/_sandbox/world") as resp:
+                world = orjson.loads(resp.read())
+            info["text_channels"] = [
+                c["id"] for g in world["guilds"] for c in g["channels"] if int(c["type"]) == 0
+            ]
+            return proc, info
+    proc.kill()
+    raise RuntimeError("the sandbox did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -330,6 +330,7 @@ class InvalidRequestGuard:
         self.refuse_at = refuse_at
         self.minutes = max(1, math.ceil(window / 60))
         self.count = 0
+        self.round_trips = 0  # for benchmarks
         self._checked = 0.0
         self._warned = False
 
@@ -344,6 +345,7 @@ class InvalidRequestGuard:
             return
         now = time.time()
         current = self._minute_keys(now)[-1]
+        self.round_trips += 2
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.incr(current)
@@ -371,6 +373,7 @@ class InvalidRequestGuard:
     async def check(self) -> None:
         """Raise RequestRefused when the bot is at the refusal threshold."""
         if time.monotonic() - self._checked > 1.0:
+            self.round_trips += 1
             with contextlib.suppress(RedisError, OSError):
                 await self._refresh(time.time())
         if self.count >= self.refuse_at:
