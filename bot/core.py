@@ -74,6 +74,16 @@ class ReloadExtension:
     name: str
 
 
+def _last_event_age(shard: discord.ShardInfo | None) -> float | None:
+    """Seconds since the shard's websocket last received anything (an event or a heartbeat
+    ACK). discord.py keeps this in its keep-alive handler; read defensively, it is private."""
+    ws = getattr(getattr(shard, "_parent", None), "ws", None)
+    last = getattr(getattr(ws, "_keep_alive", None), "_last_recv", None)
+    if not isinstance(last, float):
+        return None
+    return round(max(0.0, time.perf_counter() - last), 1)
+
+
 class Tree(discord.app_commands.CommandTree["Guildhouse"]):
     async def interaction_check(self, interaction: discord.Interaction[Guildhouse]) -> bool:
         if interaction.client.accepting:
@@ -313,7 +323,9 @@ class Guildhouse(commands.AutoShardedBot):
             latency = None
             if info is not None and info.latency != float("inf"):
                 latency = round(info.latency * 1000, 1)
-            shards[sid] = ShardInfo(shard_state.name.lower(), latency, guilds.get(sid, 0))
+            shards[sid] = ShardInfo(
+                shard_state.name.lower(), latency, guilds.get(sid, 0), _last_event_age(info)
+            )
         return ClusterInfo(
             cluster_id=self.config.cluster_id,
             shard_ids=list(self.config.shard_ids),

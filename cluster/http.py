@@ -1,4 +1,8 @@
-"""The launcher's HTTP side: /metrics, /healthz and /readyz."""
+"""The launcher's HTTP side: /metrics, /healthz, /readyz and the status page.
+
+The status page (`/status`, a static HTML file that refreshes itself from `/status.json`) shows
+every cluster of the bot, not only this pod's: it reads the Redis cluster registry.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
 
+import orjson
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from cluster.metrics import render
 from cluster.workers import Supervisor
+from ipc.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +58,29 @@ class Probes:
         return None
 
 
-def build_app(supervisor: Supervisor, probes: Probes) -> web.Application:
+MAX_GUILD_ID = 2**64 - 1
+
+
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """Discord's rule: (guild_id >> 22) % shard_count."""
+    return (guild_id >> 22) % shard_count
+
+
+async def status_snapshot(registry: Registry, shard_count: int) -> dict[str, Any]:
+    clusters = await registry.clusters()
+    return {
+        "now": time.time(),
+        "shard_count": shard_count,
+        "clusters": [orjson.loads(c.to_json()) for c in clusters],
+    }
+
+
+def build_app(
+    supervisor: Supervisor,
+    probes: Probes,
+    registry: Registry | None = None,
+    shard_count: int = 1,
+) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         # Answering at all shows the launcher's loop is responsive; workers' loops are watched
         # by the supervisor, which restarts a hung one.
@@ -69,10 +100,54 @@ def build_app(supervisor: Supervisor, probes: Probes) -> web.Application:
         body, content_type = await asyncio.to_thread(render)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
+    page = resources.files("cluster").joinpath("static", "status.html").read_bytes()
+
+    async def status_page(_: web.Request) -> web.Response:
+        return web.Response(
+            body=page,
+            headers={
+                "Content-Type": "text/html; charset=utf-8",
+                "Cache-Control": "no-cache",
+                # Everything the page needs is inline or same-origin.
+                "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
+                "script-src 'unsafe-inline'; connect-src 'self'",
+            },
+        )
+
+    async def status_json(_: web.Request) -> web.Response:
+        if registry is None:
+            raise web.HTTPNotFound(text="no registry")
+        try:
+            snapshot = await status_snapshot(registry, shard_count)
+        except (RedisError, OSError) as exc:
+            return web.json_response({"error": f"Redis unreachable: {exc}"}, status=503)
+        return web.Response(body=orjson.dumps(snapshot), content_type="application/json")
+
+    async def which_shard(request: web.Request) -> web.Response:
+        raw = request.match_info["guild_id"]
+        if not raw.isdigit() or not 0 < int(raw) <= MAX_GUILD_ID:
+            return web.json_response(
+                {"error": "a guild id is a positive whole number (a Discord snowflake)"},
+                status=400,
+            )
+        shard = shard_of(int(raw), shard_count)
+        cluster = None
+        if registry is not None:
+            try:
+                for info in await registry.clusters():
+                    if shard in info.shard_ids:
+                        cluster = info.cluster_id
+            except (RedisError, OSError) as exc:
+                return web.json_response({"error": f"Redis unreachable: {exc}"}, status=503)
+        return web.json_response({"guild_id": raw, "shard_id": shard, "cluster_id": cluster})
+
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/status", status_page)
+    app.router.add_get("/status.json", status_json)
+    app.router.add_get("/status/guild/{guild_id}", which_shard)
     return app
 
 
@@ -83,5 +158,5 @@ async def serve(app: web.Application, port: int) -> tuple[web.AppRunner, int]:
     site = web.TCPSite(runner, "0.0.0.0", port)  # noqa: S104
     await site.start()
     bound = int(runner.addresses[0][1]) if runner.addresses else port
-    log.info("http server on port %d (/metrics, /healthz, /readyz)", bound)
+    log.info("http server on port %d (/metrics, /healthz, /readyz, /status)", bound)
     return runner, bound

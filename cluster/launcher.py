@@ -266,7 +266,9 @@ async def run(settings: Settings) -> int:
                         "redis": partial(ping_redis, redis),
                     }
                 )
-                http, _ = await serve(build_app(supervisor, probes), settings.http_port)
+                http, _ = await serve(
+                    build_app(supervisor, probes, registry, shard_count), settings.http_port
+                )
                 log.info("guildhouse is up; press Ctrl-C to stop")
                 try:
                     await stop.wait()

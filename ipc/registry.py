@@ -23,6 +23,7 @@ class ShardInfo:
     state: str  # starting, connecting, ready, disconnected
     latency_ms: float | None
     guilds: int
+    last_event_age: float | None = None  # seconds since the shard last heard from the gateway
 
 
 @dataclass

@@ -1,0 +1,279 @@
+"""What an operator sees: `guildhouse run` against the sandbox, scraped and probed over HTTP.
+
+One real launcher process (two worker processes, four shards), its own PostgreSQL (so the test
+can stop it) and the shared test Redis. Checks /readyz before and after the shards are READY
+and with PostgreSQL stopped, /metrics with prometheus-client's parser (and `promtool check
+metrics`), and the status page in headless Chromium with a screenshot.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from e2e_harness import SandboxProc, start_sandbox
+from prometheus_client.parser import text_string_to_metric_families
+
+from cluster.embedded import EmbeddedPostgres
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+SHARDS, CLUSTERS = 4, 2
+
+
+@dataclass
+class Launcher:
+    proc: subprocess.Popen[str]
+    port: int
+    postgres: EmbeddedPostgres
+    sandbox: SandboxProc
+    lines: list[str] = field(default_factory=list)
+    readyz_seen: list[int] = field(default_factory=list)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def get(url: str, timeout: float = 10) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _read_lines(proc: subprocess.Popen[str], into: list[str], port: list[int]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        into.append(line)
+        if not port and "http server on port" in line:
+            message = orjson.loads(line).get("message", "")
+            port.append(int(message.split("port ")[1].split()[0]))
+
+
+@pytest.fixture(scope="module")
+def launcher(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
+    data = tmp_path_factory.mktemp("operations")
+    postgres = EmbeddedPostgres(data)
+    service = postgres.start()
+    sandbox = start_sandbox(
+        "--guilds", "6", "--members", "5", "--max-concurrency", "4", "--identify-interval", "0.2"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "THROTTLE_"))}
+    env.update(
+        DISCORD_TOKEN=sandbox.info["token"],
+        DISCORD_API_URL=sandbox.info["api_url"],
+        DATABASE_URL=service.url,
+        REDIS_URL=redis_url,
+        REDIS_PREFIX=f"ops:{uuid.uuid4().hex[:8]}:",
+        SHARD_COUNT=str(SHARDS),
+        CLUSTER_COUNT=str(CLUSTERS),
+        HTTP_PORT="0",
+        LOG_FORMAT="json",
+        LOG_LEVEL="INFO",
+        DATA_DIR=str(data / "run"),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cluster.cli", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    port: list[int] = []
+    threading.Thread(target=_read_lines, args=(proc, lines, port), daemon=True).start()
+    running = Launcher(proc, 0, postgres, sandbox, lines)
+    try:
+        deadline = time.monotonic() + 60
+        while not port:
+            assert proc.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "no http server line:\n" + "".join(lines)
+            time.sleep(0.05)
+        running.port = port[0]
+        deadline = time.monotonic() + 120
+        while True:
+            status, _ = get(running.url("/readyz"))
+            running.readyz_seen.append(status)
+            if status == 200:
+                break
+            assert time.monotonic() < deadline, "never ready:\n" + "".join(lines[-30:])
+            time.sleep(0.2)
+        yield running
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        postgres.stop()
+        sandbox.proc.terminate()
+        sandbox.proc.wait(10)
+
+
+def test_readyz_waits_for_every_shard(launcher: Launcher) -> None:
+    assert launcher.readyz_seen[0] == 503  # the HTTP side is up before the shards are
+    assert launcher.readyz_seen[-1] == 200
+    status, body = get(launcher.url("/healthz"))
+    assert status == 200 and orjson.loads(body)["workers_alive"] == CLUSTERS
+
+
+def _metrics(launcher: Launcher) -> tuple[str, dict[str, Any]]:
+    status, body = get(launcher.url("/metrics"))
+    assert status == 200
+    text = body.decode()
+    return text, {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def test_metrics_cover_every_cluster_and_shard(launcher: Launcher) -> None:
+    # A few REST calls and gateway events have happened by the time every shard is READY.
+    deadline = time.monotonic() + 30
+    while True:
+        text, families = _metrics(launcher)
+        states = [s for s in families["guildhouse_shard_state"].samples]
+        if {s.labels["shard"] for s in states} == {str(i) for i in range(SHARDS)}:
+            break
+        assert time.monotonic() < deadline, "shard series missing:\n" + text[:2000]
+        time.sleep(1)
+    assert {s.labels["cluster"] for s in states} == {str(i) for i in range(CLUSTERS)}
+    assert all(s.value == 2 for s in states)  # 2: ready
+    guilds = families["guildhouse_shard_guilds"].samples
+    assert sum(s.value for s in guilds) == 6
+    memory = families["guildhouse_worker_resident_memory_bytes"].samples
+    assert {s.labels["cluster"] for s in memory} == {"0", "1"}
+    assert all(s.value > 10_000_000 for s in memory)
+    events = families["guildhouse_gateway_events"].samples  # counters lose _total in families
+    assert {s.labels["type"] for s in events} >= {"READY", "GUILD_CREATE"}
+    rest = families["guildhouse_rest_requests"].samples
+    assert any(s.labels["route"] == "GET /users/@me" for s in rest)
+
+
+def test_metrics_pass_promtool(launcher: Launcher) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
+    text, _ = _metrics(launcher)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_status_json_and_guild_lookup(launcher: Launcher) -> None:
+    status, body = get(launcher.url("/status.json"))
+    assert status == 200
+    data = orjson.loads(body)
+    assert data["shard_count"] == SHARDS
+    assert [c["cluster_id"] for c in data["clusters"]] == [0, 1]
+    shards = {int(k): v for c in data["clusters"] for k, v in c["shards"].items()}
+    assert sorted(shards) == list(range(SHARDS))
+    assert all(s["state"] == "ready" for s in shards.values())
+    assert all(
+        s["last_event_age"] is not None and s["last_event_age"] < 60 for s in shards.values()
+    )
+    guild_id = _a_guild(launcher)
+    status, body = get(launcher.url(f"/status/guild/{guild_id}"))
+    found = orjson.loads(body)
+    assert status == 200 and found["shard_id"] == (guild_id >> 22) % SHARDS
+    assert found["cluster_id"] == found["shard_id"] * CLUSTERS // SHARDS
+    status, body = get(launcher.url("/status/guild/not-a-number"))
+    assert status == 400 and b"snowflake" in body
+
+
+def _a_guild(launcher: Launcher) -> int:
+    _, body = get(f"{launcher.sandbox.control}/_sandbox/world")
+    return int(orjson.loads(body)["guilds"][0]["id"])
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if found := shutil.which(name):
+            return found
+    pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+
+
+def _headless(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def test_status_page_in_chromium_shows_every_shard(
+    launcher: Launcher, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    chromium = _chromium()
+    page = launcher.url("/status")
+    dom = _headless(chromium, tmp_path / "profile-dom", "--dump-dom", page)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    for shard in range(SHARDS):
+        assert f'data-shard="{shard}"' in html, html[-3000:]
+    assert "All 4 shards are ready" in html
+    assert html.count('class="state ready"') >= SHARDS + CLUSTERS
+    # The 'which shard serves my server?' lookup, opened as a link.
+    guild_id = _a_guild(launcher)
+    shard = (guild_id >> 22) % SHARDS
+    asked = _headless(chromium, tmp_path / "profile-ask", "--dump-dom", f"{page}?guild={guild_id}")
+    assert f"Server {guild_id} is on shard {shard}, cluster {shard * CLUSTERS // SHARDS}" in (
+        asked.stdout
+    )
+    assert f'<tr data-shard="{shard}" class="found">' in asked.stdout
+    bad = _headless(chromium, tmp_path / "profile-bad", "--dump-dom", f"{page}?guild=12ab")
+    assert "A server id is 15 to 21 digits" in bad.stdout
+    shot = tmp_path / "status.png"
+    result = _headless(
+        chromium, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,900", page
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+    keep = os.environ.get("GUILDHOUSE_SCREENSHOT_DIR")
+    if keep:
+        shutil.copy(shot, Path(keep) / "status.png")
+
+
+def test_readyz_fails_when_postgres_stops(launcher: Launcher) -> None:
+    # Last in this module: it stops the launcher's database.
+    launcher.postgres.stop()
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = get(launcher.url("/readyz"))
+        if status == 503:
+            break
+        assert time.monotonic() < deadline, "still ready with PostgreSQL stopped"
+        time.sleep(0.5)
+    assert "postgres unreachable" in orjson.loads(body)["problems"][0]
+    status, _ = get(launcher.url("/healthz"))
+    assert status == 200  # alive, just not ready: Kubernetes stops routing, doesn't restart
