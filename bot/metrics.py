@@ -12,6 +12,8 @@ from __future__ import annotations
 import psutil
 from prometheus_client import Counter, Gauge, Histogram
 
+# guildhouse_redis_errors_total is defined in ipc/client.py, where Redis is used.
+
 GATEWAY_EVENTS = Counter(
     "guildhouse_gateway_events_total",
     "Gateway dispatch events received, by type.",
@@ -58,10 +60,11 @@ DB_POOL_IN_USE = Gauge(
     ["cluster"],
     multiprocess_mode="livemostrecent",
 )
-REDIS_ERRORS = Counter(
-    "guildhouse_redis_errors_total",
-    "Redis operations that failed, by operation.",
-    ["cluster", "operation"],
+QUERY_DURATION = Histogram(
+    "guildhouse_db_query_duration_seconds",
+    "PostgreSQL query time, by statement kind (SELECT, INSERT, ...) and outcome (ok, error).",
+    ["cluster", "verb", "outcome"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 REST_REQUESTS = Counter(
     "guildhouse_rest_requests_total",

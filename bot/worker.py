@@ -15,7 +15,7 @@ from bot.core import Guildhouse
 from bot.db.pool import create_pool
 from bot.discord_urls import point_at
 from bot.shards import Reporter, ShardState
-from ipc.client import create_redis
+from ipc.client import count_redis_error, create_redis, set_metrics_cluster
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ async def _publish(bot: Guildhouse, state: str) -> None:
     try:
         await bot.registry.publish(bot.cluster_info(state))
     except (RedisError, OSError) as exc:
+        count_redis_error("registry")
         if not _publish_failed:
             log.warning("cannot publish to the cluster registry: %s", exc)
         _publish_failed = True
@@ -80,6 +81,7 @@ async def run_worker(
     connections, then the Redis client and the pool."""
     logcontext.install()
     logcontext.cluster.set(config.cluster_id)
+    set_metrics_cluster(config.cluster_id)
     point_at(config.api_url, config.gateway_url)
     log.info(
         "cluster %d starting shards %s of %d",
@@ -87,7 +89,9 @@ async def run_worker(
         list(config.shard_ids),
         config.shard_count,
     )
-    pool = await create_pool(config.database_url, min_size=1, max_size=10)
+    pool = await create_pool(
+        config.database_url, min_size=1, max_size=10, metrics_cluster=str(config.cluster_id)
+    )
     try:
         async with (
             create_redis(config.redis_url) as redis,

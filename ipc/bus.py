@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
 from ipc.client import Keys
@@ -33,6 +35,26 @@ from ipc.registry import Registry
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Awaitable[Any]]
+
+
+# Asked from this cluster: by request name and outcome (ok, error, timeout: some cluster
+# didn't answer in time). prometheus-client's multiprocess mode merges workers.
+IPC_REQUESTS = Counter(
+    "guildhouse_ipc_requests_total",
+    "IPC requests sent (call and gather), by name and outcome (ok, error, timeout).",
+    ["cluster", "name", "outcome"],
+)
+IPC_DURATION = Histogram(
+    "guildhouse_ipc_request_duration_seconds",
+    "Time from sending an IPC request to the last answer (or the timeout).",
+    ["cluster", "name"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+IPC_HANDLED = Counter(
+    "guildhouse_ipc_handled_total",
+    "IPC requests this cluster answered, by name and outcome (ok, error).",
+    ["cluster", "name", "outcome"],
+)
 
 
 class BusError(Exception):
@@ -167,6 +189,11 @@ class Bus:
                 except Exception as exc:
                     log.exception("ipc handler %s failed", msg.get("name"))
                     answer["error"] = f"{msg.get('name')!r} failed: {exc.__class__.__name__}"
+        # Unknown names are labelled as such: a sender can't grow our series without bound.
+        known = str(msg.get("name")) if entry is not None else "unknown"
+        IPC_HANDLED.labels(
+            str(self.cluster_id), known, "error" if "error" in answer else "ok"
+        ).inc()
         try:
             await self.redis.publish(reply_to, orjson.dumps(answer, default=str))
         except (RedisError, OSError) as exc:
@@ -201,13 +228,19 @@ class Bus:
                 "reply": self.reply,
                 "from": self.cluster_id,
             }
+            started = time.perf_counter()
             await self.redis.publish(channel, orjson.dumps(body))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pending.done.wait(), within)
         finally:
             del self._pending[rid]
-        pending.result.missing = sorted(pending.expected)
-        return pending.result
+        result = pending.result
+        result.missing = sorted(pending.expected)
+        outcome = "timeout" if result.missing else "error" if result.errors else "ok"
+        label = str(self.cluster_id)
+        IPC_REQUESTS.labels(label, name, outcome).inc()
+        IPC_DURATION.labels(label, name).observe(time.perf_counter() - started)
+        return result
 
     async def gather(self, name: str, payload: Any = None, *, within: float = 5.0) -> GatherResult:
         """Ask every live cluster; partial results name the clusters that didn't answer."""

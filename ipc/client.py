@@ -6,6 +6,23 @@ import logging
 import time
 
 import redis.asyncio as aioredis
+from prometheus_client import Counter
+
+REDIS_ERRORS = Counter(
+    "guildhouse_redis_errors_total",
+    "Redis operations that failed (and fell back where there is a fallback), by operation.",
+    ["cluster", "operation"],
+)
+# Which cluster this process is, for the label above (a worker sets it once at start).
+_process_cluster = [""]
+
+
+def set_metrics_cluster(cluster_id: int) -> None:
+    _process_cluster[0] = str(cluster_id)
+
+
+def count_redis_error(operation: str) -> None:
+    REDIS_ERRORS.labels(_process_cluster[0], operation).inc()
 
 
 def create_redis(url: str, *, max_connections: int = 64) -> aioredis.Redis:
@@ -44,8 +61,17 @@ class Degraded:
     logged once, not once per call.
     """
 
-    def __init__(self, log: logging.Logger, down: str, back: str, probe_every: float = 1.0):
+    def __init__(
+        self,
+        log: logging.Logger,
+        down: str,
+        back: str,
+        probe_every: float = 1.0,
+        *,
+        operation: str = "",
+    ):
         self.log = log
+        self.operation = operation or log.name.rsplit(".", 1)[-1]
         self.down_message = down
         self.back_message = back
         self.probe_every = probe_every
@@ -62,6 +88,7 @@ class Degraded:
         return True
 
     def failed(self, exc: BaseException) -> None:
+        count_redis_error(self.operation)
         self._next_probe = time.monotonic() + self.probe_every
         if not self.down:
             self.down = True

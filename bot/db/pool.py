@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import asyncpg
 import orjson
+from asyncpg.connection import LoggedQuery
+
+from bot import metrics
 
 
 def _dumps(value: Any) -> str:
@@ -20,10 +24,31 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections encode json/jsonb with orjson."""
+_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "COPY"})
+
+
+def _observe(cluster: str, query: LoggedQuery) -> None:
+    words = query.query.lstrip().split(None, 1)
+    verb = words[0].upper() if words else ""
+    outcome = "error" if query.exception is not None else "ok"
+    metrics.QUERY_DURATION.labels(cluster, verb if verb in _VERBS else "other", outcome).observe(
+        query.elapsed
+    )
+
+
+async def _init_observed(cluster: str, conn: asyncpg.Connection) -> None:
+    await _init_connection(conn)
+    conn.add_query_logger(partial(_observe, cluster))
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, metrics_cluster: str | None = None
+) -> asyncpg.Pool:
+    """A pool whose connections encode json/jsonb with orjson; with `metrics_cluster`, every
+    query's duration goes to `guildhouse_db_query_duration_seconds`."""
+    init = _init_connection if metrics_cluster is None else partial(_init_observed, metrics_cluster)
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+        dsn, min_size=min_size, max_size=max_size, init=init, command_timeout=60
     )
     assert pool is not None
     return pool

@@ -9,6 +9,7 @@ metrics`), and the status page in headless Chromium with a screenshot.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -161,6 +162,36 @@ def test_metrics_cover_every_cluster_and_shard(launcher: Launcher) -> None:
     assert {s.labels["type"] for s in events} >= {"READY", "GUILD_CREATE"}
     rest = families["guildhouse_rest_requests"].samples
     assert any(s.labels["route"] == "GET /users/@me" for s in rest)
+    queries = families["guildhouse_db_query_duration_seconds"].samples
+    assert {s.labels["cluster"] for s in queries if s.name.endswith("_count")} == {"0", "1"}
+
+
+def test_ipc_metrics_after_a_cluster_wide_command(launcher: Launcher) -> None:
+    _, body = get(f"{launcher.sandbox.control}/_sandbox/world")
+    guild = orjson.loads(body)["guilds"][0]
+    channel = next(c["id"] for c in guild["channels"] if int(c["type"]) == 0)
+    request = urllib.request.Request(
+        f"{launcher.sandbox.control}/_sandbox/messages",
+        data=orjson.dumps(
+            {"channel_id": channel, "author_id": guild["owner_id"], "content": "!about"}
+        ),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status < 300
+    deadline = time.monotonic() + 20
+    while True:  # `about` gathers figures from every cluster over the IPC bus
+        _, families = _metrics(launcher)
+        sent = families.get("guildhouse_ipc_requests")
+        handled = families.get("guildhouse_ipc_handled")
+        if sent and handled and len({s.labels["cluster"] for s in handled.samples}) == CLUSTERS:
+            break
+        assert time.monotonic() < deadline, "no IPC series after !about"
+        time.sleep(0.5)
+    assert any(
+        s.labels["name"] == "cluster_stats" and s.labels["outcome"] == "ok" and s.value >= 1
+        for s in sent.samples
+    )
 
 
 def test_metrics_pass_promtool(launcher: Launcher) -> None:
@@ -262,6 +293,50 @@ def test_status_page_in_chromium_shows_every_shard(
     keep = os.environ.get("GUILDHOUSE_SCREENSHOT_DIR")
     if keep:
         shutil.copy(shot, Path(keep) / "status.png")
+
+
+def _dashboard_queries(repo_root: Path) -> list[str]:
+    dash = orjson.loads((repo_root / "docs" / "grafana" / "guildhouse.json").read_bytes())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 20
+    return [e.replace("$cluster", ".*") for e in exprs]
+
+
+def test_grafana_dashboard_queries_what_the_bot_exports(
+    launcher: Launcher, repo_root: Path, tmp_path: Path
+) -> None:
+    exprs = _dashboard_queries(repo_root)
+    _, families = _metrics(launcher)
+    exported = set()
+    for family in families.values():
+        exported |= {s.name for s in family.samples}
+    used = {m for e in exprs for m in re.findall(r"guildhouse_[a-z_]+", e)}
+    # Histograms are queried by their _bucket series; everything else by its own name.
+    missing = {m for m in used if m not in exported and not m.endswith("_total")}
+    # Counters that haven't counted yet export nothing; their families are declared in code.
+    declared = {m for m in used if m.endswith("_total")}
+    assert not missing, f"the dashboard queries series /metrics doesn't have: {sorted(missing)}"
+    source = "".join(
+        p.read_text() for d in ("bot", "cluster", "ipc") for p in (repo_root / d).rglob("*.py")
+    )
+    assert all(f'"{m}"' in source for m in declared), declared
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed: PromQL syntax not checked")
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [{"record": f"q:{i}", "expr": e} for i, e in enumerate(exprs)],
+            }
+        ]
+    }
+    path = tmp_path / "rules.json"  # JSON is YAML
+    path.write_bytes(orjson.dumps(rules))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_readyz_fails_when_postgres_stops(launcher: Launcher) -> None:
