@@ -18,18 +18,14 @@ import asyncio
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
+import discord
 import orjson
 import redis.asyncio as aioredis
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import discord
-from common import backing, percentile, start_sandbox, stop
-
+from bench.common import backing, percentile, start_sandbox, stop
 from bot.discord_urls import point_at
 from bot.rest_limits import trace_config
 from ipc.client import Keys
@@ -152,7 +148,8 @@ async def at_limit(redis_url: str | None, procs: int, seconds: float) -> dict[st
         children = [
             await asyncio.create_subprocess_exec(
                 sys.executable,
-                __file__,
+                "-m",
+                "bench.rest_overhead",
                 "--flood",
                 orjson.dumps(info).decode(),
                 redis_url or "-",

@@ -5,16 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import time
-from pathlib import Path
 
 import orjson
 import redis.asyncio as aioredis
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import backing, percentile
-
+from bench.common import backing, percentile
 from ipc.bus import Bus
 from ipc.client import Keys
 from ipc.registry import ClusterInfo, Registry

@@ -7,15 +7,11 @@ import argparse
 import asyncio
 import math
 import os
-import sys
 import time
-from pathlib import Path
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import backing
-
+from bench.common import backing
 from bot.entry import apply_migrations
 from cluster.launcher import BackingUrls, DiscordEndpoint, worker_configs
 from cluster.settings import load

@@ -1,0 +1,49 @@
+"""`python -m bench <name> [options]` runs one benchmark; `python -m bench all` runs each in turn.
+
+Every benchmark prints one JSON line: its figures, the baseline measured in the same run, the
+ratios and the parameters. Run from the repository root after the README's install.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = {
+    "rpc_gather": "IPC gather p50/p99 over 4 clusters against a raw Redis PING",
+    "startup": "N shards to all READY against ceil(N / max_concurrency) x identify interval",
+    "rest_overhead": "REST limiter: cost per call and the rate at the limit, against discord.py's",
+    "memory": "RSS per 1,000 guilds at steady state, against a discord.py bot with its defaults",
+}
+
+
+def usage() -> str:
+    lines = ["usage: python -m bench <name> [options] | all", "", "benchmarks:"]
+    lines += [f"  {name:<14} {what}" for name, what in BENCHMARKS.items()]
+    lines += ["", "`python -m bench <name> --help` lists a benchmark's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name == "all":
+        failed = []
+        for each in BENCHMARKS:
+            print(f"# {each}", file=sys.stderr, flush=True)
+            code = subprocess.call([sys.executable, "-m", f"bench.{each}", *rest])
+            if code:
+                failed.append(each)
+        if failed:
+            print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1 if failed else 0
+    if name not in BENCHMARKS:
+        print(f"unknown benchmark {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    return subprocess.call([sys.executable, "-m", f"bench.{name}", *rest])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
