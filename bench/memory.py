@@ -149,7 +149,7 @@ async def run(small: int, large: int, members: int, settle: float) -> dict[str, 
         "guildhouse_mib_per_1000_guilds": round(per_k["guildhouse"], 2),
         "discordpy_mib_per_1000_guilds": round(per_k["discordpy"], 2),
         "ratio": round(per_k["guildhouse"] / per_k["discordpy"], 3),
-        "rss_mib": {k: {g: round(b / 2**20, 1) for g, b in v.items()} for k, v in rss.items()},
+        "rss_mib": {k: {str(g): round(b / 2**20, 1) for g, b in v.items()} for k, v in rss.items()},
     }
 
 
@@ -157,7 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", type=int, default=100, help="guilds in the small world")
     parser.add_argument("--large", type=int, default=1000, help="guilds in the large world")
-    parser.add_argument("--members", type=int, default=50, help="members of a typical guild")
+    parser.add_argument("--members", type=int, default=100, help="members of a typical guild")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait after READY")
     args = parser.parse_args()
     if args.large <= args.small:
