@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Any], Awaitable[Any]]
 
 
+# A cluster that died less than this long ago may still be asked (and reported missing after
+# the timeout) instead of failing fast.
+LIVE_TTL = 1.0
+
 # Asked from this cluster: by request name and outcome (ok, error, timeout: some cluster
 # didn't answer in time). prometheus-client's multiprocess mode merges workers.
 IPC_REQUESTS = Counter(
@@ -88,6 +92,8 @@ class Bus:
         self, redis: aioredis.Redis, keys: Keys, cluster_id: int, registry: Registry
     ) -> None:
         self.redis = redis
+        self._live_ids: frozenset[int] = frozenset()
+        self._live_at = -LIVE_TTL
         self.keys = keys
         self.cluster_id = cluster_id
         self.registry = registry
@@ -242,18 +248,27 @@ class Bus:
         IPC_DURATION.labels(label, name).observe(time.perf_counter() - started)
         return result
 
+    async def _live(self) -> frozenset[int]:
+        """Live cluster ids from the registry, read at most once per LIVE_TTL seconds: a
+        request then costs one publish and the answers, not three registry reads first."""
+        now = time.monotonic()
+        if now - self._live_at > LIVE_TTL:
+            self._live_ids = frozenset(c.cluster_id for c in await self.registry.clusters())
+            self._live_at = now
+        return self._live_ids
+
     async def gather(self, name: str, payload: Any = None, *, within: float = 5.0) -> GatherResult:
         """Ask every live cluster; partial results name the clusters that didn't answer."""
-        live = {c.cluster_id for c in await self.registry.clusters()}
+        live = await self._live()
         if not live:
             return GatherResult()
-        return await self._ask(self.all, live, name, payload, within)
+        return await self._ask(self.all, set(live), name, payload, within)
 
     async def call(
         self, cluster_id: int, name: str, payload: Any = None, *, within: float = 5.0
     ) -> Any:
         """Ask one cluster; fails at once if the registry shows it down."""
-        live = {c.cluster_id for c in await self.registry.clusters()}
+        live = await self._live()
         if cluster_id not in live:
             raise ClusterDown(f"cluster {cluster_id} is not running")
         result = await self._ask(self.keys("rpc", cluster_id), {cluster_id}, name, payload, within)
