@@ -72,8 +72,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--clusters", type=int, default=4)
-    parser.add_argument("--max-concurrency", type=int, default=2)
-    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--max-concurrency", type=int, default=1)
+    parser.add_argument("--interval", type=float, default=5.0, help="Discord's: 5 s")
     args = parser.parse_args()
     with backing() as urls:
         print(
