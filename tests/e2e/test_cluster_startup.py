@@ -60,13 +60,13 @@ async def test_eight_shards_in_four_processes_start_without_op9(
     for bucket in ("0", "1"):
         times = sorted(t["at"] for t in stats["identify_times"] if str(t["bucket"]) == bucket)
         assert all(b - a >= interval * 0.95 for a, b in itertools.pairwise(times))
-    # The buckets ran side by side: the identifies took about (8 / 2 - 1) intervals in all.
-    first, last = (
-        min(t["at"] for t in stats["identify_times"]),
-        max(t["at"] for t in stats["identify_times"]),
-    )
-    spacing = interval + 0.2  # the queue's safety margin
-    assert last - first < (shards / mc) * spacing + 1.0
+    # The buckets ran side by side, not one after the other: each bucket's first IDENTIFY came
+    # before the other bucket's second (an order on the sandbox's clock, not a time budget).
+    per = {
+        b: sorted(t["at"] for t in stats["identify_times"] if str(t["bucket"]) == b)
+        for b in ("0", "1")
+    }
+    assert per["0"][0] < per["1"][1] and per["1"][0] < per["0"][1], per
     print(f"8 shards / 4 processes / max_concurrency 2 ready in {elapsed:.1f}s")
 
 
