@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from bot.cogs.tabletop.dice import Die, RollResult, SegmentResult, SideResult
 
-__all__ = ["DISCORD_LIMIT", "render", "render_die"]
+__all__ = ["DISCORD_LIMIT", "render", "render_die", "summary"]
 
 DISCORD_LIMIT = 2000
 _MARKDOWN = "\\*_~`|>#[]()"
@@ -150,3 +150,32 @@ def render(result: RollResult, limit: int = DISCORD_LIMIT) -> str:
         kept.append(t)
         size += len(t) + 1
     return ("\n".join(kept) + marker)[:limit] if kept else marker.strip()[:limit]
+
+
+def _segment_summary(seg: SegmentResult) -> str:
+    k = seg.spec.kind
+    if k == "expr":
+        if len(seg.sets) > 1:
+            shown = [str(s.successes) if s.counts_successes else str(s.total) for s in seg.sets]
+            return "set: " + ", ".join(shown)
+        st = seg.sets[0]
+        return f"{st.successes} successes" if st.counts_successes else str(st.total)
+    if k == "shadowrun":
+        side = seg.sides[0]
+        if side.counts_successes:
+            return f"{side.successes} successes (TN {side.target})"
+        if seg.spec.show_total or seg.spec.modifier:
+            return f"total {seg.total}"
+        return ", ".join(str(d.value) for d in side.dice)
+    if k == "opposed":
+        verdict = "tie" if seg.winner is None else ("attacker" if seg.winner == 0 else "defender")
+        return f"net {seg.net_successes:+d} ({verdict})"
+    crit = f" (critical {seg.critical})" if seg.critical else ""
+    return f"{seg.total}{crit}"
+
+
+def summary(result: RollResult, limit: int = 200) -> str:
+    """One plain line per roll for the history: `6! tn4 → 3 successes (TN 4); 2d6 → 7`."""
+    parts = [f"{seg.spec.text} → {_segment_summary(seg)}" for seg in result.segments]
+    text = "; ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
