@@ -95,6 +95,42 @@ THROTTLED = Counter(
     "Command calls refused by a throttle, by command.",
     ["cluster", "command"],
 )
+XP_AWARDS = Counter(
+    "guildhouse_xp_awards_total",
+    "Message XP decisions, by outcome (awarded, cooldown, duplicate, no_xp).",
+    ["cluster", "outcome"],
+)
+XP_AWARDED = Counter(
+    "guildhouse_xp_awarded_points_total",
+    "XP points awarded for messages.",
+    ["cluster"],
+)
+XP_FLUSH_BATCHES = Counter(
+    "guildhouse_xp_flush_batches_total",
+    "Batches of XP awards written from the Redis stream to Postgres.",
+    ["cluster"],
+)
+XP_FLUSH_ROWS = Counter(
+    "guildhouse_xp_flush_rows_total",
+    "XP awards flushed to Postgres, by result (inserted, or duplicate: already written).",
+    ["cluster", "result"],
+)
+XP_FLUSH_LAG = Gauge(
+    "guildhouse_xp_flush_lag_seconds",
+    "Age of the oldest XP award counted in Redis but not yet written to Postgres (0: none).",
+    ["cluster"],
+    multiprocess_mode="livemax",
+)
+LEADERBOARD_REBUILDS = Counter(
+    "guildhouse_leaderboard_rebuilds_total",
+    "Leaderboard rebuilds from Postgres, by trigger (auto: Redis found empty; command).",
+    ["cluster", "trigger"],
+)
+LEVEL_UPS = Counter(
+    "guildhouse_level_ups_total",
+    "Level-ups announced.",
+    ["cluster"],
+)
 PROCESS_CPU = Gauge(
     "guildhouse_worker_cpu_percent",
     "CPU use of the worker process (percent of one core) since the last sample.",
