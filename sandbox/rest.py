@@ -129,7 +129,10 @@ class Rest:
         auth: bool = True,
     ) -> None:
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
-        majors = ("channel_id", "guild_id", "webhook_id")
+        # Discord's major parameters: a channel, a guild, or a webhook with its token. An
+        # interaction's callback is its own bucket (its id and token), as on Discord, where every
+        # interaction can be answered at once.
+        majors = ("channel_id", "guild_id", "webhook_id", "interaction_id")
         major = next((m for m in majors if "{" + m + "}" in template), None)
         self.routes.append(
             Route(method, re.compile(regex), template, major, handler, exempt_global, auth)
@@ -164,6 +167,8 @@ class Rest:
         fault = self.limiter.forced_status(route_key)
         forced = fault.status if fault else None
         major = params.get(r.major, "") if r.major else ""
+        if r.major in ("webhook_id", "interaction_id") and "token" in params:
+            major += "/" + params["token"]
         decision = self.limiter.check(route_key, major, exempt_global=r.exempt_global)
         if fault is not None and fault.status == 429:
             scope = "global" if fault.is_global else "user"
