@@ -131,6 +131,35 @@ LEVEL_UPS = Counter(
     "Level-ups announced.",
     ["cluster"],
 )
+REMINDERS_DUE = Gauge(
+    "guildhouse_reminders_due",
+    "Reminder deliveries due now and not yet sent that this cluster may deliver (DMs count on "
+    "every cluster).",
+    ["cluster"],
+    multiprocess_mode="livemostrecent",
+)
+REMINDERS_FIRED = Counter(
+    "guildhouse_reminders_fired_total",
+    "Reminder deliveries handled, by outcome: sent, already_sent (found sent on a reclaim, not "
+    "sent again), retry, failed, error.",
+    ["cluster", "outcome"],
+)
+REMINDERS_LATE = Counter(
+    "guildhouse_reminders_late_total",
+    "Reminders sent a minute or more after their time (marked late in the message).",
+    ["cluster"],
+)
+REMINDERS_RECLAIMED = Counter(
+    "guildhouse_reminders_reclaimed_total",
+    "Reminder deliveries claimed again after a lease passed or an attempt failed.",
+    ["cluster"],
+)
+REMINDERS_DELAY = Histogram(
+    "guildhouse_reminders_delay_seconds",
+    "Time from a reminder's due time to its claim for sending.",
+    ["cluster"],
+    buckets=(0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
+)
 PROCESS_CPU = Gauge(
     "guildhouse_worker_cpu_percent",
     "CPU use of the worker process (percent of one core) since the last sample.",
