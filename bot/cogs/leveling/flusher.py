@@ -1,0 +1,162 @@
+"""The flusher: moves counted XP awards from the Redis stream to Postgres, in every worker.
+
+Each worker is one consumer of the stream's group. A batch is written in one Postgres
+transaction (idempotent: see store.write_events), and only then acknowledged, so a worker
+killed at any point leaves its entries pending; another worker claims them once they have been
+idle for `claim_idle` seconds and writes them again (counted once). On a graceful stop the
+flusher writes everything it was given before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bot import metrics
+from bot.cogs.leveling import store
+from ipc.client import Keys, count_redis_error
+from ipc.leaderboard import STREAM_RETENTION
+from ipc.xpstream import StreamEntry, StreamGroup
+
+log = logging.getLogger(__name__)
+
+GROUP = "flush"
+
+
+def stream_group(redis: aioredis.Redis, keys: Keys, consumer: str) -> StreamGroup:
+    return StreamGroup(redis, keys("xp", "stream"), GROUP, consumer)
+
+
+def parse(entry: StreamEntry) -> store.EventRow | None:
+    f = entry.fields
+    try:
+        profile = orjson.loads(f["p"]) if f.get("p") else {}
+        return store.EventRow(
+            award_id=f["a"],
+            guild_id=int(f["g"]),
+            user_id=int(f["u"]),
+            amount=int(float(f["x"])),
+            kind=f.get("k") or "message",
+            created_at=datetime.fromtimestamp(int(f["t"]) / 1000, UTC),
+            name=profile.get("name"),
+            avatar=profile.get("avatar"),
+        )
+    except (KeyError, ValueError, orjson.JSONDecodeError):
+        log.error("dropping a malformed XP stream entry %s: %r", entry.entry_id, f)
+        return None
+
+
+class Flusher:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        keys: Keys,
+        consumer: str,
+        *,
+        batch: int = 500,
+        claim_idle: float = 10.0,
+        cluster: str = "",
+    ) -> None:
+        self.pool = pool
+        self.group = stream_group(redis, keys, consumer)
+        self.batch = batch
+        self.claim_idle = claim_idle
+        self.cluster = cluster
+        self._task: asyncio.Task[None] | None = None
+        self._last_claim = 0.0
+        self._last_trim = 0.0
+        self._last_lag = 0.0
+        self._retry_mine = True  # at start: anything left pending under our name first
+
+    async def start(self) -> None:
+        await self.group.ensure()
+        self._task = asyncio.create_task(self._run(), name="xp-flusher")
+
+    async def stop(self) -> None:
+        """Stop the loop, then write what this consumer holds and what is waiting."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await self.drain()
+        except (RedisError, OSError, asyncpg.PostgresError) as exc:
+            # Not lost: the entries stay pending and another worker claims them.
+            log.warning("XP flush at shutdown incomplete (%s); others will claim the rest", exc)
+
+    async def drain(self, *, claim: bool = False) -> int:
+        """Flush until nothing is waiting for this consumer; with `claim`, take over stale
+        entries of other consumers too. Returns the entries written."""
+        written = 0
+        written += await self._flush(await self.group.pending_mine(self.batch), mine=True)
+        while True:
+            entries = await self.group.read(self.batch, block_ms=None)
+            if claim:
+                entries += await self.group.claim_stale(self.claim_idle, self.batch)
+            if not entries:
+                return written
+            written += await self._flush(entries)
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._tick()
+                delay = 0.5
+            except (RedisError, OSError) as exc:
+                count_redis_error("xp_flush")
+                log.warning("XP flusher: Redis error (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+            except asyncpg.PostgresError as exc:
+                log.warning("XP flusher: Postgres error (%s); retrying in %.1fs", exc, delay)
+                self._retry_mine = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def _tick(self) -> None:
+        if self._retry_mine:
+            pending = await self.group.pending_mine(self.batch)
+            await self._flush(pending, mine=True)
+            if len(pending) < self.batch:
+                self._retry_mine = False
+        entries = await self.group.read(self.batch, block_ms=1000)
+        now = time.monotonic()
+        if now - self._last_claim >= min(5.0, self.claim_idle / 2):
+            self._last_claim = now
+            claimed = await self.group.claim_stale(self.claim_idle, self.batch)
+            if claimed:
+                log.info("XP flusher: claimed %d entries of a stopped consumer", len(claimed))
+            entries += claimed
+        await self._flush(entries)
+        if now - self._last_lag >= 1.0:
+            self._last_lag = now
+            metrics.XP_FLUSH_LAG.labels(self.cluster).set(await self.group.lag_seconds())
+        if now - self._last_trim >= 30.0:
+            self._last_trim = now
+            await self.group.trim(STREAM_RETENTION)
+            await self.group.forget_idle_consumers(3600)
+
+    async def _flush(self, entries: list[StreamEntry], *, mine: bool = False) -> int:
+        if not entries:
+            return 0
+        rows = [r for r in (parse(e) for e in entries) if r is not None]
+        async with self.pool.acquire() as conn, conn.transaction():
+            result = await store.write_events(conn, rows)
+        await self.group.ack([e.entry_id for e in entries])
+        metrics.XP_FLUSH_BATCHES.labels(self.cluster).inc()
+        metrics.XP_FLUSH_ROWS.labels(self.cluster, "inserted").inc(result.inserted)
+        metrics.XP_FLUSH_ROWS.labels(self.cluster, "duplicate").inc(result.duplicates)
+        if mine and result.duplicates:
+            log.debug("XP flusher: %d re-delivered entries were already written", result.duplicates)
+        return len(entries)

@@ -1,0 +1,251 @@
+"""What happens when a member earns XP, without Discord: the award, the level-up check,
+achievements. The cog turns the outcome into messages and role changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bot import metrics
+from bot.cogs.leveling import rules, store
+from bot.cogs.leveling.rebuild import rebuild
+from bot.cogs.leveling.settings import XpSettings
+from ipc.client import Keys, count_redis_error
+from ipc.leaderboard import Award, Leaderboard
+
+log = logging.getLogger(__name__)
+
+_CACHE_SIZE = 50_000
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    message_id: int
+    guild_id: int
+    channel_id: int
+    parent_id: int | None  # the channel's category
+    user_id: int
+    role_ids: tuple[int, ...]
+    created_at: datetime
+    name: str | None = None
+    avatar: str | None = None
+
+
+@dataclass
+class Outcome:
+    status: str  # awarded, cooldown, duplicate, no_xp, error
+    amount: int = 0
+    total: float = 0.0
+    level_up: int | None = None  # the new level, if this award raised it
+    achievements: list[rules.Achievement] = field(default_factory=list)
+
+
+class _Lru:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._d: OrderedDict[object, object] = OrderedDict()
+
+    def get(self, key: object) -> object | None:
+        if key in self._d:
+            self._d.move_to_end(key)
+            return self._d[key]
+        return None
+
+    def put(self, key: object, value: object) -> None:
+        self._d[key] = value
+        self._d.move_to_end(key)
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+
+class LevelingService:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        keys: Keys,
+        *,
+        cluster: str = "",
+        rng: random.Random | None = None,
+    ) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.keys = keys
+        self.board = Leaderboard(redis, keys)
+        self.cluster = cluster
+        self.rng = rng or random.Random()
+        self._unlocked = _Lru(_CACHE_SIZE)  # (guild, user, achievement) known unlocked
+        self._seen_today = _Lru(_CACHE_SIZE)  # (guild, user) -> the UTC day last checked
+        self._rebuild_task: asyncio.Task[None] | None = None
+
+    # -- rebuild when Redis is empty ---------------------------------------------------------
+
+    def schedule_rebuild(self) -> None:
+        if self._rebuild_task is None or self._rebuild_task.done():
+            self._rebuild_task = asyncio.create_task(self._auto_rebuild(), name="xp-rebuild")
+
+    async def _auto_rebuild(self) -> None:
+        try:
+            if await self.board.is_ready():
+                return
+            result = await rebuild(
+                self.pool, self.redis, self.keys, trigger="auto", cluster=self.cluster
+            )
+            if result is None:
+                log.info("leaderboards: another process is rebuilding them")
+        except (RedisError, OSError, asyncpg.PostgresError) as exc:
+            log.warning("leaderboards: automatic rebuild failed: %s", exc)
+
+    async def stop(self) -> None:
+        if self._rebuild_task is not None and not self._rebuild_task.done():
+            self._rebuild_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rebuild_task
+
+    # -- awards ------------------------------------------------------------------------------
+
+    async def award_message(self, msg: MessageInfo, settings: XpSettings) -> Outcome:
+        mult = rules.multiplier(
+            msg.channel_id,
+            msg.parent_id,
+            msg.role_ids,
+            settings.channel_multipliers,
+            settings.role_multipliers,
+        )
+        amount = rules.message_xp(settings.min_xp, settings.max_xp, mult, self.rng)
+        if amount <= 0:
+            metrics.XP_AWARDS.labels(self.cluster, "no_xp").inc()
+            return Outcome("no_xp")
+        award = Award(
+            award_id=f"m:{msg.message_id}",
+            guild_id=msg.guild_id,
+            user_id=msg.user_id,
+            amount=amount,
+            at=msg.created_at,
+            name=msg.name,
+            avatar=msg.avatar,
+        )
+        try:
+            result = await self.board.award(award, cooldown=settings.cooldown)
+        except (RedisError, OSError) as exc:
+            # Not counted, and the member is not told otherwise: nothing to lose.
+            count_redis_error("xp_award")
+            metrics.XP_AWARDS.labels(self.cluster, "error").inc()
+            log.warning("XP award not counted: Redis unavailable (%s)", exc)
+            return Outcome("error")
+        metrics.XP_AWARDS.labels(self.cluster, result.status).inc()
+        if not result.awarded:
+            return Outcome(result.status)
+        metrics.XP_AWARDED.labels(self.cluster).inc(amount)
+        total = result.guild_total
+        if not result.ready:
+            # Redis lost the boards: the total it returned counts only what came since. The
+            # Postgres total (a second or so behind) is a lower bound that can't announce a
+            # level too early; the conditional update in raise_level keeps it to once.
+            self.schedule_rebuild()
+            total = max(total, await store.total(self.pool, msg.guild_id, msg.user_id) + amount)
+        out = Outcome("awarded", amount, total)
+        out.level_up = await self.check_level(msg.guild_id, msg.user_id, total, amount)
+        out.achievements = await self._achievements(msg, out.level_up, msg.created_at.date())
+        return out
+
+    async def check_level(
+        self, guild_id: int, user_id: int, total: float, amount: int
+    ) -> int | None:
+        """The new level if `amount` took the member across a level boundary and nobody
+        announced that level yet."""
+        new = rules.level_for(total)
+        if new <= rules.level_for(total - amount) or new == 0:
+            return None
+        if not await store.raise_level(self.pool, guild_id, user_id, new):
+            return None
+        metrics.LEVEL_UPS.labels(self.cluster).inc()
+        return new
+
+    async def _achievements(
+        self, msg: MessageInfo, level: int | None, today: date
+    ) -> list[rules.Achievement]:
+        g, u = msg.guild_id, msg.user_id
+        candidates: list[str] = []
+        if self._seen_today.get((g, u)) != today:
+            self._seen_today.put((g, u), today)
+            candidates.append("first_message")
+            days = await store.recent_days(self.pool, g, u, today - timedelta(days=40))
+            candidates += [a.key for a in rules.reached("streak", rules.streak_length(days, today))]
+        if level is not None:
+            candidates += [a.key for a in rules.reached("level", level)]
+        return await self.unlock(g, u, candidates)
+
+    async def unlock(
+        self, guild_id: int, user_id: int, keys: Iterable[str]
+    ) -> list[rules.Achievement]:
+        """Unlock what isn't yet; returns the achievements unlocked by this call."""
+        todo = [k for k in keys if self._unlocked.get((guild_id, user_id, k)) is None]
+        if not todo:
+            return []
+        new = await store.unlock(self.pool, guild_id, user_id, todo)
+        for k in todo:
+            self._unlocked.put((guild_id, user_id, k), True)
+        return [rules.BY_KEY[k] for k in new]
+
+    async def command_done(self, guild_id: int, user_id: int) -> list[rules.Achievement]:
+        count = await store.count_command(self.pool, guild_id, user_id)
+        return await self.unlock(
+            guild_id, user_id, [a.key for a in rules.reached("commands", count)]
+        )
+
+    async def dice_rolled(
+        self, guild_id: int, user_id: int, successes: int
+    ) -> list[rules.Achievement]:
+        if successes <= 0:
+            return []
+        best = await store.record_roll(self.pool, guild_id, user_id, successes)
+        return await self.unlock(
+            guild_id, user_id, [a.key for a in rules.reached("roll_successes", best)]
+        )
+
+    # -- admin changes -----------------------------------------------------------------------
+
+    def adjustment(self, guild_id: int, user_id: int, amount: int, kind: str) -> store.EventRow:
+        return store.EventRow(
+            award_id=f"a:{uuid.uuid4().hex}",
+            guild_id=guild_id,
+            user_id=user_id,
+            amount=amount,
+            kind=kind,
+            created_at=datetime.now(UTC),
+        )
+
+    async def publish_adjustment(self, event: store.EventRow) -> float | None:
+        """After the audited transaction committed: put the change on the live boards (and
+        the stream, where the flusher finds it already written). None if Redis failed; a
+        rebuild puts it right."""
+        try:
+            result = await self.board.award(
+                Award(
+                    award_id=event.award_id,
+                    guild_id=event.guild_id,
+                    user_id=event.user_id,
+                    amount=event.amount,
+                    at=event.created_at,
+                    kind="admin",
+                )
+            )
+        except (RedisError, OSError) as exc:
+            count_redis_error("xp_adjust")
+            log.warning("XP change saved but not on the live boards (%s); rebuild them", exc)
+            return None
+        if not result.ready:
+            self.schedule_rebuild()
+        return result.guild_total
