@@ -443,10 +443,14 @@ class Leaderboard:
                 pipe.sadd(built, *names)
             await pipe.execute()
         # Which of the awards in the stream the snapshot already counts.
+        # Up to the stream's end as it is now: entries added later came after the snapshot and
+        # are replayed without asking (the scan must not chase a stream that keeps growing).
         last = "0-0"
+        newest = await self.redis.xrevrange(self.stream, max="+", min="-", count=1)
+        end = _text(newest[0][0]) if newest else None
         cursor = "-"
-        while True:
-            raw = await self.redis.xrange(self.stream, min=cursor, max="+", count=2000)
+        while end is not None:
+            raw = await self.redis.xrange(self.stream, min=cursor, max=end, count=2000)
             batch: list[Any] = list(raw or [])
             if cursor != "-" and batch and _text(batch[0][0]) == cursor:
                 batch = batch[1:]

@@ -1,0 +1,306 @@
+"""Leveling against real Postgres and Redis: awards, the flusher, dead consumers, rebuilds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from bot.cogs.leveling import store
+from bot.cogs.leveling.flusher import Flusher, stream_group
+from bot.cogs.leveling.rebuild import rebuild
+from bot.cogs.leveling.service import LevelingService, MessageInfo
+from bot.cogs.leveling.settings import XpSettings
+from bot.db import migrations
+from bot.db.pool import connect, create_pool
+from ipc.client import Keys
+from ipc.leaderboard import PERIODS, Award, Leaderboard, period_end
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    conn = await connect(fresh_dsn)
+    await migrations.apply(conn)
+    await conn.close()
+    p = await create_pool(fresh_dsn, min_size=1, max_size=4)
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+def award(n: int, guild: int, user: int, amount: int, at: datetime = NOW) -> Award:
+    return Award(f"m:{n}", guild, user, amount, at, name=f"user{user}", avatar=None)
+
+
+async def pg_totals(pool: asyncpg.Pool) -> dict[tuple[int, int], int]:
+    rows = await pool.fetch("SELECT guild_id, user_id, xp FROM xp_totals")
+    return {(r["guild_id"], r["user_id"]): r["xp"] for r in rows}
+
+
+async def boards(lb: Leaderboard, guilds: list[int]) -> dict[tuple[int | None, str], list]:
+    out = {}
+    for g in [*guilds, None]:
+        for p in PERIODS:
+            out[(g, p)] = [(e.user_id, e.score, e.rank) for e in await lb.top(g, p, limit=1000)]
+    return out
+
+
+async def test_the_same_batch_twice_counts_once(pool: asyncpg.Pool) -> None:
+    rows = [
+        store.EventRow("m:1", 1, 10, 20, "message", NOW, "ann", None),
+        store.EventRow("m:2", 1, 10, 15, "message", NOW, "ann", None),
+        store.EventRow("m:2", 1, 10, 15, "message", NOW, "ann", None),  # in the batch twice
+        store.EventRow("m:3", 2, 10, 25, "message", NOW, "ann", None),
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        first = await store.write_events(conn, rows)
+    async with pool.acquire() as conn, conn.transaction():
+        second = await store.write_events(conn, rows)
+    assert (first.inserted, first.duplicates) == (3, 0)
+    assert (second.inserted, second.duplicates) == (0, 3)
+    assert await pg_totals(pool) == {(1, 10): 35, (2, 10): 25}
+    assert await pool.fetchval("SELECT messages FROM xp_totals WHERE guild_id = 1") == 2
+    assert await pool.fetchval("SELECT count(*) FROM xp_days") == 2
+    assert await pool.fetchval("SELECT name FROM xp_profiles WHERE user_id = 10") == "ann"
+
+
+async def test_awards_reach_postgres_and_match_the_boards(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    lb = Leaderboard(redis, keys)
+    n = 0
+    for guild in (1, 2):
+        for user in (10, 11, 12):
+            for _ in range(user - 9):
+                n += 1
+                assert (await lb.award(award(n, guild, user, 10 * guild))).awarded
+    flusher = Flusher(pool, redis, keys, "test-a")
+    await flusher.group.ensure()
+    assert await flusher.drain() == n
+    assert await flusher.group.lag_seconds() == 0.0
+    totals = await pg_totals(pool)
+    for guild in (1, 2):
+        for user in (10, 11, 12):
+            assert totals[(guild, user)] == await lb.score(guild, "alltime", user)
+    # Global: the sum over guilds, ranked.
+    top = await lb.top(None, "alltime")
+    assert [(e.user_id, e.score, e.rank) for e in top] == [(12, 90, 1), (11, 60, 2), (10, 30, 3)]
+    assert (await lb.rank(None, "week", 11)).rank == 2  # type: ignore[union-attr]
+    assert (await lb.rank(2, "day", 10)).score == 20  # type: ignore[union-attr]
+    assert await lb.count(1) == 3 and await lb.count(None, "month") == 3
+    assert (await lb.profiles([10, 99])).keys() == {10}
+
+
+async def test_cooldown_and_duplicates(redis: aioredis.Redis, keys: Keys) -> None:
+    lb = Leaderboard(redis, keys)
+    assert (await lb.award(award(1, 1, 10, 20), cooldown=60)).status == "awarded"
+    assert (await lb.award(award(2, 1, 10, 20), cooldown=60)).status == "cooldown"
+    # Another guild has a cooldown of its own; the same award id is a duplicate anywhere.
+    assert (await lb.award(award(3, 2, 10, 20), cooldown=60)).status == "awarded"
+    assert (await lb.award(award(3, 2, 10, 20))).status == "duplicate"
+    assert await lb.score(None, "alltime", 10) == 40
+    ttl = await redis.pttl(lb.cooldown_key(1, 10))
+    assert 0 < ttl <= 60_000
+
+
+async def test_period_boards_expire_after_their_period(redis: aioredis.Redis, keys: Keys) -> None:
+    lb = Leaderboard(redis, keys)
+    await lb.award(award(1, 1, 10, 20, NOW))
+    day_key = lb.board_key(1, "day", NOW)
+    assert day_key.endswith(f":g:1:d{NOW:%Y%m%d}")
+    end = period_end("day", NOW)
+    assert end is not None
+    expected = (end + timedelta(days=1)).timestamp() - datetime.now(UTC).timestamp()
+    ttl = await redis.ttl(day_key)
+    assert abs(ttl - expected) < 5
+    assert await redis.ttl(lb.board_key(None, "week", NOW)) > 86400  # a day past the week
+    assert await redis.ttl(lb.board_key(1, "alltime", NOW)) == -1  # all-time never expires
+    # An award dated in a period long over counts all-time, and its period boards are gone.
+    old = datetime(2020, 3, 4, 10, tzinfo=UTC)
+    await lb.award(award(2, 1, 10, 5, old))
+    assert await lb.score(1, "alltime", 10) == 25
+    assert not await redis.exists(lb.board_key(1, "day", old))
+
+
+async def test_a_dead_consumers_entries_are_claimed(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    lb = Leaderboard(redis, keys)
+    for n in range(1, 31):
+        await lb.award(award(n, 1, 10 + n % 3, 5))
+    dead = stream_group(redis, keys, "dead-worker")
+    await dead.ensure()
+    taken = await dead.read(count=100, block_ms=None)  # delivered, never acknowledged
+    assert len(taken) == 30
+    alive = Flusher(pool, redis, keys, "alive-worker", claim_idle=0.3)
+    assert await alive.drain() == 0  # nothing new; the dead one's entries are not idle yet
+    assert await pg_totals(pool) == {}
+    await asyncio.sleep(0.4)
+    assert await alive.drain(claim=True) == 30
+    assert sum((await pg_totals(pool)).values()) == 150
+    summary = await redis.xpending(alive.group.stream, alive.group.group)
+    assert summary["pending"] == 0
+    # The dead consumer comes back and acknowledges late: nothing is counted twice.
+    async with pool.acquire() as conn, conn.transaction():
+        again = await store.write_events(conn, [r for r in map(_row, taken) if r])
+    assert again.inserted == 0 and sum((await pg_totals(pool)).values()) == 150
+
+
+def _row(entry):  # type: ignore[no-untyped-def]
+    from bot.cogs.leveling.flusher import parse
+
+    return parse(entry)
+
+
+async def test_rebuild_after_wiping_our_keys_gives_the_same_ranks(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, redis_prefix: str
+) -> None:
+    lb = Leaderboard(redis, keys)
+    guilds = [1, 2, 3]
+    n = 0
+    last_week = NOW - timedelta(days=8)
+    for guild in guilds:
+        for user in range(10, 16):
+            for _ in range((user * guild) % 4 + 1):
+                n += 1
+                await lb.award(award(n, guild, user, 7 + user + guild))
+            n += 1
+            await lb.award(award(n, guild, user, 3, last_week))  # all-time only (and month?)
+    flusher = Flusher(pool, redis, keys, "w")
+    await flusher.group.ensure()
+    await flusher.drain()
+    # Some awards are still on their way (in the stream, not in Postgres) at the rebuild.
+    for user in (10, 11):
+        n += 1
+        await lb.award(award(n, 1, user, 100))
+    assert await rebuild(pool, redis, keys) is not None  # first build: sets the marker
+    before = await boards(lb, guilds)
+    async for key in redis.scan_iter(match=redis_prefix + "lb:*"):
+        await redis.delete(key)
+    assert not await lb.is_ready() and await lb.top(None, "alltime") == []
+    result = await rebuild(pool, redis, keys)
+    assert result is not None and result.replayed == 2
+    assert await boards(lb, guilds) == before
+    assert await lb.is_ready()
+    # The pending two reach Postgres; the next rebuild doesn't count them twice.
+    await flusher.drain()
+    await rebuild(pool, redis, keys)
+    assert await boards(lb, guilds) == before
+    assert sum((await pg_totals(pool)).values()) == sum(s for _, s, _ in before[(None, "alltime")])
+
+
+async def test_rebuild_replays_awards_that_arrive_during_it(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    lb = Leaderboard(redis, keys)
+    for n in range(1, 21):
+        await lb.award(award(n, 1, 10 + n % 4, 10))
+    flusher = Flusher(pool, redis, keys, "w")
+    await flusher.group.ensure()
+    await flusher.drain()
+    expected = 200
+    late = 0
+
+    async def known_slowly(ids: list[str]) -> set[str]:
+        # While the rebuild checks the stream, more awards arrive and some are flushed.
+        nonlocal late
+        for n in range(100 + late, 105 + late):
+            await lb.award(award(n, 1, 10, 5))
+        late += 5
+        await flusher.drain()
+        async with pool.acquire() as conn:
+            return await store.known_awards(conn, ids)
+
+    # Drive Leaderboard.rebuild directly with a snapshot taken before those arrivals.
+    token = await lb.acquire_rebuild_lock()
+    assert token is not None
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        snap = await store.snapshot(conn, NOW - timedelta(days=40), NOW - timedelta(days=8), NOW)
+        scores = {(1, "alltime"): {u: float(x) for _, u, x in snap.alltime}}
+        await lb.rebuild(token, scores, known_slowly, when=NOW)
+    expected += late * 5
+    assert sum(e.score for e in await lb.top(1, "alltime", limit=100)) == expected
+    await flusher.drain()
+    assert sum((await pg_totals(pool)).values()) == expected
+
+
+async def test_only_one_process_rebuilds_at_once(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    lb = Leaderboard(redis, keys)
+    token = await lb.acquire_rebuild_lock()
+    assert token is not None
+    assert await rebuild(pool, redis, keys) is None
+    await lb.release_rebuild_lock(token)
+    assert await rebuild(pool, redis, keys) is not None
+
+
+async def test_level_up_is_announced_once_and_survives_a_wipe(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, redis_prefix: str
+) -> None:
+    svc = LevelingService(pool, redis, keys)
+    await rebuild(pool, redis, keys)
+    settings = XpSettings(1, min_xp=30, max_xp=30, cooldown=0)
+    flusher = Flusher(pool, redis, keys, "w")
+    await flusher.group.ensure()
+
+    def msg(n: int) -> MessageInfo:
+        return MessageInfo(n, 1, 100, None, 10, (), NOW, "ann")
+
+    levels = []
+    for n in range(1, 5):  # 30, 60, 90, 120: level 1 at the fourth
+        out = await svc.award_message(msg(n), settings)
+        levels.append(out.level_up)
+    assert levels == [None, None, None, 1]
+    assert [a.key for a in (await svc.award_message(msg(5), settings)).achievements] == []
+    await flusher.drain()
+    # Redis is wiped: the next award's total from Redis is just 30, which must not look like
+    # a level-up, nor lose the level: the Postgres total stands in until the rebuild.
+    async for key in redis.scan_iter(match=redis_prefix + "*"):
+        await redis.delete(key)
+    await flusher.group.ensure()
+    out = await svc.award_message(msg(6), settings)
+    assert out.status == "awarded" and out.total == 180 and out.level_up is None
+    while svc._rebuild_task is not None and not svc._rebuild_task.done():
+        await asyncio.sleep(0.05)
+    assert await svc.board.is_ready()
+    assert await svc.board.score(1, "alltime", 10) == 180
+    out = await svc.award_message(msg(7), settings)  # 210
+    out = await svc.award_message(msg(8), settings)  # 240
+    out = await svc.award_message(msg(9), settings)  # 270: level 2 (255)
+    assert out.level_up == 2
+    await svc.stop()
+
+
+async def test_achievements_unlock_once(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    svc = LevelingService(pool, redis, keys)
+    settings = XpSettings(1, cooldown=0)
+    out = await svc.award_message(MessageInfo(1, 1, 100, None, 10, (), NOW), settings)
+    assert [a.key for a in out.achievements] == ["first_message"]
+    other = LevelingService(pool, redis, keys)  # another worker, with an empty cache
+    out = await other.award_message(MessageInfo(2, 1, 100, None, 10, (), NOW), settings)
+    assert out.achievements == []
+    for _ in range(9):
+        got = await svc.command_done(1, 10)
+    assert got == []
+    assert [a.key for a in await svc.command_done(1, 10)] == ["commands_10"]
+    assert [a.key for a in await svc.dice_rolled(1, 10, 9)] == []
+    assert [a.key for a in await svc.dice_rolled(1, 10, 12)] == ["roll_10_successes"]
+    assert await svc.dice_rolled(1, 10, 15) == []
+    # Streaks come from the active days in Postgres.
+    today = NOW.date()
+    await pool.executemany(
+        "INSERT INTO xp_days VALUES (1, 20, $1)", [(today - timedelta(days=i),) for i in (1, 2)]
+    )
+    out = await svc.award_message(MessageInfo(3, 1, 100, None, 20, (), NOW), settings)
+    assert {a.key for a in out.achievements} == {"first_message", "streak_3"}
+    assert await pool.fetchval("SELECT count(*) FROM achievements") == 5
