@@ -447,10 +447,10 @@ class Leaderboard:
         # are replayed without asking (the scan must not chase a stream that keeps growing).
         last = "0-0"
         newest = await self.redis.xrevrange(self.stream, max="+", min="-", count=1)
-        end = _text(newest[0][0]) if newest else None
+        stream_end = _text(newest[0][0]) if newest else None
         cursor = "-"
-        while end is not None:
-            raw = await self.redis.xrange(self.stream, min=cursor, max=end, count=2000)
+        while stream_end is not None:
+            raw = await self.redis.xrange(self.stream, min=cursor, max=stream_end, count=2000)
             batch: list[Any] = list(raw or [])
             if cursor != "-" and batch and _text(batch[0][0]) == cursor:
                 batch = batch[1:]
