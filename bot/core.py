@@ -31,7 +31,13 @@ from ipc.throttle import Throttle
 log = logging.getLogger(__name__)
 
 # Cogs loaded in every worker. A feature is one module (or package) here.
-EXTENSIONS = ("bot.cogs.core", "bot.cogs.admin", "bot.cogs.tabletop", "bot.cogs.reminders")
+EXTENSIONS = (
+    "bot.cogs.core",
+    "bot.cogs.admin",
+    "bot.cogs.tabletop",
+    "bot.cogs.reminders",
+    "bot.cogs.leveling",
+)
 
 
 def intents() -> discord.Intents:
