@@ -20,6 +20,7 @@ __all__ = [
     "WorkerConfig",
     "apply_migrations",
     "migration_status",
+    "rebuild_leaderboards",
     "run_worker",
     "sync_commands",
 ]
@@ -45,6 +46,25 @@ async def migration_status(dsn: str, directory: Path | None = None) -> list[migr
         return await migrations.status(conn, directory or migrations.MIGRATIONS_DIR)
     finally:
         await conn.close()
+
+
+async def rebuild_leaderboards(
+    database_url: str, redis_url: str, redis_prefix: str
+) -> tuple[int, int] | None:
+    """Rebuild every XP leaderboard in Redis from Postgres (`guildhouse leaderboards
+    rebuild`); (boards written, stream awards replayed), or None if another process holds the
+    rebuild lock."""
+    from bot.cogs.leveling.rebuild import rebuild
+    from bot.db.pool import create_pool
+    from ipc.client import Keys, create_redis
+
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        async with create_redis(redis_url) as redis:
+            result = await rebuild(pool, redis, Keys(redis_prefix), trigger="command")
+    finally:
+        await pool.close()
+    return None if result is None else (result.boards, result.replayed)
 
 
 def run_worker(config: WorkerConfig, reporter: Reporter | None = None) -> None:

@@ -91,6 +91,37 @@ async def _migrate(dsn: str, directory: Path | None, *, show_status: bool) -> in
     return 0
 
 
+def cmd_leaderboards_rebuild(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    logs.setup(settings.log_level, settings.log_format)
+    from cluster.launcher import backing_services
+
+    with backing_services(settings) as urls:
+        return _run_async(_rebuild(urls.database_url, urls.redis_url, settings.redis_prefix))
+
+
+async def _rebuild(dsn: str, redis_url: str, prefix: str) -> int:
+    import asyncpg
+    from redis.exceptions import RedisError
+
+    from bot.entry import rebuild_leaderboards
+
+    try:
+        result = await rebuild_leaderboards(dsn, redis_url, prefix)
+    except (OSError, RedisError, asyncpg.PostgresError) as exc:
+        print(f"guildhouse: leaderboard rebuild failed: {exc}", file=sys.stderr)
+        return 1
+    if result is None:
+        print("guildhouse: another process is rebuilding the leaderboards; try again later")
+        return 1
+    boards, replayed = result
+    print(
+        f"rebuilt {boards} leaderboard(s) from PostgreSQL "
+        f"({replayed} award(s) not yet in PostgreSQL replayed from the stream)"
+    )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     logs.setup(settings.log_level, settings.log_format)
@@ -233,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--guild", type=int, default=None, metavar="ID", help="sync to this guild only"
     )
     sync.set_defaults(func=cmd_commands_sync)
+
+    lb = add("leaderboards", lambda a: _usage(lb), "manage the XP leaderboards")
+    lb_sub = lb.add_subparsers(dest="leaderboards_command", metavar="SUBCOMMAND")
+    rebuild = lb_sub.add_parser(
+        "rebuild",
+        help="rebuild every XP leaderboard in Redis from PostgreSQL",
+        description="Rebuild every XP leaderboard (per guild and global; all-time, month, "
+        "week, day) in Redis from PostgreSQL, the system of record, plus the awards still on "
+        "their way from the Redis stream. Safe while the bot runs: awards made meanwhile are "
+        "kept, and only one process rebuilds at a time. The bot does this by itself when it "
+        "finds Redis empty.",
+    )
+    rebuild.set_defaults(func=cmd_leaderboards_rebuild)
 
     st = add(
         "status",
