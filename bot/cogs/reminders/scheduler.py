@@ -119,6 +119,7 @@ class Scheduler:
         self._listener: asyncio.Task[None] | None = None
         self._held: set[int] = set()  # claimed by us, not finished
         self._subscribed = asyncio.Event()
+        self.rounds = 0  # loop iterations that went to sleep (tests wait on it)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -201,6 +202,7 @@ class Scheduler:
                 delay, backoff = backoff, min(backoff * 2, 30.0)
             if self._stopping:
                 break
+            self.rounds += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
@@ -217,11 +219,10 @@ class Scheduler:
         if not claimed:
             return 0
         deadline = time.monotonic() + self.lease - self.margin
+        # Until a delivery is finished with, it is ours: if the loop is cancelled mid-send,
+        # stop() gives it back (the next claimer checks for the send before repeating it).
         self._held.update(d.id for d in claimed)
-        try:
-            await asyncio.gather(*(self._deliver(d, deadline) for d in claimed))
-        finally:
-            self._held.difference_update(d.id for d in claimed)
+        await asyncio.gather(*(self._deliver(d, deadline) for d in claimed))
         return len(claimed)
 
     def _next(self, due: Due) -> Next | None:
@@ -231,6 +232,7 @@ class Scheduler:
     async def _deliver(self, due: Due, deadline: float) -> None:
         try:
             await self._deliver_one(due, deadline)
+            self._held.discard(due.id)
         except DB_ERRORS as exc:
             # The row stays claimed; when its lease passes it is claimed again, and that claim
             # looks for this attempt's message before sending.

@@ -132,8 +132,9 @@ class Reminder:
     pending: int = 0  # deliveries still to come (of the events scheduled so far)
 
 
+# (Without r.id: the claim selects the delivery's id as `id`.)
 _REMINDER_COLUMNS = """
-    r.id, r.author_id, r.guild_id, r.channel_id, r.target, r.via, r.message, r.status,
+    r.author_id, r.guild_id, r.channel_id, r.target, r.via, r.message, r.status,
     r.zone, r.first_at, r.local_at, r.leads, r.repeat_unit, r.repeat_every, r.repeat_times,
     r.repeat_until
 """
@@ -171,7 +172,7 @@ def _reminder(row: asyncpg.Record) -> Reminder:
 
 async def get(conn: asyncpg.Pool | asyncpg.Connection, reminder_id: int) -> Reminder | None:
     row = await conn.fetchrow(
-        f"SELECT {_REMINDER_COLUMNS} FROM reminders r WHERE r.id = $1",  # noqa: S608 - constant
+        f"SELECT r.id, {_REMINDER_COLUMNS} FROM reminders r WHERE r.id = $1",  # noqa: S608 - constant
         reminder_id,
     )
     return _reminder(row) if row else None
@@ -183,7 +184,7 @@ async def list_active(
     """Active reminders of an author, or of a guild, the next to fire first."""
     rows = await pool.fetch(
         f"""
-        SELECT {_REMINDER_COLUMNS}, d.next_fire, coalesce(d.pending, 0) AS pending
+        SELECT r.id, {_REMINDER_COLUMNS}, d.next_fire, coalesce(d.pending, 0) AS pending
         FROM reminders r
         LEFT JOIN LATERAL (
             SELECT min(fire_at) AS next_fire, count(*) AS pending
