@@ -264,6 +264,9 @@ async def test_level_up_is_announced_and_rewarded(env: Env, driver: Driver) -> N
 
 
 async def test_rebuild_after_wiping_redis_gives_the_same_ranks(env: Env, driver: Driver) -> None:
+    p = env.on(1)[0]
+    await configure(driver, p, rate=10, cooldown=0)
+    await driver.say(p.channel_id, env.fresh_user(p), "something to rank")
     await until(lambda: flushed(env), "every award in Postgres")
     before = await all_boards(env)
     assert before[(None, "alltime")], "earlier tests earned XP"
@@ -293,7 +296,6 @@ async def test_rebuild_after_wiping_redis_gives_the_same_ranks(env: Env, driver:
     # Everything of ours gone, stream included: the bot notices on the next award and rebuilds
     # by itself; the award that noticed is counted on top.
     await wipe("*")
-    p = env.on(1)[0]
     user = env.fresh_user(p)
     await driver.say(p.channel_id, user, "anyone here?")
     await until(env.board.is_ready, "the bot's own rebuild")
@@ -317,13 +319,18 @@ async def test_sigkill_during_a_burst_loses_no_counted_xp(env: Env, driver: Driv
         for i in range(n):
             await driver.say(p.channel_id, users[i % len(users)], f"burst {i}")
 
-    before = await redis_scores(env, p.guild_id)
-    await burst(40)
-    env.supervisor.kill(1)  # SIGKILL: no shutdown flush
-    await burst(20)  # some of these reach the dying worker, some nobody
+    before = sum((await redis_scores(env, p.guild_id)).values())
+    sender = asyncio.create_task(burst(80))
+
+    async def flowing() -> bool:
+        return sum((await redis_scores(env, p.guild_id)).values()) >= before + 100
+
+    await until(flowing, "the burst's first awards counted")
+    env.supervisor.kill(1)  # SIGKILL mid-burst: no shutdown flush, entries left pending
+    await sender  # the rest reach the dying worker, or nobody
     await until(lambda: _restarted(env, old_pid), "worker 1 restarted and READY", timeout=90)
     counted = await redis_scores(env, p.guild_id)
-    assert sum(counted.values()) > sum(before.values()), "the burst earned XP"
+    assert sum(counted.values()) >= before + 100
     await until(lambda: flushed(env), "Postgres caught up with what was counted", timeout=60)
     assert await pg_scores(env, p.guild_id) == await redis_scores(env, p.guild_id)
     assert await redis_scores(env, p.guild_id) == counted
