@@ -42,12 +42,12 @@ from ipc.client import Keys
 PERIODS = ("alltime", "month", "week", "day")
 # Period boards outlive their period by this much, so "last week" can still be read a while.
 EXPIRY_MARGIN = timedelta(days=1)
-# An award id is remembered this long; the same id again is a duplicate (e.g. a replayed
-# MESSAGE_CREATE after a gateway RESUME).
-SEEN_TTL = 3600
+# An award id is remembered this long (15 minutes); the same id again is a duplicate (e.g. a
+# replayed MESSAGE_CREATE after a gateway RESUME).
+SEEN_TTL = 900
 # Stream entries stay this long after they were flushed: a rebuild replays entries that reached
 # the stream after its Postgres snapshot, so it must finish within this time.
-STREAM_RETENTION = 600.0
+STREAM_RETENTION = 300.0
 REBUILD_LOCK_TTL = STREAM_RETENTION
 
 

@@ -145,7 +145,7 @@ class Leveling(commands.Cog, name="Leveling"):
             channel_id=channel.id,
             parent_id=parent,
             user_id=member.id,
-            role_ids=tuple(member._roles),
+            role_ids=tuple(r.id for r in member.roles),
             created_at=message.created_at,
             name=member.global_name or member.name,
             avatar=member.display_avatar.url,
@@ -223,7 +223,7 @@ class Leveling(commands.Cog, name="Leveling"):
         top, lower = rules.reward_roles(settings.rewards, level)
         if top is None:
             return
-        have = set(member._roles)
+        have = {r.id for r in member.roles}
         try:
             if top not in have:
                 await member.add_roles(discord.Object(top), reason=f"reached level {level}")
