@@ -147,13 +147,14 @@ class StreamGroup:
 
     async def trim(self, retention: float) -> int:
         """Drop acknowledged entries older than `retention` seconds."""
-        cutoff = int((time.time() - retention) * 1000)
+        cutoff = (int((time.time() - retention) * 1000), 0)
         oldest = await self.oldest_unacked()
         if oldest is not None:
-            cutoff = min(cutoff, _id_tuple(oldest)[0])
-        if cutoff <= 0:
+            cutoff = min(cutoff, _id_tuple(oldest))
+        if cutoff[0] <= 0:
             return 0
-        return int(await self.redis.xtrim(self.stream, minid=f"{cutoff}-0", approximate=False))
+        minid = f"{cutoff[0]}-{cutoff[1]}"
+        return int(await self.redis.xtrim(self.stream, minid=minid, approximate=False))
 
     async def forget_idle_consumers(self, idle: float) -> list[str]:
         """Remove consumers with nothing pending that were idle for `idle` seconds."""
