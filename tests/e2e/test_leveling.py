@@ -9,6 +9,7 @@ SIGKILL during a burst of messages loses no XP that was counted.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -339,3 +340,55 @@ async def test_sigkill_during_a_burst_loses_no_counted_xp(env: Env, driver: Driv
 async def _restarted(env: Env, old_pid: int | None) -> bool:
     w = env.supervisor.workers[1]
     return w.pid != old_pid and env.supervisor.ready()
+
+
+async def test_admin_xp_changes_are_audited_and_ranked(env: Env, driver: Driver) -> None:
+    p = env.on(0)[0]
+    user = env.fresh_user(p)
+    base = await env.board.score(None, "alltime", user)
+    await command(driver, p, f"!xp give <@{user}> 0", "`amount` must be between 1 and 1,000,000.")
+    await command(driver, p, f"!xp give <@{user}> 500", "Gave 500 XP")
+    assert await env.board.score(p.guild_id, "alltime", user) == 500
+    assert await env.board.score(None, "alltime", user) == base + 500
+    assert await env.board.score(p.guild_id, "week", user) == 500
+    await command(driver, p, f"!xp take <@{user}> 200", "now 300 XP")
+    await command(driver, p, f"!xp reset <@{user}>", "XP is now 0")
+    await command(driver, p, f"!xp reset <@{user}>", "has no XP to reset")
+    assert await env.board.rank(p.guild_id, "alltime", user) is None  # at 0: off the board
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT action, before, after FROM audit_log WHERE guild_id = $1 AND target_id = $2 "
+            "ORDER BY id",
+            p.guild_id,
+            user,
+        )
+        total = await conn.fetchval(
+            "SELECT xp FROM xp_totals WHERE guild_id = $1 AND user_id = $2", p.guild_id, user
+        )
+    finally:
+        await conn.close()
+    assert [r["action"] for r in rows] == ["xp.give", "xp.take", "xp.reset"]
+    changes = [(json.loads(r["before"])["xp"], json.loads(r["after"])["xp"]) for r in rows]
+    assert changes == [(0, 500), (500, 300), (300, 0)]
+    assert total == 0
+    # A no-XP channel earns nothing; the settings show it.
+    await command(driver, p, f"!xp channel <#{p.channel_id}> off", "no XP")
+    try:
+        await configure(driver, p, rate=10, cooldown=0)
+        await driver.say(p.channel_id, user, "chatting in a no-XP channel")
+        sentinel = env.fresh_user(p)
+        other = next(c for c in await _text_channels(driver, p.guild_id) if c != p.channel_id)
+        await driver.say(other, sentinel, "chatting in another channel of the server")
+        await until(lambda: _score_is(env, p.guild_id, sentinel, 10), "the XP elsewhere")
+        assert await env.board.rank(p.guild_id, "alltime", user) is None
+        await command(driver, p, "!xp", "no XP")
+    finally:
+        await command(driver, p, f"!xp channel <#{p.channel_id}> default", "(default)")
+
+
+async def _text_channels(driver: Driver, guild_id: int) -> list[int]:
+    async with driver.http.get(f"{driver.base}/_sandbox/world") as resp:
+        world = await resp.json()
+    guild = next(g for g in world["guilds"] if int(g["id"]) == guild_id)
+    return [int(c["id"]) for c in guild["channels"] if int(c.get("type", 0)) == 0]

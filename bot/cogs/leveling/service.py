@@ -27,6 +27,9 @@ from ipc.leaderboard import Award, Leaderboard
 log = logging.getLogger(__name__)
 
 _CACHE_SIZE = 50_000
+# Awards in flight at once per worker: a burst of messages waits here rather than taking every
+# connection of the Redis client's bounded pool (which refuses the rest: "Too many connections").
+AWARD_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class LevelingService:
         self._unlocked = _Lru(_CACHE_SIZE)  # (guild, user, achievement) known unlocked
         self._seen_today = _Lru(_CACHE_SIZE)  # (guild, user) -> the UTC day last checked
         self._rebuild_task: asyncio.Task[None] | None = None
+        self._award_slots = asyncio.Semaphore(AWARD_CONCURRENCY)
 
     # -- rebuild when Redis is empty ---------------------------------------------------------
 
@@ -137,7 +141,8 @@ class LevelingService:
             avatar=msg.avatar,
         )
         try:
-            result = await self.board.award(award, cooldown=settings.cooldown)
+            async with self._award_slots:
+                result = await self.board.award(award, cooldown=settings.cooldown)
         except (RedisError, OSError) as exc:
             # Not counted, and the member is not told otherwise: nothing to lose.
             count_redis_error("xp_award")
