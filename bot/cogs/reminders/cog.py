@@ -217,8 +217,7 @@ class Reminders(commands.Cog, name="Reminders"):
                 )
             if not players:
                 raise BadInput(
-                    "This channel's table has no players yet: the GM adds them with the "
-                    "initiative commands."
+                    "This channel's table has no players yet: the GM adds them with `init add`."
                 )
         try:
             reminder_id = await store.create(
