@@ -314,6 +314,56 @@ async def test_help_shows_the_syntax(env: Env, driver: Driver) -> None:
     assert "--before 30m 6h 1d" in text and "!remind in 2h Check the oven" in text
 
 
+async def wait_ready(env: Env, cluster: int, old_pid: int | None) -> None:
+    for _ in range(600):
+        w = env.supervisor.workers[cluster]
+        if w.pid != old_pid and env.supervisor.ready():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"cluster {cluster} did not come back")
+
+
+async def test_killed_after_sending_before_marking_is_not_sent_again(
+    env: Env, driver: Driver
+) -> None:
+    """The crash window itself: the worker has sent the reminder but is killed before it marks
+    it sent. A lock the test holds on the reminder's row stops the worker right there (marking
+    takes that lock first). The restarted worker reclaims the delivery, finds the message by
+    its nonce in the channel, and marks it sent without sending it again."""
+    one = env.on_cluster(1)
+    await driver.drain(one.channel_id)
+    rid = await create(driver, one, one.owner_id, "!remind in 3s Crash window")
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        lock = conn.transaction()
+        await lock.start()
+        await conn.execute("SELECT 1 FROM reminders WHERE id = $1 FOR UPDATE", rid)
+        entry = await reminder_in(driver, one.channel_id, rid)  # sent; marking now waits
+        old_pid = env.supervisor.workers[1].pid
+        env.supervisor.kill(1)
+        await lock.rollback()
+        await wait_ready(env, 1, old_pid)
+        for _ in range(600):
+            row = await conn.fetchrow(
+                "SELECT status, attempts, message_id FROM reminder_deliveries "
+                "WHERE reminder_id = $1",
+                rid,
+            )
+            if row["status"] == "sent":
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    assert (row["status"], row["attempts"]) == ("sent", 2)
+    assert row["message_id"] == int(entry["message_id"])  # the first worker's message
+    again = [
+        e
+        for e in await driver.replies(one.channel_id, wait=1, count=100)
+        if (f := footer_of(e)) is not None and f[0] == rid
+    ]
+    assert again == []
+
+
 async def test_every_reminder_fires_once_with_a_worker_killed(env: Env, driver: Driver) -> None:
     """Reminders on both clusters and by DM fall due over a few seconds; cluster 1's worker is
     killed with SIGKILL while they do, and restarted by the supervisor. Each fires once."""
@@ -360,7 +410,4 @@ async def test_every_reminder_fires_once_with_a_worker_killed(env: Env, driver: 
     assert sorted(rid for rid, _ in delivered) == sorted(ids)  # every one arrived ...
     assert set(delivered.values()) == {1}  # ... exactly once
     assert {nonce for _, nonce in delivered} == {r["nonce"] for r in rows}
-    for _ in range(300):  # leave the cluster whole for whatever runs next
-        if env.supervisor.ready():
-            break
-        await asyncio.sleep(0.2)
+    await wait_ready(env, 1, old_pid)  # leave the cluster whole for whatever runs next
