@@ -32,6 +32,7 @@ from bot.cogs.leveling.settings import (
     validate_rate,
 )
 from bot.errors import BadInput, UserError
+from bot.shards import ShardState
 from bot.ui import fit_embed, pages_from_lines, safe_text, send_pages
 from ipc.leaderboard import PERIODS
 
@@ -95,15 +96,30 @@ class Leveling(commands.Cog, name="Leveling"):
             consumer=f"cluster-{bot.config.cluster_id}-{os.getpid()}",
             cluster=cluster,
         )
+        self._pipeline_started = False
 
     async def cog_load(self) -> None:
         await self.settings.start()
+        states = self.bot.shard_tracker.states.values()
+        if self.bot.is_ready() or ShardState.READY in states:
+            await self._start_pipeline()  # reloaded while connected
+
+    async def _start_pipeline(self) -> None:
+        """The flusher and the empty-Redis check run only in a bot that connects to the
+        gateway (not in `guildhouse commands sync`, which only logs in)."""
+        if self._pipeline_started:
+            return
+        self._pipeline_started = True
         await self.flusher.start()
         try:
             if not await self.board.is_ready():
                 self.service.schedule_rebuild()
         except (RedisError, OSError) as exc:
             log.warning("leaderboards: cannot check Redis at start (%s)", exc)
+
+    @commands.Cog.listener("on_connect")
+    async def _connected(self) -> None:
+        await self._start_pipeline()
 
     async def cog_unload(self) -> None:
         await self.flusher.stop()

@@ -76,6 +76,7 @@ class Flusher:
         self._last_trim = 0.0
         self._last_lag = 0.0
         self._retry_mine = True  # at start: anything left pending under our name first
+        self._stopping = False
 
     async def start(self) -> None:
         await self.group.ensure()
@@ -83,6 +84,9 @@ class Flusher:
 
     async def stop(self) -> None:
         """Stop the loop, then write what this consumer holds and what is waiting."""
+        if self._task is None:
+            return
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -109,7 +113,9 @@ class Flusher:
 
     async def _run(self) -> None:
         delay = 0.5
-        while True:
+        # The flag too, not only cancellation: a cancel that lands inside a client's own
+        # timeout can surface as TimeoutError (an OSError), which the loop would survive.
+        while not self._stopping:
             try:
                 await self._tick()
                 delay = 0.5
