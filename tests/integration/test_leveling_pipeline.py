@@ -304,3 +304,27 @@ async def test_achievements_unlock_once(
     out = await svc.award_message(MessageInfo(3, 1, 100, None, 20, (), NOW), settings)
     assert {a.key for a in out.achievements} == {"first_message", "streak_3"}
     assert await pool.fetchval("SELECT count(*) FROM achievements") == 5
+
+
+async def test_a_graceful_stop_writes_everything_first(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    lb = Leaderboard(redis, keys)
+    flusher = Flusher(pool, redis, keys, "stopping")
+    await flusher.start()
+    for n in range(1, 201):
+        await lb.award(award(n, 1, 10 + n % 5, 3))
+    # Stopped at once (as cog_unload does on SIGTERM): the loop may be mid-read or mid-batch.
+    await asyncio.wait_for(flusher.stop(), 30)
+    assert sum((await pg_totals(pool)).values()) == 600
+    assert await flusher.group.lag_seconds() == 0.0
+    await flusher.stop()  # a second stop is harmless
+
+
+async def test_stop_right_after_start_returns(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    for _ in range(3):
+        flusher = Flusher(pool, redis, keys, "brief")
+        await flusher.start()
+        await asyncio.wait_for(flusher.stop(), 10)
