@@ -1,0 +1,286 @@
+"""Command latency: p50/p99/p99.9 of a prefix and a slash command at 25 %, 50 % and 90 % of the
+highest sustained rate, Guildhouse (one worker process) against a plain discord.py bot, at the
+same offered load, in the same run.
+
+The sandbox and the load generator run in this process; each bot runs in its own process.
+Latency is from the message (or interaction) entering the sandbox to the bot's first answer in
+that channel. The highest sustained rate is the highest rate of a doubling series at which the
+baseline answers at least 99 % of the commands with a p99 under a second; Discord's limits
+apply (50 REST calls per second in all, 5 messages per 5 s per channel; interaction responses
+are exempt from the global limit), so prefix commands top out where replies do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import psutil
+
+from bench.common import backing, percentile, stop
+from sandbox import Sandbox, SandboxConfig
+
+SHARDS = 2
+
+
+@dataclass
+class Load:
+    offered: float
+    sent: int
+    answered: int
+    p50_ms: float | None
+    p99_ms: float | None
+    p999_ms: float | None
+    cpu_s: float
+
+    def sustained(self) -> bool:
+        return self.answered >= 0.99 * self.sent and (self.p99_ms or 1e9) < 1000
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "offered_per_s": self.offered,
+            "sent": self.sent,
+            "answered": self.answered,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "p99.9_ms": self.p999_ms,
+            "bot_cpu_s": round(self.cpu_s, 2),
+        }
+
+
+def _places(sb: Sandbox) -> list[tuple[int, list[int]]]:
+    out = []
+    for guild in sb.world.guilds.values():
+        channels = [c.id for c in guild.channels.values() if c.type == 0 and not c.overwrites]
+        people = [m for m in guild.members if m != sb.world.bot.id]
+        out += [(c, people) for c in channels if people]
+    return out
+
+
+async def offer(sb: Sandbox, pid: int, kind: str, rate: float, duration: float) -> Load:
+    """Send `rate` commands per second for `duration` s; wait for the answers."""
+    rng = random.Random(int(rate * 1000))
+    places = _places(sb)
+    pending: dict[str, deque[float]] = {}
+    trips: list[float] = []
+    after = max((int(e["seq"]) for e in await sb.outbox()), default=0)
+    sent = 0
+    proc = psutil.Process(pid)
+    cpu_before = sum(proc.cpu_times()[:2])
+
+    async def collect() -> None:
+        nonlocal after
+        while True:
+            for entry in await sb.outbox(after=after, wait=1.0):
+                after = max(after, int(entry["seq"]))
+                waiting = pending.get(entry["channel_id"])
+                if waiting and entry["kind"] in ("message", "interaction_response"):
+                    trips.append(time.monotonic() - waiting.popleft())
+
+    collector = asyncio.create_task(collect())
+    try:
+        start = time.monotonic()
+        for i in range(int(rate * duration)):
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            channel, people = places[i % len(places)]
+            author = rng.choice(people)
+            pending.setdefault(str(channel), deque()).append(time.monotonic())
+            if kind == "slash":
+                await sb.send_interaction(channel, author, "ping")
+            else:
+                await sb.send_message(channel, author, "!ping")
+            sent += 1
+        deadline = time.monotonic() + 5
+        while len(trips) < sent and time.monotonic() < deadline:  # noqa: ASYNC110 - a poll
+            await asyncio.sleep(0.05)
+    finally:
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+    cpu = sum(proc.cpu_times()[:2]) - cpu_before
+
+    def ms(q: float) -> float | None:
+        return round(percentile(trips, q) * 1000, 1) if trips else None
+
+    return Load(rate, sent, len(trips), ms(0.5), ms(0.99), ms(0.999), cpu)
+
+
+# -- the two bots ------------------------------------------------------------------------------
+
+
+async def _baseline_child(api_url: str, gateway_url: str, token: str) -> None:
+    import discord
+    from discord.ext import commands
+
+    from bot.discord_urls import point_at
+
+    point_at(api_url, gateway_url)
+    intents = discord.Intents.default()
+    intents.message_content = True
+    bot = commands.AutoShardedBot(command_prefix="!", intents=intents, shard_count=SHARDS)
+
+    @bot.hybrid_command()
+    async def ping(ctx: commands.Context[commands.AutoShardedBot]) -> None:
+        """Pong: the same REST work as Guildhouse's ping (a message, then an edit)."""
+        started = time.perf_counter()
+        message = await ctx.send("Pong…")
+        rest = (time.perf_counter() - started) * 1000
+        await message.edit(content=f"Pong! Gateway {bot.latency * 1000:.0f} ms, REST {rest:.0f} ms.")
+
+    @bot.event
+    async def on_ready() -> None:
+        print("READY", flush=True)
+
+    async with bot:
+        await bot.login(token)
+        await bot.tree.sync()
+        await bot.connect()
+
+
+@contextlib.asynccontextmanager
+async def baseline(sb: Sandbox) -> AsyncIterator[int]:
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once; its pipe is read in a thread
+        [
+            sys.executable,
+            "-m",
+            "bench.latency",
+            "--baseline-child",
+            sb.api_url,
+            sb.gateway_url,
+            sb.token,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if line.strip() != "READY":
+            raise RuntimeError("the baseline bot did not start")
+        yield proc.pid
+    finally:
+        stop(proc)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def guildhouse(sb: Sandbox, urls: dict[str, str]) -> AsyncIterator[int]:
+    from bot.entry import apply_migrations, sync_commands
+    from cluster.launcher import BackingUrls, DiscordEndpoint, worker_configs
+    from cluster.settings import load
+    from cluster.workers import Supervisor
+
+    await apply_migrations(urls["database_url"])
+    settings = load(
+        {
+            "SHARD_COUNT": str(SHARDS),
+            "CLUSTER_COUNT": "1",
+            "REDIS_PREFIX": f"bench:lat:{os.getpid()}:{time.monotonic_ns()}:",
+            "LOG_LEVEL": "WARNING",
+        },
+        config_file=None,
+    )
+    endpoint = DiscordEndpoint(sb.token, sb.api_url, sb.gateway_url, 0.2)
+    configs = worker_configs(
+        settings,
+        endpoint=endpoint,
+        urls=BackingUrls(urls["database_url"], urls["redis_url"]),
+        shard_count=SHARDS,
+        gateway_url=sb.gateway_url,
+        max_concurrency=SHARDS,
+    )
+    await sync_commands(configs[0])
+    sup = Supervisor(configs, log_level="WARNING", log_format="json")
+    await sup.start()
+    try:
+        while not sup.ready():  # noqa: ASYNC110 - the worker is another process
+            await asyncio.sleep(0.1)
+        pid = next(iter(sup.workers.values())).pid
+        assert pid is not None
+        yield pid
+    finally:
+        await sup.stop()
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+async def run(rates: list[float], duration: float, guilds: int) -> dict[str, Any]:
+    config = SandboxConfig(guilds=guilds, members=20, max_concurrency=SHARDS, identify_interval=0.2)
+    result: dict[str, Any] = {
+        "bench": "latency",
+        "params": {"guilds": guilds, "duration_s": duration},
+    }
+    with backing() as urls:
+        async with Sandbox(config) as sb:
+            highest: dict[str, float] = {}
+            baseline_rows: dict[str, list[dict[str, Any]]] = {}
+            async with baseline(sb) as pid:
+                for kind in ("prefix", "slash"):
+                    best = rates[0]
+                    for rate in rates:
+                        load = await offer(sb, pid, kind, rate, duration)
+                        if not load.sustained():
+                            break
+                        best = rate
+                    highest[kind] = best
+                    baseline_rows[kind] = [
+                        (await offer(sb, pid, kind, round(best * share, 1), duration)).row()
+                        for share in (0.25, 0.5, 0.9)
+                    ]
+            ours_rows: dict[str, list[dict[str, Any]]] = {}
+            async with guildhouse(sb, urls) as pid:
+                for kind in ("prefix", "slash"):
+                    ours_rows[kind] = [
+                        (
+                            await offer(sb, pid, kind, round(highest[kind] * share, 1), duration)
+                        ).row()
+                        for share in (0.25, 0.5, 0.9)
+                    ]
+    for kind in ("prefix", "slash"):
+        rows = []
+        for share, base, ours in zip(
+            (25, 50, 90), baseline_rows[kind], ours_rows[kind], strict=True
+        ):
+            ratio = (
+                round(ours["p99_ms"] / base["p99_ms"], 2)
+                if ours["p99_ms"] and base["p99_ms"]
+                else None
+            )
+            rows.append(
+                {"load_pct": share, "guildhouse": ours, "discordpy": base, "p99_ratio": ratio}
+            )
+        result[kind] = {"highest_sustained_per_s": highest[kind], "loads": rows}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", default="10,20,40,80,160", help="rates to probe (per second)")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per load")
+    parser.add_argument("--guilds", type=int, default=60, help="guilds (one text channel each)")
+    args = parser.parse_args()
+    try:
+        rates = sorted(float(r) for r in args.rates.split(","))
+    except ValueError:
+        parser.error("--rates is a comma-separated list of numbers, e.g. 10,20,40")
+    if not rates or rates[0] <= 0:
+        parser.error("--rates must be positive")
+    print(orjson.dumps(asyncio.run(run(rates, args.duration, args.guilds))).decode())
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--baseline-child":
+        asyncio.run(_baseline_child(*sys.argv[2:5]))
+    else:
+        main()
