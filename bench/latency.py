@@ -136,7 +136,8 @@ async def _baseline_child(api_url: str, gateway_url: str, token: str) -> None:
         started = time.perf_counter()
         message = await ctx.send("Pong…")
         rest = (time.perf_counter() - started) * 1000
-        await message.edit(content=f"Pong! Gateway {bot.latency * 1000:.0f} ms, REST {rest:.0f} ms.")
+        gateway = bot.latency * 1000
+        await message.edit(content=f"Pong! Gateway {gateway:.0f} ms, REST {rest:.0f} ms.")
 
     @bot.event
     async def on_ready() -> None:
