@@ -22,7 +22,7 @@ import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from e2e_harness import Driver, SandboxProc, start_cluster
+from e2e_harness import Driver, SandboxProc, start_cluster, text_of
 
 from cluster.workers import Supervisor
 from ipc.client import Keys
@@ -392,3 +392,23 @@ async def _text_channels(driver: Driver, guild_id: int) -> list[int]:
         world = await resp.json()
     guild = next(g for g in world["guilds"] if int(g["id"]) == guild_id)
     return [int(c["id"]) for c in guild["channels"] if int(c.get("type", 0)) == 0]
+
+
+async def test_a_big_dice_roll_unlocks_an_achievement(env: Env, driver: Driver) -> None:
+    p = env.on(1)[-1]
+    await command(driver, p, "!xp achievements here", "Achievements: in the channel")
+    try:
+        user = env.fresh_user(p)
+        await driver.drain(p.channel_id)
+        # 30 Shadowrun dice against 2: each succeeds 5 times in 6; fewer than 10 successes
+        # has a chance below 1e-9.
+        await driver.say(p.channel_id, user, "!roll 30! tn2")
+        found = await driver.replies(p.channel_id, count=2)
+        texts = [text_of(e) for e in found]
+        assert any("unlocked" in t and "Critical mass" in t for t in texts), texts
+        await driver.say(p.channel_id, user, "!achievements")
+        text = await driver.reply_text(p.channel_id)
+        assert "🏆 **Critical mass**" in text and "Achievements of" in text
+        assert "▫️ **First words**" in text  # commands earn no XP, so not unlocked yet
+    finally:
+        await command(driver, p, "!xp achievements dm", "Achievements: by DM")
