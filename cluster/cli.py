@@ -108,7 +108,7 @@ async def _rebuild(dsn: str, redis_url: str, prefix: str) -> int:
 
     try:
         result = await rebuild_leaderboards(dsn, redis_url, prefix)
-    except (OSError, RedisError, asyncpg.PostgresError) as exc:
+    except (OSError, RedisError, asyncpg.PostgresError, RuntimeError) as exc:
         print(f"guildhouse: leaderboard rebuild failed: {exc}", file=sys.stderr)
         return 1
     if result is None:

@@ -22,7 +22,7 @@ from bot.cogs.leveling import rules, store
 from bot.cogs.leveling.rebuild import rebuild
 from bot.cogs.leveling.settings import XpSettings
 from ipc.client import Keys, count_redis_error
-from ipc.leaderboard import Award, Leaderboard
+from ipc.leaderboard import Award, Leaderboard, RebuildBusy
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,8 @@ class LevelingService:
             )
             if result is None:
                 log.info("leaderboards: another process is rebuilding them")
-        except (RedisError, OSError, asyncpg.PostgresError) as exc:
+        except (RedisError, OSError, asyncpg.PostgresError, RebuildBusy) as exc:
+            # The next award that finds the marker missing tries again.
             log.warning("leaderboards: automatic rebuild failed: %s", exc)
 
     async def stop(self) -> None:
