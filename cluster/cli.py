@@ -105,10 +105,11 @@ async def _rebuild(dsn: str, redis_url: str, prefix: str) -> int:
     from redis.exceptions import RedisError
 
     from bot.entry import rebuild_leaderboards
+    from ipc.leaderboard import RebuildBusy
 
     try:
         result = await rebuild_leaderboards(dsn, redis_url, prefix)
-    except (OSError, RedisError, asyncpg.PostgresError, RuntimeError) as exc:
+    except (OSError, RedisError, asyncpg.PostgresError, RebuildBusy) as exc:
         print(f"guildhouse: leaderboard rebuild failed: {exc}", file=sys.stderr)
         return 1
     if result is None:
