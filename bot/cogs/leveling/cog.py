@@ -151,7 +151,15 @@ class Leveling(commands.Cog, name="Leveling"):
             return
         if await self._looks_like_command(message):
             return
-        member = message.author
+        try:
+            await self._award(message, message.author)
+        except (asyncpg.PostgresError, OSError) as exc:
+            # Redis errors are handled in the service; this is PostgreSQL (settings, levels,
+            # achievements). A counted award stays counted; it just wasn't followed up.
+            log.warning("XP follow-up for message %s failed: %s", message.id, exc)
+
+    async def _award(self, message: discord.Message, member: discord.Member) -> None:
+        assert message.guild is not None
         settings = await self.settings.get(message.guild.id)
         channel = message.channel
         parent = getattr(channel, "category_id", None)
