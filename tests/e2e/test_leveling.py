@@ -198,6 +198,20 @@ async def test_xp_from_two_clusters_adds_up_globally(env: Env, driver: Driver) -
     text = await driver.reply_text(b.channel_id)
     assert "XP 20" in text and "Global rank #" in text and "Server rank #" in text
     assert "20/100 to level 1" in text
+    # The same as slash commands.
+    await driver.slash(b.channel_id, user, "rank")
+    assert await driver.reply_text(b.channel_id) == text
+    await driver.slash(
+        a.channel_id,
+        user,
+        "top",
+        [
+            {"name": "period", "type": 3, "value": "day"},
+            {"name": "scope", "type": 3, "value": "global"},
+        ],
+    )
+    text = await driver.reply_text(a.channel_id)
+    assert "Top of every server, today" in text and f"{name}: 50 XP" in text
 
 
 async def test_cooldown_holds(env: Env, driver: Driver) -> None:
