@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import discord
 
@@ -12,20 +13,34 @@ from bot.db import migrations
 from bot.db.pool import connect
 from bot.shards import Reporter, ShardState
 
+if TYPE_CHECKING:
+    from bot.cogs.leveling.importer import ImportReport
+
 __all__ = [
+    "MAX_IMPORT_BYTES",
+    "ImportRefused",
     "MigrationError",
     "Reporter",
     "ShardState",
     "SyncError",
     "WorkerConfig",
     "apply_migrations",
+    "import_xp",
     "migration_status",
     "rebuild_leaderboards",
     "run_worker",
     "sync_commands",
+    "xp_progress",
 ]
 
 MigrationError = migrations.MigrationError
+# The largest XP import file (bot.cogs.leveling.importer.MAX_FILE_BYTES, kept here so the CLI
+# can refuse a file before loading the leveling code).
+MAX_IMPORT_BYTES = 16 * 1024 * 1024
+
+
+class ImportRefused(ValueError):
+    """An XP import file refused as a whole (too large, not UTF-8, unreadable)."""
 
 
 class SyncError(RuntimeError):
@@ -65,6 +80,49 @@ async def rebuild_leaderboards(
     finally:
         await pool.close()
     return None if result is None else (result.boards, result.replayed)
+
+
+def xp_progress(xp: float) -> tuple[int, int, int]:
+    """(level, XP earned since that level, XP from that level to the next) for a total of
+    `xp`, on the one level curve (bot/cogs/leveling/rules.py). For the web leaderboard."""
+    from bot.cogs.leveling import rules
+
+    p = rules.progress(xp)
+    return p.level, p.into_level, p.needed
+
+
+async def import_xp(
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    guild_id: int,
+    data: bytes,
+    *,
+    dry_run: bool = False,
+    source: str = "",
+) -> ImportReport:
+    """`guildhouse leaderboards import`: check a `user_id,xp` CSV file line by line, write its
+    good lines to PostgreSQL (audited; see bot/cogs/leveling/importer.py for what a second
+    import does), then rebuild the Redis boards from PostgreSQL. Raises ImportRefused for a
+    file that can't be imported at all."""
+    from bot.cogs.leveling import importer
+    from bot.db.pool import create_pool
+    from ipc.client import Keys, create_redis
+
+    try:
+        parsed = importer.parse(data)
+    except importer.ImportRefused as exc:
+        raise ImportRefused(str(exc)) from None
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        applied = await importer.apply(pool, guild_id, parsed, dry_run=dry_run, source=source)
+        boards = "unchanged"
+        if applied.events and not dry_run:
+            async with create_redis(redis_url) as redis:
+                boards = await importer.refresh_boards(pool, redis, Keys(redis_prefix))
+    finally:
+        await pool.close()
+    return importer.ImportReport(guild_id, dry_run, parsed, applied, boards)
 
 
 def run_worker(config: WorkerConfig, reporter: Reporter | None = None) -> None:

@@ -123,6 +123,117 @@ async def _rebuild(dsn: str, redis_url: str, prefix: str) -> int:
     return 0
 
 
+def _guild_id(raw: str) -> int | None:
+    # Discord snowflakes: positive, and they fit PostgreSQL's BIGINT.
+    if raw.isascii() and raw.isdigit() and len(raw) <= 20 and 0 < int(raw) < 2**63:
+        return int(raw)
+    return None
+
+
+def cmd_leaderboards_import(args: argparse.Namespace) -> int:
+    guild_id = _guild_id(args.guild)
+    if guild_id is None:
+        print(
+            f"guildhouse: --guild {args.guild!r} is not a guild id "
+            "(a Discord snowflake: a positive whole number)",
+            file=sys.stderr,
+        )
+        return 2
+    path: Path = args.file
+    from bot.entry import MAX_IMPORT_BYTES
+
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise IsADirectoryError(f"{path} is not a file")
+        if size > MAX_IMPORT_BYTES:
+            print(
+                f"guildhouse: {path} is {size:,} bytes; at most {MAX_IMPORT_BYTES:,} are "
+                "accepted (split it: each import sets the members it lists)",
+                file=sys.stderr,
+            )
+            return 2
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"guildhouse: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    settings = _settings_or_exit()
+    logs.setup(settings.log_level, settings.log_format)
+    from cluster.launcher import backing_services
+
+    with backing_services(settings) as urls:
+        return _run_async(
+            _import(
+                urls.database_url,
+                urls.redis_url,
+                settings.redis_prefix,
+                guild_id,
+                data,
+                dry_run=args.dry_run,
+                source=path.name,
+            )
+        )
+
+
+async def _import(
+    dsn: str,
+    redis_url: str,
+    prefix: str,
+    guild_id: int,
+    data: bytes,
+    *,
+    dry_run: bool,
+    source: str,
+) -> int:
+    import asyncpg
+
+    from bot.entry import ImportRefused, import_xp
+
+    try:
+        report = await import_xp(
+            dsn, redis_url, prefix, guild_id, data, dry_run=dry_run, source=source
+        )
+    except ImportRefused as exc:
+        print(f"guildhouse: {source}: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"guildhouse: XP import failed: {exc}", file=sys.stderr)
+        return 1
+    parsed, applied = report.parsed, report.applied
+    head = "dry run, nothing written: " if dry_run else ""
+    print(
+        f"{head}{source}: {parsed.lines:,} line(s): {len(parsed.rows):,} imported, "
+        f"{parsed.skipped:,} skipped ({parsed.blank:,} blank, "
+        f"{'1 header, ' if parsed.header else ''}{parsed.error_count:,} with errors)"
+    )
+    for err in parsed.errors:
+        print(f"  line {err.line}: {err.message}")
+    if parsed.error_count > len(parsed.errors):
+        print(f"  ... and {parsed.error_count - len(parsed.errors):,} more error(s)")
+    verb = "would change" if dry_run else "changed"
+    print(
+        f"guild {guild_id}: {applied.changed:,} member(s) {verb} ({applied.xp_delta:+,} XP), "
+        f"{applied.unchanged:,} already had this import"
+    )
+    if report.boards == "rebuilt":
+        print("leaderboards rebuilt from PostgreSQL")
+    elif report.boards == "busy":
+        print(
+            "guildhouse: the import is saved, but another process kept rebuilding the "
+            "leaderboards; run `guildhouse leaderboards rebuild`",
+            file=sys.stderr,
+        )
+        return 1
+    elif report.boards.startswith("failed"):
+        print(
+            f"guildhouse: the import is saved, but the leaderboards were not rebuilt "
+            f"({report.boards.removeprefix('failed: ')}); run `guildhouse leaderboards rebuild`",
+            file=sys.stderr,
+        )
+        return 1
+    return 1 if parsed.error_count else 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     logs.setup(settings.log_level, settings.log_format)
@@ -278,6 +389,37 @@ def build_parser() -> argparse.ArgumentParser:
         "finds Redis empty.",
     )
     rebuild.set_defaults(func=cmd_leaderboards_rebuild)
+    imp = lb_sub.add_parser(
+        "import",
+        help="import XP for one guild from a CSV file (user_id,xp), e.g. from another bot",
+        description="Import XP for one guild from a CSV file of `user_id,xp` lines (a header "
+        "line is optional, blank lines are skipped), for a server moving from another leveling "
+        "bot. Every line is checked; good lines are imported, bad ones are reported with "
+        "their line numbers. An import sets each listed member's imported XP: the same file "
+        "twice changes nothing, a corrected file changes only the difference; XP earned here "
+        "is kept. Written to PostgreSQL (audited as xp.import), then the leaderboards are "
+        "rebuilt. Imported levels are not announced. Exit status: 0 all lines imported, 1 "
+        "some lines skipped with errors (the rest imported) or the boards not rebuilt, 2 a "
+        "bad argument or a file refused as a whole.",
+    )
+    imp.add_argument(
+        "--guild",
+        required=True,
+        metavar="ID",
+        help="the guild (server) id whose members the file lists",
+    )
+    imp.add_argument(
+        "file",
+        type=Path,
+        metavar="FILE.csv",
+        help="CSV file, UTF-8, lines `user_id,xp` (xp 0 to 1,000,000,000; at most 16 MiB)",
+    )
+    imp.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the file and report what would change; write nothing",
+    )
+    imp.set_defaults(func=cmd_leaderboards_import)
 
     st = add(
         "status",
