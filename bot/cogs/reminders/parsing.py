@@ -279,6 +279,18 @@ def _fmt_offset(raw: str) -> str:
 def take_when(tokens: list[str], now: datetime, zone: str) -> tuple[When, int]:
     """Read a time from the start of `tokens`; returns (when, tokens used).
 
+    See `_take_when` for the forms; dates at the ends of the calendar are refused, not
+    overflowed."""
+    try:
+        return _take_when(tokens, now, zone)
+    except OverflowError:
+        shown = " ".join(tokens[:2])
+        raise ParseError(f"`{_clean(shown)}` is out of range; pick a time within a year.") from None
+
+
+def _take_when(tokens: list[str], now: datetime, zone: str) -> tuple[When, int]:
+    """Read a time from the start of `tokens`; returns (when, tokens used).
+
     Forms: `in 2h`, `in 1d 30m`, `2h` (relative); `2026-12-05T19:30+01:00` or `...Z` (absolute,
     ISO 8601 with offset); `2026-12-05 19:30`, `2026-12-05T19:30` (local, in `zone`, or in a zone
     named right after: `2026-12-05 19:30 Europe/Berlin`); `19:30`, `at 19:30`, `today 19:30`,

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bot.cogs.reminders import parsing
+from bot.cogs.reminders import parsing, schedule
 from bot.cogs.reminders.parsing import ParseError, Repeat
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # 13:00 in Berlin (CET, +01:00)
@@ -325,3 +327,71 @@ def test_bad_option_values_name_the_token(fn: object, text: str, named: str) -> 
     with pytest.raises(ParseError) as err:
         fn(text)
     assert named in str(err.value)
+
+
+# -- anything at all --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9999-12-31 23:59 America/New_York x",
+        "0001-01-01 00:00 Asia/Tokyo x",
+        "9999-12-31T23:59-12:00 x",
+        "0001-01-01T00:00+14:00 x",
+    ],
+)
+def test_calendar_ends_are_refused_not_overflowed(text: str) -> None:
+    with pytest.raises(ParseError, match="out of range"):
+        parsing.split_prefix_text(text, NOW, BERLIN)
+
+
+_PIECES = st.sampled_from(
+    [
+        "in",
+        "at",
+        "tomorrow",
+        "2h",
+        "1d",
+        "30m",
+        "0",
+        "19:30",
+        "25:61",
+        "2026-12-05",
+        "2026-02-30",
+        "9999-12-31",
+        "0001-01-01T00:00+14:00",
+        "2026-12-05T19:30Z",
+        "+01:00",
+        "Europe/Berlin",
+        "UTC",
+        "Mars/Base",
+        "--before",
+        "--repeat",
+        "weekly",
+        "every",
+        "--times",
+        "3",
+        "--until",
+        "--to",
+        "players",
+        "--dm",
+        "--here",
+        "--x",
+        "and",
+        "hours",
+        "x",
+        "",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PIECES | st.text(max_size=8), max_size=10))
+def test_any_text_reads_or_raises_parse_error_only(pieces: list[str]) -> None:
+    text = " ".join(pieces)
+    try:
+        w, raw = parsing.split_prefix_text(text, NOW, BERLIN)
+        schedule.build(raw, now=NOW, zone=BERLIN, in_guild=True, when=w)
+    except ParseError as exc:
+        assert str(exc)
