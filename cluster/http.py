@@ -1,7 +1,9 @@
-"""The launcher's HTTP side: /metrics, /healthz, /readyz and the status page.
+"""The launcher's HTTP side: /metrics, /healthz, /readyz, the status page, the leaderboards.
 
 The status page (`/status`, a static HTML file that refreshes itself from `/status.json`) shows
-every cluster of the bot, not only this pod's: it reads the Redis cluster registry.
+every cluster of the bot, not only this pod's: it reads the Redis cluster registry. The public
+leaderboards (`/leaderboard/{guild_id|global}`, JSON at `/api/leaderboard/...`) read the Redis
+boards (see cluster/leaderboard_page.py).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from cluster import leaderboard_page as lbp
 from cluster.metrics import render
 from cluster.workers import Supervisor
+from ipc.leaderboard import Leaderboard
 from ipc.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -80,7 +84,13 @@ def build_app(
     probes: Probes,
     registry: Registry | None = None,
     shard_count: int = 1,
+    *,
+    leaderboard: Leaderboard | None = None,
+    progress: lbp.Progress | None = None,
 ) -> web.Application:
+    """The launcher's routes. The leaderboards read `leaderboard` (default: the registry's
+    Redis and key prefix); `progress` is the level curve (default: the bot's)."""
+
     async def healthz(_: web.Request) -> web.Response:
         # Answering at all shows the launcher's loop is responsive; workers' loops are watched
         # by the supervisor, which restarts a hung one.
@@ -141,7 +151,71 @@ def build_app(
                 return web.json_response({"error": f"Redis unreachable: {exc}"}, status=503)
         return web.json_response({"guild_id": raw, "shard_id": shard, "cluster_id": cluster})
 
+    board = leaderboard
+    if board is None and registry is not None:
+        board = Leaderboard(registry.redis, registry.keys)
+    if progress is None:
+        from bot.entry import xp_progress
+
+        progress = xp_progress
+    curve: lbp.Progress = progress
+
+    async def board_data(request: web.Request) -> tuple[lbp.Query, dict[str, Any]]:
+        """Raises BadRequest, RedisError/OSError, or LookupError when there is no Redis."""
+        query = lbp.parse_query(request.match_info["scope"], request.query)
+        if board is None:
+            raise LookupError("no Redis")
+        return query, await lbp.board_page(board, query, curve)
+
+    unavailable = "the leaderboards are unavailable right now; try again in a minute"
+    page_headers = {
+        "Cache-Control": "public, max-age=10",
+        # No script or style from elsewhere; avatars only from Discord's CDN.
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+        "script-src 'unsafe-inline'; img-src https://cdn.discordapp.com "
+        "https://media.discordapp.net; base-uri 'none'; form-action 'none'",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+    def html_response(status: int, text: str) -> web.Response:
+        headers = dict(page_headers)
+        if status != 200:
+            headers["Cache-Control"] = "no-store"
+        return web.Response(
+            status=status, text=text, content_type="text/html", charset="utf-8", headers=headers
+        )
+
+    async def leaderboard_html(request: web.Request) -> web.Response:
+        try:
+            query, data = await board_data(request)
+        except lbp.BadRequest as exc:
+            return html_response(400, lbp.render_error_html(400, exc.message))
+        except (RedisError, OSError, LookupError) as exc:
+            log.warning("leaderboard page: Redis unreachable: %s", exc)
+            return html_response(503, lbp.render_error_html(503, unavailable))
+        return html_response(200, lbp.render_html(query, data))
+
+    async def leaderboard_json(request: web.Request) -> web.Response:
+        try:
+            _, data = await board_data(request)
+        except lbp.BadRequest as exc:
+            return web.json_response({"error": exc.message, "field": exc.field}, status=400)
+        except (RedisError, OSError, LookupError) as exc:
+            log.warning("leaderboard API: Redis unreachable: %s", exc)
+            return web.json_response({"error": unavailable}, status=503)
+        return web.Response(
+            body=orjson.dumps(data),
+            content_type="application/json",
+            headers={"Cache-Control": "public, max-age=10", "Access-Control-Allow-Origin": "*"},
+        )
+
+    async def leaderboard_index(_: web.Request) -> web.Response:
+        raise web.HTTPFound("/leaderboard/global")
+
     app = web.Application()
+    app.router.add_get("/leaderboard", leaderboard_index)
+    app.router.add_get("/leaderboard/{scope}", leaderboard_html)
+    app.router.add_get("/api/leaderboard/{scope}", leaderboard_json)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -158,5 +232,5 @@ async def serve(app: web.Application, port: int) -> tuple[web.AppRunner, int]:
     site = web.TCPSite(runner, "0.0.0.0", port)  # noqa: S104
     await site.start()
     bound = int(runner.addresses[0][1]) if runner.addresses else port
-    log.info("http server on port %d (/metrics, /healthz, /readyz, /status)", bound)
+    log.info("http server on port %d (/metrics, /healthz, /readyz, /status, /leaderboard)", bound)
     return runner, bound
