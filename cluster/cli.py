@@ -196,6 +196,12 @@ async def _import(
     except ImportRefused as exc:
         print(f"guildhouse: {source}: {exc}", file=sys.stderr)
         return 2
+    except asyncpg.UndefinedTableError as exc:
+        print(
+            f"guildhouse: XP import failed: {exc}; run `guildhouse migrate` first",
+            file=sys.stderr,
+        )
+        return 1
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"guildhouse: XP import failed: {exc}", file=sys.stderr)
         return 1
