@@ -55,7 +55,7 @@ class Sink:
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     delay: float = 0.0
     block: asyncio.Event | None = None  # sends wait for this (never set: a hung send)
-    fail_with: DeliveryError | None = None
+    fail_with: Exception | None = None
 
     def transport(self, name: str) -> SinkTransport:
         return SinkTransport(self, name)
@@ -424,6 +424,26 @@ async def test_permanent_failure_is_marked_failed_and_a_repeat_continues(
     assert [(r["occurrence"], r["status"]) for r in rows] == [(0, "failed"), (1, "pending")]
     assert "403" in rows[0]["error"]
     assert rows[1]["fire_at"] == first + timedelta(hours=1)
+
+
+async def test_a_delivery_that_keeps_crashing_is_given_up(pool: asyncpg.Pool) -> None:
+    sink = Sink(fail_with=RuntimeError("a bug in rendering"))
+    await add(pool, one_off(datetime.now(UTC) - timedelta(seconds=1)))
+    errors = counter(metrics.REMINDERS_FIRED, "buggy", "error")
+    s = scheduler(pool, sink, "buggy", lease=1.0, max_attempts=2)
+    s.start()
+    try:
+
+        async def failed() -> bool:
+            return (await statuses(pool)).get("failed", 0) == 1
+
+        await until(failed)
+    finally:
+        await s.stop()
+    row = await pool.fetchrow("SELECT attempts, error FROM reminder_deliveries")
+    assert (row["attempts"], row["error"]) == (2, "bug")
+    assert counter(metrics.REMINDERS_FIRED, "buggy", "error") == errors + 2
+    assert sink.sent == []
 
 
 # -- late delivery, repeats, cancel -------------------------------------------------------------

@@ -49,7 +49,7 @@ from bot.cogs.reminders.store import Due, Next
 log = logging.getLogger(__name__)
 
 # The database and its driver failing under us: retry the loop, never crash it.
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 # An earlier send is looked for from this long before the row's first claim (the database's
 # and Discord's clocks may differ a little).
 CLOCK_SLACK = timedelta(seconds=5)
@@ -200,6 +200,11 @@ class Scheduler:
             except DB_ERRORS as exc:
                 log.warning("reminders: scheduler can't reach the database: %s", exc)
                 delay, backoff = backoff, min(backoff * 2, 30.0)
+            except Exception:
+                # The loop outlives its bugs: reminders would otherwise stop for the process's
+                # lifetime. Leases bring back whatever was claimed.
+                log.exception("reminders: scheduler round failed")
+                delay, backoff = backoff, min(backoff * 2, 30.0)
             if self._stopping:
                 break
             self.rounds += 1
@@ -242,6 +247,11 @@ class Scheduler:
             # the next attempt tries again, up to max_attempts.
             log.exception("reminders: delivery %d failed unexpectedly", due.id)
             self._count("error")
+            if due.attempts >= self.max_attempts:
+                with contextlib.suppress(*DB_ERRORS):
+                    await store.finish(
+                        self.pool, due, self.worker, status="failed", nxt=None, error="bug"
+                    )
 
     def _count(self, outcome: str) -> None:
         metrics.REMINDERS_FIRED.labels(self.cluster, outcome).inc()
