@@ -3,7 +3,8 @@
 One real launcher process (two worker processes, four shards), its own PostgreSQL (so the test
 can stop it) and the shared test Redis. Checks /readyz before and after the shards are READY
 and with PostgreSQL stopped, /metrics with prometheus-client's parser (and `promtool check
-metrics`), and the status page in headless Chromium with a screenshot.
+metrics`), and the status page and the web leaderboard (after members chat) in headless
+Chromium with screenshots.
 """
 
 from __future__ import annotations
@@ -293,6 +294,77 @@ def test_status_page_in_chromium_shows_every_shard(
     keep = os.environ.get("GUILDHOUSE_SCREENSHOT_DIR")
     if keep:
         shutil.copy(shot, Path(keep) / "status.png")
+
+
+def _say(launcher: Launcher, channel: str, author: str, content: str) -> None:
+    request = urllib.request.Request(
+        f"{launcher.sandbox.control}/_sandbox/messages",
+        data=orjson.dumps({"channel_id": channel, "author_id": author, "content": content}),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status < 300
+
+
+def test_web_leaderboard_after_chat(launcher: Launcher, tmp_path: Path) -> None:
+    """Members chat; the launcher's leaderboard page and API rank them, in headless Chromium."""
+    _, body = get(f"{launcher.sandbox.control}/_sandbox/world")
+    guild = orjson.loads(body)["guilds"][1]
+    channel = next(c["id"] for c in guild["channels"] if int(c["type"]) == 0)
+    members = guild["member_ids"][:3]
+    for member in members:
+        _say(launcher, channel, member, "gg everyone, that raid was great")
+    api = launcher.url(f"/api/leaderboard/{guild['id']}")
+    deadline = time.monotonic() + 30
+    while True:
+        status, raw = get(api)
+        assert status == 200, raw
+        data = orjson.loads(raw)
+        if data["total"] == len(members):
+            break
+        assert time.monotonic() < deadline, f"not ranked: {data}"
+        time.sleep(0.3)
+    entries = data["entries"]
+    assert sorted(e["user_id"] for e in entries) == sorted(members)
+    assert [e["rank"] for e in entries] == [1, 2, 3]
+    assert all(15 <= e["xp"] <= 25 and e["level"] == 0 for e in entries)  # one message each
+    assert all(e["name"] and not e["name"].startswith("User ") for e in entries)
+    status, raw = get(launcher.url("/api/leaderboard/global?period=day"))
+    assert status == 200 and {e["user_id"] for e in orjson.loads(raw)["entries"]} >= set(members)
+    status, raw = get(launcher.url(f"/api/leaderboard/{guild['id']}?period=fortnight"))
+    assert status == 400 and orjson.loads(raw)["field"] == "period"
+
+    chromium = _chromium()
+    page = launcher.url(f"/leaderboard/{guild['id']}?period=day")
+    dom = _headless(
+        chromium,
+        tmp_path / "profile-lb",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--dump-dom",
+        page,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    for e in entries:
+        assert f'data-rank="{e["rank"]}" data-user="{e["user_id"]}"' in html
+        assert f"<b>{e['xp']}</b>" in html
+    assert html.count("Level 0 · ") == len(members)
+    assert 'aria-current="page">Today</a>' in html
+    shot = tmp_path / "leaderboard.png"
+    result = _headless(
+        chromium,
+        tmp_path / "profile-lb-shot",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        f"--screenshot={shot}",
+        "--window-size=420,800",  # a phone
+        page,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 10_000
+    keep = os.environ.get("GUILDHOUSE_SCREENSHOT_DIR")
+    if keep:
+        shutil.copy(shot, Path(keep) / "leaderboard-phone.png")
 
 
 def _dashboard_queries(repo_root: Path) -> list[str]:
