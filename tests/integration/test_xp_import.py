@@ -283,3 +283,17 @@ async def test_cli_import(
     refused = await asyncio.to_thread(run, "--guild", str(G), str(utf16))
     assert refused.returncode == 2 and "UTF-16" in refused.stderr
     assert await totals(pool) == {ANN: 1200, BOB: 500, CY: 90}
+
+
+async def test_boards_wait_for_a_rebuild_in_progress(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    await importer.apply(pool, G, importer.parse(csv({ANN: 300})))
+    lb = Leaderboard(redis, keys)
+    token = await lb.acquire_rebuild_lock()
+    assert token is not None  # another process is rebuilding (from before the import)
+    assert await importer.refresh_boards(pool, redis, keys, attempts=2, wait=0) == "busy"
+    assert await board_of(lb, G) == []
+    await lb.release_rebuild_lock(token)
+    assert await importer.refresh_boards(pool, redis, keys, attempts=2, wait=0) == "rebuilt"
+    assert await board_of(lb, G) == [(1, ANN, 300)]

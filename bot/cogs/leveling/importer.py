@@ -37,6 +37,7 @@ from bot import audit
 from bot.cogs.leveling import rules
 from bot.cogs.leveling.rebuild import rebuild
 from ipc.client import Keys
+from ipc.leaderboard import RebuildBusy
 
 log = logging.getLogger(__name__)
 
@@ -377,12 +378,14 @@ async def refresh_boards(
 ) -> str:
     """Rebuild the Redis boards from PostgreSQL after an import. A rebuild already running may
     have read PostgreSQL before the import committed, so this waits for it and rebuilds again."""
-    try:
-        for _ in range(attempts):
+    for _ in range(attempts):
+        try:
             if await rebuild(pool, redis, keys, trigger="import") is not None:
                 return "rebuilt"
-            await asyncio.sleep(wait)
-    except (RedisError, OSError) as exc:
-        log.warning("XP import saved, but the boards were not rebuilt: %s", exc)
-        return f"failed: {exc}"
+        except RebuildBusy:
+            pass  # our rebuild lost its lock to another one: try again after it
+        except (RedisError, OSError) as exc:
+            log.warning("XP import saved, but the boards were not rebuilt: %s", exc)
+            return f"failed: {exc}"
+        await asyncio.sleep(wait)
     return "busy"
