@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from e2e_harness import Driver, SandboxProc, start_cluster, text_of
 
 from cluster.workers import Supervisor
@@ -43,6 +44,8 @@ class Env:
     dsn: str
     sandbox: SandboxProc
     places: list[Place]
+    redis_url: str
+    prefix: str
 
     def on_cluster(self, cluster: int) -> Place:
         return next(p for p in self.places if p.cluster == cluster)
@@ -69,6 +72,7 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
         world = await resp.json()
     found = places(world)
     assert {p.cluster for p in found} == {0, 1}, "the test world needs guilds on both clusters"
+    prefix = f"e2e:{uuid.uuid4().hex[:8]}:"
     sup = await start_cluster(
         sandbox,
         bot_db,
@@ -76,10 +80,10 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
         shards=SHARDS,
         clusters=CLUSTERS,
         owner_id=123456789012345678,
-        prefix=f"e2e:{uuid.uuid4().hex[:8]}:",
+        prefix=prefix,
     )
     try:
-        yield Env(sup, bot_db, sandbox, found)
+        yield Env(sup, bot_db, sandbox, found, redis_url, prefix)
     finally:
         await sup.stop()
 
@@ -213,6 +217,30 @@ async def test_players_target_mentions_the_table(env: Env, driver: Driver) -> No
     assert mentioned == {str(u) for u in [gm, *players]}
     allowed = (entry.get("allowed_mentions") or {}).get("users") or []
     assert {str(u) for u in allowed} == mentioned
+
+
+async def test_missed_reminder_is_sent_marked_late(env: Env, driver: Driver) -> None:
+    """As if the bot had been down when it was due: its time is moved two hours back, and the
+    schedulers are woken over Redis as a new reminder would wake them."""
+    p = env.on_cluster(1)
+    await driver.drain(p.channel_id)
+    rid = await create(driver, p, p.owner_id, "!remind in 1h Missed session")
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        await conn.execute(
+            "UPDATE reminder_deliveries SET fire_at = now() - interval '2 hours 5 minutes', "
+            "event_at = now() - interval '2 hours 5 minutes' WHERE reminder_id = $1",
+            rid,
+        )
+    finally:
+        await conn.close()
+    redis = aioredis.Redis.from_url(env.redis_url)
+    try:
+        await redis.publish(f"{env.prefix}reminders:wake", b"test")
+    finally:
+        await redis.aclose()
+    entry = await reminder_in(driver, p.channel_id, rid)
+    assert entry["content"] == f"⏰ <@{p.owner_id}> (late by 2h 5m)"
 
 
 async def test_list_and_cancel(env: Env, driver: Driver) -> None:
