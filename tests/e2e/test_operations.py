@@ -35,6 +35,7 @@ from cluster.embedded import EmbeddedPostgres
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 SHARDS, CLUSTERS = 4, 2
+CLI = (sys.executable, "-m", "cluster.cli")
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Launcher:
     sandbox: SandboxProc
     lines: list[str] = field(default_factory=list)
     readyz_seen: list[int] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # the launcher's environment
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -99,7 +101,7 @@ def launcher(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     lines: list[str] = []
     port: list[int] = []
     threading.Thread(target=_read_lines, args=(proc, lines, port), daemon=True).start()
-    running = Launcher(proc, 0, postgres, sandbox, lines)
+    running = Launcher(proc, 0, postgres, sandbox, lines, env=env)
     try:
         deadline = time.monotonic() + 60
         while not port:
@@ -365,6 +367,48 @@ def test_web_leaderboard_after_chat(launcher: Launcher, tmp_path: Path) -> None:
     keep = os.environ.get("GUILDHOUSE_SCREENSHOT_DIR")
     if keep:
         shutil.copy(shot, Path(keep) / "leaderboard-phone.png")
+
+
+def test_csv_import_reaches_the_running_boards(launcher: Launcher, tmp_path: Path) -> None:
+    """`guildhouse leaderboards import` beside a running cluster: bad lines reported, good ones
+    ranked on the live boards (rebuilt while the bot runs); the same file again changes
+    nothing."""
+    _, body = get(f"{launcher.sandbox.control}/_sandbox/world")
+    guild = orjson.loads(body)["guilds"][2]
+    ann, bob = guild["member_ids"][:2]
+    csv = tmp_path / "from-another-bot.csv"
+    csv.write_text(f"user_id,xp\n{ann},4675\n{bob},255\nnobody,12\n{ann},1\n")
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, "leaderboards", "import", "--guild", guild["id"], str(csv)],
+            env={**launcher.env, "LOG_LEVEL": "WARNING"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    first = run()
+    assert first.returncode == 1, first.stdout + first.stderr  # 1: some lines skipped
+    assert "2 imported, 3 skipped (0 blank, 1 header, 2 with errors)" in first.stdout
+    assert "line 4: user id 'nobody' is not a Discord id" in first.stdout
+    assert f"line 5: user {ann} is already on line 2" in first.stdout
+    assert "2 member(s) changed (+4,930 XP)" in first.stdout
+    assert "leaderboards rebuilt from PostgreSQL" in first.stdout
+    status, raw = get(launcher.url(f"/api/leaderboard/{guild['id']}"))
+    assert status == 200
+    entries = orjson.loads(raw)["entries"]
+    assert [(e["rank"], e["user_id"], e["xp"], e["level"]) for e in entries] == [
+        (1, ann, 4675, 10),
+        (2, bob, 255, 2),
+    ]
+    _, raw = get(launcher.url(f"/api/leaderboard/{guild['id']}?period=day"))
+    assert orjson.loads(raw)["entries"] == []  # imported XP is all-time XP
+    again = run()
+    assert "0 member(s) changed (+0 XP), 2 already had this import" in again.stdout
+    _, raw = get(launcher.url(f"/api/leaderboard/{guild['id']}"))
+    assert [e["xp"] for e in orjson.loads(raw)["entries"]] == [4675, 255]
 
 
 def _dashboard_queries(repo_root: Path) -> list[str]:
