@@ -146,7 +146,10 @@ def parse(data: bytes) -> Parsed:
             out.header = True
             continue
         if len(fields) != 2:
-            out._error(number, f"expected 2 columns (user_id,xp), found {len(fields)}")
+            hint = ""
+            if len(fields) == 1 and any(sep in text for sep in ";\t|"):
+                hint = " (separate the columns with a comma)"
+            out._error(number, f"expected 2 columns (user_id,xp), found {len(fields)}{hint}")
             continue
         user_text, xp_text = fields
         if not _DIGITS.fullmatch(user_text):
@@ -229,8 +232,12 @@ async def apply(
         lowered = [u for u in pending if parsed.rows[u] < before.get(u, (0, 0))[0]]
         current: dict[int, int] = {}
         if lowered:
-            query = "SELECT user_id, xp FROM xp_totals WHERE guild_id = $1 AND user_id = ANY($2)"
-            # A dry run's transaction is read-only: no row locks there.
+            query = (
+                "SELECT user_id, xp FROM xp_totals WHERE guild_id = $1 AND user_id = ANY($2) "
+                "ORDER BY user_id"
+            )
+            # A dry run's transaction is read-only: no row locks there. Rows are locked and
+            # written in user id order, so a concurrent flush waits rather than deadlocks.
             totals = await conn.fetch(
                 query if dry_run else query + " FOR UPDATE", guild_id, lowered
             )
@@ -292,7 +299,7 @@ async def _write(
 ) -> None:
     revisions = {u: before.get(u, (0, 0))[1] + 1 for u in pending}
     if deltas:
-        users = list(deltas)
+        users = sorted(deltas)
         await conn.execute(
             """
             INSERT INTO xp_events (award_id, guild_id, user_id, amount, kind, created_at)

@@ -50,7 +50,8 @@ def test_no_header_no_final_newline_bom_and_quotes() -> None:
         (f"{ANN},{'9' * 30}", "is not a whole number"),
         (f"{ANN}", "expected 2 columns (user_id,xp), found 1"),
         (f"{ANN},5,extra", "expected 2 columns (user_id,xp), found 3"),
-        (f"{ANN};5", "expected 2 columns"),
+        (f"{ANN};5", "found 1 (separate the columns with a comma)"),
+        (f"{ANN}\t5", "found 1 (separate the columns with a comma)"),
         (f"{ANN},{'1' * 300}", "longer than 256 bytes"),
     ],
 )
