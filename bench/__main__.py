@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 BENCHMARKS = {
+    "ingest": "MESSAGE_CREATE with XP: worker CPU per 1,000 events and highest rate, vs discord.py",
     "rpc_gather": "IPC gather p50/p99 over 4 clusters against a raw Redis PING",
     "startup": "N shards to all READY against ceil(N / max_concurrency) x identify interval",
     "rest_overhead": "REST limiter: cost per call and the rate at the limit, against discord.py's",

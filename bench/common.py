@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +67,56 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@contextlib.asynccontextmanager
+async def guildhouse_worker(
+    token: str,
+    api_url: str,
+    gateway_url: str,
+    urls: dict[str, str],
+    *,
+    shards: int,
+    name: str,
+    sync: bool = False,
+) -> AsyncIterator[tuple[int, str]]:
+    """One Guildhouse worker process (all features loaded) for `shards` shards, started by the
+    launcher's supervisor as `guildhouse run` would; yields its pid and Redis key prefix once
+    every shard is READY."""
+    from bot.entry import apply_migrations, sync_commands
+    from cluster.launcher import BackingUrls, DiscordEndpoint, worker_configs
+    from cluster.settings import load
+    from cluster.workers import Supervisor
+
+    await apply_migrations(urls["database_url"])
+    prefix = f"b:{name}:{secrets.token_hex(4)}:"  # REDIS_PREFIX has at most 32 characters
+    settings = load(
+        {
+            "SHARD_COUNT": str(shards),
+            "CLUSTER_COUNT": "1",
+            "REDIS_PREFIX": prefix,
+            "LOG_LEVEL": "WARNING",
+        },
+        config_file=None,
+    )
+    endpoint = DiscordEndpoint(token, api_url, gateway_url, 0.2)
+    configs = worker_configs(
+        settings,
+        endpoint=endpoint,
+        urls=BackingUrls(urls["database_url"], urls["redis_url"]),
+        shard_count=shards,
+        gateway_url=gateway_url,
+        max_concurrency=shards,
+    )
+    if sync:
+        await sync_commands(configs[0])
+    sup = Supervisor(configs, log_level="WARNING", log_format="json")
+    await sup.start()
+    try:
+        while not sup.ready():  # noqa: ASYNC110 - the worker is another process
+            await asyncio.sleep(0.1)
+        pid = next(iter(sup.workers.values())).pid
+        assert pid is not None
+        yield pid, prefix
+    finally:
+        await sup.stop()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import random
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from typing import Any
 import orjson
 import psutil
 
-from bench.common import backing, percentile, stop
+from bench.common import backing, guildhouse_worker, percentile, stop
 from sandbox import Sandbox, SandboxConfig
 
 SHARDS = 2
@@ -176,41 +175,10 @@ async def baseline(sb: Sandbox) -> AsyncIterator[int]:
 
 @contextlib.asynccontextmanager
 async def guildhouse(sb: Sandbox, urls: dict[str, str]) -> AsyncIterator[int]:
-    from bot.entry import apply_migrations, sync_commands
-    from cluster.launcher import BackingUrls, DiscordEndpoint, worker_configs
-    from cluster.settings import load
-    from cluster.workers import Supervisor
-
-    await apply_migrations(urls["database_url"])
-    settings = load(
-        {
-            "SHARD_COUNT": str(SHARDS),
-            "CLUSTER_COUNT": "1",
-            "REDIS_PREFIX": f"bench:lat:{os.getpid()}:{time.monotonic_ns()}:",
-            "LOG_LEVEL": "WARNING",
-        },
-        config_file=None,
-    )
-    endpoint = DiscordEndpoint(sb.token, sb.api_url, sb.gateway_url, 0.2)
-    configs = worker_configs(
-        settings,
-        endpoint=endpoint,
-        urls=BackingUrls(urls["database_url"], urls["redis_url"]),
-        shard_count=SHARDS,
-        gateway_url=sb.gateway_url,
-        max_concurrency=SHARDS,
-    )
-    await sync_commands(configs[0])
-    sup = Supervisor(configs, log_level="WARNING", log_format="json")
-    await sup.start()
-    try:
-        while not sup.ready():  # noqa: ASYNC110 - the worker is another process
-            await asyncio.sleep(0.1)
-        pid = next(iter(sup.workers.values())).pid
-        assert pid is not None
+    async with guildhouse_worker(
+        sb.token, sb.api_url, sb.gateway_url, urls, shards=SHARDS, name="lat", sync=True
+    ) as (pid, _):
         yield pid
-    finally:
-        await sup.stop()
 
 
 # -- the run -------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import orjson
 import psutil
 
-from bench.common import backing, start_sandbox, stop
+from bench.common import backing, guildhouse_worker, start_sandbox, stop
 
 SHARDS = 2
 
@@ -96,40 +95,10 @@ async def _baseline_child(api_url: str, gateway_url: str, token: str) -> None:
 
 
 async def measure_guildhouse(info: dict[str, Any], urls: dict[str, str], settle: float) -> int:
-    from bot.entry import apply_migrations
-    from cluster.launcher import BackingUrls, DiscordEndpoint, worker_configs
-    from cluster.settings import load
-    from cluster.workers import Supervisor
-
-    await apply_migrations(urls["database_url"])
-    settings = load(
-        {
-            "SHARD_COUNT": str(SHARDS),
-            "CLUSTER_COUNT": "1",
-            "REDIS_PREFIX": f"bench:mem:{os.getpid()}:{time.monotonic_ns()}:",
-            "LOG_LEVEL": "WARNING",
-        },
-        config_file=None,
-    )
-    endpoint = DiscordEndpoint(info["token"], info["api_url"], info["gateway_url"], 0.2)
-    configs = worker_configs(
-        settings,
-        endpoint=endpoint,
-        urls=BackingUrls(urls["database_url"], urls["redis_url"]),
-        shard_count=SHARDS,
-        gateway_url=info["gateway_url"],
-        max_concurrency=SHARDS,
-    )
-    sup = Supervisor(configs, log_level="WARNING", log_format="json")
-    await sup.start()
-    try:
-        while not sup.ready():  # noqa: ASYNC110 - the worker is another process
-            await asyncio.sleep(0.1)
-        pid = next(iter(sup.workers.values())).pid
-        assert pid is not None
+    async with guildhouse_worker(
+        info["token"], info["api_url"], info["gateway_url"], urls, shards=SHARDS, name="mem"
+    ) as (pid, _):
         return await asyncio.to_thread(_rss_after, pid, settle)
-    finally:
-        await sup.stop()
 
 
 async def run(small: int, large: int, members: int, settle: float) -> dict[str, Any]:

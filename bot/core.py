@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -16,6 +17,7 @@ import redis.asyncio as aioredis
 from discord.ext import commands
 
 from bot import errors, logcontext, metrics, throttles
+from bot.chat import ChatSink, ChatState
 from bot.checks import Level, level_of
 from bot.config import WorkerConfig
 from bot.guild_settings import GuildSettingsStore
@@ -164,6 +166,38 @@ class Guildhouse(commands.AutoShardedBot):
         self.add_check(self._not_throttled, call_once=True)
         self.before_invoke(self._started)
         self._cluster_label = str(config.cluster_id)
+        self._event_counters: dict[str, Any] = {}
+        # Chat (guild messages that are not commands) reaches the features that count it on a
+        # light path: bot/chat.py. Features register with `add_chat_sink`.
+        self.chat_state.chat_prefix = self._cached_prefix
+
+    # -- chat ----------------------------------------------------------------------------------
+
+    def _get_state(self, **options: Any) -> ChatState:  # type: ignore[override]
+        return ChatState(
+            dispatch=self.dispatch,
+            handlers=self._handlers,
+            hooks=self._hooks,
+            http=self.http,
+            **options,
+        )
+
+    @property
+    def chat_state(self) -> ChatState:
+        return self._connection  # type: ignore[return-value]
+
+    def _cached_prefix(self, guild_id: int) -> str | None:
+        settings = self.guild_settings.cached(guild_id)
+        return settings.prefix if settings is not None else None
+
+    def add_chat_sink(self, sink: ChatSink) -> None:
+        """Call `sink(chat)` for every message that takes the light path (see bot/chat.py).
+        It runs inside the gateway parser: it must not block; start a task for real work."""
+        self.chat_state.chat_sinks.append(sink)
+
+    def remove_chat_sink(self, sink: ChatSink) -> None:
+        with contextlib.suppress(ValueError):
+            self.chat_state.chat_sinks.remove(sink)
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -283,8 +317,16 @@ class Guildhouse(commands.AutoShardedBot):
     async def on_command_completion(self, ctx: commands.Context[Any]) -> None:
         self.count_command(ctx, "ok")
 
-    async def on_socket_event_type(self, event_type: str) -> None:
-        metrics.GATEWAY_EVENTS.labels(self._cluster_label, event_type).inc()
+    def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
+        if event_name == "socket_event_type":
+            # Counted here, synchronously: as a listener it would cost a task per event.
+            counter = self._event_counters.get(args[0])
+            if counter is None:
+                counter = metrics.GATEWAY_EVENTS.labels(self._cluster_label, args[0])
+                self._event_counters[args[0]] = counter
+            counter.inc()
+            return
+        super().dispatch(event_name, *args, **kwargs)
 
     async def _rpc_cluster_stats(self, _: object) -> dict[str, object]:
         info = self.cluster_info("ready" if self.shard_tracker.all_ready() else "starting")

@@ -108,6 +108,13 @@ class GuildSettingsStore:
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
+    def cached(self, guild_id: int) -> GuildSettings | None:
+        """The settings if this worker has them cached and fresh (no I/O), else None."""
+        entry = self._cache.get(guild_id)
+        if entry is not None and time.monotonic() - entry.loaded < TTL:
+            return entry.value
+        return None
+
     async def get(self, guild_id: int) -> GuildSettings:
         entry = self._cache.get(guild_id)
         if entry is not None and time.monotonic() - entry.loaded < TTL:

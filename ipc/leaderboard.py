@@ -27,9 +27,11 @@ boards, and a period name.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -102,6 +104,26 @@ def period_tag(period: str, when: datetime) -> str:
     return f"{period[0]}{start:%Y%m%d}"
 
 
+@dataclass(frozen=True)
+class _Day:
+    """What an award on one UTC day needs: its boards' tags and the periods' expiry times."""
+
+    tags: tuple[str, str, str, str]  # all, month, week, day
+    expiry: tuple[int, int, int]  # unix time the month, week and day boards expire
+
+
+@functools.lru_cache(maxsize=64)
+def _day_cached(day: date) -> _Day:
+    when = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    tags = tuple(period_tag(p, when) for p in PERIODS)
+    expiry = []
+    for p in ("month", "week", "day"):
+        end = period_end(p, when)
+        assert end is not None
+        expiry.append(int((end + EXPIRY_MARGIN).timestamp()))
+    return _Day(tags, tuple(expiry))  # type: ignore[arg-type]
+
+
 def stream_id_time(entry_id: str) -> float:
     """Unix time (s) encoded in a Redis stream entry id."""
     return int(entry_id.split("-", 1)[0]) / 1000
@@ -147,34 +169,60 @@ class Profile:
     avatar: str | None
 
 
-# KEYS: 1 cooldown (may be a dummy when ARGV[1] is 0), 2 seen, 3 stream, 4 ready marker,
-#       5..12 boards (guild all, month, week, day; global all, month, week, day), 13 profiles.
-# ARGV: 1 cooldown ms, 2 seen ttl s, 3 amount, 4 user, 5 award id, 6 guild, 7 time ms, 8 kind,
-#       9 profile json or '', 10-12 unix expiry of the month/week/day boards, 13-15 their tags.
-# Returns {status, guild total, ready, stream id}; status 0 awarded, 1 cooldown, 2 duplicate.
+# Several awards in one call (one round trip, one script run, however many arrive at once).
+# The per-award keys (cooldown, seen, the eight boards) are built in the script from the key
+# prefix, so a batch costs 9 arguments an award: the script needs one Redis server, which is
+# what Guildhouse supports (not Redis Cluster).
+# KEYS: 1 stream, 2 ready marker, 3 profiles.
+# ARGV: 1 seen ttl s, 2 key prefix, 3 number of UTC days D, then per day 6 values: the month,
+#       week and day tags and the unix expiry of those boards; then per award 9 values:
+#       cooldown ms, amount, user, award id, guild, time ms, kind, profile json or '', day (1..D).
+# Returns per award {status, guild total, stream id} (status 0 awarded, 1 cooldown,
+# 2 duplicate), then the ready marker. A period board's expiry is set once per call.
 _AWARD = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return {2, '0', 0, ''} end
-local cd = tonumber(ARGV[1])
-if cd > 0 then
-  if not redis.call('SET', KEYS[1], ARGV[5], 'NX', 'PX', cd) then return {1, '0', 0, ''} end
-end
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
-local id = redis.call('XADD', KEYS[3], '*', 'a', ARGV[5], 'g', ARGV[6], 'u', ARGV[4],
-  'x', ARGV[3], 't', ARGV[7], 'k', ARGV[8], 'p', ARGV[9],
-  'm', ARGV[13], 'w', ARGV[14], 'd', ARGV[15])
-local total = '0'
-for i = 5, 12 do
-  local score = redis.call('ZINCRBY', KEYS[i], ARGV[3], ARGV[4])
-  if i == 5 then total = score end
-  if tonumber(score) <= 0 then redis.call('ZREM', KEYS[i], ARGV[4]) end
-end
-for i = 0, 1 do
-  for j = 1, 3 do
-    redis.call('EXPIREAT', KEYS[5 + i * 4 + j], ARGV[9 + j])
+local prefix, days = ARGV[2], tonumber(ARGV[3])
+local first = 4 + days * 6
+local n = (#ARGV - first + 1) / 9
+local out = {}
+local expiring = {}
+for a = 0, n - 1 do
+  local v = first + a * 9
+  local cd, amount, user, aid = tonumber(ARGV[v]), ARGV[v + 1], ARGV[v + 2], ARGV[v + 3]
+  local guild, profile, d = ARGV[v + 4], ARGV[v + 7], 4 + (tonumber(ARGV[v + 8]) - 1) * 6
+  local seen = prefix .. 'xp:seen:' .. aid
+  local status, total, id = 0, '0', ''
+  if redis.call('EXISTS', seen) == 1 then
+    status = 2
+  elseif cd > 0 then
+    local cooldown = prefix .. 'xp:cd:' .. guild .. ':' .. user
+    if not redis.call('SET', cooldown, aid, 'NX', 'PX', cd) then status = 1 end
   end
+  if status == 0 then
+    redis.call('SET', seen, '1', 'EX', ARGV[1])
+    id = redis.call('XADD', KEYS[1], '*', 'a', aid, 'g', guild, 'u', user, 'x', amount,
+      't', ARGV[v + 5], 'k', ARGV[v + 6], 'p', profile,
+      'm', ARGV[d], 'w', ARGV[d + 1], 'd', ARGV[d + 2])
+    local scopes = {prefix .. 'lb:g:' .. guild .. ':', prefix .. 'lb:global:'}
+    for s = 1, 2 do
+      for j = 0, 3 do
+        local board = scopes[s] .. (j == 0 and 'all' or ARGV[d + j - 1])
+        local score = redis.call('ZINCRBY', board, amount, user)
+        if s == 1 and j == 0 then total = score end
+        if tonumber(score) <= 0 then redis.call('ZREM', board, user) end
+        if j > 0 and not expiring[board] then
+          expiring[board] = true
+          redis.call('EXPIREAT', board, ARGV[d + j + 2])
+        end
+      end
+    end
+    if profile ~= '' then redis.call('HSET', KEYS[3], user, profile) end
+  end
+  out[#out + 1] = status
+  out[#out + 1] = total
+  out[#out + 1] = id
 end
-if ARGV[9] ~= '' then redis.call('HSET', KEYS[13], ARGV[4], ARGV[9]) end
-return {0, total, redis.call('EXISTS', KEYS[4]), id}
+out[#out + 1] = redis.call('EXISTS', KEYS[2])
+return out
 """
 
 # The last step of a rebuild, atomic: replay the stream entries Postgres did not have at the
@@ -285,47 +333,54 @@ class Leaderboard:
     async def award(self, award: Award, *, cooldown: float = 0.0) -> AwardOutcome:
         """Count `award` unless the user is on cooldown (`cooldown` s, across every process)
         or the award id was seen already."""
-        when = award.at.astimezone(UTC)
-        boards = [self.board_key(g, p, when) for g in (award.guild_id, None) for p in PERIODS]
-        expiry, tags = [], []
-        for p in ("month", "week", "day"):
-            end = period_end(p, when)
-            assert end is not None
-            expiry.append(int((end + EXPIRY_MARGIN).timestamp()))
-            tags.append(period_tag(p, when))
-        profile = (
-            orjson.dumps({"name": award.name, "avatar": award.avatar}).decode()
-            if award.name is not None
-            else ""
+        (outcome,) = await self.award_many([(award, cooldown)])
+        return outcome
+
+    async def award_many(self, awards: Sequence[tuple[Award, float]]) -> list[AwardOutcome]:
+        """`award` for several (award, cooldown) pairs in one round trip, in order; an award
+        later in the list sees the cooldowns and totals of the earlier ones."""
+        if not awards:
+            return []
+        days: dict[date, int] = {}
+        day_args: list[str | int] = []
+        award_args: list[str | int] = []
+        for award, cooldown in awards:
+            on = award.at.astimezone(UTC).date()
+            index = days.get(on)
+            if index is None:
+                index = days[on] = len(days) + 1
+                day = _day_cached(on)
+                day_args += [*day.tags[1:], *day.expiry]
+            profile = (
+                orjson.dumps({"name": award.name, "avatar": award.avatar}).decode()
+                if award.name is not None
+                else ""
+            )
+            award_args += [
+                max(0, int(cooldown * 1000)),
+                award.amount,
+                award.user_id,
+                award.award_id,
+                award.guild_id,
+                int(award.at.timestamp() * 1000),
+                award.kind,
+                profile,
+                index,
+            ]
+        raw = await self._award(
+            keys=[self.stream, self.marker, self.profiles_key],
+            args=[SEEN_TTL, self.keys.prefix, len(days), *day_args, *award_args],
         )
-        keys = [
-            self.cooldown_key(award.guild_id, award.user_id),
-            self.keys("xp", "seen", award.award_id),
-            self.stream,
-            self.marker,
-            *boards,
-            self.profiles_key,
+        ready = bool(raw[-1])
+        return [
+            AwardOutcome(
+                status=_STATUS[int(raw[i])],
+                guild_total=float(raw[i + 1]),
+                ready=ready,
+                entry_id=_text(raw[i + 2]) or None,
+            )
+            for i in range(0, len(raw) - 1, 3)
         ]
-        args: list[str | int] = [
-            max(0, int(cooldown * 1000)),
-            SEEN_TTL,
-            award.amount,
-            award.user_id,
-            award.award_id,
-            award.guild_id,
-            int(when.timestamp() * 1000),
-            award.kind,
-            profile,
-            *expiry,
-            *tags,
-        ]
-        status, total, ready, entry_id = await self._award(keys=keys, args=args)
-        return AwardOutcome(
-            status=_STATUS[int(status)],
-            guild_total=float(total),
-            ready=bool(ready),
-            entry_id=_text(entry_id) or None,
-        )
 
     async def clear_cooldown(self, guild_id: int, user_id: int) -> None:
         await self.redis.delete(self.cooldown_key(guild_id, user_id))
@@ -480,6 +535,73 @@ class Leaderboard:
     async def _drop_temp(self, tmp: str) -> None:
         async for key in self.redis.scan_iter(match=tmp + "*", count=500):
             await self.redis.delete(key)
+
+
+class AwardQueue:
+    """Awards on their way to `Leaderboard.award_many`: the first request is sent at once;
+    those that arrive while a call is in flight go together in the next one. No award waits for
+    a timer, and under load one round trip (and one script run) counts many awards.
+
+    A process killed with awards in the queue loses them uncounted: nothing was promised for
+    them yet (counted means in Redis, and from there on its way to Postgres)."""
+
+    def __init__(self, board: Leaderboard, *, max_batch: int = 500) -> None:
+        self.board = board
+        self.max_batch = max_batch
+        self._queue: list[tuple[list[tuple[Award, float]], asyncio.Future[list[AwardOutcome]]]]
+        self._queue = []
+        self._busy = False
+        self._task: asyncio.Future[None] | None = None
+        self.calls = 0  # round trips made, for metrics and benchmarks
+
+    async def award(self, award: Award, *, cooldown: float = 0.0) -> AwardOutcome:
+        (outcome,) = await self.award_all([(award, cooldown)])
+        return outcome
+
+    async def award_all(self, awards: Sequence[tuple[Award, float]]) -> list[AwardOutcome]:
+        """The outcomes of these (award, cooldown) pairs, in order."""
+        if not awards:
+            return []
+        future: asyncio.Future[list[AwardOutcome]] = asyncio.get_running_loop().create_future()
+        self._queue.append((list(awards), future))
+        if not self._busy:
+            self._busy = True
+            self._task = asyncio.ensure_future(self._send())
+        return await future
+
+    async def _send(self) -> None:
+        try:
+            while self._queue:
+                batch: list[tuple[list[tuple[Award, float]], asyncio.Future[Any]]] = []
+                size = 0
+                while self._queue and (
+                    not batch or size + len(self._queue[0][0]) <= self.max_batch
+                ):
+                    request = self._queue.pop(0)
+                    batch.append(request)
+                    size += len(request[0])
+                self.calls += 1
+                try:
+                    outcomes = await self.board.award_many(
+                        [a for awards, _ in batch for a in awards]
+                    )
+                except asyncio.CancelledError:
+                    for _, future in batch + self._queue:
+                        future.cancel()
+                    self._queue.clear()
+                    raise
+                except Exception as exc:  # every waiter gets the failure, as if it had called
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                at = 0
+                for awards, future in batch:
+                    if not future.done():
+                        future.set_result(outcomes[at : at + len(awards)])
+                    at += len(awards)
+        finally:
+            self._busy = False
 
 
 def _text(value: Any) -> str:

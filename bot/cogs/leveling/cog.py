@@ -4,6 +4,8 @@ achievements. The logic lives in service.py, rules.py and store.py; this file ta
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from datetime import timedelta
@@ -16,6 +18,7 @@ from discord.ext import commands
 from redis.exceptions import RedisError
 
 from bot import audit
+from bot.chat import Chat
 from bot.checks import Level, requires
 from bot.cogs.leveling import rules, store
 from bot.cogs.leveling.flusher import Flusher
@@ -76,6 +79,18 @@ def describe(s: XpSettings) -> discord.Embed:
     return fit_embed(embed)
 
 
+CHAT_BATCH = 500  # chat messages awarded per Redis round trip, at most
+CHAT_LINGER = 0.01  # seconds the first chat message of a batch waits for company
+
+
+def _worth_telling(outcome: Outcome, settings: XpSettings) -> bool:
+    """Whether an award needs Discord: a level-up to announce or reward, or an achievement to
+    announce."""
+    if outcome.level_up is not None and (settings.announce != "off" or settings.rewards):
+        return True
+    return bool(outcome.achievements) and settings.achievements_announce != "off"
+
+
 def achievement_line(a: rules.Achievement) -> str:
     return f"🏆 **{a.name}**: {a.description}"
 
@@ -97,9 +112,13 @@ class Leveling(commands.Cog, name="Leveling"):
             cluster=cluster,
         )
         self._pipeline_started = False
+        self._chat_tasks: set[asyncio.Task[None]] = set()
+        self._chat_queue: list[Chat] = []
+        self._chat_drainer: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
         await self.settings.start()
+        self.bot.add_chat_sink(self._on_chat)
         states = self.bot.shard_tracker.states.values()
         if self.bot.is_ready() or ShardState.READY in states:
             await self._start_pipeline()  # reloaded while connected
@@ -122,6 +141,12 @@ class Leveling(commands.Cog, name="Leveling"):
         await self._start_pipeline()
 
     async def cog_unload(self) -> None:
+        self.bot.remove_chat_sink(self._on_chat)
+        if self._chat_drainer is not None:  # counts what was queued before the flush below
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._chat_drainer, 5)
+        for task in list(self._chat_tasks):
+            task.cancel()
         await self.flusher.stop()
         await self.service.stop()
         await self.settings.stop()
@@ -157,6 +182,66 @@ class Leveling(commands.Cog, name="Leveling"):
             # Redis errors are handled in the service; this is PostgreSQL (settings, levels,
             # achievements). A counted award stays counted; it just wasn't followed up.
             log.warning("XP follow-up for message %s failed: %s", message.id, exc)
+
+    def _on_chat(self, chat: Chat) -> None:
+        """Chat on the light path (bot/chat.py). Queued; one task drains the queue, a batch at
+        a time, with one Redis round trip per batch (no task or future per message)."""
+        if not self.bot.accepting or chat.content.startswith("!"):
+            return
+        self._chat_queue.append(chat)
+        if self._chat_drainer is None or self._chat_drainer.done():
+            self._chat_drainer = asyncio.create_task(self._drain_chat(), name="xp-chat")
+
+    async def _drain_chat(self) -> None:
+        while self._chat_queue:
+            if len(self._chat_queue) < CHAT_BATCH:
+                # Let a few more arrive: XP needs no answer, so 10 ms of waiting turns a
+                # round trip per message into one per batch at any busy rate.
+                await asyncio.sleep(CHAT_LINGER)
+            batch = self._chat_queue[:CHAT_BATCH]
+            del self._chat_queue[:CHAT_BATCH]
+            try:
+                await self._award_chats(batch)
+            except (asyncpg.PostgresError, OSError) as exc:
+                # Redis errors are handled in the service (the awards are not counted); this
+                # is PostgreSQL (settings, levels, achievements) after they were counted.
+                log.warning("XP follow-up for %d messages failed: %s", len(batch), exc)
+
+    async def _award_chats(self, batch: list[Chat]) -> None:
+        items = []
+        for chat in batch:
+            settings = self.settings.cached(chat.guild_id) or await self.settings.get(chat.guild_id)
+            info = MessageInfo(
+                message_id=chat.message_id,
+                guild_id=chat.guild_id,
+                channel_id=chat.channel_id,
+                parent_id=chat.parent_id,
+                user_id=chat.author_id,
+                role_ids=chat.role_ids,
+                created_at=chat.created_at,
+                name=chat.name,
+                avatar=chat.avatar_url,
+            )
+            items.append((info, settings))
+        outcomes = await self.service.award_messages(items)
+        for chat, (_, settings), outcome in zip(batch, items, outcomes, strict=True):
+            if outcome.status == "awarded" and _worth_telling(outcome, settings):
+                task = asyncio.create_task(self._tell(chat, settings, outcome))
+                self._chat_tasks.add(task)
+                task.add_done_callback(self._chat_tasks.discard)
+
+    async def _tell(self, chat: Chat, settings: XpSettings, outcome: Outcome) -> None:
+        """A level-up or achievement to announce or reward (rare): now the member and channel
+        are worth a lookup. The member isn't cached (no member intent): one REST call."""
+        guild = self.bot.get_guild(chat.guild_id)
+        channel = guild.get_channel(chat.channel_id) if guild else None
+        if guild is None or channel is None:
+            return
+        try:
+            member = await guild.fetch_member(chat.author_id)
+            await self._after_award(member, channel, settings, outcome)
+        except discord.HTTPException as exc:
+            log.warning("could not tell member %s of their XP news: %s", chat.author_id, exc)
 
     async def _award(self, message: discord.Message, member: discord.Member) -> None:
         assert message.guild is not None

@@ -64,12 +64,16 @@ class Flusher:
         *,
         batch: int = 500,
         claim_idle: float = 10.0,
+        interval: float = 0.25,
         cluster: str = "",
     ) -> None:
         self.pool = pool
         self.group = stream_group(redis, keys, consumer)
         self.batch = batch
         self.claim_idle = claim_idle
+        # After a short batch, wait this long before reading again: under a steady trickle
+        # the flusher writes a few large transactions a second, not one per award.
+        self.interval = interval
         self.cluster = cluster
         self._task: asyncio.Task[None] | None = None
         self._last_claim = 0.0
@@ -152,6 +156,8 @@ class Flusher:
             self._last_trim = now
             await self.group.trim(STREAM_RETENTION)
             await self.group.forget_idle_consumers(3600)
+        if entries and len(entries) < self.batch and not self._stopping:
+            await asyncio.sleep(self.interval)
 
     async def _flush(self, entries: list[StreamEntry], *, mine: bool = False) -> int:
         if not entries:

@@ -8,8 +8,8 @@ import contextlib
 import logging
 import random
 import uuid
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -22,14 +22,11 @@ from bot.cogs.leveling import rules, store
 from bot.cogs.leveling.rebuild import rebuild
 from bot.cogs.leveling.settings import XpSettings
 from ipc.client import Keys, count_redis_error
-from ipc.leaderboard import Award, Leaderboard, RebuildBusy
+from ipc.leaderboard import Award, AwardQueue, Leaderboard, RebuildBusy
 
 log = logging.getLogger(__name__)
 
 _CACHE_SIZE = 50_000
-# Awards in flight at once per worker: a burst of messages waits here rather than taking every
-# connection of the Redis client's bounded pool (which refuses the rest: "Too many connections").
-AWARD_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -91,7 +88,11 @@ class LevelingService:
         self._unlocked = _Lru(_CACHE_SIZE)  # (guild, user, achievement) known unlocked
         self._seen_today = _Lru(_CACHE_SIZE)  # (guild, user) -> the UTC day last checked
         self._rebuild_task: asyncio.Task[None] | None = None
-        self._award_slots = asyncio.Semaphore(AWARD_CONCURRENCY)
+        # One award call in flight per worker; awards arriving meanwhile go together in the
+        # next call (a burst neither takes every connection of the Redis pool nor costs a
+        # round trip per message).
+        self.awards = AwardQueue(self.board)
+        self._profiles = _Lru(_CACHE_SIZE)  # user id -> (name, avatar) last sent
 
     # -- rebuild when Redis is empty ---------------------------------------------------------
 
@@ -121,50 +122,93 @@ class LevelingService:
     # -- awards ------------------------------------------------------------------------------
 
     async def award_message(self, msg: MessageInfo, settings: XpSettings) -> Outcome:
-        mult = rules.multiplier(
-            msg.channel_id,
-            msg.parent_id,
-            msg.role_ids,
-            settings.channel_multipliers,
-            settings.role_multipliers,
-        )
-        amount = rules.message_xp(settings.min_xp, settings.max_xp, mult, self.rng)
-        if amount <= 0:
-            metrics.XP_AWARDS.labels(self.cluster, "no_xp").inc()
-            return Outcome("no_xp")
-        award = Award(
-            award_id=f"m:{msg.message_id}",
-            guild_id=msg.guild_id,
-            user_id=msg.user_id,
-            amount=amount,
-            at=msg.created_at,
-            name=msg.name,
-            avatar=msg.avatar,
-        )
+        (outcome,) = await self.award_messages([(msg, settings)])
+        return outcome
+
+    async def award_messages(
+        self, messages: Sequence[tuple[MessageInfo, XpSettings]]
+    ) -> list[Outcome]:
+        """Award XP for several messages with one Redis round trip (in order: a later message
+        of the same member sees the cooldown the earlier one set); then, for the few that
+        need it, the level-up check and achievements (PostgreSQL), side by side."""
+        outcomes: list[Outcome] = [Outcome("no_xp") for _ in messages]
+        pending: list[tuple[int, Award, float, tuple[str | None, str | None] | None]] = []
+        for n, (msg, settings) in enumerate(messages):
+            mult = rules.multiplier(
+                msg.channel_id,
+                msg.parent_id,
+                msg.role_ids,
+                settings.channel_multipliers,
+                settings.role_multipliers,
+            )
+            amount = rules.message_xp(settings.min_xp, settings.max_xp, mult, self.rng)
+            if amount <= 0:
+                metrics.XP_AWARDS.labels(self.cluster, "no_xp").inc()
+                continue
+            # A profile travels with an award only when it changed since this worker last
+            # sent one (a rebuild restores the hash from Postgres, where every sent profile is
+            # kept).
+            profile = (msg.name, msg.avatar)
+            fresh = msg.name is not None and self._profiles.get(msg.user_id) != profile
+            award = Award(
+                award_id=f"m:{msg.message_id}",
+                guild_id=msg.guild_id,
+                user_id=msg.user_id,
+                amount=amount,
+                at=msg.created_at,
+                name=msg.name if fresh else None,
+                avatar=msg.avatar if fresh else None,
+            )
+            pending.append((n, award, float(settings.cooldown), profile if fresh else None))
+        if not pending:
+            return outcomes
         try:
-            async with self._award_slots:
-                result = await self.board.award(award, cooldown=settings.cooldown)
+            results = await self.awards.award_all([(a, cd) for _, a, cd, _ in pending])
         except (RedisError, OSError) as exc:
             # Not counted, and the member is not told otherwise: nothing to lose.
             count_redis_error("xp_award")
-            metrics.XP_AWARDS.labels(self.cluster, "error").inc()
-            log.warning("XP award not counted: Redis unavailable (%s)", exc)
-            return Outcome("error")
-        metrics.XP_AWARDS.labels(self.cluster, result.status).inc()
-        if not result.awarded:
-            return Outcome(result.status)
-        metrics.XP_AWARDED.labels(self.cluster).inc(amount)
-        total = result.guild_total
-        if not result.ready:
+            metrics.XP_AWARDS.labels(self.cluster, "error").inc(len(pending))
+            log.warning("XP awards not counted: Redis unavailable (%s)", exc)
+            for n, *_ in pending:
+                outcomes[n] = Outcome("error")
+            return outcomes
+        follow_ups = []
+        statuses: Counter[str] = Counter()
+        points = 0
+        for (n, award, _, sent_profile), result in zip(pending, results, strict=True):
+            statuses[result.status] += 1
+            if not result.awarded:
+                outcomes[n] = Outcome(result.status)
+                continue
+            points += award.amount
+            if sent_profile is not None:
+                self._profiles.put(award.user_id, sent_profile)
+            outcomes[n] = out = Outcome("awarded", award.amount, result.guild_total)
+            msg = messages[n][0]
+            crosses = rules.level_for(result.guild_total) > rules.level_for(
+                result.guild_total - award.amount
+            )
+            first_today = self._seen_today.get((msg.guild_id, msg.user_id)) != msg.created_at.date()
+            if not result.ready or crosses or first_today:
+                follow_ups.append(self._follow_up(msg, out, ready=result.ready))
+        for status, count in statuses.items():  # one metric update per batch, not per award
+            metrics.XP_AWARDS.labels(self.cluster, status).inc(count)
+        metrics.XP_AWARDED.labels(self.cluster).inc(points)
+        if follow_ups:
+            await asyncio.gather(*follow_ups)
+        return outcomes
+
+    async def _follow_up(self, msg: MessageInfo, out: Outcome, *, ready: bool) -> None:
+        if not ready:
             # Redis lost the boards: the total it returned counts only what came since. The
             # Postgres total (a second or so behind) is a lower bound that can't announce a
             # level too early; the conditional update in raise_level keeps it to once.
             self.schedule_rebuild()
-            total = max(total, await store.total(self.pool, msg.guild_id, msg.user_id) + amount)
-        out = Outcome("awarded", amount, total)
-        out.level_up = await self.check_level(msg.guild_id, msg.user_id, total, amount)
+            out.total = max(
+                out.total, await store.total(self.pool, msg.guild_id, msg.user_id) + out.amount
+            )
+        out.level_up = await self.check_level(msg.guild_id, msg.user_id, out.total, out.amount)
         out.achievements = await self._achievements(msg, out.level_up, msg.created_at.date())
-        return out
 
     async def check_level(
         self, guild_id: int, user_id: int, total: float, amount: int

@@ -183,6 +183,13 @@ class XpSettingsStore:
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
+    def cached(self, guild_id: int) -> XpSettings | None:
+        """The settings if cached and fresh (no I/O), else None."""
+        entry = self._cache.get(guild_id)
+        if entry is not None and time.monotonic() - entry.loaded < TTL:
+            return entry.value
+        return None
+
     async def get(self, guild_id: int) -> XpSettings:
         entry = self._cache.get(guild_id)
         if entry is not None and time.monotonic() - entry.loaded < TTL:

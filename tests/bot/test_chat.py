@@ -1,0 +1,145 @@
+"""The light path for chat (bot/chat.py): which gateway payloads become a `Chat`, which take
+discord.py's full path, and that nothing is dispatched twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+import pytest
+
+from bot.chat import Chat, ChatState
+from bot.core import intents
+
+GUILD, CHANNEL, CATEGORY, BOT, USER = 111, 222, 333, 999, 4242 << 22
+
+
+def _message(content: str = "hello there", **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": str((1 << 42) + 7),
+        "channel_id": str(CHANNEL),
+        "guild_id": str(GUILD),
+        "type": 0,
+        "content": content,
+        "author": {
+            "id": str(USER),
+            "username": "ann",
+            "global_name": "Ann",
+            "avatar": None,
+            "discriminator": "0",
+        },
+        "member": {"roles": ["5", "6"], "avatar": None},
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": [],
+        "timestamp": "2026-12-01T10:00:00+00:00",
+        "edited_timestamp": None,
+        "tts": False,
+        "mention_everyone": False,
+        "pinned": False,
+    }
+    data.update(changes)
+    return data
+
+
+@pytest.fixture
+async def state() -> ChatState:
+    client = discord.AutoShardedClient(intents=intents(), shard_count=1)
+    st = ChatState(
+        dispatch=client.dispatch,
+        handlers=client._handlers,
+        hooks=client._hooks,
+        http=client.http,
+        intents=intents(),
+        shard_count=1,
+    )
+    st.user = discord.ClientUser(
+        state=st, data={"id": str(BOT), "username": "gh", "discriminator": "0", "avatar": None}
+    )
+    guild = discord.Guild(
+        state=st,
+        data={  # type: ignore[typeddict-item]
+            "id": str(GUILD),
+            "name": "Table",
+            "roles": [],
+            "channels": [
+                {"id": str(CATEGORY), "type": 4, "name": "games", "position": 0},
+                {
+                    "id": str(CHANNEL),
+                    "type": 0,
+                    "name": "general",
+                    "position": 1,
+                    "parent_id": str(CATEGORY),
+                },
+            ],
+        },
+    )
+    st._add_guild(guild)
+    st.chat_prefix = lambda gid: "?" if gid == GUILD else None
+    return st
+
+
+def test_plain_chat_becomes_a_chat_record(state: ChatState) -> None:
+    chat = state.as_chat(_message())
+    assert isinstance(chat, Chat)
+    assert (chat.guild_id, chat.channel_id, chat.parent_id, chat.author_id) == (
+        GUILD,
+        CHANNEL,
+        CATEGORY,
+        USER,
+    )
+    assert chat.role_ids == (GUILD, 5, 6) and chat.name == "Ann"
+    assert chat.avatar_url.startswith("https://cdn.discordapp.com/embed/avatars/")
+    assert chat.created_at == discord.utils.snowflake_time(chat.message_id)
+    channel = state._get_guild(GUILD).get_channel(CHANNEL)  # type: ignore[union-attr]
+    assert channel.last_message_id == chat.message_id  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _message("?roll 2d6"),  # the guild's prefix: maybe a command
+        _message(f"<@{BOT}> help"),  # a mention of the bot
+        _message(f"<@!{BOT}> help"),
+        _message(guild_id=None),  # a DM
+        _message(author={"id": "5", "username": "b", "bot": True}),
+        _message(webhook_id="77"),
+        _message(type=7),  # a member joined (a system message)
+        _message(channel_id="123456"),  # a thread, or a channel not cached
+        _message(guild_id="555"),  # a guild whose prefix isn't cached here
+    ],
+)
+def test_what_takes_the_full_path(state: ChatState, payload: dict[str, Any]) -> None:
+    assert state.as_chat(payload) is None
+
+
+def test_chat_goes_to_the_sinks_and_not_to_on_message(state: ChatState) -> None:
+    seen: list[Chat] = []
+    dispatched: list[str] = []
+    state.chat_sinks.append(seen.append)
+    state.dispatch = lambda event, *args: dispatched.append(event)  # type: ignore[method-assign]
+    state.parse_message_create(_message())
+    assert len(seen) == 1 and dispatched == []
+    state.parse_message_create(_message("?ping"))
+    assert len(seen) == 1 and dispatched == ["message"]
+
+
+def test_a_failing_sink_does_not_stop_the_others(state: ChatState) -> None:
+    seen: list[Chat] = []
+
+    def broken(_: Chat) -> None:
+        raise RuntimeError("bug")
+
+    state.chat_sinks += [broken, seen.append]
+    state.parse_message_create(_message())
+    assert len(seen) == 1
+
+
+def test_avatars(state: ChatState) -> None:
+    own = state.as_chat(
+        _message(author={"id": str(USER), "username": "a", "avatar": "abc", "discriminator": "0"})
+    )
+    assert own is not None and own.avatar_url.endswith(f"/avatars/{USER}/abc.png?size=1024")
+    server = state.as_chat(_message(member={"roles": [], "avatar": "def"}))
+    assert server is not None and f"/guilds/{GUILD}/users/{USER}/avatars/def" in server.avatar_url
