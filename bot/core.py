@@ -230,6 +230,19 @@ class Guildhouse(commands.AutoShardedBot):
             await asyncio.wait(busy, timeout=left)
         log.warning("drain: commands still running after %.0fs; closing anyway", grace)
 
+    async def launch_shard(self, gateway: Any, shard_id: int, *, initial: bool = False) -> None:
+        # Queue for the IDENTIFY turn before connecting; the hook below then waits only the
+        # last second or two, with the new connection open.
+        waited = await self.identify_queue.approach(shard_id)
+        if waited > 1:
+            log.info(
+                "shard %s waited %.1fs in the IDENTIFY queue before connecting",
+                shard_id,
+                waited,
+                extra={"shard": shard_id},
+            )
+        await super().launch_shard(gateway, shard_id, initial=initial)
+
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         # Every IDENTIFY of every worker and pod waits its turn in the shared Redis queue.
         waited = await self.identify_queue.acquire(shard_id or 0)

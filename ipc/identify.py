@@ -15,6 +15,8 @@ How it stays correct:
   blocks the bucket. The last grant time itself expires after a few intervals.
 - Turns are spaced by the interval plus a small margin (10 %, at least 0.2 s): a turn is
   granted before the IDENTIFY is sent, and sending can be late.
+- A shard first `approach`es its turn without a connection, and connects only when the turn is
+  near: waiting after HELLO would leave the new connection unread for as long as the queue is.
 - If Redis is unreachable, a worker paces its own IDENTIFYs locally (one per interval) and says
   so once; that can only be slower than the shared queue, never faster for this process.
 """
@@ -32,8 +34,10 @@ from ipc.client import Degraded, Keys
 
 log = logging.getLogger(__name__)
 
-# KEYS: last grant time, waiting set.  ARGV: shard, interval ms, lease ms, lease key prefix.
-# Returns 0 when granted, otherwise milliseconds to wait before asking again.
+# KEYS: last grant time, waiting set.  ARGV: shard, interval ms, lease ms, lease key prefix,
+# peek ('1': report when the turn would come, keep the place in the queue, claim nothing).
+# Returns 0 when granted (or, peeking, grantable now), -1 while another shard is ahead,
+# otherwise milliseconds until this shard's turn.
 _CLAIM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -53,6 +57,9 @@ end
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 if now - last < interval then
   return interval - (now - last)
+end
+if ARGV[5] == '1' then
+  return 0
 end
 redis.call('SET', KEYS[1], now, 'PX', interval * 4)
 redis.call('ZREM', KEYS[2], shard)
@@ -96,6 +103,35 @@ class IdentifyQueue:
     def bucket(self, shard_id: int) -> int:
         return shard_id % self.max_concurrency
 
+    async def approach(self, shard_id: int, *, within: float = 2.0) -> float:
+        """Wait, holding this shard's place in the queue, until its turn is at most `within`
+        seconds away; return the seconds waited. Claims nothing: `acquire` does.
+
+        Call it before opening the shard's gateway connection: a shard that waited its turn
+        after HELLO would read nothing meanwhile (its heartbeat ACKs pile up unread, and past
+        discord.py's heartbeat timeout its connection is closed as a zombie)."""
+        started = time.monotonic()
+        bucket = self.bucket(shard_id)
+        keys = [self.keys("identify", bucket, "last"), self.keys("identify", bucket, "waiting")]
+        args: list[str | int] = [
+            str(shard_id),
+            int(self.spacing * 1000),
+            int(self.lease * 1000),
+            self.keys("identify", bucket, "alive", ""),
+            "1",
+        ]
+        while True:
+            try:
+                wait_ms = int(await self._claim(keys=keys, args=args))
+            except (redis.exceptions.RedisError, OSError) as exc:
+                self._redis_state.failed(exc)
+                return time.monotonic() - started  # acquire paces locally
+            self._redis_state.succeeded()
+            if 0 <= wait_ms <= within * 1000:
+                return time.monotonic() - started
+            pause = POLL if wait_ms < 0 else min(wait_ms / 1000 - within, self.lease / 2)
+            await asyncio.sleep(pause)
+
     async def acquire(self, shard_id: int) -> float:
         """Wait until this shard may IDENTIFY; return the seconds waited."""
         started = time.monotonic()
@@ -106,6 +142,7 @@ class IdentifyQueue:
             int(self.spacing * 1000),
             int(self.lease * 1000),
             self.keys("identify", bucket, "alive", ""),
+            "0",
         ]
         while True:
             try:

@@ -143,3 +143,26 @@ async def test_without_redis_it_paces_locally_and_says_so_once(
     await dead.aclose()
     assert second >= 0.25
     assert sum("pacing IDENTIFYs locally" in r.message for r in caplog.records) == 1
+
+
+async def test_approach_holds_a_place_and_claims_nothing(redis: aioredis.Redis, keys: Keys) -> None:
+    q = IdentifyQueue(redis, keys, max_concurrency=1, interval=2.0, margin=0.0)
+    assert await q.approach(0) == pytest.approx(0, abs=1)
+    assert await redis.get(keys("identify", 0, "last")) is None, "approach claimed a turn"
+    await q.acquire(0)
+    assert await redis.get(keys("identify", 0, "last")) is not None
+    # Shard 1 is next; approach returns once its turn is at most `within` away, not before.
+    await q.approach(1, within=0.5)
+    peek = q._claim(
+        keys=[keys("identify", 0, "last"), keys("identify", 0, "waiting")],
+        args=["1", 2000, 10_000, keys("identify", 0, "alive", ""), "1"],
+    )
+    assert 0 <= int(await peek) <= 500
+    # Still first in line: a higher shard that asks now is told someone is ahead.
+    later = q._claim(
+        keys=[keys("identify", 0, "last"), keys("identify", 0, "waiting")],
+        args=["7", 2000, 10_000, keys("identify", 0, "alive", ""), "1"],
+    )
+    assert int(await later) == -1
+    await q.acquire(1)
+    assert int(await redis.zcard(keys("identify", 0, "waiting"))) == 1  # shard 7's place
