@@ -120,3 +120,13 @@ async def guildhouse_worker(
         yield pid, prefix
     finally:
         await sup.stop()
+
+
+def places(sb: Any) -> list[tuple[int, list[int]]]:
+    """(text channel everyone can write in, its members) of a sandbox.Sandbox's world."""
+    out = []
+    for guild in sb.world.guilds.values():
+        channels = [c.id for c in guild.channels.values() if c.type == 0 and not c.overwrites]
+        people = [m for m in guild.members if m != sb.world.bot.id]
+        out += [(c, people) for c in channels if people]
+    return out

@@ -32,7 +32,7 @@ import orjson
 import psutil
 import redis.asyncio as aioredis
 
-from bench.common import backing, guildhouse_worker, stop
+from bench.common import backing, guildhouse_worker, places, stop
 from sandbox import Sandbox, SandboxConfig
 
 SHARDS = 2
@@ -65,15 +65,6 @@ class Run:
         }
 
 
-def _places(sb: Sandbox) -> list[tuple[int, list[int]]]:
-    out = []
-    for guild in sb.world.guilds.values():
-        channels = [c.id for c in guild.channels.values() if c.type == 0 and not c.overwrites]
-        people = [m for m in guild.members if m != sb.world.bot.id]
-        out += [(c, people) for c in channels if people]
-    return out
-
-
 def _cpu(proc: psutil.Process) -> float:
     t = proc.cpu_times()
     return float(t.user + t.system)
@@ -102,7 +93,7 @@ class Target:
 async def offer(t: Target, rate: float, duration: float, drain: float) -> Run:
     sb, redis_proc, counted = t.sb, t.redis_proc, t.counted
     rng = random.Random(int(rate))
-    places = _places(sb)
+    where = places(sb)
     proc = psutil.Process(t.pid)
     before = await counted()
     cpu0 = _cpu(proc)
@@ -111,7 +102,7 @@ async def offer(t: Target, rate: float, duration: float, drain: float) -> Run:
     n = int(rate * duration)
     for i in range(n):
         await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
-        channel, people = places[i % len(places)]
+        channel, people = where[i % len(where)]
         await sb.send_message(channel, rng.choice(people), rng.choice(CHAT))
     deadline = time.monotonic() + drain
     done = await counted() - before
@@ -213,7 +204,7 @@ async def _probe(
     return best, rows
 
 
-async def run(  # noqa: PLR0913 - the command line's options
+async def run(  # noqa: PLR0917 - the command line's options, in order
     rates: list[float],
     duration: float,
     drain: float,

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 import psutil
 
-from bench.common import backing, guildhouse_worker, percentile, stop
+from bench.common import backing, guildhouse_worker, percentile, places, stop
 from sandbox import Sandbox, SandboxConfig
 
 SHARDS = 2
@@ -58,19 +58,10 @@ class Load:
         }
 
 
-def _places(sb: Sandbox) -> list[tuple[int, list[int]]]:
-    out = []
-    for guild in sb.world.guilds.values():
-        channels = [c.id for c in guild.channels.values() if c.type == 0 and not c.overwrites]
-        people = [m for m in guild.members if m != sb.world.bot.id]
-        out += [(c, people) for c in channels if people]
-    return out
-
-
 async def offer(sb: Sandbox, pid: int, kind: str, rate: float, duration: float) -> Load:
     """Send `rate` commands per second for `duration` s; wait for the answers."""
     rng = random.Random(int(rate * 1000))
-    places = _places(sb)
+    where = places(sb)
     pending: dict[str, deque[float]] = {}
     trips: list[float] = []
     after = max((int(e["seq"]) for e in await sb.outbox()), default=0)
@@ -92,7 +83,7 @@ async def offer(sb: Sandbox, pid: int, kind: str, rate: float, duration: float) 
         start = time.monotonic()
         for i in range(int(rate * duration)):
             await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-            channel, people = places[i % len(places)]
+            channel, people = where[i % len(where)]
             author = rng.choice(people)
             pending.setdefault(str(channel), deque()).append(time.monotonic())
             if kind == "slash":

@@ -11,10 +11,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 import discord
+from discord.ext import commands
 
 from bot.ui import fit_embed, truncate
 
@@ -102,6 +103,40 @@ async def audited(bot: Guildhouse, **kwargs: Any) -> AuditEntry:
     entry = await record_change(bot.pool, **kwargs)
     await post(bot, entry)
     return entry
+
+
+class Settings(Protocol):
+    def as_json(self) -> Any: ...
+
+
+async def audited_settings(
+    bot: Guildhouse,
+    ctx: commands.Context[Any],
+    action: str,
+    *,
+    old: Settings,
+    new: Settings,
+    save: Callable[[asyncpg.Connection, Any], Awaitable[None]],
+    target_id: int | None = None,
+) -> AuditEntry:
+    """A moderator's or admin's change of a guild's settings: `save(conn, new)` and the audit
+    row (before/after from `as_json()`) in one transaction, then posted to the log channel.
+    The caller announces the change to the other workers once this returns."""
+    assert ctx.guild is not None
+
+    async def change(conn: asyncpg.Connection) -> tuple[Any, Any]:
+        await save(conn, new)
+        return old.as_json(), new.as_json()
+
+    return await audited(
+        bot,
+        guild_id=ctx.guild.id,
+        actor_id=ctx.author.id,
+        action=action,
+        change=change,
+        channel_id=ctx.channel.id,
+        target_id=target_id,
+    )
 
 
 async def recent(

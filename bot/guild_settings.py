@@ -9,17 +9,14 @@ staleness, never a wrong value forever.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-import redis.exceptions
 
+from bot.guild_cache import GuildCache
 from ipc.client import Keys
 
 log = logging.getLogger(__name__)
@@ -93,42 +90,26 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
-@dataclass
-class _Entry:
-    value: GuildSettings
-    loaded: float = field(default_factory=time.monotonic)
-
-
 class GuildSettingsStore:
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys) -> None:
         self.pool = pool
-        self.redis = redis
-        self.channel = keys("events", "guild-settings")
-        self._cache: dict[int, _Entry] = {}
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self.cache: GuildCache[GuildSettings] = GuildCache(
+            redis, keys("events", "guild-settings"), self._load, what="guild settings", ttl=TTL
+        )
+        self.cached = self.cache.cached
+        self.get = self.cache.get
+        self.announce = self.cache.announce
+        self.forget = self.cache.forget
+        self.start = self.cache.start
+        self.stop = self.cache.stop
 
-    def cached(self, guild_id: int) -> GuildSettings | None:
-        """The settings if this worker has them cached and fresh (no I/O), else None."""
-        entry = self._cache.get(guild_id)
-        if entry is not None and time.monotonic() - entry.loaded < TTL:
-            return entry.value
-        return None
-
-    async def get(self, guild_id: int) -> GuildSettings:
-        entry = self._cache.get(guild_id)
-        if entry is not None and time.monotonic() - entry.loaded < TTL:
-            return entry.value
+    async def _load(self, guild_id: int) -> GuildSettings:
         row = await self.pool.fetchrow(
             "SELECT prefix, settings FROM guilds WHERE id = $1", guild_id
         )
-        value = (
-            GuildSettings.from_row(guild_id, row["prefix"], row["settings"])
-            if row
-            else GuildSettings(guild_id)
-        )
-        self._cache[guild_id] = _Entry(value)
-        return value
+        if row is None:
+            return GuildSettings(guild_id)
+        return GuildSettings.from_row(guild_id, row["prefix"], row["settings"])
 
     async def save(self, conn: asyncpg.Connection, new: GuildSettings) -> None:
         """Write within the caller's transaction; call `announce` after it commits."""
@@ -143,45 +124,3 @@ class GuildSettingsStore:
             None if prefix == DEFAULT_PREFIX else prefix,
             data,
         )
-
-    async def announce(self, guild_id: int) -> None:
-        self._cache.pop(guild_id, None)
-        try:
-            await self.redis.publish(self.channel, str(guild_id))
-        except redis.exceptions.RedisError:
-            # Other workers pick the change up when their cached copy expires (TTL).
-            log.warning("could not announce a settings change of guild %s", guild_id)
-
-    def forget(self, guild_id: int) -> None:
-        self._cache.pop(guild_id, None)
-
-    # -- invalidation listener ---------------------------------------------------------------
-
-    async def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="guild-settings-listener")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), 10)
-
-    async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-
-    async def _listen(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    self._cache.clear()  # anything announced while we were away is stale
-                    self._subscribed.set()
-                    delay = 0.5
-                    async for message in pubsub.listen():
-                        if message and message.get("type") == "message":
-                            with contextlib.suppress(ValueError):
-                                self._cache.pop(int(message["data"]), None)
-            except (redis.exceptions.RedisError, OSError):
-                log.warning("guild settings subscription lost; retrying in %.1fs", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-import asyncpg
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -73,19 +72,8 @@ class Admin(commands.Cog, name="Server admin"):
         assert ctx.guild is not None
         store = self.bot.guild_settings
         old = await store.get(ctx.guild.id)
-
-        async def change(conn: asyncpg.Connection) -> tuple[Any, Any]:
-            await store.save(conn, new)
-            return old.as_json(), new.as_json()
-
-        await audit.audited(
-            self.bot,
-            guild_id=ctx.guild.id,
-            actor_id=ctx.author.id,
-            action=action,
-            change=change,
-            channel_id=ctx.channel.id,
-            target_id=target_id,
+        await audit.audited_settings(
+            self.bot, ctx, action, old=old, new=new, save=store.save, target_id=target_id
         )
         await store.announce(ctx.guild.id)
 

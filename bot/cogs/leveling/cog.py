@@ -518,22 +518,11 @@ class Leveling(commands.Cog, name="Leveling"):
         self, ctx: Ctx, action: str, new: XpSettings, target_id: int | None = None
     ) -> None:
         assert ctx.guild is not None
+        from bot.cogs.leveling import settings as xs
+
         old = await self._current(ctx)
-
-        async def change(conn: asyncpg.Connection) -> tuple[Any, Any]:
-            from bot.cogs.leveling import settings as xs
-
-            await xs.save(conn, new)
-            return old.as_json(), new.as_json()
-
-        await audit.audited(
-            self.bot,
-            guild_id=ctx.guild.id,
-            actor_id=ctx.author.id,
-            action=action,
-            change=change,
-            channel_id=ctx.channel.id,
-            target_id=target_id,
+        await audit.audited_settings(
+            self.bot, ctx, action, old=old, new=new, save=xs.save, target_id=target_id
         )
         await self.settings.announce(ctx.guild.id)
 

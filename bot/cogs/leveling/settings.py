@@ -3,18 +3,15 @@ invalidated over Redis pub/sub when an admin changes them (like bot/guild_settin
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
-import redis.exceptions
 
+from bot.guild_cache import GuildCache
 from ipc.client import Keys
 
 log = logging.getLogger(__name__)
@@ -168,69 +165,19 @@ async def save(conn: asyncpg.Connection, s: XpSettings) -> None:
         )
 
 
-@dataclass
-class _Entry:
-    value: XpSettings
-    loaded: float = field(default_factory=time.monotonic)
-
-
 class XpSettingsStore:
+    """Per-guild XP settings, cached in each worker and invalidated across clusters."""
+
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys) -> None:
         self.pool = pool
-        self.redis = redis
-        self.channel = keys("events", "xp-settings")
-        self._cache: dict[int, _Entry] = {}
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self.cache: GuildCache[XpSettings] = GuildCache(
+            redis, keys("events", "xp-settings"), self._load, what="XP settings", ttl=TTL
+        )
+        self.cached = self.cache.cached
+        self.get = self.cache.get
+        self.announce = self.cache.announce
+        self.start = self.cache.start
+        self.stop = self.cache.stop
 
-    def cached(self, guild_id: int) -> XpSettings | None:
-        """The settings if cached and fresh (no I/O), else None."""
-        entry = self._cache.get(guild_id)
-        if entry is not None and time.monotonic() - entry.loaded < TTL:
-            return entry.value
-        return None
-
-    async def get(self, guild_id: int) -> XpSettings:
-        entry = self._cache.get(guild_id)
-        if entry is not None and time.monotonic() - entry.loaded < TTL:
-            return entry.value
-        value = await load(self.pool, guild_id)
-        self._cache[guild_id] = _Entry(value)
-        return value
-
-    async def announce(self, guild_id: int) -> None:
-        """Call after the change committed: every worker drops its copy."""
-        self._cache.pop(guild_id, None)
-        try:
-            await self.redis.publish(self.channel, str(guild_id))
-        except (redis.exceptions.RedisError, OSError):
-            log.warning("could not announce an XP settings change of guild %s", guild_id)
-
-    async def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="xp-settings-listener")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), 10)
-
-    async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-
-    async def _listen(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    self._cache.clear()
-                    self._subscribed.set()
-                    delay = 0.5
-                    async for message in pubsub.listen():
-                        if message and message.get("type") == "message":
-                            with contextlib.suppress(ValueError):
-                                self._cache.pop(int(message["data"]), None)
-            except (redis.exceptions.RedisError, OSError):
-                log.warning("XP settings subscription lost; retrying in %.1fs", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+    async def _load(self, guild_id: int) -> XpSettings:
+        return await load(self.pool, guild_id)
