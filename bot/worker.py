@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 
@@ -24,6 +25,7 @@ async def _report(bot: Guildhouse, reporter: Reporter | None, ready_timeout: flo
     """Once a second: tell the launcher we are alive and how each shard is; reconnect a shard
     that has been stuck short of READY for `ready_timeout` seconds."""
     tick = 0
+    frozen = False
     while True:
         if reporter is not None:
             reporter.heartbeat()
@@ -34,6 +36,12 @@ async def _report(bot: Guildhouse, reporter: Reporter | None, ready_timeout: flo
                     latency = None
                 reporter.shard(sid, state, latency)
         tick += 1
+        if not frozen and bot.shard_tracker.all_ready():
+            # What start-up built (guilds, channels, roles, modules) lives as long as the
+            # process: out of the collector's way, so a full collection doesn't walk it all.
+            frozen = True
+            gc.collect()
+            gc.freeze()
         bot.sample_metrics()
         if tick % 2 == 0:
             await _publish(bot, "ready" if bot.shard_tracker.all_ready() else "starting")
