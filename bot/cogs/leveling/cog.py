@@ -785,6 +785,18 @@ class Leveling(commands.Cog, name="Leveling"):
         me = ctx.guild.me
         if me is not None and role >= me.top_role:
             raise BadInput(f"{role.mention} is not below my highest role, so I can't give it.")
+        author = ctx.author
+        if (
+            isinstance(author, discord.Member)
+            and author.id != ctx.guild.owner_id
+            and not author.guild_permissions.administrator
+            and role >= author.top_role
+        ):
+            # Discord's own rule for handing out roles: else an admin by Manage Server (or a
+            # configured admin role) could reward themselves a role above their own.
+            raise BadInput(
+                f"{role.mention} is not below your highest role, so you can't make it a reward."
+            )
         current = await self._current(ctx)
         if level not in current.rewards and len(current.rewards) >= MAX_REWARDS:
             raise BadInput(f"At most {MAX_REWARDS} level roles; remove one first.")
