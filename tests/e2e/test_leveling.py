@@ -426,4 +426,3 @@ async def test_a_big_dice_roll_unlocks_an_achievement(env: Env, driver: Driver) 
         assert "▫️ **First words**" in text  # commands earn no XP, so not unlocked yet
     finally:
         await command(driver, p, "!xp achievements dm", "Achievements: by DM")
-
