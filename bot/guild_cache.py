@@ -40,6 +40,10 @@ class GuildCache(Generic[T]):
         self.ttl = ttl
         self._load = load
         self._entries: dict[int, tuple[T, float]] = {}
+        # Bumped by every invalidation: a load that began before one must not store what it
+        # read (it may be the old value, read just before the change committed).
+        self._generation: dict[int, int] = {}
+        self._epoch = 0
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -54,16 +58,23 @@ class GuildCache(Generic[T]):
         entry = self._entries.get(guild_id)
         if entry is not None and time.monotonic() - entry[1] < self.ttl:
             return entry[0]
+        seen = (self._epoch, self._generation.get(guild_id, 0))
         value = await self._load(guild_id)
-        self._entries[guild_id] = (value, time.monotonic())
+        if (self._epoch, self._generation.get(guild_id, 0)) == seen:
+            self._entries[guild_id] = (value, time.monotonic())
         return value
 
     def forget(self, guild_id: int) -> None:
         self._entries.pop(guild_id, None)
+        self._generation[guild_id] = self._generation.get(guild_id, 0) + 1
+
+    def _forget_all(self) -> None:
+        self._entries.clear()
+        self._epoch += 1
 
     async def announce(self, guild_id: int) -> None:
         """Call after the change committed: every worker drops its copy."""
-        self._entries.pop(guild_id, None)
+        self.forget(guild_id)
         try:
             await self.redis.publish(self.channel, str(guild_id))
         except (redis.exceptions.RedisError, OSError):
@@ -87,13 +98,13 @@ class GuildCache(Generic[T]):
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.channel)
-                    self._entries.clear()  # anything announced while we were away is stale
+                    self._forget_all()  # anything announced while we were away is stale
                     self._subscribed.set()
                     delay = 0.5
                     async for message in pubsub.listen():
                         if message and message.get("type") == "message":
                             with contextlib.suppress(ValueError):
-                                self._entries.pop(int(message["data"]), None)
+                                self.forget(int(message["data"]))
             except (redis.exceptions.RedisError, OSError):
                 log.warning("%s subscription lost; retrying in %.1fs", self.what, delay)
                 await asyncio.sleep(delay)

@@ -426,3 +426,26 @@ async def test_a_big_dice_roll_unlocks_an_achievement(env: Env, driver: Driver) 
         assert "▫️ **First words**" in text  # commands earn no XP, so not unlocked yet
     finally:
         await command(driver, p, "!xp achievements dm", "Achievements: by DM")
+
+
+async def test_an_admin_cannot_reward_a_role_above_their_own(env: Env, driver: Driver) -> None:
+    p = env.on(1)[0]
+    guild = next(g for g in driver.world["guilds"] if int(g["id"]) == p.guild_id)
+    mod = next(int(m["id"]) for m in guild["members"] if str(p.mod_role) in map(str, m["roles"]))
+    # The moderators' role is made an admin role: its members are admins here, but the role is
+    # their highest, so they may not hand it out as a reward.
+    await command(driver, p, f"!settings adminrole add <@&{p.mod_role}>", "added to the admin")
+    try:
+        await driver.drain(p.channel_id)
+        await driver.say(p.channel_id, mod, f"!levelrole add 3 <@&{p.mod_role}>")
+        assert "not below your highest role" in await driver.reply_text(p.channel_id)
+        conn = await asyncpg.connect(env.dsn)
+        try:
+            rewards = await conn.fetch(
+                "SELECT level FROM xp_role_rewards WHERE guild_id = $1 AND level = 3", p.guild_id
+            )
+        finally:
+            await conn.close()
+        assert rewards == []
+    finally:
+        await command(driver, p, f"!settings adminrole remove <@&{p.mod_role}>", "removed from")
