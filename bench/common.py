@@ -130,3 +130,22 @@ def places(sb: Any) -> list[tuple[int, list[int]]]:
         people = [m for m in guild.members if m != sb.world.bot.id]
         out += [(c, people) for c in channels if people]
     return out
+
+
+@contextlib.asynccontextmanager
+async def baseline_bot(module: str, *args: str) -> AsyncIterator[int]:
+    """A benchmark's baseline bot: `python -m <module> --baseline-child ARGS...` in its own
+    process, which prints READY once connected; yields its pid, stops it afterwards."""
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once; its pipe is read in a thread
+        [sys.executable, "-m", module, "--baseline-child", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if line.strip() != "READY":
+            raise RuntimeError(f"the baseline bot of {module} did not start")
+        yield proc.pid
+    finally:
+        stop(proc)  # type: ignore[arg-type]

@@ -20,10 +20,9 @@ import argparse
 import asyncio
 import contextlib
 import random
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +31,7 @@ import orjson
 import psutil
 import redis.asyncio as aioredis
 
-from bench.common import backing, guildhouse_worker, places, stop
+from bench.common import backing, baseline_bot, guildhouse_worker, places
 from sandbox import Sandbox, SandboxConfig
 
 SHARDS = 2
@@ -150,24 +149,8 @@ async def _baseline_child(api_url: str, gateway_url: str, token: str, redis_url:
     await bot.start(token)
 
 
-@contextlib.asynccontextmanager
-async def baseline(sb: Sandbox, redis_url: str) -> AsyncIterator[int]:
-    proc = subprocess.Popen(  # noqa: ASYNC220 - started once; its pipe is read in a thread
-        [
-            *(sys.executable, "-m", "bench.ingest", "--baseline-child"),
-            *(sb.api_url, sb.gateway_url, sb.token, redis_url),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
-        if line.strip() != "READY":
-            raise RuntimeError("the baseline bot did not start")
-        yield proc.pid
-    finally:
-        stop(proc)  # type: ignore[arg-type]
+def baseline(sb: Sandbox, redis_url: str) -> contextlib.AbstractAsyncContextManager[int]:
+    return baseline_bot("bench.ingest", sb.api_url, sb.gateway_url, sb.token, redis_url)
 
 
 async def _quiet_xp(database_url: str, guild_ids: list[int]) -> None:
@@ -222,6 +205,14 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
             "warmup_s": warmup,
         },
     }
+
+    async def measure(target: Target) -> dict[str, Any]:
+        """Warm up, the CPU figure at `cpu_rate`, then the doubling series."""
+        await offer(target, cpu_rate, warmup, drain)
+        fixed = await offer(target, cpu_rate, duration, drain)
+        best, rows = await _probe(target, rates, duration, drain)
+        return {"at_cpu_rate": fixed.row(), "highest_sustained_per_s": best, "probes": rows}
+
     with backing() as urls:
         redis = aioredis.Redis.from_url(urls["redis_url"])
         redis_proc = _redis_process(urls["redis_url"])
@@ -233,15 +224,7 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
                     async def base_count() -> int:
                         return await _sum_scores(redis, BASELINE_KEY)
 
-                    target = Target(sb, pid, redis_proc, base_count)
-                    await offer(target, cpu_rate, warmup, drain)
-                    fixed = await offer(target, cpu_rate, duration, drain)
-                    best, rows = await _probe(target, rates, duration, drain)
-                    result["discordpy"] = {
-                        "at_cpu_rate": fixed.row(),
-                        "highest_sustained_per_s": best,
-                        "probes": rows,
-                    }
+                    result["discordpy"] = await measure(Target(sb, pid, redis_proc, base_count))
                 from bot.entry import apply_migrations
 
                 await apply_migrations(urls["database_url"])
@@ -257,15 +240,7 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
                     async def ours_count() -> int:
                         return await _sum_scores(redis, board)
 
-                    target = Target(sb, pid, redis_proc, ours_count)
-                    await offer(target, cpu_rate, warmup, drain)
-                    fixed = await offer(target, cpu_rate, duration, drain)
-                    best, rows = await _probe(target, rates, duration, drain)
-                    result["guildhouse"] = {
-                        "at_cpu_rate": fixed.row(),
-                        "highest_sustained_per_s": best,
-                        "probes": rows,
-                    }
+                    result["guildhouse"] = await measure(Target(sb, pid, redis_proc, ours_count))
         finally:
             await redis.aclose()
     ours, base = result["guildhouse"]["at_cpu_rate"], result["discordpy"]["at_cpu_rate"]

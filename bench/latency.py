@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import random
-import subprocess
 import sys
 import time
 from collections import deque
@@ -27,7 +26,7 @@ from typing import Any
 import orjson
 import psutil
 
-from bench.common import backing, guildhouse_worker, percentile, places, stop
+from bench.common import backing, baseline_bot, guildhouse_worker, percentile, places
 from sandbox import Sandbox, SandboxConfig
 
 SHARDS = 2
@@ -139,29 +138,8 @@ async def _baseline_child(api_url: str, gateway_url: str, token: str) -> None:
         await bot.connect()
 
 
-@contextlib.asynccontextmanager
-async def baseline(sb: Sandbox) -> AsyncIterator[int]:
-    proc = subprocess.Popen(  # noqa: ASYNC220 - started once; its pipe is read in a thread
-        [
-            sys.executable,
-            "-m",
-            "bench.latency",
-            "--baseline-child",
-            sb.api_url,
-            sb.gateway_url,
-            sb.token,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
-        if line.strip() != "READY":
-            raise RuntimeError("the baseline bot did not start")
-        yield proc.pid
-    finally:
-        stop(proc)  # type: ignore[arg-type]
+def baseline(sb: Sandbox) -> contextlib.AbstractAsyncContextManager[int]:
+    return baseline_bot("bench.latency", sb.api_url, sb.gateway_url, sb.token)
 
 
 @contextlib.asynccontextmanager

@@ -110,6 +110,13 @@ class IdentifyQueue:
         Call it before opening the shard's gateway connection: a shard that waited its turn
         after HELLO would read nothing meanwhile (its heartbeat ACKs pile up unread, and past
         discord.py's heartbeat timeout its connection is closed as a zombie)."""
+        return await self._wait(shard_id, within=within, claim=False)
+
+    async def acquire(self, shard_id: int) -> float:
+        """Wait until this shard may IDENTIFY; return the seconds waited."""
+        return await self._wait(shard_id, within=0.0, claim=True)
+
+    async def _wait(self, shard_id: int, *, within: float, claim: bool) -> float:
         started = time.monotonic()
         bucket = self.bucket(shard_id)
         keys = [self.keys("identify", bucket, "last"), self.keys("identify", bucket, "waiting")]
@@ -118,43 +125,21 @@ class IdentifyQueue:
             int(self.spacing * 1000),
             int(self.lease * 1000),
             self.keys("identify", bucket, "alive", ""),
-            "1",
+            "0" if claim else "1",
         ]
         while True:
             try:
                 wait_ms = int(await self._claim(keys=keys, args=args))
             except (redis.exceptions.RedisError, OSError) as exc:
                 self._redis_state.failed(exc)
-                return time.monotonic() - started  # acquire paces locally
+                if claim:  # without Redis, IDENTIFYs are paced locally
+                    await self._local(bucket)
+                return time.monotonic() - started
             self._redis_state.succeeded()
             if 0 <= wait_ms <= within * 1000:
                 return time.monotonic() - started
             pause = POLL if wait_ms < 0 else min(wait_ms / 1000 - within, self.lease / 2)
             await asyncio.sleep(pause)
-
-    async def acquire(self, shard_id: int) -> float:
-        """Wait until this shard may IDENTIFY; return the seconds waited."""
-        started = time.monotonic()
-        bucket = self.bucket(shard_id)
-        keys = [self.keys("identify", bucket, "last"), self.keys("identify", bucket, "waiting")]
-        args: list[str | int] = [
-            str(shard_id),
-            int(self.spacing * 1000),
-            int(self.lease * 1000),
-            self.keys("identify", bucket, "alive", ""),
-            "0",
-        ]
-        while True:
-            try:
-                wait_ms = int(await self._claim(keys=keys, args=args))
-            except (redis.exceptions.RedisError, OSError) as exc:
-                self._redis_state.failed(exc)
-                await self._local(bucket)
-                return time.monotonic() - started
-            self._redis_state.succeeded()
-            if wait_ms == 0:
-                return time.monotonic() - started
-            await asyncio.sleep(POLL if wait_ms < 0 else min(wait_ms / 1000, self.lease / 2))
 
     async def _local(self, bucket: int) -> None:
         last = self._local_last.get(bucket)

@@ -552,7 +552,6 @@ class AwardQueue:
         self._queue = []
         self._busy = False
         self._task: asyncio.Future[None] | None = None
-        self.calls = 0  # round trips made, for metrics and benchmarks
 
     async def award(self, award: Award, *, cooldown: float = 0.0) -> AwardOutcome:
         (outcome,) = await self.award_all([(award, cooldown)])
@@ -580,7 +579,6 @@ class AwardQueue:
                     request = self._queue.pop(0)
                     batch.append(request)
                     size += len(request[0])
-                self.calls += 1
                 try:
                     outcomes = await self.board.award_many(
                         [a for awards, _ in batch for a in awards]
