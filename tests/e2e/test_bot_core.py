@@ -267,8 +267,9 @@ async def test_audit_command_pages(env: Env, driver: Driver) -> None:
     buttons = {b["label"]: b["custom_id"] for row in components for b in row["components"]}
     assert set(buttons) == {"«", "‹", "›", "»"}, "a multi-page answer comes with buttons"
     # Only whoever asked may turn the pages; anyone else is told so, privately.
-    await driver.click(p.channel_id, p.member_id, entry["message_id"], buttons["›"])
-    (refusal,) = await driver.replies(p.channel_id)
+    (refusal,) = await driver.first_click(
+        p.channel_id, p.member_id, entry["message_id"], buttons["›"]
+    )
     assert refusal["kind"] == "interaction_response" and refusal["ephemeral"]
     assert "belong to whoever asked" in text_of(refusal)
     await driver.click(p.channel_id, p.owner_id, entry["message_id"], buttons["›"])

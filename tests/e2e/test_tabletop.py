@@ -136,8 +136,7 @@ async def test_reroll_button_belongs_to_the_roller(env: Env, driver: Driver) -> 
     await driver.say(t.channel_id, t.players[0], "!roll cpr +5")
     (entry,) = await driver.replies(t.channel_id)
     button = _components(entry)["Reroll"]
-    await driver.click(t.channel_id, t.players[1], entry["message_id"], button)
-    (refusal,) = await driver.replies(t.channel_id)
+    (refusal,) = await driver.first_click(t.channel_id, t.players[1], entry["message_id"], button)
     assert refusal["ephemeral"] and "Only whoever rolled" in text_of(refusal)
     await driver.click(t.channel_id, t.players[0], entry["message_id"], button)
     (again,) = await driver.replies(t.channel_id)
