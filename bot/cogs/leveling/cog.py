@@ -80,7 +80,7 @@ def describe(s: XpSettings) -> discord.Embed:
 
 
 CHAT_BATCH = 500  # chat messages awarded per Redis round trip, at most
-CHAT_LINGER = 0.01  # seconds the first chat message of a batch waits for company
+CHAT_LINGER = 0.05  # seconds the first chat message of a batch waits for company
 
 
 def _worth_telling(outcome: Outcome, settings: XpSettings) -> bool:
@@ -195,7 +195,7 @@ class Leveling(commands.Cog, name="Leveling"):
     async def _drain_chat(self) -> None:
         while self._chat_queue:
             if len(self._chat_queue) < CHAT_BATCH:
-                # Let a few more arrive: XP needs no answer, so 10 ms of waiting turns a
+                # Let a few more arrive: XP needs no answer, so 50 ms of waiting turns a
                 # round trip per message into one per batch at any busy rate.
                 await asyncio.sleep(CHAT_LINGER)
             batch = self._chat_queue[:CHAT_BATCH]

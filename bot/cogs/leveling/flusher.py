@@ -64,7 +64,7 @@ class Flusher:
         *,
         batch: int = 500,
         claim_idle: float = 10.0,
-        interval: float = 0.25,
+        interval: float = 0.5,
         cluster: str = "",
     ) -> None:
         self.pool = pool
