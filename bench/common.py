@@ -79,10 +79,11 @@ async def guildhouse_worker(
     shards: int,
     name: str,
     sync: bool = False,
+    settings: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[int, str]]:
     """One Guildhouse worker process (all features loaded) for `shards` shards, started by the
     launcher's supervisor as `guildhouse run` would; yields its pid and Redis key prefix once
-    every shard is READY."""
+    every shard is READY. `settings` are more of the worker's settings (cluster/settings.py)."""
     from bot.entry import apply_migrations, sync_commands
     from cluster.launcher import BackingUrls, DiscordEndpoint, worker_configs
     from cluster.settings import load
@@ -96,6 +97,7 @@ async def guildhouse_worker(
             "CLUSTER_COUNT": "1",
             "REDIS_PREFIX": prefix,
             "LOG_LEVEL": "WARNING",
+            **(settings or {}),
         },
         config_file=None,
     )

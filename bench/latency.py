@@ -153,11 +153,11 @@ async def guildhouse(sb: Sandbox, urls: dict[str, str]) -> AsyncIterator[int]:
 # -- the run -------------------------------------------------------------------------------------
 
 
-async def run(rates: list[float], duration: float, guilds: int) -> dict[str, Any]:
+async def run(rates: list[float], probe: float, duration: float, guilds: int) -> dict[str, Any]:
     config = SandboxConfig(guilds=guilds, members=20, max_concurrency=SHARDS, identify_interval=0.2)
     result: dict[str, Any] = {
         "bench": "latency",
-        "params": {"guilds": guilds, "duration_s": duration},
+        "params": {"guilds": guilds, "probe_s": probe, "duration_s": duration},
     }
     with backing() as urls:
         async with Sandbox(config) as sb:
@@ -167,7 +167,7 @@ async def run(rates: list[float], duration: float, guilds: int) -> dict[str, Any
                 for kind in ("prefix", "slash"):
                     best = rates[0]
                     for rate in rates:
-                        load = await offer(sb, pid, kind, rate, duration)
+                        load = await offer(sb, pid, kind, rate, probe)
                         if not load.sustained():
                             break
                         best = rate
@@ -205,7 +205,15 @@ async def run(rates: list[float], duration: float, guilds: int) -> dict[str, Any
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="10,20,40,80,160", help="rates to probe (per second)")
-    parser.add_argument("--duration", type=float, default=6.0, help="seconds per load")
+    parser.add_argument(
+        "--probe", type=float, default=6.0, help="seconds per rate while finding the highest"
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=20.0,
+        help="seconds per measured load (p99 of 10/s for 20 s is the 3rd-slowest of 200)",
+    )
     parser.add_argument("--guilds", type=int, default=60, help="guilds (one text channel each)")
     args = parser.parse_args()
     try:
@@ -214,7 +222,9 @@ def main() -> None:
         parser.error("--rates is a comma-separated list of numbers, e.g. 10,20,40")
     if not rates or rates[0] <= 0:
         parser.error("--rates must be positive")
-    print(orjson.dumps(asyncio.run(run(rates, args.duration, args.guilds))).decode())
+    if args.probe <= 0 or args.duration <= 0:
+        parser.error("--probe and --duration must be positive")
+    print(orjson.dumps(asyncio.run(run(rates, args.probe, args.duration, args.guilds))).decode())
 
 
 if __name__ == "__main__":

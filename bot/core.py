@@ -294,7 +294,19 @@ class Guildhouse(commands.AutoShardedBot):
             settings,
         )
         root = (ctx.command.root_parent or ctx.command).name
-        verdict = await self.throttle.hit(windows, told_key=f"{ctx.author.id}:{root}")
+        # A prefix command nearly always answers with a message in its channel: the REST slot
+        # for that message is granted in this same round trip, so the answer needs none of its
+        # own (ipc/ratelimit.py, `Prepaid`). Refused or unused, the slot just lapses.
+        route = None
+        if ctx.interaction is None and windows:
+            route = ("POST /channels/{major}/messages", str(ctx.channel.id))
+        verdict = await self.throttle.hit(
+            windows,
+            told_key=f"{ctx.author.id}:{root}",
+            also=self.rest_limiter.prepay_call(*route) if route else None,
+        )
+        if route is not None and verdict.also is not None:
+            self.rest_limiter.prepaid(*route, verdict.also)
         if verdict.allowed:
             return True
         metrics.THROTTLED.labels(self._cluster_label, root).inc()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
+from redis.commands.core import AsyncScript
 
 REDIS_ERRORS = Counter(
     "guildhouse_redis_errors_total",
@@ -38,6 +40,16 @@ def create_redis(url: str, *, max_connections: int = 64) -> aioredis.Redis:
         socket_keepalive=True,
         retry_on_timeout=True,
     )
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """A registered Lua script with its keys and arguments, for one component to run inside
+    another's round trip (see `Throttle.hit(also=...)`)."""
+
+    script: AsyncScript
+    keys: list[str]
+    args: list[str | int]
 
 
 class Keys:

@@ -29,11 +29,13 @@ import logging
 import math
 import time
 from collections import deque
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ipc.client import Degraded, Keys
+from ipc.client import Degraded, Keys, ScriptCall
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,28 @@ return untl
 
 EXEMPT_PREFIXES = ("/interactions/", "/webhooks/")
 
+# A prepaid slot is good for this long after Redis granted it. The shared window is `margin`
+# (10 %) longer than Discord's, which covers a slot granted this long before its request leaves.
+PREPAID_FOR = 0.05
+
+
+@dataclass
+class Prepaid:
+    """A slot of the global window (and of the route's bucket) granted ahead of the request,
+    in a round trip the caller made anyway (a command's throttle check): the command's first
+    message then costs no round trip of its own. Good once, for this route and major
+    parameter, until `until` (monotonic)."""
+
+    route: str
+    major: str
+    until: float
+    used: bool = False
+
+
+# The current task's prepaid slot, if any: set by the command's check, read by the REST hook
+# in the same task (asyncio tasks keep their own context).
+_prepaid: ContextVar[Prepaid | None] = ContextVar("guildhouse_prepaid_rest_slot", default=None)
+
 
 def is_exempt(path: str) -> bool:
     """Interaction callbacks and webhook follow-ups don't count against the global limit."""
@@ -197,22 +221,40 @@ class GlobalLimiter:
         )
         self.waited = 0.0  # seconds spent waiting, for metrics and benchmarks
         self.calls = 0
+        self.prepaid_used = 0
         self.learned = 0  # round trips spent sharing bucket news
+
+    def _admit_args(self, route: str, major: str, exempt: bool) -> list[str | int]:
+        return [self.rate, int(self.window * 1000), int(exempt), route, major, self.bucket_prefix]
+
+    def prepay_call(self, route: str, major: str) -> ScriptCall:
+        """The script call that grants a slot for a request to `route`/`major`, for a caller to
+        send along with a round trip of its own; hand its answer to `prepaid`."""
+        return ScriptCall(self._admit, self.keys, self._admit_args(route, major, False))
+
+    def prepaid(self, route: str, major: str, wait_ms: int) -> None:
+        """Keep the slot that `prepay_call`'s script granted (0: granted) for this task."""
+        if int(wait_ms) == 0:
+            _prepaid.set(Prepaid(route, major, time.monotonic() + PREPAID_FOR))
+
+    def _take_prepaid(self, route: str, major: str) -> bool:
+        slot = _prepaid.get()
+        if slot is None or slot.used or slot.route != route or slot.major != major:
+            return False
+        slot.used = True  # one request per slot, even if this one is refused
+        return time.monotonic() <= slot.until
 
     async def acquire(self, route: str = "", major: str = "", *, exempt: bool = False) -> None:
         """Wait for a slot in the shared global window and, when `route` is given and its
         bucket is known, for room in that per-route bucket (without Redis: the local window).
+        A slot this task prepaid for the same route is used instead, without a round trip.
         """
         self.calls += 1
+        if not exempt and route and self._take_prepaid(route, major):
+            self.prepaid_used += 1
+            return
         started = time.monotonic()
-        args: list[str | int] = [
-            self.rate,
-            int(self.window * 1000),
-            int(exempt),
-            route,
-            major,
-            self.bucket_prefix,
-        ]
+        args = self._admit_args(route, major, exempt)
         while True:
             if not self._redis_state.should_try():
                 await self._acquire_local()

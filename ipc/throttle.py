@@ -18,11 +18,12 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
-from ipc.client import Degraded, Keys
+from ipc.client import Degraded, Keys, ScriptCall
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class Verdict:
 
     retry_after: float
     tell: bool
+    also: Any = None  # the answer of the script call sent along (`hit(also=...)`), if it ran
 
     @property
     def allowed(self) -> bool:
@@ -124,10 +126,14 @@ class Throttle:
         )
         self._seq = 0
 
-    async def hit(self, windows: list[tuple[str, Rule]], told_key: str) -> Verdict:
+    async def hit(
+        self, windows: list[tuple[str, Rule]], told_key: str, *, also: ScriptCall | None = None
+    ) -> Verdict:
         """Count one call in every window of `windows` (name, rule), or none if any is full.
 
-        Window names are scoped by the caller, e.g. 'user:42', 'cmd:roll:user:42'.
+        Window names are scoped by the caller, e.g. 'user:42', 'cmd:roll:user:42'. `also` is
+        another component's script, sent in the same round trip whatever the verdict; its
+        answer is `Verdict.also` (None when it didn't run: no Redis, no windows).
         """
         if not windows:
             return Verdict(0.0, False)
@@ -140,13 +146,36 @@ class Throttle:
         args.append(f"{time.time_ns()}:{id(self)}:{self._seq}")
         if not self._redis_state.should_try():
             return self._hit_local(windows, told_key)
+        extra = None
         try:
-            wait_ms, told = await self._hit(keys=keys, args=args)
+            if also is None:
+                wait_ms, told = await self._hit(keys=keys, args=args)
+            else:
+                (wait_ms, told), extra = await self._hit_with(keys, args, also)
         except (RedisError, OSError) as exc:
             self._redis_state.failed(exc)
             return self._hit_local(windows, told_key)
         self._redis_state.succeeded()
-        return Verdict(int(wait_ms) / 1000, bool(told))
+        return Verdict(int(wait_ms) / 1000, bool(told), extra)
+
+    async def _hit_with(
+        self, keys: list[str], args: list[str | int], also: ScriptCall
+    ) -> tuple[Any, Any]:
+        """Both scripts in one pipeline (one round trip, no MULTI). After a Redis restart the
+        scripts are gone from its cache: then each runs on its own, which loads it."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._hit.sha, len(keys), *keys, *args)
+            pipe.evalsha(also.script.sha, len(also.keys), *also.keys, *also.args)
+            first, second = await pipe.execute(raise_on_error=False)
+        if isinstance(first, NoScriptError) or isinstance(second, NoScriptError):
+            return (
+                await self._hit(keys=keys, args=args),
+                await also.script(keys=also.keys, args=also.args),
+            )
+        for answer in (first, second):
+            if isinstance(answer, Exception):
+                raise answer
+        return first, second
 
     def _hit_local(self, windows: list[tuple[str, Rule]], told_key: str) -> Verdict:
         now = time.monotonic()

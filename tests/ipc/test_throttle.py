@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from cluster.embedded import free_port
 from ipc.client import Keys
+from ipc.ratelimit import GlobalLimiter
 from ipc.throttle import Rule, RuleError, Throttle
 
 
@@ -77,3 +78,54 @@ async def test_without_redis_each_process_throttles_itself(
     assert [v.allowed for v in verdicts] == [True, True, True, False, False]
     assert [v.tell for v in verdicts[3:]] == [True, False]
     assert sum("Redis unreachable" in r.message for r in caplog.records) == 1
+
+
+async def test_a_prepaid_rest_slot_rides_along_and_is_used_once(
+    redis: aioredis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command's throttle check also takes the REST slot for its first message, in the same
+    round trip; the request then takes no round trip of its own, and only that request."""
+    limiter = GlobalLimiter(redis, keys, rate=3, window=10)
+    t = Throttle(redis, keys)
+    route = ("POST /channels/{major}/messages", "42")
+
+    async def command() -> tuple[int, int]:
+        verdict = await t.hit(
+            [("user:1", Rule(10, 60))], "1:ping", also=limiter.prepay_call(*route)
+        )
+        assert verdict.allowed and verdict.also == 0
+        limiter.prepaid(*route, verdict.also)
+        before = limiter.prepaid_used
+        await limiter.acquire(*route)  # the prepaid slot
+        used = limiter.prepaid_used - before
+        await limiter.acquire("PATCH /channels/{major}/messages/{id}", "42")  # a round trip
+        return used, limiter.prepaid_used - before
+
+    # Each command runs in its own task, as discord.py runs each message's handlers.
+    assert await asyncio.create_task(command()) == (1, 1)
+    # Two slots were taken in the shared window (the prepaid one and the edit's), so a third
+    # call fits and a fourth has to wait: a prepaid slot counts like any other.
+    await limiter.acquire("GET /users/{id}", "")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(limiter.acquire("GET /users/{id}", ""), 0.3)
+    # A slot for another channel, or one that lapsed, is not used.
+    assert not limiter._take_prepaid("POST /channels/{major}/messages", "43")
+    monkeypatch.setattr("ipc.ratelimit.PREPAID_FOR", -1.0)
+    limiter.prepaid(*route, 0)
+    assert not limiter._take_prepaid(*route)
+
+
+async def test_a_refused_call_still_answers_the_script_sent_along(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    limiter = GlobalLimiter(redis, keys, rate=50)
+    t = Throttle(redis, keys)
+    rule = [("user:9", Rule(1, 60))]
+    call = limiter.prepay_call("POST /channels/{major}/messages", "7")
+    assert (await t.hit(rule, "9:x", also=call)).allowed
+    refused = await t.hit(rule, "9:x", also=call)
+    assert not refused.allowed and refused.also == 0
+    # After Redis forgets its scripts (a restart), both are loaded again and still answer.
+    await redis.script_flush()
+    again = await t.hit([("user:10", Rule(1, 60))], "10:x", also=call)
+    assert again.allowed and again.also == 0
