@@ -114,7 +114,7 @@ async def run(redis_url: str, clusters: int, rounds: int) -> dict[str, float | i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clusters", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=2000)
     args = parser.parse_args()
     with backing() as urls:
         print(

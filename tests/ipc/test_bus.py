@@ -109,3 +109,27 @@ async def test_broadcast_reaches_listeners(nodes: list[tuple[Bus, aioredis.Redis
     await asyncio.wait_for(done.wait(), 5)
     assert sorted(i for i, _ in seen) == [0, 1, 2]
     assert all(p == {"status": "idle"} for _, p in seen)
+
+
+async def test_a_cluster_answers_itself_without_redis(redis_url: str, keys: Keys) -> None:
+    """Its own part of a gather (and a call to itself) is answered in-process: nothing is
+    published for it, and the answer reads the same (JSON round trip, errors as errors)."""
+    bus, r = await _node(redis_url, keys, 5)
+    spy = r.pubsub()
+    await spy.subscribe(bus.all, bus.own, bus.reply)
+    try:
+        await spy.get_message(timeout=1)  # the subscribe confirmations
+        await spy.get_message(timeout=1)
+        await spy.get_message(timeout=1)
+        alone = await bus.gather("echo", Echo("x"), within=2)
+        assert alone.results == {5: "5:x"} and not alone.partial
+        assert await bus.call(5, "echo", {"text": "y", "times": 2}, within=2) == "5:yy"
+        with pytest.raises(BusError, match="failed"):
+            await bus.call(5, "boom", within=2)
+        failed = await bus.gather("boom", within=2)
+        assert 5 in failed.errors and failed.partial
+        assert await spy.get_message(ignore_subscribe_messages=True, timeout=0.3) is None
+    finally:
+        await spy.aclose()
+        await bus.stop()
+        await r.aclose()
