@@ -281,7 +281,13 @@ async def test_level_up_is_announced_and_rewarded(env: Env, driver: Driver) -> N
 async def test_rebuild_after_wiping_redis_gives_the_same_ranks(env: Env, driver: Driver) -> None:
     p = env.on(1)[0]
     await configure(driver, p, rate=10, cooldown=0)
-    await driver.say(p.channel_id, env.fresh_user(p), "something to rank")
+    user = env.fresh_user(p)
+    await driver.say(p.channel_id, user, "something to rank")
+
+    async def counted() -> bool:  # chat waits up to 50 ms for company before it is awarded
+        return user in await redis_scores(env, p.guild_id)
+
+    await until(counted, "the award on the board")
     await until(lambda: flushed(env), "every award in Postgres")
     before = await all_boards(env)
     assert before[(None, "alltime")], "earlier tests earned XP"
