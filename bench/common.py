@@ -113,7 +113,16 @@ async def guildhouse_worker(
     if sync:
         await sync_commands(configs[0])
     sup = Supervisor(configs, log_level="WARNING", log_format="json")
-    await sup.start()
+    # The worker logs to its stdout, as in production; here that would mix its log lines with
+    # the benchmark's one JSON line, so it starts with stderr as its stdout.
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        await sup.start()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
     try:
         while not sup.ready():  # noqa: ASYNC110 - the worker is another process
             await asyncio.sleep(0.1)

@@ -47,9 +47,6 @@ EXPIRY_MARGIN = timedelta(days=1)
 # An award id is remembered this long (15 minutes); the same id again is a duplicate (e.g. a
 # replayed MESSAGE_CREATE after a gateway RESUME).
 SEEN_TTL = 900
-# An unchanged name and avatar go to Redis (and PostgreSQL) again after this many seconds.
-PROFILE_RESEND = 600.0
-PROFILES_REMEMBERED = 200_000
 # Stream entries stay this long after they were flushed: a rebuild replays entries that reached
 # the stream after its Postgres snapshot, so it must finish within this time.
 STREAM_RETENTION = 300.0
@@ -318,10 +315,6 @@ class Leaderboard:
         self.lock_key = keys("lb", "rebuild-lock")
         self.profiles_key = keys("lb", "profiles")
         self._award = redis.register_script(_AWARD)
-        # user id -> (name, avatar, monotonic time) last written by an award of this process:
-        # an unchanged profile is sent again only after PROFILE_RESEND seconds, not with every
-        # message (it costs a JSON encoding here and an HSET in the script).
-        self._profiles_sent: dict[int, tuple[str, str | None, float]] = {}
         self._swap = redis.register_script(_SWAP)
         self._release = redis.register_script(_RELEASE)
 
@@ -351,8 +344,6 @@ class Leaderboard:
         days: dict[date, int] = {}
         day_args: list[str | int] = []
         award_args: list[str | int] = []
-        now = time.monotonic()
-        sent_profiles: list[str] = []
         for award, cooldown in awards:
             on = award.at.astimezone(UTC).date()
             index = days.get(on)
@@ -360,8 +351,11 @@ class Leaderboard:
                 index = days[on] = len(days) + 1
                 day = _day_cached(on)
                 day_args += [*day.tags[1:], *day.expiry]
-            profile = self._profile_to_send(award, now)
-            sent_profiles.append(profile)
+            profile = (
+                orjson.dumps({"name": award.name, "avatar": award.avatar}).decode()
+                if award.name is not None
+                else ""
+            )
             award_args += [
                 max(0, int(cooldown * 1000)),
                 award.amount,
@@ -378,7 +372,7 @@ class Leaderboard:
             args=[SEEN_TTL, self.keys.prefix, len(days), *day_args, *award_args],
         )
         ready = bool(raw[-1])
-        outcomes = [
+        return [
             AwardOutcome(
                 status=_STATUS[int(raw[i])],
                 guild_total=float(raw[i + 1]),
@@ -387,27 +381,6 @@ class Leaderboard:
             )
             for i in range(0, len(raw) - 1, 3)
         ]
-        for (award, _), profile, outcome in zip(awards, sent_profiles, outcomes, strict=True):
-            if profile and outcome.status == "awarded" and award.name is not None:
-                self._profiles_sent[award.user_id] = (award.name, award.avatar, now)
-        return outcomes
-
-    def _profile_to_send(self, award: Award, now: float) -> str:
-        """The award's profile JSON, or '' when this process wrote the same one recently (the
-        script writes a profile only with an award it counts)."""
-        if award.name is None:
-            return ""
-        last = self._profiles_sent.get(award.user_id)
-        if (
-            last is not None
-            and last[0] == award.name
-            and last[1] == award.avatar
-            and now - last[2] < PROFILE_RESEND
-        ):
-            return ""
-        if len(self._profiles_sent) >= PROFILES_REMEMBERED:
-            self._profiles_sent.clear()
-        return orjson.dumps({"name": award.name, "avatar": award.avatar}).decode()
 
     async def clear_cooldown(self, guild_id: int, user_id: int) -> None:
         await self.redis.delete(self.cooldown_key(guild_id, user_id))

@@ -18,7 +18,7 @@ from bot.cogs.leveling.settings import XpSettings
 from bot.db import migrations
 from bot.db.pool import connect, create_pool
 from ipc.client import Keys
-from ipc.leaderboard import PERIODS, Award, Leaderboard, period_end
+from ipc.leaderboard import PERIODS, Award, Leaderboard, Profile, period_end
 
 NOW = datetime.now(UTC)
 
@@ -328,3 +328,43 @@ async def test_stop_right_after_start_returns(
         flusher = Flusher(pool, redis, keys, "brief")
         await flusher.start()
         await asyncio.wait_for(flusher.stop(), 10)
+
+
+async def test_a_profile_travels_only_when_it_changed(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """Chat carries the author's name and avatar; the award sends them only when they differ
+    from what this worker last sent with a counted award, and a refused award sends nothing."""
+    svc = LevelingService(pool, redis, keys)
+    await rebuild(pool, redis, keys)
+    free, slow = XpSettings(1, cooldown=0), XpSettings(1, cooldown=60)
+    stream = keys("xp", "stream")
+
+    async def say(n: int, name: str, settings: XpSettings = free) -> bytes:
+        await svc.award_message(MessageInfo(n, 1, 100, None, 10, (), NOW, name), settings)
+        ((_, fields),) = await redis.xrevrange(stream, count=1)
+        return bytes(fields[b"p"])
+
+    assert b"ann" in await say(1, "ann")
+    assert await say(2, "ann") == b""  # unchanged: not sent again
+    assert b"annie" in await say(3, "annie")  # renamed: sent at once
+    assert await svc.board.profiles([10]) == {10: Profile("annie", None)}
+    await say(4, "anna", slow)  # counted, starts a cooldown
+    await say(5, "anya", slow)  # refused: nothing written, so "anya" is still news
+    assert b"anya" in await say(6, "anya")
+    await svc.stop()
+
+
+async def test_command_counts_share_a_statement(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    svc = LevelingService(pool, redis, keys)
+    calls = [svc.commands.count(1, 10) for _ in range(7)] + [svc.commands.count(1, 11)] * 1
+    calls += [svc.commands.count(2, 10) for _ in range(3)]
+    totals = await asyncio.gather(*calls)
+    assert totals == [7] * 7 + [1] + [3] * 3  # each caller sees its batch's total
+    assert svc.commands.statements == 1
+    assert await svc.commands.count(1, 10) == 8 and svc.commands.statements == 2
+    rows = await pool.fetch("SELECT guild_id, user_id, commands FROM xp_totals ORDER BY 1, 2")
+    assert [tuple(r) for r in rows] == [(1, 10, 8), (1, 11, 1), (2, 10, 3)]
+    await svc.stop()

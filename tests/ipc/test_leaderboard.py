@@ -4,11 +4,8 @@ and the stream's consumer group (claiming, trimming that never drops unacknowled
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from ipc.client import Keys
@@ -49,42 +46,6 @@ async def test_profiles_for_pages(redis: aioredis.Redis, keys: Keys) -> None:
     got = await lb.profiles([1, 2, 3])
     assert got == {1: Profile("u1", None), 2: Profile("Bea", "https://cdn.example/b.png")}
     assert await lb.profiles([]) == {}
-
-
-async def test_an_unchanged_profile_is_not_sent_with_every_award(
-    redis: aioredis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    lb = Leaderboard(redis, keys)
-    stream = keys("xp", "stream")
-
-    async def award(n: int, name: str, cooldown: float = 0.0) -> None:
-        await lb.award(Award(f"p:{n}", 1, 7, 1, NOW, name=name), cooldown=cooldown)
-
-    def last_profile() -> Awaitable[Any]:
-        return redis.xrevrange(stream, count=1)
-
-    await award(1, "Ann")
-    await award(2, "Ann")
-    ((_, first),) = await redis.xrange(stream, count=1)
-    ((_, second),) = await last_profile()
-    assert first[b"p"] and second[b"p"] == b""  # the same profile: not sent again
-    await award(3, "Annie")  # a rename goes at once, to Redis and the stream
-    ((_, third),) = await last_profile()
-    assert b"Annie" in third[b"p"]
-    assert await lb.profiles([7]) == {7: Profile("Annie", None)}
-    # A profile sent with an award the script refused (cooldown) was not written: it goes
-    # again with the next counted award.
-    await award(4, "Anna", cooldown=60)
-    await award(5, "Anya", cooldown=60)  # refused: on cooldown
-    await redis.delete(lb.cooldown_key(1, 7))
-    await award(6, "Anya")
-    ((_, sixth),) = await last_profile()
-    assert b"Anya" in sixth[b"p"]
-    # After PROFILE_RESEND an unchanged profile goes again (Redis may have lost it).
-    monkeypatch.setattr("ipc.leaderboard.PROFILE_RESEND", 0.0)
-    await redis.hdel(lb.profiles_key, "7")
-    await award(7, "Anya")
-    assert await lb.profiles([7]) == {7: Profile("Anya", None)}
 
 
 async def test_negative_change_leaves_the_board_at_zero(redis: aioredis.Redis, keys: Keys) -> None:
