@@ -1,7 +1,7 @@
 """IPC gather p50/p99 over W clusters, against a raw Redis PING round trip in the same run.
 
 The asking cluster runs here; the other W-1 run as separate processes, as real clusters do,
-each answering `cluster_stats` from its own bus.
+each answering `cluster_stats` from its own bus. Every process runs on uvloop, as workers do.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 
 import orjson
 import redis.asyncio as aioredis
+import uvloop
 
 from bench.common import backing, percentile
 from ipc.bus import Bus
@@ -118,12 +119,12 @@ def main() -> None:
     args = parser.parse_args()
     with backing() as urls:
         print(
-            orjson.dumps(asyncio.run(run(urls["redis_url"], args.clusters, args.rounds))).decode()
+            orjson.dumps(uvloop.run(run(urls["redis_url"], args.clusters, args.rounds))).decode()
         )
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--node":
-        asyncio.run(node(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+        uvloop.run(node(sys.argv[2], sys.argv[3], int(sys.argv[4])))
     else:
         main()
