@@ -118,9 +118,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2000)
     args = parser.parse_args()
     with backing() as urls:
-        print(
-            orjson.dumps(uvloop.run(run(urls["redis_url"], args.clusters, args.rounds))).decode()
-        )
+        print(orjson.dumps(uvloop.run(run(urls["redis_url"], args.clusters, args.rounds))).decode())
 
 
 if __name__ == "__main__":
