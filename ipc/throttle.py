@@ -161,17 +161,17 @@ class Throttle:
     async def _hit_with(
         self, keys: list[str], args: list[str | int], also: ScriptCall
     ) -> tuple[Any, Any]:
-        """Both scripts in one pipeline (one round trip, no MULTI). After a Redis restart the
-        scripts are gone from its cache: then each runs on its own, which loads it."""
+        """Both scripts in one pipeline (one round trip, no MULTI). After a Redis restart a
+        script may be gone from its cache: only a script that was not found runs again, on its
+        own (which loads it); one that ran must not run twice."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.evalsha(self._hit.sha, len(keys), *keys, *args)
             pipe.evalsha(also.script.sha, len(also.keys), *also.keys, *also.args)
             first, second = await pipe.execute(raise_on_error=False)
-        if isinstance(first, NoScriptError) or isinstance(second, NoScriptError):
-            return (
-                await self._hit(keys=keys, args=args),
-                await also.script(keys=also.keys, args=also.args),
-            )
+        if isinstance(first, NoScriptError):
+            first = await self._hit(keys=keys, args=args)
+        if isinstance(second, NoScriptError):
+            second = await also.script(keys=also.keys, args=also.args)
         for answer in (first, second):
             if isinstance(answer, Exception):
                 raise answer

@@ -129,3 +129,10 @@ async def test_a_refused_call_still_answers_the_script_sent_along(
     await redis.script_flush()
     again = await t.hit([("user:10", Rule(1, 60))], "10:x", also=call)
     assert again.allowed and again.also == 0
+    # Only one of them forgotten: the one that ran is not run again (the call would count
+    # twice in its window, and be refused by its own first run).
+    await redis.script_flush()
+    assert (await t.hit([("user:11", Rule(2, 60))], "11:x")).allowed  # reloads only this one
+    once = await t.hit([("user:11", Rule(2, 60))], "11:x", also=call)
+    assert once.allowed and once.also == 0
+    assert not (await t.hit([("user:11", Rule(2, 60))], "11:x")).allowed
