@@ -353,18 +353,3 @@ async def test_a_profile_travels_only_when_it_changed(
     await say(5, "anya", slow)  # refused: nothing written, so "anya" is still news
     assert b"anya" in await say(6, "anya")
     await svc.stop()
-
-
-async def test_command_counts_share_a_statement(
-    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
-) -> None:
-    svc = LevelingService(pool, redis, keys)
-    calls = [svc.commands.count(1, 10) for _ in range(7)] + [svc.commands.count(1, 11)] * 1
-    calls += [svc.commands.count(2, 10) for _ in range(3)]
-    totals = await asyncio.gather(*calls)
-    assert totals == [7] * 7 + [1] + [3] * 3  # each caller sees its batch's total
-    assert svc.commands.statements == 1
-    assert await svc.commands.count(1, 10) == 8 and svc.commands.statements == 2
-    rows = await pool.fetch("SELECT guild_id, user_id, commands FROM xp_totals ORDER BY 1, 2")
-    assert [tuple(r) for r in rows] == [(1, 10, 8), (1, 11, 1), (2, 10, 3)]
-    await svc.stop()

@@ -26,10 +26,6 @@ from ipc.leaderboard import Award, AwardQueue, Leaderboard, RebuildBusy
 
 log = logging.getLogger(__name__)
 
-# Seconds the first command count of a batch waits for company (no one waits on it but the
-# command-count achievements).
-COMMAND_LINGER = 0.05
-
 _CACHE_SIZE = 50_000
 
 
@@ -73,48 +69,6 @@ class _Lru:
             self._d.popitem(last=False)
 
 
-class CommandCounts:
-    """Commands run per member, counted in PostgreSQL a batch at a time: the calls that arrive
-    while one statement runs (or within COMMAND_LINGER of the first) share the next, so a busy
-    bot writes a few statements a second, not one per command. Each caller gets the member's
-    total after its batch."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-        self._waiting: list[tuple[tuple[int, int], asyncio.Future[int]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self.statements = 0  # for tests and benchmarks
-
-    async def count(self, guild_id: int, user_id: int) -> int:
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append(((guild_id, user_id), future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain(), name="command-counts")
-        return await future
-
-    async def finish(self) -> None:
-        """Wait for the counts already asked for (at shutdown)."""
-        if self._task is not None and not self._task.done():
-            await self._task
-
-    async def _drain(self) -> None:
-        while self._waiting:
-            await asyncio.sleep(COMMAND_LINGER)
-            batch, self._waiting = self._waiting, []
-            counts: Counter[tuple[int, int]] = Counter(key for key, _ in batch)
-            try:
-                totals = await store.count_commands(self.pool, dict(counts))
-                self.statements += 1
-            except Exception as exc:  # every caller gets the failure, as if it had called
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for key, future in batch:
-                if not future.done():
-                    future.set_result(totals[key])
-
-
 class LevelingService:
     def __init__(
         self,
@@ -138,7 +92,6 @@ class LevelingService:
         # next call (a burst neither takes every connection of the Redis pool nor costs a
         # round trip per message).
         self.awards = AwardQueue(self.board)
-        self.commands = CommandCounts(pool)
         self._profiles = _Lru(_CACHE_SIZE)  # user id -> (name, avatar) last sent
 
     # -- rebuild when Redis is empty ---------------------------------------------------------
@@ -161,7 +114,6 @@ class LevelingService:
             log.warning("leaderboards: automatic rebuild failed: %s", exc)
 
     async def stop(self) -> None:
-        await self.commands.finish()
         if self._rebuild_task is not None and not self._rebuild_task.done():
             self._rebuild_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -298,7 +250,7 @@ class LevelingService:
         return [rules.BY_KEY[k] for k in new]
 
     async def command_done(self, guild_id: int, user_id: int) -> list[rules.Achievement]:
-        count = await self.commands.count(guild_id, user_id)
+        count = await store.count_command(self.pool, guild_id, user_id)
         return await self.unlock(
             guild_id, user_id, [a.key for a in rules.reached("commands", count)]
         )

@@ -134,25 +134,17 @@ async def raise_level(pool: asyncpg.Pool, guild_id: int, user_id: int, level: in
     return row is not None
 
 
-async def count_commands(
-    pool: asyncpg.Pool, counts: dict[tuple[int, int], int]
-) -> dict[tuple[int, int], int]:
-    """Add `counts` ((guild, user) -> commands run) in one statement; returns the new totals."""
-    if not counts:
-        return {}
-    pairs = list(counts.items())
-    rows = await pool.fetch(
+async def count_command(pool: asyncpg.Pool, guild_id: int, user_id: int) -> int:
+    value = await pool.fetchval(
         """
-        INSERT INTO xp_totals AS t (guild_id, user_id, commands)
-        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[])
-        ON CONFLICT (guild_id, user_id) DO UPDATE SET commands = t.commands + excluded.commands
-        RETURNING guild_id, user_id, commands
+        INSERT INTO xp_totals AS t (guild_id, user_id, commands) VALUES ($1, $2, 1)
+        ON CONFLICT (guild_id, user_id) DO UPDATE SET commands = t.commands + 1
+        RETURNING commands
         """,
-        [g for (g, _), _ in pairs],
-        [u for (_, u), _ in pairs],
-        [n for _, n in pairs],
+        guild_id,
+        user_id,
     )
-    return {(r["guild_id"], r["user_id"]): int(r["commands"]) for r in rows}
+    return int(value)
 
 
 async def record_roll(pool: asyncpg.Pool, guild_id: int, user_id: int, successes: int) -> int:
