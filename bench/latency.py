@@ -142,13 +142,19 @@ def baseline(sb: Sandbox) -> contextlib.AbstractAsyncContextManager[int]:
     return baseline_bot("bench.latency", sb.api_url, sb.gateway_url, sb.token)
 
 
+# The load comes from the sandbox's 60 people, each of them in many guilds: at the slash rates
+# every one of them would run 20 commands in 10 s and meet Guildhouse's throttles. The baseline
+# has none, so Guildhouse's are set where the load can't reach them: each call still pays for
+# its check (the same Lua script and round trip), none is refused.
+UNREACHABLE_THROTTLES = {
+    "THROTTLE_USER": "100000/10s",
+    "THROTTLE_COMMAND": "100000/10s",
+    "THROTTLE_GUILD": "100000/10s",
+}
+
+
 @contextlib.asynccontextmanager
 async def guildhouse(sb: Sandbox, urls: dict[str, str]) -> AsyncIterator[int]:
-    # The load comes from the sandbox's 60 people, each of them in many guilds: at the slash
-    # rates every one of them would run 20 commands in 10 s and meet Guildhouse's throttles.
-    # The baseline has none, so Guildhouse's are set where the load can't reach them: each
-    # call still pays for its check (the same Lua script and round trip), none is refused.
-    unreachable = "100000/10s"
     async with guildhouse_worker(
         sb.token,
         sb.api_url,
@@ -157,11 +163,7 @@ async def guildhouse(sb: Sandbox, urls: dict[str, str]) -> AsyncIterator[int]:
         shards=SHARDS,
         name="lat",
         sync=True,
-        settings={
-            "THROTTLE_USER": unreachable,
-            "THROTTLE_COMMAND": unreachable,
-            "THROTTLE_GUILD": unreachable,
-        },
+        settings=UNREACHABLE_THROTTLES,
     ) as (pid, _):
         yield pid
 

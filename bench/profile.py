@@ -53,6 +53,9 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
                 shards=2,
                 name="prof",
                 sync=kind == "slash",
+                # As in the latency benchmark: commands pay for the throttle check, none is
+                # refused (a refusal is another code path, an error message).
+                settings=None if kind == "chat" else latency.UNREACHABLE_THROTTLES,
             ) as (pid, _):
                 await _load(kind, sb, pid, rate, 2.0)  # warm caches first
                 spy = subprocess.Popen(  # noqa: ASYNC220 - waited for below, off the loop

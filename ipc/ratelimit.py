@@ -24,7 +24,6 @@ here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -374,6 +373,7 @@ class InvalidRequestGuard:
         self.count = 0
         self.round_trips = 0  # for benchmarks
         self._checked = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
         self._warned = False
 
     def _minute_keys(self, now: float) -> list[str]:
@@ -405,6 +405,12 @@ class InvalidRequestGuard:
                 self.minutes,
             )
 
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self._refresh(time.time())
+        except (RedisError, OSError):
+            self._checked = time.monotonic()  # Redis is down: try again in a second
+
     async def _refresh(self, now: float) -> None:
         values = await self.redis.mget(self._minute_keys(now))
         self.count = sum(int(v) for v in values if v is not None)
@@ -413,11 +419,20 @@ class InvalidRequestGuard:
             self._warned = False
 
     async def check(self) -> None:
-        """Raise RequestRefused when the bot is at the refusal threshold."""
-        if time.monotonic() - self._checked > 1.0:
+        """Raise RequestRefused when the bot is at the refusal threshold.
+
+        Only a process's first check waits for the shared count; after that the local copy is
+        refreshed in the background, at most once a second, so no REST call waits for it."""
+        if not self._checked:
             self.round_trips += 1
-            with contextlib.suppress(RedisError, OSError):
-                await self._refresh(time.time())
+            await self._refresh_quietly()
+        elif time.monotonic() - self._checked > 1.0 and (
+            self._refreshing is None or self._refreshing.done()
+        ):
+            self.round_trips += 1
+            self._refreshing = asyncio.create_task(
+                self._refresh_quietly(), name="invalid-request-count"
+            )
         if self.count >= self.refuse_at:
             log.error(
                 "refusing a REST call: %d invalid requests in the last %d minutes "

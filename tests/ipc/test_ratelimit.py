@@ -170,6 +170,33 @@ async def test_invalid_request_guard_stops_short_of_the_ban(
     assert sum("Discord bans the bot" in rec.message for rec in caplog.records) == 1
 
 
+async def test_invalid_request_count_refreshes_off_the_request_path(
+    redis_url: str, keys: Keys
+) -> None:
+    """Only a process's first check waits for the shared count; a stale copy is refreshed in
+    the background, so no REST call waits for that round trip, and the refusal follows."""
+    from ipc.ratelimit import InvalidRequestGuard, RequestRefused
+
+    async with aioredis.Redis.from_url(redis_url) as r:
+        guard = InvalidRequestGuard(r, keys, warn_at=1, refuse_at=5)
+        await guard.check()  # the first check reads the shared count
+        assert guard.round_trips == 1 and guard.count == 0
+        await guard.check()  # fresh: no round trip
+        assert guard.round_trips == 1
+        # Another process records invalid answers; this one's copy goes stale.
+        await r.set(keys("rest", "invalid", int(time.time() // 60)), 9)
+        guard._checked -= 2.0
+        await guard.check()  # stale: the refresh starts, this call doesn't wait for it
+        assert guard.round_trips == 2 and guard.count == 0
+        for _ in range(100):
+            if guard.count:
+                break
+            await asyncio.sleep(0.01)
+        assert guard.count == 9
+        with pytest.raises(RequestRefused):
+            await guard.check()
+
+
 def test_routes_and_major_parameters() -> None:
     from ipc.ratelimit import route_of
 
