@@ -192,6 +192,7 @@ def worker_configs(
             log_level=settings.log_level,
             log_format=settings.log_format,
             rest_rate=settings.rest_rate,
+            gateway_compression=settings.gateway_compression,
             throttle_user=settings.throttle_user,
             throttle_command=settings.throttle_command,
             throttle_guild=settings.throttle_guild,

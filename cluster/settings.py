@@ -21,6 +21,8 @@ DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_CONFIG_FILE = "guildhouse.toml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("auto", "json", "text")
+# Checked again by the worker (bot/gateway_compression.py), which applies it.
+GATEWAY_COMPRESSIONS = ("zlib-stream", "zstd-stream")
 
 
 class SettingsError(Exception):
@@ -52,6 +54,7 @@ class Settings:
     http_port: int = 8080
     data_dir: Path = Path(".guildhouse")
     rest_rate: int = 50
+    gateway_compression: str = "zlib-stream"
     throttle_user: Rule | None = DEFAULT_USER
     throttle_command: Rule | None = DEFAULT_COMMAND
     throttle_guild: Rule | None = DEFAULT_GUILD
@@ -317,6 +320,13 @@ SPECS: tuple[Spec, ...] = (
         "rest_rate",
         _int(1, 100_000),
         "REST requests per second for the whole bot (Discord's global limit: 50).",
+    ),
+    Spec(
+        "GATEWAY_COMPRESSION",
+        "gateway_compression",
+        _choice(GATEWAY_COMPRESSIONS, upper=False),
+        "Gateway transport compression: zlib-stream (32 KiB per shard) or zstd-stream "
+        "(its window, 2 MiB or more per shard).",
     ),
     Spec(
         "THROTTLE_USER",
