@@ -325,8 +325,8 @@ SPECS: tuple[Spec, ...] = (
         "GATEWAY_COMPRESSION",
         "gateway_compression",
         _choice(GATEWAY_COMPRESSIONS, upper=False),
-        "Gateway transport compression: zlib-stream (32 KiB per shard) or zstd-stream "
-        "(its window, 2 MiB or more per shard).",
+        "Gateway transport compression: zlib-stream (a 32 KiB window per shard) or "
+        "zstd-stream (the sender's window per shard: 2 MiB from the sandbox).",
     ),
     Spec(
         "THROTTLE_USER",
