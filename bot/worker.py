@@ -10,7 +10,7 @@ import signal
 
 from redis.exceptions import RedisError
 
-from bot import gateway_compression, logcontext
+from bot import gateway_compression, gateway_heartbeat, logcontext
 from bot.config import WorkerConfig
 from bot.core import Guildhouse
 from bot.db.pool import create_pool
@@ -92,6 +92,7 @@ async def run_worker(
     set_metrics_cluster(config.cluster_id)
     point_at(config.api_url, config.gateway_url)
     gateway_compression.use(config.gateway_compression)
+    gateway_heartbeat.install()
     log.info(
         "cluster %d starting shards %s of %d",
         config.cluster_id,
