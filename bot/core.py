@@ -209,6 +209,7 @@ class Guildhouse(commands.AutoShardedBot):
         self.bus.handle("set_presence", SetPresence, self._rpc_set_presence)
         self.bus.handle("reload_extension", ReloadExtension, self._rpc_reload_extension)
         await self.bus.start()
+        await self.throttle.start()
         for ext in self._extensions:
             await self.load_extension(ext)
         self.tree.error(self._on_app_command_error)
@@ -256,6 +257,7 @@ class Guildhouse(commands.AutoShardedBot):
 
     async def close(self) -> None:
         await self.bus.stop()
+        await self.throttle.close()
         await self.guild_settings.stop()
         await super().close()
 
@@ -295,8 +297,9 @@ class Guildhouse(commands.AutoShardedBot):
         )
         root = (ctx.command.root_parent or ctx.command).name
         # A prefix command nearly always answers with a message in its channel: the REST slot
-        # for that message is granted in this same round trip, so the answer needs none of its
-        # own (ipc/ratelimit.py, `Prepaid`). Refused or unused, the slot just lapses.
+        # for that message is asked for with the throttle's verdict (in its round trip, or with
+        # its background count when the verdict is made here), so the answer waits for no round
+        # trip of its own (ipc/ratelimit.py, `Prepaid`). Refused or unused, the slot lapses.
         route = None
         if ctx.interaction is None and windows:
             route = ("POST /channels/{major}/messages", str(ctx.channel.id))

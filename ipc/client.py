@@ -23,6 +23,11 @@ def set_metrics_cluster(cluster_id: int) -> None:
     _process_cluster[0] = str(cluster_id)
 
 
+def process_cluster() -> str:
+    """This process's cluster id, as a metrics label ('' outside a worker)."""
+    return _process_cluster[0]
+
+
 def count_redis_error(operation: str) -> None:
     REDIS_ERRORS.labels(_process_cluster[0], operation).inc()
 

@@ -30,6 +30,7 @@ import time
 from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -127,15 +128,17 @@ PREPAID_FOR = 0.05
 
 @dataclass
 class Prepaid:
-    """A slot of the global window (and of the route's bucket) granted ahead of the request,
+    """A slot of the global window (and of the route's bucket) asked for ahead of the request,
     in a round trip the caller made anyway (a command's throttle check): the command's first
-    message then costs no round trip of its own. Good once, for this route and major
-    parameter, until `until` (monotonic)."""
+    message then costs no round trip of its own, or only what is left of one already on its
+    way (`pending`). Good once, for this route and major parameter, until `until` (monotonic,
+    set when Redis's answer arrives)."""
 
     route: str
     major: str
     until: float
     used: bool = False
+    pending: asyncio.Future[Any] | None = None
 
 
 # The current task's prepaid slot, if any: set by the command's check, read by the REST hook
@@ -231,16 +234,31 @@ class GlobalLimiter:
         send along with a round trip of its own; hand its answer to `prepaid`."""
         return ScriptCall(self._admit, self.keys, self._admit_args(route, major, False))
 
-    def prepaid(self, route: str, major: str, wait_ms: int) -> None:
-        """Keep the slot that `prepay_call`'s script granted (0: granted) for this task."""
-        if int(wait_ms) == 0:
+    def prepaid(self, route: str, major: str, answer: int | asyncio.Future[Any] | None) -> None:
+        """Keep the slot that `prepay_call`'s script granted (its answer, 0: granted) for this
+        task; `answer` may be a future of that answer, still on its way."""
+        if isinstance(answer, asyncio.Future):
+            slot = Prepaid(route, major, 0.0, pending=answer)
+
+            def arrived(done: asyncio.Future[Any]) -> None:
+                slot.until = time.monotonic() + PREPAID_FOR
+
+            answer.add_done_callback(arrived)
+            _prepaid.set(slot)
+        elif answer is not None and int(answer) == 0:
             _prepaid.set(Prepaid(route, major, time.monotonic() + PREPAID_FOR))
 
-    def _take_prepaid(self, route: str, major: str) -> bool:
+    async def _take_prepaid(self, route: str, major: str) -> bool:
         slot = _prepaid.get()
         if slot is None or slot.used or slot.route != route or slot.major != major:
             return False
         slot.used = True  # one request per slot, even if this one is refused
+        if slot.pending is not None:
+            answer = await asyncio.shield(slot.pending)
+            if answer is None or int(answer) != 0:
+                return False
+            if not slot.until:  # it arrived in this turn of the loop; `arrived` runs next
+                slot.until = time.monotonic() + PREPAID_FOR
         return time.monotonic() <= slot.until
 
     async def acquire(self, route: str = "", major: str = "", *, exempt: bool = False) -> None:
@@ -249,7 +267,7 @@ class GlobalLimiter:
         A slot this task prepaid for the same route is used instead, without a round trip.
         """
         self.calls += 1
-        if not exempt and route and self._take_prepaid(route, major):
+        if not exempt and route and await self._take_prepaid(route, major):
             self.prepaid_used += 1
             return
         started = time.monotonic()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -10,7 +13,7 @@ import redis.asyncio as aioredis
 from cluster.embedded import free_port
 from ipc.client import Keys
 from ipc.ratelimit import GlobalLimiter
-from ipc.throttle import Rule, RuleError, Throttle
+from ipc.throttle import Rule, RuleError, Throttle, Verdict
 
 
 @pytest.mark.parametrize(
@@ -109,10 +112,10 @@ async def test_a_prepaid_rest_slot_rides_along_and_is_used_once(
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(limiter.acquire("GET /users/{id}", ""), 0.3)
     # A slot for another channel, or one that lapsed, is not used.
-    assert not limiter._take_prepaid("POST /channels/{major}/messages", "43")
+    assert not await limiter._take_prepaid("POST /channels/{major}/messages", "43")
     monkeypatch.setattr("ipc.ratelimit.PREPAID_FOR", -1.0)
     limiter.prepaid(*route, 0)
-    assert not limiter._take_prepaid(*route)
+    assert not await limiter._take_prepaid(*route)
 
 
 async def test_a_refused_call_still_answers_the_script_sent_along(
@@ -136,3 +139,147 @@ async def test_a_refused_call_still_answers_the_script_sent_along(
     once = await t.hit([("user:11", Rule(2, 60))], "11:x", also=call)
     assert once.allowed and once.also == 0
     assert not (await t.hit([("user:11", Rule(2, 60))], "11:x")).allowed
+
+
+# -- decided here: windows this process holds ------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def processes(redis_url: str, keys: Keys, n: int) -> AsyncIterator[list[Throttle]]:
+    """`n` started throttles, each with its own Redis client, as `n` worker processes."""
+    clients = [aioredis.Redis.from_url(redis_url) for _ in range(n)]
+    throttles = [Throttle(c, keys) for c in clients]
+    try:
+        for t in throttles:
+            await t.start()
+        yield throttles
+    finally:
+        for t in throttles:
+            await t.close()
+        for c in clients:
+            await c.aclose()
+
+
+async def settled(*throttles: Throttle) -> None:
+    """Wait for the counts sent to Redis in the background."""
+    for t in throttles:
+        if t._jobs:
+            await asyncio.wait(list(t._jobs))
+
+
+async def calls(t: Throttle, rule: list[tuple[str, Rule]], told: str, n: int) -> list[Verdict]:
+    """`n` calls, each after the one before has been counted in Redis (a user's commands are
+    further apart than a round trip)."""
+    out = []
+    for _ in range(n):
+        out.append(await t.hit(rule, told))
+        await settled(t)
+    return out
+
+
+async def window_count(redis: aioredis.Redis, keys: Keys, name: str) -> int:
+    return int(await redis.zcard(keys("throttle", name)))
+
+
+async def test_a_held_window_is_decided_here_and_still_counted_in_redis(
+    redis: aioredis.Redis, redis_url: str, keys: Keys
+) -> None:
+    rule = [("user:1", Rule(10, 60)), ("cmd:ping:guild:5", Rule(10, 60))]
+    async with processes(redis_url, keys, 2) as (a, b):
+        assert all(v.allowed for v in await calls(a, rule, "1:ping", 5))
+        # The first call asked Redis and made `a` the holder; the next four were decided here.
+        assert (a.asked_redis, a.decided_here) == (1, 4)
+        # A call while the one before is still on its way to Redis asks Redis, after it.
+        assert (await a.hit(rule, "1:ping")).allowed
+        assert (await a.hit(rule, "1:ping")).allowed
+        assert (a.asked_redis, a.decided_here) == (2, 5)
+        await settled(a)
+        assert await window_count(redis, keys, "user:1") == 7  # all counted in Redis
+        # Another process shares the budget: it gets the 3 that are left, and takes the
+        # windows over, so `a` asks Redis again, which refuses.
+        verdicts = await calls(b, rule, "1:ping", 4)
+        assert [v.allowed for v in verdicts] == [True] * 3 + [False]
+        assert b.decided_here == 2  # b held them after its first call
+        await asyncio.sleep(0.1)  # the lost-window message reaches `a`
+        refused = await a.hit(rule, "1:ping")
+        assert not refused.allowed and not refused.tell  # b's user was already told
+        assert (a.asked_redis, a.decided_here) == (3, 5)
+        await settled(a, b)
+        assert await window_count(redis, keys, "user:1") == 10
+        assert a.overshoot == b.overshoot == 0
+
+
+async def test_a_full_tally_asks_redis_which_refuses_and_tells_once(
+    redis_url: str, keys: Keys
+) -> None:
+    rule = [("user:2", Rule(3, 0.5))]
+    async with processes(redis_url, keys, 1) as (t,):
+        assert all(v.allowed for v in await calls(t, rule, "2:x", 3))
+        verdicts = await calls(t, rule, "2:x", 3)
+        assert [(v.allowed, v.tell) for v in verdicts] == [(False, True)] + [(False, False)] * 2
+        assert t.decided_here == 2 and t.asked_redis == 4
+        await asyncio.sleep(0.6)  # the window slid on
+        assert (await t.hit(rule, "2:x")).allowed
+
+
+async def test_processes_racing_on_one_user_overshoot_by_what_they_count(
+    redis: aioredis.Redis, redis_url: str, keys: Keys
+) -> None:
+    """All four hold-or-ask at once: whatever passes beyond the limit is counted as overshoot
+    (Redis counts every admitted call), and only a call per process can slip through."""
+    rule = [("user:3", Rule(25, 60))]
+    async with processes(redis_url, keys, 4) as throttles:
+        first = await asyncio.gather(*(t.hit(rule, "3:x") for t in throttles))
+        verdicts = await asyncio.gather(*(t.hit(rule, "3:x") for t in throttles for _ in range(20)))
+        await settled(*throttles)
+        admitted = sum(v.allowed for v in [*first, *verdicts])
+        overshoot = sum(t.overshoot for t in throttles)
+        assert admitted == 25 + overshoot
+        assert overshoot <= len(throttles)
+        assert await window_count(redis, keys, "user:3") == admitted
+        assert sum(v.tell for v in verdicts) == 1
+
+
+async def test_a_dropped_subscription_forgets_every_window_held(
+    redis: aioredis.Redis, redis_url: str, keys: Keys
+) -> None:
+    rule = [("user:4", Rule(100, 60))]
+    async with processes(redis_url, keys, 1) as (t,):
+        await calls(t, rule, "4:x", 2)
+        assert t.decided_here == 1
+        # A dropped connection (or a restarted Redis) may have lost a lost-window message.
+        await redis.client_kill_filter(_type="pubsub", skipme=True)
+        for _ in range(50):
+            if not t._held:
+                break
+            await asyncio.sleep(0.05)
+        await t.hit(rule, "4:x")
+        assert t.asked_redis == 2
+        for _ in range(50):  # subscribed again: deciding here resumes
+            await calls(t, rule, "4:x", 1)
+            if t.decided_here > 1:
+                break
+            await asyncio.sleep(0.05)
+        assert t.decided_here == 2
+
+
+async def test_a_rest_slot_asked_for_with_a_call_decided_here(
+    redis: aioredis.Redis, redis_url: str, keys: Keys
+) -> None:
+    limiter = GlobalLimiter(redis, keys, rate=50)
+    route = ("POST /channels/{major}/messages", "8")
+    rule = [("user:5", Rule(10, 60))]
+    async with processes(redis_url, keys, 1) as (t,):
+
+        async def command() -> tuple[Any, int]:
+            verdict = await t.hit(rule, "5:ping", also=limiter.prepay_call(*route))
+            limiter.prepaid(*route, verdict.also)
+            await limiter.acquire(*route)
+            return verdict.also, limiter.prepaid_used
+
+        first, used = await asyncio.create_task(command())
+        assert first == 0 and used == 1  # asked Redis: the answer came with the verdict
+        second, used = await asyncio.create_task(command())
+        assert isinstance(second, asyncio.Future) and await second == 0
+        assert used == 2  # decided here: the slot came with the background count
+        assert await redis.zcard(keys("rest", "global", "window")) == 2
