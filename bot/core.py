@@ -282,6 +282,17 @@ class Guildhouse(commands.AutoShardedBot):
     async def _not_throttled(self, ctx: commands.Context[Any]) -> bool:
         if ctx.command is None:
             return True
+        # A prefix command nearly always answers with a message in its channel: the REST slot
+        # for that message comes from this process's allotment of the global window when it
+        # has one (no round trip), else it is asked for with the throttle's verdict (in its
+        # round trip, or with the background count of a verdict made here), so the answer
+        # waits for no round trip of its own, or only what is left of one (ipc/ratelimit.py,
+        # `Prepaid`). Refused or unused, the slot lapses.
+        first = None
+        if ctx.interaction is None:
+            first = ("POST /channels/{major}/messages", str(ctx.channel.id))
+            if self.rest_limiter.prepay_from_allotment(*first):
+                first = None
         settings = await self.guild_settings.get(ctx.guild.id) if ctx.guild else None
         level = await level_of(self, ctx.author, ctx.guild)
         if level >= Level.OWNER or (
@@ -296,13 +307,7 @@ class Guildhouse(commands.AutoShardedBot):
             settings,
         )
         root = (ctx.command.root_parent or ctx.command).name
-        # A prefix command nearly always answers with a message in its channel: the REST slot
-        # for that message is asked for with the throttle's verdict (in its round trip, or with
-        # its background count when the verdict is made here), so the answer waits for no round
-        # trip of its own (ipc/ratelimit.py, `Prepaid`). Refused or unused, the slot lapses.
-        route = None
-        if ctx.interaction is None and windows:
-            route = ("POST /channels/{major}/messages", str(ctx.channel.id))
+        route = first if windows else None
         verdict = await self.throttle.hit(
             windows,
             told_key=f"{ctx.author.id}:{root}",

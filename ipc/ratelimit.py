@@ -119,7 +119,46 @@ end
 return untl
 """
 
+# Slots granted ahead, for a process to use without a round trip each.
+# KEYS: window zset, sequence counter, pause key.  ARGV: rate, window ms, slots wanted, valid ms,
+# then the first member and count of an earlier allotment's unused slots (given back).
+# Each slot is an entry of the window scored at the end of its validity, so it counts in the
+# window from now until the last moment it could be used has left it: the window's sum stays
+# what it would be had every slot been used at that last moment. Granted only while the window,
+# with the grant, stays at most three quarters full: near the limit every call goes through
+# _ADMIT and no slot is held back unused. Returns {granted, first member}.
+_ALLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local want, valid = tonumber(ARGV[3]), tonumber(ARGV[4])
+local back, unused = tonumber(ARGV[5]), tonumber(ARGV[6])
+for i = back, back + unused - 1 do
+  redis.call('ZREM', KEYS[1], i)
+end
+if tonumber(redis.call('GET', KEYS[3]) or '0') > now then
+  return {0, 0}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local grant = math.min(want, math.floor(rate * 3 / 4) - redis.call('ZCARD', KEYS[1]))
+if grant <= 0 then
+  return {0, 0}
+end
+local last = redis.call('INCRBY', KEYS[2], grant)
+for i = last - grant + 1, last do
+  redis.call('ZADD', KEYS[1], now + valid, i)
+end
+redis.call('PEXPIRE', KEYS[1], window * 2 + valid)
+redis.call('PEXPIRE', KEYS[2], window * 2 + valid)
+return {grant, last - grant + 1}
+"""
+
 EXEMPT_PREFIXES = ("/interactions/", "/webhooks/")
+
+# An allotment is good for this long (s): a slot of it is an entry of the shared window that
+# counts for ALLOT_FOR + the window, so a long allotment holds capacity that a short one frees.
+ALLOT_FOR = 0.25
+ALLOT_SLACK = 0.01  # stop using an allotment this long before Redis's end of it
 
 # A prepaid slot is good for this long after Redis granted it. The shared window is `margin`
 # (10 %) longer than Discord's, which covers a slot granted this long before its request leaves.
@@ -206,6 +245,7 @@ class GlobalLimiter:
         ]
         self.bucket_prefix = keys("rest", "bucket", "")
         self._admit = redis.register_script(_ADMIT)
+        self._allot = redis.register_script(_ALLOT)
         self._pause = redis.register_script(_PAUSE)
         self._learn = redis.register_script(_LEARN)
         # What this process already told Redis: route -> bucket, and (bucket, major) -> the
@@ -221,6 +261,15 @@ class GlobalLimiter:
             f"{self._local_rate} requests per {self.window:.2f}s",
             "REST limiter: Redis is back; shared global limit resumed",
         )
+        # The current allotment: members first..first+granted-1 of the window, `used` of them
+        # taken, good until `_allot_until` (monotonic). One refill in flight at a time.
+        self._allot_first = 0
+        self._allot_granted = 0
+        self._allot_used = 0
+        self._allot_until = 0.0
+        self._allot_job: asyncio.Task[None] | None = None
+        self._allot_asks: deque[float] = deque()  # when slots were asked for, the last second
+        self.allotted_used = 0  # for benchmarks and tests
         self.waited = 0.0  # seconds spent waiting, for metrics and benchmarks
         self.calls = 0
         self.prepaid_used = 0
@@ -247,6 +296,60 @@ class GlobalLimiter:
             _prepaid.set(slot)
         elif answer is not None and int(answer) == 0:
             _prepaid.set(Prepaid(route, major, time.monotonic() + PREPAID_FOR))
+
+    def prepay_from_allotment(self, route: str, major: str) -> bool:
+        """Keep a slot of this process's allotment for this task's next request to
+        `route`/`major` (as `prepaid` does), without a round trip; False if there is none left
+        (a refill is then on its way, for the next calls).
+
+        Meant for a command's first message, which a user waits for. These slots skip the
+        shared per-route bucket (a server's channels are answered by the shard that owns it,
+        so in practice the channel's bucket is this process's own); a bucket that another
+        process emptied can then cost a 429, which is shared as usual."""
+        now = time.monotonic()
+        self._allot_asks.append(now)
+        while now - self._allot_asks[0] > 1.0:
+            self._allot_asks.popleft()
+        left = self._allot_granted - self._allot_used
+        fresh = now < self._allot_until and now >= self._local_pause
+        took = left > 0 and fresh and not self._redis_state.down
+        if took:
+            self._allot_used += 1
+            self.allotted_used += 1
+            _prepaid.set(Prepaid(route, major, min(self._allot_until, now + PREPAID_FOR)))
+            left -= 1
+        if (left <= self._allot_granted // 2 or self._allot_until - now < ALLOT_FOR / 2) and (
+            self._allot_job is None or self._allot_job.done()
+        ):
+            self._allot_job = asyncio.create_task(self._refill(), name="rest-allotment")
+        return took
+
+    async def _refill(self) -> None:
+        """Give back what is left of the allotment and ask for the next, sized for the rate
+        at which slots were asked for in the last second."""
+        back, unused = self._allot_first + self._allot_used, self._allot_granted - self._allot_used
+        self._allot_granted = self._allot_used = 0  # no slot of it is used from here on
+        want = min(max(2, math.ceil(len(self._allot_asks) * ALLOT_FOR * 1.5)), self.rate // 4)
+        if want < 1 or self._redis_state.down:
+            return
+        sent = time.monotonic()
+        try:
+            granted, first = await self._allot(
+                keys=self.keys[:3],
+                args=[
+                    self.rate,
+                    int(self.window * 1000),
+                    want,
+                    int(ALLOT_FOR * 1000),
+                    back,
+                    unused,
+                ],
+            )
+        except (RedisError, OSError) as exc:
+            log.debug("REST limiter: no allotment: %s", exc)
+            return
+        self._allot_first, self._allot_granted = int(first), int(granted)
+        self._allot_until = sent + ALLOT_FOR - ALLOT_SLACK
 
     async def _take_prepaid(self, route: str, major: str) -> bool:
         slot = _prepaid.get()

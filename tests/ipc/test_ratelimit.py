@@ -31,7 +31,7 @@ HAMMER = textwrap.dedent("""
     from ipc.client import Keys
     from ipc.ratelimit import GlobalLimiter
 
-    async def main(redis_url, prefix, api, token, channels, count):
+    async def main(redis_url, prefix, api, token, channels, count, allot):
         async with aioredis.Redis.from_url(redis_url) as r:
             limiter = GlobalLimiter(r, Keys(prefix), rate=50, clusters=4)
             headers = {"Authorization": f"Bot {token}"}
@@ -41,18 +41,22 @@ HAMMER = textwrap.dedent("""
 
                 async def one(i):
                     ch = channels[i % len(channels)]
-                    async with busy, http.get(f"{api}/channels/{ch}") as resp:
-                        return resp.status
+                    async with busy:
+                        if allot and i % 2:  # half of them as a command's first message
+                            limiter.prepay_from_allotment("GET /channels/{major}", ch)
+                        async with http.get(f"{api}/channels/{ch}") as resp:
+                            return resp.status
                 statuses = await asyncio.gather(*(one(i) for i in range(count)))
-        print(sum(s == 429 for s in statuses), flush=True)
+        print(sum(s == 429 for s in statuses), limiter.allotted_used, flush=True)
 
-    redis_url, prefix, api, token, channels, count = sys.argv[1:7]
-    asyncio.run(main(redis_url, prefix, api, token, channels.split(","), int(count)))
+    redis_url, prefix, api, token, channels, count, allot = sys.argv[1:8]
+    asyncio.run(main(redis_url, prefix, api, token, channels.split(","), int(count), allot == "1"))
 """)
 
 
+@pytest.mark.parametrize("allot", [False, True], ids=["admitted", "with-allotments"])
 async def test_four_processes_never_exceed_the_global_limit(
-    redis_url: str, redis_prefix: str
+    redis_url: str, redis_prefix: str, allot: bool
 ) -> None:
     config = SandboxConfig(guilds=10, members=3, limits=Limits(route_limit=100_000))
     async with Sandbox(config) as sb:
@@ -73,6 +77,7 @@ async def test_four_processes_never_exceed_the_global_limit(
                 sb.token,
                 ",".join(channels),
                 "60",
+                "1" if allot else "0",
                 stdout=asyncio.subprocess.PIPE,
             )
             for _ in range(4)
@@ -82,11 +87,68 @@ async def test_four_processes_never_exceed_the_global_limit(
         elapsed = time.monotonic() - started
         stats = sb.stats()
     assert [p.returncode for p in procs] == [0, 0, 0, 0]
-    assert [int(o.strip()) for o in outs] == [0, 0, 0, 0], stats  # no process saw a 429
+    counts = [[int(x) for x in o.split()] for o in outs]
+    assert [c[0] for c in counts] == [0, 0, 0, 0], stats  # no process saw a 429
+    if allot:  # some requests went out on allotted slots (while the window had room)
+        assert sum(c[1] for c in counts) > 0
     assert stats["rest_requests"] == 240
     assert stats["max_requests_in_1s"] <= 50
     assert stats["rate_limited"].get("global", 0) == 0
     assert elapsed >= 240 / 50 - 1  # it was the limit, not the load, that paced them
+
+
+async def test_an_allotment_prepays_first_messages_without_a_round_trip(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    limiter = GlobalLimiter(redis, keys, rate=50)
+    window = keys("rest", "global", "window")
+    route = ("POST /channels/{major}/messages", "42")
+
+    async def command() -> bool:
+        took = limiter.prepay_from_allotment(*route)
+        await limiter.acquire(*route)
+        return took
+
+    # The first command finds no allotment (it asks Redis itself) and starts a refill.
+    assert await asyncio.create_task(command()) is False
+    assert limiter._allot_job is not None
+    await limiter._allot_job
+    granted = limiter._allot_granted
+    assert granted >= 2
+    before = await redis.zcard(window)  # the refill's slots and the first command's
+    assert before == granted + 1
+    # Scored at the end of their validity: they count until that moment has left the window.
+    now_ms = (await redis.time())[0] * 1000
+    latest = await redis.zrange(window, -1, -1, withscores=True)
+    assert latest[0][1] > now_ms
+    assert await asyncio.create_task(command()) is True
+    assert limiter.allotted_used == 1 and limiter.prepaid_used == 1
+    # Half of it used: the refill gave back the unused slot and took a new grant. In the
+    # window: the first command's slot, the used one, the new grant; none taken for the
+    # second command's request.
+    assert limiter._allot_job is not None
+    await limiter._allot_job
+    assert await redis.zcard(window) == 2 + limiter._allot_granted
+
+
+async def test_no_allotment_when_the_window_is_three_quarters_full(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    limiter = GlobalLimiter(redis, keys, rate=8, window=10)
+    for _ in range(5):
+        await limiter.acquire("GET /users/{id}", "")
+    # 5 of 8 taken: a refill may take the window to 6 (three quarters), no further.
+    limiter.prepay_from_allotment("GET /users/{id}", "")
+    assert limiter._allot_job is not None
+    await limiter._allot_job
+    assert limiter._allot_granted == 1
+    await limiter.acquire("GET /users/{id}", "")
+    limiter._allot_until = 0.0  # lapsed: the next ask refills, and gets nothing
+    assert not limiter.prepay_from_allotment("GET /users/{id}", "")
+    await limiter._allot_job
+    assert limiter._allot_granted == 0
+    # The unused slot was given back: 6 acquired, nothing held.
+    assert await redis.zcard(keys("rest", "global", "window")) == 6
 
 
 async def test_global_429_pauses_every_process(redis_url: str, keys: Keys) -> None:
