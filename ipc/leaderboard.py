@@ -27,7 +27,6 @@ boards, and a period name.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import secrets
 import time
@@ -535,71 +534,6 @@ class Leaderboard:
     async def _drop_temp(self, tmp: str) -> None:
         async for key in self.redis.scan_iter(match=tmp + "*", count=500):
             await self.redis.delete(key)
-
-
-class AwardQueue:
-    """Awards on their way to `Leaderboard.award_many`: the first request is sent at once;
-    those that arrive while a call is in flight go together in the next one. No award waits for
-    a timer, and under load one round trip (and one script run) counts many awards.
-
-    A process killed with awards in the queue loses them uncounted: nothing was promised for
-    them yet (counted means in Redis, and from there on its way to Postgres)."""
-
-    def __init__(self, board: Leaderboard, *, max_batch: int = 500) -> None:
-        self.board = board
-        self.max_batch = max_batch
-        self._queue: list[tuple[list[tuple[Award, float]], asyncio.Future[list[AwardOutcome]]]]
-        self._queue = []
-        self._busy = False
-        self._task: asyncio.Future[None] | None = None
-
-    async def award(self, award: Award, *, cooldown: float = 0.0) -> AwardOutcome:
-        (outcome,) = await self.award_all([(award, cooldown)])
-        return outcome
-
-    async def award_all(self, awards: Sequence[tuple[Award, float]]) -> list[AwardOutcome]:
-        """The outcomes of these (award, cooldown) pairs, in order."""
-        if not awards:
-            return []
-        future: asyncio.Future[list[AwardOutcome]] = asyncio.get_running_loop().create_future()
-        self._queue.append((list(awards), future))
-        if not self._busy:
-            self._busy = True
-            self._task = asyncio.ensure_future(self._send())
-        return await future
-
-    async def _send(self) -> None:
-        try:
-            while self._queue:
-                batch: list[tuple[list[tuple[Award, float]], asyncio.Future[Any]]] = []
-                size = 0
-                while self._queue and (
-                    not batch or size + len(self._queue[0][0]) <= self.max_batch
-                ):
-                    request = self._queue.pop(0)
-                    batch.append(request)
-                    size += len(request[0])
-                try:
-                    outcomes = await self.board.award_many(
-                        [a for awards, _ in batch for a in awards]
-                    )
-                except asyncio.CancelledError:
-                    for _, future in batch + self._queue:
-                        future.cancel()
-                    self._queue.clear()
-                    raise
-                except Exception as exc:  # every waiter gets the failure, as if it had called
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                at = 0
-                for awards, future in batch:
-                    if not future.done():
-                        future.set_result(outcomes[at : at + len(awards)])
-                    at += len(awards)
-        finally:
-            self._busy = False
 
 
 def _text(value: Any) -> str:

@@ -45,6 +45,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import NoScriptError, RedisError
 
+from ipc.batch import Batcher
 from ipc.client import Degraded, Keys, ScriptCall, process_cluster
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,16 @@ class Verdict:
         return self.retry_after <= 0
 
 
+@dataclass
+class _Count:
+    """A call admitted here, on its way to Redis, and the script sent with it."""
+
+    keys: list[str]
+    args: list[str | int]
+    also: ScriptCall | None
+    answer: asyncio.Future[Any] | None
+
+
 def _hold(rule: Rule) -> float:
     return max(rule.per, HOLD_AT_LEAST)
 
@@ -237,7 +248,7 @@ class Throttle:
         self._listening = False  # decide here only while the lost-channel is subscribed
         self._listener: asyncio.Task[None] | None = None
         # Counts on their way to Redis, with the windows they count in.
-        self._jobs: dict[asyncio.Task[None], frozenset[str]] = {}
+        self._counts: Batcher[_Count, None] = Batcher(self._count, name="throttle-counts")
         self._counting: set[str] = set()  # their windows
         self.decided_here = 0  # for benchmarks and tests
         self.asked_redis = 0
@@ -262,8 +273,8 @@ class Throttle:
                 await self._listener
             self._listener = None
         self._drop_holds()
-        if self._jobs:
-            await asyncio.wait(list(self._jobs), timeout=5)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._counts.drain(), 5)
 
     def _drop_holds(self) -> None:
         self._listening = False
@@ -335,47 +346,49 @@ class Throttle:
     def _count_later(
         self, keys: list[str], args: list[str | int], also: ScriptCall | None
     ) -> asyncio.Future[Any] | None:
-        """Send a call admitted here to Redis (and `also` with it) in the background. Returns
-        a future of `also`'s answer (None if it could not run)."""
+        """Send a call admitted here to Redis (and `also` with it) in the background, with
+        whatever else is on its way. Returns a future of `also`'s answer (None if it could not
+        run)."""
         answer: asyncio.Future[Any] | None = None
         if also is not None:
             answer = asyncio.get_running_loop().create_future()
-        job = asyncio.create_task(self._count(keys, args, also, answer))
-        counted = frozenset(keys[: len(keys) // 2])
-        self._jobs[job] = counted
-        self._counting |= counted
-
-        def done(job: asyncio.Task[None]) -> None:
-            self._counting -= self._jobs.pop(job)
-
-        job.add_done_callback(done)
+        self._counting.update(keys[: len(keys) // 2])
+        self._counts.push(_Count(keys, args, also, answer))
         return answer
 
-    async def _count(
-        self,
-        keys: list[str],
-        args: list[str | int],
-        also: ScriptCall | None,
-        answer: asyncio.Future[Any] | None,
-    ) -> None:
+    async def _count(self, counts: list[_Count]) -> list[None]:
+        """Counts of calls admitted here, in one round trip; renews or drops the holds."""
         sent = time.monotonic()
-        record = ScriptCall(self._record, keys, args)
+        calls: list[ScriptCall] = []
+        for c in counts:
+            calls.append(ScriptCall(self._record, c.keys, c.args))
+            if c.also is not None:
+                calls.append(c.also)
         try:
-            result = await self._run([record] if also is None else [record, also])
+            answers = await self._run(calls)
         except (RedisError, OSError) as exc:
             self._redis_state.failed(exc)
             self._held.clear()
-            if answer is not None and not answer.done():
-                answer.set_result(None)
-            return
-        if answer is not None and not answer.done():
-            answer.set_result(result[1])
-        over, *held = result[0]
+            answers = None
+        at = 0
+        for c in counts:
+            self._counting.difference_update(c.keys[: len(c.keys) // 2])
+            record = answers[at] if answers is not None else None
+            at += 1
+            if c.also is not None:
+                if c.answer is not None and not c.answer.done():
+                    c.answer.set_result(answers[at] if answers is not None else None)
+                at += 1
+            if record is not None:
+                self._counted(c.keys, record, sent)
+        return [None] * len(counts)
+
+    def _counted(self, keys: list[str], record: list[Any], sent: float) -> None:
+        over, *held = record
         if int(over):
             self.overshoot += 1
             OVERSHOOT.labels(process_cluster()).inc()
-        n = len(held)
-        for key, still in zip(keys[:n], held, strict=True):
+        for key, still in zip(keys[: len(held)], held, strict=True):
             h = self._held.get(key)
             if h is None:
                 continue
@@ -417,9 +430,8 @@ class Throttle:
         self.asked_redis += 1
         DECISIONS.labels(process_cluster(), "redis").inc()
         # Calls admitted here and still on their way would be missing from Redis's count.
-        waiting = [job for job, counted in self._jobs.items() if not counted.isdisjoint(keys)]
-        if waiting:
-            await asyncio.wait(waiting)
+        if not self._counting.isdisjoint(keys):
+            await self._counts.drain()
         keys.append(self.keys("throttle", "told", told_key))
         args.append(self._lost_prefix)
         hit = ScriptCall(self._hit, keys, args)

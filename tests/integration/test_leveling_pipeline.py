@@ -306,6 +306,29 @@ async def test_achievements_unlock_once(
     assert await pool.fetchval("SELECT count(*) FROM achievements") == 5
 
 
+async def test_commands_finishing_together_are_counted_in_one_statement(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    svc = LevelingService(pool, redis, keys)
+    got = await asyncio.gather(
+        *[svc.command_done(1, 30) for _ in range(12)], *[svc.command_done(1, 31) for _ in range(3)]
+    )
+    assert svc.command_counts.calls == 1
+    assert (
+        await pool.fetchval("SELECT commands FROM xp_totals WHERE guild_id = 1 AND user_id = 30")
+        == 12
+    )
+    assert (
+        await pool.fetchval("SELECT commands FROM xp_totals WHERE guild_id = 1 AND user_id = 31")
+        == 3
+    )
+    # Every call of the batch sees the count after all of them: the 10-command achievement is
+    # announced by exactly one of member 30's calls, and none of member 31's.
+    assert sum(a.key == "commands_10" for unlocked in got[:12] for a in unlocked) == 1
+    assert all(unlocked == [] for unlocked in got[12:])
+    assert [a.key for a in await svc.command_done(1, 31)] == []  # 4: nothing new
+
+
 async def test_a_graceful_stop_writes_everything_first(
     pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
 ) -> None:

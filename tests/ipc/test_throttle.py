@@ -163,8 +163,7 @@ async def processes(redis_url: str, keys: Keys, n: int) -> AsyncIterator[list[Th
 async def settled(*throttles: Throttle) -> None:
     """Wait for the counts sent to Redis in the background."""
     for t in throttles:
-        if t._jobs:
-            await asyncio.wait(list(t._jobs))
+        await t._counts.drain()
 
 
 async def calls(t: Throttle, rule: list[tuple[str, Rule]], told: str, n: int) -> list[Verdict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import uuid
@@ -21,12 +22,16 @@ from bot import metrics
 from bot.cogs.leveling import rules, store
 from bot.cogs.leveling.rebuild import rebuild
 from bot.cogs.leveling.settings import XpSettings
+from ipc.batch import Batcher
 from ipc.client import Keys, count_redis_error
-from ipc.leaderboard import Award, AwardQueue, Leaderboard, RebuildBusy
+from ipc.leaderboard import Award, AwardOutcome, Leaderboard, RebuildBusy
 
 log = logging.getLogger(__name__)
 
 _CACHE_SIZE = 50_000
+# How long a finished command's count waits for others to go with it (s). An achievement for
+# a command count is announced this much later; the worker does one statement for many.
+COMMAND_COUNT_LINGER = 0.05
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,17 @@ class LevelingService:
         # One award call in flight per worker; awards arriving meanwhile go together in the
         # next call (a burst neither takes every connection of the Redis pool nor costs a
         # round trip per message).
-        self.awards = AwardQueue(self.board)
+        self.awards: Batcher[tuple[Award, float], AwardOutcome] = Batcher(
+            self.board.award_many, max_batch=500, name="xp-awards"
+        )
         self._profiles = _Lru(_CACHE_SIZE)  # user id -> (name, avatar) last sent
+        # The command counts behind achievements: one statement for the commands that finish
+        # within COMMAND_COUNT_LINGER of each other, not one round trip and commit per command.
+        self.command_counts: Batcher[tuple[int, int], int] = Batcher(
+            functools.partial(store.count_commands, self.pool),
+            linger=COMMAND_COUNT_LINGER,
+            name="command-counts",
+        )
 
     # -- rebuild when Redis is empty ---------------------------------------------------------
 
@@ -163,7 +177,7 @@ class LevelingService:
         if not pending:
             return outcomes
         try:
-            results = await self.awards.award_all([(a, cd) for _, a, cd, _ in pending])
+            results = await self.awards.submit_all([(a, cd) for _, a, cd, _ in pending])
         except (RedisError, OSError) as exc:
             # Not counted, and the member is not told otherwise: nothing to lose.
             count_redis_error("xp_award")
@@ -250,7 +264,7 @@ class LevelingService:
         return [rules.BY_KEY[k] for k in new]
 
     async def command_done(self, guild_id: int, user_id: int) -> list[rules.Achievement]:
-        count = await store.count_command(self.pool, guild_id, user_id)
+        count = await self.command_counts.submit((guild_id, user_id))
         return await self.unlock(
             guild_id, user_id, [a.key for a in rules.reached("commands", count)]
         )

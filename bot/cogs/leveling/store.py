@@ -134,17 +134,23 @@ async def raise_level(pool: asyncpg.Pool, guild_id: int, user_id: int, level: in
     return row is not None
 
 
-async def count_command(pool: asyncpg.Pool, guild_id: int, user_id: int) -> int:
-    value = await pool.fetchval(
+async def count_commands(pool: asyncpg.Pool, calls: Sequence[tuple[int, int]]) -> list[int]:
+    """Count these commands, one (guild, user) pair each, in one statement; returns each
+    call's member's command count after all of them."""
+    if not calls:
+        return []
+    rows = await pool.fetch(
         """
-        INSERT INTO xp_totals AS t (guild_id, user_id, commands) VALUES ($1, $2, 1)
-        ON CONFLICT (guild_id, user_id) DO UPDATE SET commands = t.commands + 1
-        RETURNING commands
+        INSERT INTO xp_totals AS t (guild_id, user_id, commands)
+        SELECT g, u, count(*) FROM unnest($1::bigint[], $2::bigint[]) AS c(g, u) GROUP BY g, u
+        ON CONFLICT (guild_id, user_id) DO UPDATE SET commands = t.commands + excluded.commands
+        RETURNING guild_id, user_id, commands
         """,
-        guild_id,
-        user_id,
+        [g for g, _ in calls],
+        [u for _, u in calls],
     )
-    return int(value)
+    after = {(r["guild_id"], r["user_id"]): int(r["commands"]) for r in rows}
+    return [after[call] for call in calls]
 
 
 async def record_roll(pool: asyncpg.Pool, guild_id: int, user_id: int, successes: int) -> int:

@@ -1,0 +1,70 @@
+"""Batcher: many small requests, one call."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ipc.batch import Batcher
+
+
+class Recorder:
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.fail_on = fail_on
+
+    async def send(self, items: list[int]) -> list[int]:
+        self.batches.append(items)
+        await asyncio.sleep(0.01)  # a round trip
+        if self.fail_on is not None and self.fail_on in items:
+            raise RuntimeError(f"refused {self.fail_on}")
+        return [i * 10 for i in items]
+
+
+async def test_the_first_goes_at_once_and_the_rest_together() -> None:
+    rec = Recorder()
+    b: Batcher[int, int] = Batcher(rec.send)
+    first = asyncio.create_task(b.submit(1))
+    await asyncio.sleep(0)  # the first call is in flight
+    rest = [asyncio.create_task(b.submit(i)) for i in range(2, 6)]
+    assert [await first, *[await r for r in rest]] == [10, 20, 30, 40, 50]
+    assert rec.batches == [[1], [2, 3, 4, 5]]
+    assert await b.submit_all([7, 8]) == [70, 80]  # a list keeps its order and stays together
+    assert await b.submit_all([]) == []
+
+
+async def test_linger_gathers_what_arrives_meanwhile_and_max_batch_splits() -> None:
+    rec = Recorder()
+    b: Batcher[int, int] = Batcher(rec.send, linger=0.05, max_batch=3)
+    results = await asyncio.gather(*(b.submit(i) for i in range(7)))
+    assert results == [i * 10 for i in range(7)]
+    assert rec.batches == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+async def test_a_failed_call_fails_its_waiters_only() -> None:
+    rec = Recorder(fail_on=2)
+    b: Batcher[int, int] = Batcher(rec.send)
+    first = asyncio.create_task(b.submit(1))
+    await asyncio.sleep(0)
+    second, third = asyncio.create_task(b.submit(2)), asyncio.create_task(b.submit(3))
+    assert await first == 10
+    for task in (second, third):  # one batch: both get its failure
+        with pytest.raises(RuntimeError, match="refused 2"):
+            await task
+    assert await b.submit(4) == 40  # and the batcher goes on
+
+
+async def test_pushed_items_are_sent_and_drain_waits_for_them() -> None:
+    rec = Recorder()
+    b: Batcher[int, int] = Batcher(rec.send)
+    for i in range(3):
+        b.push(i)
+    await b.drain()
+    assert rec.batches == [[0, 1, 2]]  # queued before the sender ran: one call
+    await b.drain()  # nothing queued: returns at once
+
+
+def test_bad_parameters_are_named() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        Batcher(Recorder().send, max_batch=0)
