@@ -2,7 +2,10 @@
 highest sustained rate, Guildhouse (one worker process) against a plain discord.py bot, at the
 same offered load, in the same run.
 
-The sandbox and the load generator run in this process; each bot runs in its own process.
+The load generator runs in this process, with two sandboxes of the same world, one for each
+bot; each bot runs in its own process, and both stay connected for the whole run. Each load is
+offered in rounds that alternate between the two bots (`--rounds`), and each bot's latencies
+are pooled over its rounds, so a slow minute of a shared machine falls on both.
 Latency is from the message (or interaction) entering the sandbox to the bot's first answer in
 that channel. The highest sustained rate is the highest rate of a doubling series at which the
 baseline answers at least 99 % of the commands with a p99 under a second; Discord's limits
@@ -20,7 +23,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -41,6 +44,21 @@ class Load:
     p99_ms: float | None
     p999_ms: float | None
     cpu_s: float
+    trips: list[float] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def of(cls, offered: float, sent: int, trips: list[float], cpu_s: float) -> Load:
+        def ms(q: float) -> float | None:
+            return round(percentile(trips, q) * 1000, 1) if trips else None
+
+        return cls(offered, sent, len(trips), ms(0.5), ms(0.99), ms(0.999), cpu_s, trips)
+
+    @classmethod
+    def pooled(cls, rounds: list[Load]) -> Load:
+        trips = [t for r in rounds for t in r.trips]
+        return cls.of(
+            rounds[0].offered, sum(r.sent for r in rounds), trips, sum(r.cpu_s for r in rounds)
+        )
 
     def sustained(self) -> bool:
         return self.answered >= 0.99 * self.sent and (self.p99_ms or 1e9) < 1000
@@ -98,11 +116,7 @@ async def offer(sb: Sandbox, pid: int, kind: str, rate: float, duration: float) 
         with contextlib.suppress(asyncio.CancelledError):
             await collector
     cpu = sum(proc.cpu_times()[:2]) - cpu_before
-
-    def ms(q: float) -> float | None:
-        return round(percentile(trips, q) * 1000, 1) if trips else None
-
-    return Load(rate, sent, len(trips), ms(0.5), ms(0.99), ms(0.999), cpu)
+    return Load.of(rate, sent, trips, cpu)
 
 
 # -- the two bots ------------------------------------------------------------------------------
@@ -171,55 +185,62 @@ async def guildhouse(sb: Sandbox, urls: dict[str, str]) -> AsyncIterator[int]:
 # -- the run -------------------------------------------------------------------------------------
 
 
-async def run(rates: list[float], probe: float, duration: float, guilds: int) -> dict[str, Any]:
+async def interleaved(
+    sides: list[tuple[Sandbox, int]], kind: str, rate: float, duration: float, rounds: int
+) -> list[Load]:
+    """`rate` for `duration` s to each side, in `rounds` alternating rounds (who goes first
+    alternates too); each side's latencies pooled."""
+    got: list[list[Load]] = [[] for _ in sides]
+    for r in range(rounds):
+        order = range(len(sides)) if r % 2 == 0 else reversed(range(len(sides)))
+        for i in order:
+            sb, pid = sides[i]
+            got[i].append(await offer(sb, pid, kind, rate, duration / rounds))
+    return [Load.pooled(loads) for loads in got]
+
+
+async def run(
+    rates: list[float], probe: float, duration: float, guilds: int, rounds: int
+) -> dict[str, Any]:
     config = SandboxConfig(guilds=guilds, members=20, max_concurrency=SHARDS, identify_interval=0.2)
     result: dict[str, Any] = {
         "bench": "latency",
-        "params": {"guilds": guilds, "probe_s": probe, "duration_s": duration},
+        "params": {"guilds": guilds, "probe_s": probe, "duration_s": duration, "rounds": rounds},
     }
     with backing() as urls:
-        async with Sandbox(config) as sb:
-            highest: dict[str, float] = {}
-            baseline_rows: dict[str, list[dict[str, Any]]] = {}
-            async with baseline(sb) as pid:
-                for kind in ("prefix", "slash"):
-                    best = rates[0]
-                    for rate in rates:
-                        load = await offer(sb, pid, kind, rate, probe)
-                        if not load.sustained():
-                            break
-                        best = rate
-                    highest[kind] = best
-                    baseline_rows[kind] = [
-                        (await offer(sb, pid, kind, round(best * share, 1), duration)).row()
-                        for share in (0.25, 0.5, 0.9)
-                    ]
-            ours_rows: dict[str, list[dict[str, Any]]] = {}
-            async with guildhouse(sb, urls) as pid:
-                for kind in ("prefix", "slash"):
-                    # The baseline was warmed by the probes; Guildhouse gets a short warm-up
-                    # (its per-guild settings caches fill on first use).
-                    await offer(sb, pid, kind, round(highest[kind] * 0.25, 1), 3.0)
-                    ours_rows[kind] = [
-                        (
-                            await offer(sb, pid, kind, round(highest[kind] * share, 1), duration)
-                        ).row()
-                        for share in (0.25, 0.5, 0.9)
-                    ]
-    for kind in ("prefix", "slash"):
-        rows = []
-        for share, base, ours in zip(
-            (25, 50, 90), baseline_rows[kind], ours_rows[kind], strict=True
+        async with (
+            Sandbox(config) as sb_base,
+            Sandbox(config) as sb_ours,
+            baseline(sb_base) as base_pid,
+            guildhouse(sb_ours, urls) as ours_pid,
         ):
-            ratio = (
-                round(ours["p99_ms"] / base["p99_ms"], 2)
-                if ours["p99_ms"] and base["p99_ms"]
-                else None
-            )
-            rows.append(
-                {"load_pct": share, "guildhouse": ours, "discordpy": base, "p99_ratio": ratio}
-            )
-        result[kind] = {"highest_sustained_per_s": highest[kind], "loads": rows}
+            sides = [(sb_base, base_pid), (sb_ours, ours_pid)]
+            for kind in ("prefix", "slash"):
+                best = rates[0]
+                for rate in rates:
+                    if not (await offer(sb_base, base_pid, kind, rate, probe)).sustained():
+                        break
+                    best = rate
+                # The baseline was warmed by the probes; Guildhouse gets a short warm-up
+                # (its per-guild settings caches fill on first use).
+                await offer(sb_ours, ours_pid, kind, round(best * 0.25, 1), 3.0)
+                rows = []
+                for share in (25, 50, 90):
+                    base, ours = await interleaved(
+                        sides, kind, round(best * share / 100, 1), duration, rounds
+                    )
+                    ratio = (
+                        round(ours.p99_ms / base.p99_ms, 2) if ours.p99_ms and base.p99_ms else None
+                    )
+                    rows.append(
+                        {
+                            "load_pct": share,
+                            "guildhouse": ours.row(),
+                            "discordpy": base.row(),
+                            "p99_ratio": ratio,
+                        }
+                    )
+                result[kind] = {"highest_sustained_per_s": best, "loads": rows}
     return result
 
 
@@ -236,6 +257,9 @@ def main() -> None:
         help="seconds per measured load (p99 of 10/s for 20 s is the 3rd-slowest of 200)",
     )
     parser.add_argument("--guilds", type=int, default=60, help="guilds (one text channel each)")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating rounds per load (each a share of it)"
+    )
     args = parser.parse_args()
     try:
         rates = sorted(float(r) for r in args.rates.split(","))
@@ -243,9 +267,10 @@ def main() -> None:
         parser.error("--rates is a comma-separated list of numbers, e.g. 10,20,40")
     if not rates or rates[0] <= 0:
         parser.error("--rates must be positive")
-    if args.probe <= 0 or args.duration <= 0:
-        parser.error("--probe and --duration must be positive")
-    print(orjson.dumps(asyncio.run(run(rates, args.probe, args.duration, args.guilds))).decode())
+    if args.probe <= 0 or args.duration <= 0 or args.rounds < 1:
+        parser.error("--probe and --duration must be positive, --rounds at least 1")
+    result = asyncio.run(run(rates, args.probe, args.duration, args.guilds, args.rounds))
+    print(orjson.dumps(result).decode())
 
 
 if __name__ == "__main__":
