@@ -268,6 +268,7 @@ class GlobalLimiter:
         self._allot_used = 0
         self._allot_until = 0.0
         self._allot_job: asyncio.Task[None] | None = None
+        self._allot_next_ask = 0.0
         self._allot_asks: deque[float] = deque()  # when slots were asked for, the last second
         self.allotted_used = 0  # for benchmarks and tests
         self.waited = 0.0  # seconds spent waiting, for metrics and benchmarks
@@ -318,8 +319,11 @@ class GlobalLimiter:
             self.allotted_used += 1
             _prepaid.set(Prepaid(route, major, min(self._allot_until, now + PREPAID_FOR)))
             left -= 1
-        if (left <= self._allot_granted // 2 or self._allot_until - now < ALLOT_FOR / 2) and (
-            self._allot_job is None or self._allot_job.done()
+        low = left <= self._allot_granted // 2 or self._allot_until - now < ALLOT_FOR / 2
+        if (
+            low
+            and now >= self._allot_next_ask
+            and (self._allot_job is None or self._allot_job.done())
         ):
             self._allot_job = asyncio.create_task(self._refill(), name="rest-allotment")
         return took
@@ -350,6 +354,8 @@ class GlobalLimiter:
             return
         self._allot_first, self._allot_granted = int(first), int(granted)
         self._allot_until = sent + ALLOT_FOR - ALLOT_SLACK
+        # Nothing granted (the window is busy): don't ask again with every call.
+        self._allot_next_ask = 0.0 if granted else sent + ALLOT_FOR / 2
 
     async def _take_prepaid(self, route: str, major: str) -> bool:
         slot = _prepaid.get()

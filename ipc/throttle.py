@@ -364,12 +364,15 @@ class Throttle:
             calls.append(ScriptCall(self._record, c.keys, c.args))
             if c.also is not None:
                 calls.append(c.also)
+        answers: list[Any] | None = None
         try:
             answers = await self._run(calls)
         except (RedisError, OSError) as exc:
             self._redis_state.failed(exc)
             self._held.clear()
-            answers = None
+        except Exception:  # whatever it was, the holds can't be trusted, and callers wait
+            log.exception("throttles: background counts failed")
+            self._held.clear()
         at = 0
         for c in counts:
             self._counting.difference_update(c.keys[: len(c.keys) // 2])

@@ -149,6 +149,10 @@ async def test_no_allotment_when_the_window_is_three_quarters_full(
     assert limiter._allot_granted == 0
     # The unused slot was given back: 6 acquired, nothing held.
     assert await redis.zcard(keys("rest", "global", "window")) == 6
+    # A busy window is not asked again with every call.
+    job = limiter._allot_job
+    assert not limiter.prepay_from_allotment("GET /users/{id}", "")
+    assert limiter._allot_job is job
 
 
 async def test_global_429_pauses_every_process(redis_url: str, keys: Keys) -> None:
