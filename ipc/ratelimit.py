@@ -171,7 +171,7 @@ class Prepaid:
     in a round trip the caller made anyway (a command's throttle check): the command's first
     message then costs no round trip of its own, or only what is left of one already on its
     way (`pending`). Good once, for this route and major parameter, until `until` (monotonic,
-    set when Redis's answer arrives)."""
+    counted from when it was asked for: Redis granted it no earlier)."""
 
     route: str
     major: str
@@ -288,13 +288,7 @@ class GlobalLimiter:
         """Keep the slot that `prepay_call`'s script granted (its answer, 0: granted) for this
         task; `answer` may be a future of that answer, still on its way."""
         if isinstance(answer, asyncio.Future):
-            slot = Prepaid(route, major, 0.0, pending=answer)
-
-            def arrived(done: asyncio.Future[Any]) -> None:
-                slot.until = time.monotonic() + PREPAID_FOR
-
-            answer.add_done_callback(arrived)
-            _prepaid.set(slot)
+            _prepaid.set(Prepaid(route, major, time.monotonic() + PREPAID_FOR, pending=answer))
         elif answer is not None and int(answer) == 0:
             _prepaid.set(Prepaid(route, major, time.monotonic() + PREPAID_FOR))
 
@@ -366,8 +360,6 @@ class GlobalLimiter:
             answer = await asyncio.shield(slot.pending)
             if answer is None or int(answer) != 0:
                 return False
-            if not slot.until:  # it arrived in this turn of the loop; `arrived` runs next
-                slot.until = time.monotonic() + PREPAID_FOR
         return time.monotonic() <= slot.until
 
     async def acquire(self, route: str = "", major: str = "", *, exempt: bool = False) -> None:

@@ -201,10 +201,14 @@ class Verdict:
 class _Count:
     """A call admitted here, on its way to Redis, and the script sent with it."""
 
-    keys: list[str]
+    keys: list[str]  # the windows, then their holder keys
     args: list[str | int]
     also: ScriptCall | None
     answer: asyncio.Future[Any] | None
+
+    @property
+    def windows(self) -> list[str]:
+        return self.keys[: len(self.keys) // 2]
 
 
 def _hold(rule: Rule) -> float:
@@ -250,6 +254,7 @@ class Throttle:
         # Counts on their way to Redis, with the windows they count in.
         self._counts: Batcher[_Count, None] = Batcher(self._count, name="throttle-counts")
         self._counting: set[str] = set()  # their windows
+        self._decisions: dict[str, Any] = {}  # where -> its metric child
         self.decided_here = 0  # for benchmarks and tests
         self.asked_redis = 0
         self.overshoot = 0
@@ -352,8 +357,9 @@ class Throttle:
         answer: asyncio.Future[Any] | None = None
         if also is not None:
             answer = asyncio.get_running_loop().create_future()
-        self._counting.update(keys[: len(keys) // 2])
-        self._counts.push(_Count(keys, args, also, answer))
+        count = _Count(keys, args, also, answer)
+        self._counting.update(count.windows)
+        self._counts.push(count)
         return answer
 
     async def _count(self, counts: list[_Count]) -> list[None]:
@@ -375,7 +381,7 @@ class Throttle:
             self._held.clear()
         at = 0
         for c in counts:
-            self._counting.difference_update(c.keys[: len(c.keys) // 2])
+            self._counting.difference_update(c.windows)
             record = answers[at] if answers is not None else None
             at += 1
             if c.also is not None:
@@ -383,15 +389,15 @@ class Throttle:
                     c.answer.set_result(answers[at] if answers is not None else None)
                 at += 1
             if record is not None:
-                self._counted(c.keys, record, sent)
+                self._counted(c.windows, record, sent)
         return [None] * len(counts)
 
-    def _counted(self, keys: list[str], record: list[Any], sent: float) -> None:
+    def _counted(self, windows: list[str], record: list[Any], sent: float) -> None:
         over, *held = record
         if int(over):
             self.overshoot += 1
             OVERSHOOT.labels(process_cluster()).inc()
-        for key, still in zip(keys[: len(held)], held, strict=True):
+        for key, still in zip(windows, held, strict=True):
             h = self._held.get(key)
             if h is None:
                 continue
@@ -399,6 +405,12 @@ class Throttle:
                 h.until = max(h.until, sent + _hold(h.rule) - HOLD_SLACK)
             else:
                 del self._held[key]
+
+    def _decided(self, where: str) -> None:
+        child = self._decisions.get(where)
+        if child is None:  # looked up once: the cluster label is set before the first command
+            child = self._decisions[where] = DECISIONS.labels(process_cluster(), where)
+        child.inc()
 
     # -- the verdict -------------------------------------------------------------------------
 
@@ -426,12 +438,12 @@ class Throttle:
         now = time.monotonic()
         if self._decide_here(keys[:n], windows, now):
             self.decided_here += 1
-            DECISIONS.labels(process_cluster(), "here").inc()
+            self._decided("here")
             return Verdict(0.0, False, self._count_later(keys, args, also))
         if not self._redis_state.should_try():
             return self._hit_local(windows, told_key)
         self.asked_redis += 1
-        DECISIONS.labels(process_cluster(), "redis").inc()
+        self._decided("redis")
         # Calls admitted here and still on their way would be missing from Redis's count.
         if not self._counting.isdisjoint(keys):
             await self._counts.drain()
