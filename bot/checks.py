@@ -47,17 +47,26 @@ async def level_of(bot: Guildhouse, user: discord.abc.User, guild: discord.Guild
         return Level.OWNER
     if not isinstance(user, discord.Member) or guild is None:
         return Level.EVERYONE
-    perms = user.guild_permissions
-    settings = await bot.guild_settings.get(guild.id)
-    role_ids = {r.id for r in user.roles}
-    if (
-        perms.administrator
-        or perms.manage_guild
-        or guild.owner_id == user.id
-        or role_ids & settings.admin_roles
-    ):
+    if guild.owner_id == user.id:
         return Level.ADMIN
-    if any(getattr(perms, p) for p in _MOD_PERMISSIONS) or role_ids & settings.mod_roles:
+    settings = await bot.guild_settings.get(guild.id)
+    # The member's guild-wide permissions, as `Member.guild_permissions` computes them, in one
+    # pass over the role ids (it sorts the member's roles, and this runs for every command).
+    value = guild.default_role.permissions.value
+    role_ids = user._roles  # the ids `Member.roles` is built from
+    for role_id in role_ids:
+        role = guild.get_role(role_id)
+        if role is not None:
+            value |= role.permissions.value
+    perms = discord.Permissions(value)
+    if not perms.administrator and user.is_timed_out():
+        # As discord.py: a timeout leaves only reading, none of the permissions looked at here.
+        perms = discord.Permissions.none()
+    if perms.administrator or perms.manage_guild or not settings.admin_roles.isdisjoint(role_ids):
+        return Level.ADMIN
+    if any(getattr(perms, p) for p in _MOD_PERMISSIONS) or not settings.mod_roles.isdisjoint(
+        role_ids
+    ):
         return Level.MODERATOR
     return Level.EVERYONE
 

@@ -288,6 +288,10 @@ class Guildhouse(commands.AutoShardedBot):
         # round trip, or with the background count of a verdict made here), so the answer
         # waits for no round trip of its own, or only what is left of one (ipc/ratelimit.py,
         # `Prepaid`). Refused or unused, the slot lapses.
+        if ctx.guild is not None:
+            # A command is answered in its own channel, of a guild of this process's shards:
+            # those buckets are this process's own (ipc/ratelimit.py, `own_buckets`).
+            self.rest_limiter.own_buckets(str(ctx.channel.id), str(ctx.guild.id))
         first = None
         if ctx.interaction is None:
             first = ("POST /channels/{major}/messages", str(ctx.channel.id))
@@ -328,11 +332,21 @@ class Guildhouse(commands.AutoShardedBot):
         if message.guild is not None:
             logcontext.guild.set(message.guild.id)
             logcontext.shard.set(message.guild.shard_id)
-        await self.process_commands(message)
+        ctx = await self.get_context(message)
+        if ctx.prefix is None:
+            # Not addressed to the bot: chat that took discord.py's full path (bot/chat.py
+            # says when). Features that count chat listen for `on_plain_message`, so a
+            # command costs them no task of their own.
+            if message.guild is not None:
+                self.dispatch("plain_message", message)
+            return
+        await self.invoke(ctx)
 
-    async def on_command(self, ctx: commands.Context[Any]) -> None:
+    async def invoke(self, ctx: commands.Context[Any], /) -> None:
+        # In the command's own task, so the checks' and the command's log lines carry it.
         if ctx.command is not None:
             logcontext.command.set(ctx.command.qualified_name)
+        await super().invoke(ctx)
 
     async def _started(self, ctx: commands.Context[Any]) -> None:
         ctx.guildhouse_started = time.perf_counter()  # type: ignore[attr-defined]

@@ -41,6 +41,7 @@ class Batcher(Generic[T, R]):
         self.name = name
         self._queue: list[tuple[list[T], asyncio.Future[list[R]] | None]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._lingering: asyncio.Future[None] | None = None  # set: cuts the linger short
         self.calls = 0  # for benchmarks and tests
 
     async def submit(self, item: T) -> R:
@@ -55,9 +56,12 @@ class Batcher(Generic[T, R]):
         self._enqueue(list(items), future)
         return await future
 
-    def push(self, item: T) -> None:
-        """Send `item` without waiting for it; `send` deals with its result and failures."""
+    def push(self, item: T, *, at_once: bool = False) -> None:
+        """Send `item` without waiting for it; `send` deals with its result and failures.
+        `at_once`: someone waits on it, so a lingering batch leaves now."""
         self._enqueue([item], None)
+        if at_once and self._lingering is not None and not self._lingering.done():
+            self._lingering.set_result(None)
 
     async def drain(self) -> None:
         """Wait until everything queued so far has been sent and answered."""
@@ -73,7 +77,14 @@ class Batcher(Generic[T, R]):
 
     async def _run(self) -> None:
         if self.linger:
-            await asyncio.sleep(self.linger)
+            loop = asyncio.get_running_loop()
+            self._lingering = lingering = loop.create_future()
+            timer = loop.call_later(self.linger, _settle, lingering)
+            try:
+                await lingering
+            finally:
+                timer.cancel()
+                self._lingering = None
         while self._queue:
             batch: list[tuple[list[T], asyncio.Future[list[R]] | None]] = []
             size = 0
@@ -102,3 +113,8 @@ class Batcher(Generic[T, R]):
                 if future is not None and not future.done():
                     future.set_result(list(results[at : at + len(items)]))
                 at += len(items)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

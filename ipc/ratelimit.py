@@ -164,6 +164,10 @@ ALLOT_SLACK = 0.01  # stop using an allotment this long before Redis's end of it
 # (10 %) longer than Discord's, which covers a slot granted this long before its request leaves.
 PREPAID_FOR = 0.05
 
+# A refill that is not urgent starts this long (s) after the slot that called for it was taken:
+# its round trip then doesn't run between that slot's request and its sending.
+REFILL_AFTER = 0.005
+
 
 @dataclass
 class Prepaid:
@@ -183,6 +187,9 @@ class Prepaid:
 # The current task's prepaid slot, if any: set by the command's check, read by the REST hook
 # in the same task (asyncio tasks keep their own context).
 _prepaid: ContextVar[Prepaid | None] = ContextVar("guildhouse_prepaid_rest_slot", default=None)
+
+# The major parameters whose buckets the current task's calls own (`GlobalLimiter.own_buckets`).
+_own: ContextVar[tuple[str, ...]] = ContextVar("guildhouse_own_rest_buckets", default=())
 
 
 def is_exempt(path: str) -> bool:
@@ -268,6 +275,7 @@ class GlobalLimiter:
         self._allot_used = 0
         self._allot_until = 0.0
         self._allot_job: asyncio.Task[None] | None = None
+        self._refill_timer: asyncio.TimerHandle | None = None
         self._allot_next_ask = 0.0
         self._allot_asks: deque[float] = deque()  # when slots were asked for, the last second
         self.allotted_used = 0  # for benchmarks and tests
@@ -292,35 +300,55 @@ class GlobalLimiter:
         elif answer is not None and int(answer) == 0:
             _prepaid.set(Prepaid(route, major, time.monotonic() + PREPAID_FOR))
 
+    def own_buckets(self, *majors: str) -> None:
+        """Mark these major parameters (channel, guild ids) as this process's own for the rest
+        of the current task (and the tasks it starts): the channel a command answers in and its
+        guild, on this process's shards. No other process answers there (other clusters find
+        a guild's owner over IPC), so their buckets need no sharing: see `acquire`, `learn`."""
+        _own.set(majors)
+
     def prepay_from_allotment(self, route: str, major: str) -> bool:
         """Keep a slot of this process's allotment for this task's next request to
         `route`/`major` (as `prepaid` does), without a round trip; False if there is none left
         (a refill is then on its way, for the next calls).
 
-        Meant for a command's first message, which a user waits for. These slots skip the
-        shared per-route bucket (a server's channels are answered by the shard that owns it,
-        so in practice the channel's bucket is this process's own); a bucket that another
-        process emptied can then cost a 429, which is shared as usual."""
+        Meant for a command's first message, which a user waits for, taken before its checks.
+        These slots skip the shared per-route bucket, as owned buckets do (`own_buckets`)."""
+        until = self._allotted()
+        if until is None:
+            return False
+        _prepaid.set(Prepaid(route, major, until))
+        return True
+
+    def _allotted(self) -> float | None:
+        """Take a slot of the allotment: the last moment it may be used, or None if none is
+        left. Asks for the next allotment when this one runs low: at once when it is empty,
+        else a moment later (REFILL_AFTER), after the request that took this slot has left."""
         now = time.monotonic()
         self._allot_asks.append(now)
         while now - self._allot_asks[0] > 1.0:
             self._allot_asks.popleft()
         left = self._allot_granted - self._allot_used
         fresh = now < self._allot_until and now >= self._local_pause
-        took = left > 0 and fresh and not self._redis_state.down
-        if took:
+        until = None
+        if left > 0 and fresh and not self._redis_state.down:
             self._allot_used += 1
             self.allotted_used += 1
-            _prepaid.set(Prepaid(route, major, min(self._allot_until, now + PREPAID_FOR)))
+            until = min(self._allot_until, now + PREPAID_FOR)
             left -= 1
         low = left <= self._allot_granted // 2 or self._allot_until - now < ALLOT_FOR / 2
-        if (
-            low
-            and now >= self._allot_next_ask
-            and (self._allot_job is None or self._allot_job.done())
-        ):
+        if low and now >= self._allot_next_ask and self._refill_timer is None:
+            if until is None:
+                self._start_refill()
+            else:
+                loop = asyncio.get_running_loop()
+                self._refill_timer = loop.call_later(REFILL_AFTER, self._start_refill)
+        return until
+
+    def _start_refill(self) -> None:
+        self._refill_timer = None
+        if self._allot_job is None or self._allot_job.done():
             self._allot_job = asyncio.create_task(self._refill(), name="rest-allotment")
-        return took
 
     async def _refill(self) -> None:
         """Give back what is left of the allotment and ask for the next, sized for the rate
@@ -366,10 +394,16 @@ class GlobalLimiter:
         """Wait for a slot in the shared global window and, when `route` is given and its
         bucket is known, for room in that per-route bucket (without Redis: the local window).
         A slot this task prepaid for the same route is used instead, without a round trip.
+
+        A call in a bucket this task owns (`own_buckets`) takes a slot of the allotment when
+        there is one, also without a round trip, and skips the shared bucket: discord.py tracks
+        that bucket in this process, and no other process sends in it.
         """
         self.calls += 1
         if not exempt and route and await self._take_prepaid(route, major):
             self.prepaid_used += 1
+            return
+        if not exempt and major and major in _own.get() and self._allotted() is not None:
             return
         started = time.monotonic()
         args = self._admit_args(route, major, exempt)
@@ -402,14 +436,20 @@ class GlobalLimiter:
 
         Costs a round trip only for news: a route not yet mapped, a new window, an exhausted
         bucket or a 429. Within a known window Redis already counts every process's calls.
+        For a bucket this task owns (`own_buckets`) only an exhausted bucket or a 429 is news:
+        no other process sends in it, save the odd call from another cluster.
         """
         now = time.monotonic()
         window_key = (bucket, major)
-        if self._redis_state.down or (
-            retry_after <= 0
-            and remaining > 0
-            and self._routes.get(route) == bucket
-            and self._windows.get(window_key, 0.0) > now
+        if (
+            self._redis_state.down
+            or (retry_after <= 0 and remaining > 0 and major in _own.get())
+            or (
+                retry_after <= 0
+                and remaining > 0
+                and self._routes.get(route) == bucket
+                and self._windows.get(window_key, 0.0) > now
+            )
         ):
             return
         try:

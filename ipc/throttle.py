@@ -143,6 +143,10 @@ HOLD_AT_LEAST = 60.0
 HOLD_SLACK = 0.05
 # Bound the windows a process remembers holding; the oldest are forgotten first.
 MAX_HELD = 100_000
+# A call decided here is counted in Redis this long (s) after it, with the others of that
+# moment: by then the command's answer has left (a count sent at once ran ahead of it). A REST
+# slot riding with a count is waited for, so that count leaves at once.
+COUNT_AFTER = 0.003
 
 
 class RuleError(ValueError):
@@ -201,14 +205,10 @@ class Verdict:
 class _Count:
     """A call admitted here, on its way to Redis, and the script sent with it."""
 
-    keys: list[str]  # the windows, then their holder keys
-    args: list[str | int]
+    windows: list[str]  # the windows' keys
+    rules: list[tuple[str, Rule]]  # their names and rules
     also: ScriptCall | None
     answer: asyncio.Future[Any] | None
-
-    @property
-    def windows(self) -> list[str]:
-        return self.keys[: len(self.keys) // 2]
 
 
 def _hold(rule: Rule) -> float:
@@ -252,7 +252,11 @@ class Throttle:
         self._listening = False  # decide here only while the lost-channel is subscribed
         self._listener: asyncio.Task[None] | None = None
         # Counts on their way to Redis, with the windows they count in.
-        self._counts: Batcher[_Count, None] = Batcher(self._count, name="throttle-counts")
+        # A count lingers a moment (COUNT_AFTER), so its round trip follows the command's
+        # answer out of the process instead of running ahead of it.
+        self._counts: Batcher[_Count, None] = Batcher(
+            self._count, linger=COUNT_AFTER, name="throttle-counts"
+        )
         self._counting: set[str] = set()  # their windows
         self._decisions: dict[str, Any] = {}  # where -> its metric child
         self.decided_here = 0  # for benchmarks and tests
@@ -348,8 +352,21 @@ class Throttle:
                 mine=before.mine if before is not None and before.rule == rule else deque(),
             )
 
+    def _script_input(
+        self, window_keys: list[str], windows: list[tuple[str, Rule]]
+    ) -> tuple[list[str], list[str | int]]:
+        """The hit and record scripts' keys (windows, then holders) and arguments, for one
+        call in these windows."""
+        self._seq += 1
+        keys = [*window_keys, *(self.keys("throttle", "holder", name) for name, _ in windows)]
+        args: list[str | int] = [len(windows)]
+        for _, rule in windows:
+            args += [rule.count, max(1, int(rule.per * 1000))]
+        args += [f"{time.time_ns()}:{self.me}:{self._seq}", self.me, int(HOLD_AT_LEAST * 1000)]
+        return keys, args
+
     def _count_later(
-        self, keys: list[str], args: list[str | int], also: ScriptCall | None
+        self, window_keys: list[str], windows: list[tuple[str, Rule]], also: ScriptCall | None
     ) -> asyncio.Future[Any] | None:
         """Send a call admitted here to Redis (and `also` with it) in the background, with
         whatever else is on its way. Returns a future of `also`'s answer (None if it could not
@@ -357,9 +374,9 @@ class Throttle:
         answer: asyncio.Future[Any] | None = None
         if also is not None:
             answer = asyncio.get_running_loop().create_future()
-        count = _Count(keys, args, also, answer)
-        self._counting.update(count.windows)
-        self._counts.push(count)
+        self._counting.update(window_keys)
+        # A REST slot riding along is waited for: the count leaves at once.
+        self._counts.push(_Count(window_keys, windows, also, answer), at_once=also is not None)
         return answer
 
     async def _count(self, counts: list[_Count]) -> list[None]:
@@ -367,7 +384,7 @@ class Throttle:
         sent = time.monotonic()
         calls: list[ScriptCall] = []
         for c in counts:
-            calls.append(ScriptCall(self._record, c.keys, c.args))
+            calls.append(ScriptCall(self._record, *self._script_input(c.windows, c.rules)))
             if c.also is not None:
                 calls.append(c.also)
         answers: list[Any] | None = None
@@ -427,26 +444,21 @@ class Throttle:
         """
         if not windows:
             return Verdict(0.0, False)
-        self._seq += 1
-        n = len(windows)
-        keys = [self.keys("throttle", name) for name, _ in windows]
-        keys += [self.keys("throttle", "holder", name) for name, _ in windows]
-        args: list[str | int] = [n]
-        for _, rule in windows:
-            args += [rule.count, max(1, int(rule.per * 1000))]
-        args += [f"{time.time_ns()}:{self.me}:{self._seq}", self.me, int(HOLD_AT_LEAST * 1000)]
+        window_keys = [self.keys("throttle", name) for name, _ in windows]
         now = time.monotonic()
-        if self._decide_here(keys[:n], windows, now):
+        if self._decide_here(window_keys, windows, now):
             self.decided_here += 1
             self._decided("here")
-            return Verdict(0.0, False, self._count_later(keys, args, also))
+            # The script's keys and arguments are built when the count is sent, off the path.
+            return Verdict(0.0, False, self._count_later(window_keys, windows, also))
         if not self._redis_state.should_try():
             return self._hit_local(windows, told_key)
         self.asked_redis += 1
         self._decided("redis")
         # Calls admitted here and still on their way would be missing from Redis's count.
-        if not self._counting.isdisjoint(keys):
+        if not self._counting.isdisjoint(window_keys):
             await self._counts.drain()
+        keys, args = self._script_input(window_keys, windows)
         keys.append(self.keys("throttle", "told", told_key))
         args.append(self._lost_prefix)
         hit = ScriptCall(self._hit, keys, args)
@@ -459,7 +471,7 @@ class Throttle:
         self._redis_state.succeeded()
         wait_ms, told, *counts = answers[0]
         if int(wait_ms) == 0:
-            self._take_holds(keys[:n], windows, counts, now)
+            self._take_holds(window_keys, windows, counts, now)
         return Verdict(int(wait_ms) / 1000, bool(told), answers[1] if also else None)
 
     async def _run(self, calls: list[ScriptCall]) -> list[Any]:

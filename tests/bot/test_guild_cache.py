@@ -14,6 +14,7 @@ from ipc.client import Keys
 async def test_a_load_that_raced_a_change_is_not_cached(redis: aioredis.Redis, keys: Keys) -> None:
     stored = {"value": "old"}
     release = asyncio.Event()
+    reading = asyncio.Event()
     loads = 0
 
     async def load(_: int) -> str:
@@ -21,6 +22,7 @@ async def test_a_load_that_raced_a_change_is_not_cached(redis: aioredis.Redis, k
         loads += 1
         read = stored["value"]  # read before the change commits...
         if loads == 1:
+            reading.set()
             await release.wait()  # ...and returns after the change was announced
         return read
 
@@ -28,7 +30,7 @@ async def test_a_load_that_raced_a_change_is_not_cached(redis: aioredis.Redis, k
     await cache.start()
     try:
         slow = asyncio.create_task(cache.get(1))  # e.g. a listener reading settings
-        await asyncio.sleep(0)
+        await reading.wait()
         stored["value"] = "new"  # the command's change commits
         await cache.announce(1)
         release.set()
@@ -66,3 +68,86 @@ async def test_a_change_announced_elsewhere_drops_the_copy(
         await a.stop()
         await b.stop()
         await other.aclose()
+
+
+async def test_an_old_entry_is_served_while_it_is_reloaded(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    stored = {"value": "old"}
+    reloading = asyncio.Event()
+    release = asyncio.Event()
+    loads = 0
+
+    async def load(_: int) -> str:
+        nonlocal loads
+        loads += 1
+        if loads > 1:
+            reloading.set()
+            await release.wait()
+            if stored["value"] == "boom":
+                raise OSError("database unreachable")
+        return stored["value"]
+
+    cache: GuildCache[str] = GuildCache(redis, keys("events", "t"), load, what="test", ttl=0.05)
+    await cache.start()
+    try:
+        assert await cache.get(3) == "old"
+        await asyncio.sleep(0.06)  # past its ttl
+        stored["value"] = "new"
+        # Served at once, without waiting for the reload it starts; asking again doesn't start
+        # a second one.
+        assert await asyncio.wait_for(cache.get(3), 1) == "old"
+        assert cache.cached(3) == "old"
+        await asyncio.wait_for(reloading.wait(), 1)
+        release.set()
+        for _ in range(100):
+            if cache.cached(3) == "new":
+                break
+            await asyncio.sleep(0.01)
+        assert cache.cached(3) == "new" and loads == 2
+
+        # A reload that fails leaves the value in use; the next use after the ttl tries again.
+        release.clear()
+        reloading.clear()
+        stored["value"] = "boom"
+        await asyncio.sleep(0.06)
+        assert await cache.get(3) == "new"
+        await asyncio.wait_for(reloading.wait(), 1)
+        release.set()
+        await asyncio.sleep(0.05)
+        assert await cache.get(3) == "new" and loads >= 3
+    finally:
+        await cache.stop()
+
+
+async def test_callers_missing_one_guild_at_once_share_one_load(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    release = asyncio.Event()
+    loads = 0
+
+    async def load(guild_id: int) -> str:
+        nonlocal loads
+        loads += 1
+        this = loads
+        await release.wait()
+        return f"settings of {guild_id} #{this}"
+
+    cache: GuildCache[str] = GuildCache(redis, keys("events", "t"), load, what="test")
+    await cache.start()
+    try:
+        first = [asyncio.create_task(cache.get(5)) for _ in range(5)]
+        await asyncio.sleep(0.01)
+        assert loads == 1
+        # A change announced meanwhile: what that load reads may predate it, so a caller
+        # from now on gets a load of its own.
+        await cache.announce(5)
+        after = asyncio.create_task(cache.get(5))
+        await asyncio.sleep(0.01)
+        assert loads == 2
+        release.set()
+        assert [await t for t in first] == ["settings of 5 #1"] * 5
+        assert await after == "settings of 5 #2"
+        assert cache.cached(5) == "settings of 5 #2"
+    finally:
+        await cache.stop()

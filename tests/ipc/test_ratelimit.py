@@ -97,6 +97,14 @@ async def test_four_processes_never_exceed_the_global_limit(
     assert elapsed >= 240 / 50 - 1  # it was the limit, not the load, that paced them
 
 
+async def refilled(limiter: GlobalLimiter) -> None:
+    """Wait for the allotment's refill, started or about to start."""
+    while limiter._refill_timer is not None:
+        await asyncio.sleep(0.001)
+    assert limiter._allot_job is not None
+    await limiter._allot_job
+
+
 async def test_an_allotment_prepays_first_messages_without_a_round_trip(
     redis: aioredis.Redis, keys: Keys
 ) -> None:
@@ -123,11 +131,11 @@ async def test_an_allotment_prepays_first_messages_without_a_round_trip(
     assert latest[0][1] > now_ms
     assert await asyncio.create_task(command()) is True
     assert limiter.allotted_used == 1 and limiter.prepaid_used == 1
-    # Half of it used: the refill gave back the unused slot and took a new grant. In the
-    # window: the first command's slot, the used one, the new grant; none taken for the
-    # second command's request.
-    assert limiter._allot_job is not None
-    await limiter._allot_job
+    # Half of it used: the refill (a moment later, once the request that took the slot has
+    # left) gave back the unused slot and took a new grant. In the window: the first
+    # command's slot, the used one, the new grant; none taken for the second command's request.
+    assert limiter._refill_timer is not None
+    await refilled(limiter)
     assert await redis.zcard(window) == 2 + limiter._allot_granted
 
 
@@ -444,3 +452,35 @@ async def test_redis_stopped_mid_run_then_back(
     messages = [rec.message for rec in caplog.records]
     assert sum("Redis unreachable" in m for m in messages) == 1
     assert sum("Redis is back" in m for m in messages) == 1
+
+
+async def test_a_commands_own_channel_takes_allotted_slots_and_shares_only_bad_news(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    limiter = GlobalLimiter(redis, keys, rate=50)
+    window = keys("rest", "global", "window")
+    edit = ("PATCH /channels/{major}/messages/{id}", "42")
+
+    async def command() -> tuple[int, int]:
+        limiter.own_buckets("42", "7")  # the command's channel and guild
+        await limiter.acquire(*edit)  # e.g. its answer's edit
+        await limiter.acquire("PATCH /channels/{major}/messages/{id}", "43")  # elsewhere
+        # A new window in its own bucket is no news for anyone; an empty one is.
+        await limiter.learn(edit[0], "42", "b1", remaining=4, reset_after=5.0)
+        learned = limiter.learned
+        await limiter.learn(edit[0], "42", "b1", remaining=0, reset_after=5.0)
+        return learned, limiter.learned
+
+    # Prime an allotment (the first ask finds none and starts a refill).
+    assert not limiter.prepay_from_allotment("POST /channels/{major}/messages", "1")
+    await refilled(limiter)
+    in_window = await redis.zcard(window)
+    learned, after = await asyncio.create_task(command())
+    assert limiter.allotted_used == 1  # the edit in the command's own channel
+    # Only the call in another channel went to Redis for its slot.
+    assert await redis.zcard(window) == in_window + 1
+    assert (learned, after) == (0, 1)
+    assert await redis.hget(keys("rest", "bucket", "b1:42"), "remaining") == b"0"
+    # Outside a command's task nothing is owned: a call in that channel asks Redis.
+    await limiter.acquire("POST /channels/{major}/messages", "42")
+    assert limiter.allotted_used == 1 and await redis.zcard(window) == in_window + 2

@@ -153,28 +153,19 @@ class Leveling(commands.Cog, name="Leveling"):
 
     # -- listeners ---------------------------------------------------------------------------
 
-    async def _looks_like_command(self, message: discord.Message) -> bool:
-        """Commands earn no XP: a message starting with this guild's prefix, the default `!`,
-        or a mention of the bot."""
-        assert message.guild is not None
-        text = message.content
-        prefix = (await self.bot.guild_settings.get(message.guild.id)).prefix
-        me = self.bot.user
-        if text.startswith((prefix, "!")):
-            return True
-        return me is not None and text.startswith((f"<@{me.id}>", f"<@!{me.id}>"))
-
-    @commands.Cog.listener("on_message")
+    @commands.Cog.listener("on_plain_message")
     async def award_xp(self, message: discord.Message) -> None:
+        """Chat that took discord.py's full path: a guild message not addressed to the bot (no
+        prefix, no mention; bot/core.py). Like the light path, `!` earns nothing either: it
+        is everyone's habit for commands, whatever this guild's prefix."""
         if (
             message.guild is None
             or message.author.bot
             or not self.bot.accepting
             or not isinstance(message.author, discord.Member)
             or message.webhook_id is not None
+            or message.content.startswith("!")
         ):
-            return
-        if await self._looks_like_command(message):
             return
         try:
             await self._award(message, message.author)
