@@ -42,6 +42,7 @@ class Batcher(Generic[T, R]):
         self._queue: list[tuple[list[T], asyncio.Future[list[R]] | None]] = []
         self._sender: asyncio.Task[None] | None = None
         self._lingering: asyncio.Future[None] | None = None  # set: cuts the linger short
+        self._hurry = False  # an item someone waits for is queued: no linger
         self.calls = 0  # for benchmarks and tests
 
     async def submit(self, item: T) -> R:
@@ -59,9 +60,11 @@ class Batcher(Generic[T, R]):
     def push(self, item: T, *, at_once: bool = False) -> None:
         """Send `item` without waiting for it; `send` deals with its result and failures.
         `at_once`: someone waits on it, so a lingering batch leaves now."""
+        if at_once:
+            self._hurry = True
+            if self._lingering is not None and not self._lingering.done():
+                self._lingering.set_result(None)
         self._enqueue([item], None)
-        if at_once and self._lingering is not None and not self._lingering.done():
-            self._lingering.set_result(None)
 
     async def drain(self) -> None:
         """Wait until everything queued so far has been sent and answered."""
@@ -76,7 +79,7 @@ class Batcher(Generic[T, R]):
             self._sender = asyncio.create_task(self._run(), name=self.name)
 
     async def _run(self) -> None:
-        if self.linger:
+        if self.linger and not self._hurry:
             loop = asyncio.get_running_loop()
             self._lingering = lingering = loop.create_future()
             timer = loop.call_later(self.linger, _settle, lingering)
@@ -85,6 +88,7 @@ class Batcher(Generic[T, R]):
             finally:
                 timer.cancel()
                 self._lingering = None
+        self._hurry = False
         while self._queue:
             batch: list[tuple[list[T], asyncio.Future[list[R]] | None]] = []
             size = 0

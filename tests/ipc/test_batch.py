@@ -65,6 +65,30 @@ async def test_pushed_items_are_sent_and_drain_waits_for_them() -> None:
     await b.drain()  # nothing queued: returns at once
 
 
+async def test_an_item_pushed_at_once_cuts_the_linger_short() -> None:
+    rec = Recorder()
+    b: Batcher[int, int] = Batcher(rec.send, linger=30)  # far longer than the test waits
+    loop = asyncio.get_running_loop()
+    # First in the queue: no linger at all.
+    started = loop.time()
+    b.push(1, at_once=True)
+    await asyncio.wait_for(b.drain(), 5)
+    # Behind one that lingers: both leave together, now.
+    b.push(2)
+    await asyncio.sleep(0.01)
+    assert rec.batches == [[1]]
+    b.push(3, at_once=True)
+    await asyncio.wait_for(b.drain(), 5)
+    assert rec.batches == [[1], [2, 3]] and loop.time() - started < 10
+    # And the next item lingers again.
+    b.push(4)
+    await asyncio.sleep(0.05)
+    assert rec.batches == [[1], [2, 3]]
+    b.push(5, at_once=True)
+    await asyncio.wait_for(b.drain(), 5)
+    assert rec.batches[-1] == [4, 5]
+
+
 def test_bad_parameters_are_named() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         Batcher(Recorder().send, max_batch=0)
