@@ -61,14 +61,14 @@ class GuildCache(Generic[T]):
         if entry is None:
             return None
         if time.monotonic() - entry[1] >= self.ttl:
-            self._reload_later(guild_id)
+            self._load_once(guild_id)  # in the background
         return entry[0]
 
     async def get(self, guild_id: int) -> T:
         entry = self._entries.get(guild_id)
         if entry is not None:
             if time.monotonic() - entry[1] >= self.ttl:
-                self._reload_later(guild_id)
+                self._load_once(guild_id)  # in the background
             return entry[0]
         return await asyncio.shield(self._load_once(guild_id))
 
@@ -98,11 +98,6 @@ class GuildCache(Generic[T]):
             log.warning(
                 "could not reload the %s of guild %s: %s", self.what, guild_id, task.exception()
             )
-
-    def _reload_later(self, guild_id: int) -> None:
-        running = self._loading.get(guild_id)
-        if running is None or running[1].done():
-            self._load_once(guild_id)
 
     def forget(self, guild_id: int) -> None:
         self._entries.pop(guild_id, None)

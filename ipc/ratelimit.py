@@ -441,14 +441,12 @@ class GlobalLimiter:
         """
         now = time.monotonic()
         window_key = (bucket, major)
-        if (
-            self._redis_state.down
-            or (retry_after <= 0 and remaining > 0 and major in _own.get())
-            or (
-                retry_after <= 0
-                and remaining > 0
-                and self._routes.get(route) == bucket
-                and self._windows.get(window_key, 0.0) > now
+        no_news = retry_after <= 0 and remaining > 0
+        if self._redis_state.down or (
+            no_news
+            and (
+                major in _own.get()
+                or (self._routes.get(route) == bucket and self._windows.get(window_key, 0.0) > now)
             )
         ):
             return
