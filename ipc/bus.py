@@ -10,6 +10,15 @@ the registry doesn't know fails at once instead of waiting.
 Requests carry a handler name and a JSON payload, which the handler's dataclass validates;
 nothing is ever evaluated. Unknown names and bad payloads get an error answer; a failing
 handler gets an error answer too, and the listener keeps running.
+
+The transport is lean because a gather is CPU-bound on small machines (every cluster parses a
+request and publishes an answer): the subscription is one redis-py connection read directly
+(no PubSub object's per-message layers), and requests and answers go out on a second
+connection switched to `CLIENT REPLY OFF`, so a publish is one socket write with no receiver
+count to wait for and parse. Pub/sub delivery is at-most-once anyway (a subscriber that is
+away misses the message); a publish nobody confirms does not weaken that, and the asker's
+timeout covers either loss. Where `CLIENT REPLY` is refused (an ACL, a proxy), publishes
+fall back to the ordinary confirmed PUBLISH.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,7 +37,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from ipc.client import Keys
 from ipc.registry import Registry
@@ -87,6 +97,79 @@ class _Pending:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+_MESSAGE = (b"message", "message")  # a pub/sub message, raw or decoded
+
+
+def _connection_of(redis: aioredis.Redis) -> Any:
+    """A new connection with the client's settings (auth, TLS, database), outside its pool."""
+    return redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+
+
+class _Publisher:
+    """PUBLISH without waiting for the answer, on a connection that has replies switched off;
+    the ordinary confirmed PUBLISH where that is refused."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._conn: Any = None
+        self._lean = True
+        self._opening = asyncio.Lock()
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        conn = await self._connection() if self._lean else None
+        if conn is None:
+            await self.redis.publish(channel, data)
+            return
+        try:
+            await conn.send_packed_command(
+                conn.pack_command("PUBLISH", channel, data), check_health=False
+            )
+        except (RedisError, OSError):
+            # A write that failed did not go out: send it the confirmed way (which has
+            # redis-py's retries), and open a new quiet connection next time.
+            await self.reset()
+            await self.redis.publish(channel, data)
+        except BaseException:
+            await self.reset()
+            raise
+
+    async def _connection(self) -> Any:
+        conn = self._conn
+        # Nothing is ever read from this connection, so a server that closed it shows as EOF
+        # on its reader: open a new one rather than write into a dead socket.
+        reader = getattr(conn, "_reader", None)
+        if conn is not None and (reader is None or not reader.at_eof()):
+            return conn
+        async with self._opening:
+            if self._conn is not conn:  # another publish already replaced it
+                return self._conn
+            await self.reset()
+            fresh = _connection_of(self.redis)
+            await fresh.connect()
+            try:
+                # OFF then ON: if OFF is refused, its error is the first reply; if it is
+                # accepted, ON's OK is the only one. Then OFF for good.
+                await fresh.send_command("CLIENT", "REPLY", "OFF")
+                await fresh.send_command("CLIENT", "REPLY", "ON")
+                await fresh.read_response()
+                await fresh.send_command("CLIENT", "REPLY", "OFF")
+            except ResponseError as exc:
+                log.info("ipc bus: CLIENT REPLY refused (%s); publishing with replies", exc)
+                self._lean = False
+                await fresh.disconnect(nowait=True)
+                return None
+            except BaseException:
+                await fresh.disconnect(nowait=True)
+                raise
+            self._conn = fresh
+            return fresh
+
+    async def reset(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.disconnect(nowait=True)
+
+
 class Bus:
     def __init__(
         self, redis: aioredis.Redis, keys: Keys, cluster_id: int, registry: Registry
@@ -108,6 +191,7 @@ class Bus:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
+        self._publisher = _Publisher(redis)
 
     # -- registration ------------------------------------------------------------------------
 
@@ -133,24 +217,34 @@ class Bus:
                 await self._task
         for job in list(self._jobs):
             job.cancel()
+        await self._publisher.reset()
 
     async def _listen(self) -> None:
         delay = 0.5
+        channels = (self.own, self.all, self.reply, self.events)
         while True:
+            conn = _connection_of(self.redis)
             try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as ps:
-                    await ps.subscribe(self.own, self.all, self.reply, self.events)
-                    self._ready.set()
-                    delay = 0.5
-                    async for message in ps.listen():
-                        if message and message.get("type") == "message":
-                            self._on_message(message["channel"], message["data"])
+                await conn.connect()
+                await conn.send_command("SUBSCRIBE", *channels)
+                for _ in channels:  # one confirmation per channel
+                    await conn.read_response(timeout=math.inf, push_request=True)
+                self._ready.set()
+                delay = 0.5
+                while True:
+                    message = await conn.read_response(timeout=math.inf, push_request=True)
+                    if isinstance(message, list) and len(message) == 3 and message[0] in _MESSAGE:
+                        self._on_message(message[1], message[2])
             except (RedisError, OSError) as exc:
                 log.warning("ipc bus: subscription lost (%s); retrying in %.1fs", exc, delay)
+                # The publishing connection went to the same server: don't trust it either.
+                await self._publisher.reset()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
+            finally:
+                await conn.disconnect(nowait=True)
 
-    def _on_message(self, channel: bytes, data: bytes) -> None:
+    def _on_message(self, channel: bytes | str, data: bytes | str) -> None:
         try:
             msg = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -158,7 +252,7 @@ class Bus:
             return
         if not isinstance(msg, dict):
             return
-        name = channel.decode()
+        name = channel.decode() if isinstance(channel, bytes) else channel
         if name == self.reply:
             self._on_answer(msg)
         elif name == self.events:
@@ -180,7 +274,7 @@ class Bus:
             return
         answer = await self._handled(msg, rid)
         try:
-            await self.redis.publish(reply_to, orjson.dumps(answer, default=str))
+            await self._publisher.publish(reply_to, orjson.dumps(answer, default=str))
         except (RedisError, OSError) as exc:
             log.warning("ipc bus: could not answer %s: %s", msg.get("name"), exc)
 
@@ -246,7 +340,7 @@ class Bus:
             }
             started = time.perf_counter()
             if targets - {self.cluster_id}:
-                await self.redis.publish(channel, orjson.dumps(body))
+                await self._publisher.publish(channel, orjson.dumps(body))
             if self.cluster_id in targets:
                 self._spawn(self._answer_self(orjson.loads(orjson.dumps(body))))
             with contextlib.suppress(TimeoutError):
@@ -293,7 +387,7 @@ class Bus:
         return result.results[cluster_id]
 
     async def broadcast(self, event: str, payload: Any = None) -> None:
-        await self.redis.publish(
+        await self._publisher.publish(
             self.events, orjson.dumps({"event": event, "payload": _plain(payload)})
         )
 

@@ -133,3 +133,53 @@ async def test_a_cluster_answers_itself_without_redis(redis_url: str, keys: Keys
         await spy.aclose()
         await bus.stop()
         await r.aclose()
+
+
+async def test_the_bus_comes_back_after_redis_drops_its_connections(
+    nodes: list[tuple[Bus, aioredis.Redis]],
+) -> None:
+    """Redis closes every subscription and every plain connection (a restart, a failover):
+    the subscriptions come back, and no answer is written into a dead socket for good."""
+    bus, r = nodes[0]
+    assert not (await bus.gather("echo", Echo("a"), within=5)).partial
+    await r.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    await r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    deadline = time.monotonic() + 15
+    while True:
+        result = await bus.gather("echo", Echo("b"), within=1)
+        if not result.partial or time.monotonic() > deadline:
+            break
+    assert result.results == {0: "0:b", 1: "1:b", 2: "2:b"}
+    # And it stays whole: not one lucky gather.
+    for _ in range(20):
+        assert not (await bus.gather("echo", Echo("c"), within=5)).partial
+
+
+async def test_where_client_reply_is_refused_publishes_are_confirmed_ones(
+    redis_url: str, keys: Keys
+) -> None:
+    """An ACL (or a proxy) that refuses CLIENT REPLY: the bus publishes the ordinary way."""
+    admin = aioredis.Redis.from_url(redis_url)
+    user = "bus_" + keys("x").replace(":", "_")[-12:]
+    try:
+        # Every command but CLIENT, then back the CLIENT subcommands a connection uses
+        # (Redis before 7 can allow a subcommand but not deny one).
+        rules = ["+@all", "-client", "+client|setname", "+client|id", "+client|info"]
+        await admin.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "&*", *rules)
+    except aioredis.ResponseError as exc:  # a server without ACLs or without this rule
+        await admin.aclose()
+        pytest.skip(f"this Redis cannot refuse CLIENT REPLY to a user: {exc}")
+    url = redis_url.replace("redis://", f"redis://{user}:pw@", 1)
+    made = []
+    try:
+        made = [await _node(url, keys, i) for i in range(2)]
+        result = await made[0][0].gather("echo", Echo("z"), within=5)
+        assert result.results == {0: "0:z", 1: "1:z"}
+        assert await made[1][0].call(0, "echo", Echo("y")) == "0:y"
+        assert not made[0][0]._publisher._lean  # it noticed, and asks no more
+    finally:
+        for bus, r in made:
+            await bus.stop()
+            await r.aclose()
+        await admin.execute_command("ACL", "DELUSER", user)
+        await admin.aclose()
