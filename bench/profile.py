@@ -30,6 +30,15 @@ async def _load(kind: str, sb: Sandbox, pid: int, rate: float, seconds: float) -
         await latency.offer(sb, pid, kind, rate, seconds)
 
 
+def _py_spy() -> str:
+    """py-spy on PATH, else beside this Python (installed into the virtualenv, not activated)."""
+    return (
+        shutil.which("py-spy")
+        or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+        or ""
+    )
+
+
 async def _never_counted() -> int:
     return 0
 
@@ -60,7 +69,7 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
                 await _load(kind, sb, pid, rate, 2.0)  # warm caches first
                 spy = subprocess.Popen(  # noqa: ASYNC220 - waited for below, off the loop
                     [
-                        "py-spy",
+                        _py_spy(),
                         "record",
                         "--pid",
                         str(pid),
@@ -110,7 +119,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--native", action="store_true", help="C frames too (slower to sample)")
     args = parser.parse_args()
-    if shutil.which("py-spy") is None:
+    if not _py_spy():
         parser.error("py-spy is not installed: pip install py-spy")
     rate = args.rate or (1000.0 if args.load == "chat" else 20.0)
     if rate <= 0 or args.seconds < 1:
