@@ -2,7 +2,7 @@
 discord.py's own per-process limiter in the same run.
 
 1. Overhead: one discord.py `HTTPClient` calls `GET /channels/{id}` sequentially (well under
-   every limit), alternating blocks with and without Guildhouse's limiter hooks (`http_trace`):
+   every limit), alternating blocks with and without Guildhouse's limiter (its aiohttp middleware):
    added latency per call (p50, p99) and Redis commands per call.
 2. At the limit: P processes send as fast as they can (10 calls in flight each) for a few
    seconds, first with discord.py alone, then with the shared limiter: successful calls per
@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 
 from bench.common import backing, percentile, start_sandbox, stop
 from bot.discord_urls import point_at
-from bot.rest_limits import trace_config
+from bot.rest_limits import install, middleware
 from ipc.client import Keys
 from ipc.ratelimit import GlobalLimiter, InvalidRequestGuard
 
@@ -44,13 +44,13 @@ async def client(
     rate: int = 50,
 ) -> tuple[discord.http.HTTPClient, GlobalLimiter | None, InvalidRequestGuard | None]:
     point_at(info["api_url"], None)
-    trace = limiter = guard = None
+    limiter = guard = None
+    http = discord.http.HTTPClient(asyncio.get_running_loop())
     if redis is not None:
         keys = Keys(prefix)
         limiter = GlobalLimiter(redis, keys, rate=rate, clusters=clusters)
         guard = InvalidRequestGuard(redis, keys)
-        trace = trace_config(limiter, guard)
-    http = discord.http.HTTPClient(asyncio.get_running_loop(), http_trace=trace)
+        install(http, middleware(limiter, guard))
     await http.static_login(info["token"])
     return http, limiter, guard
 

@@ -16,12 +16,11 @@ import discord
 import redis.asyncio as aioredis
 from discord.ext import commands
 
-from bot import errors, logcontext, metrics, throttles
+from bot import errors, logcontext, metrics, rest_limits, throttles
 from bot.chat import ChatSink, ChatState
 from bot.checks import Level, level_of
 from bot.config import WorkerConfig
 from bot.guild_settings import GuildSettingsStore
-from bot.rest_limits import trace_config
 from bot.shards import ShardState, ShardTracker
 from ipc.bus import Bus
 from ipc.client import Keys
@@ -134,7 +133,11 @@ class Guildhouse(commands.AutoShardedBot):
             member_cache_flags=discord.MemberCacheFlags.none(),
             max_messages=None,
             tree_cls=Tree,
-            http_trace=trace_config(
+        )
+        # Every REST call through the shared limiter (bot/rest_limits.py).
+        rest_limits.install(
+            self.http,
+            rest_limits.middleware(
                 self.rest_limiter, self.invalid_guard, cluster=str(config.cluster_id)
             ),
         )

