@@ -10,8 +10,12 @@ duplicate check, stream, eight boards) and the flusher that moves every award to
 Both count 1 XP per message with no cooldown here, so the XP on the boards is the number of
 messages handled, which is how the bench knows a bot has kept up.
 
-A rate is sustained when every message sent at that rate is counted within `--drain` seconds
-after the last one was sent. The sandbox and the load generator run in this process.
+Both bots stay connected for the whole run, each to its own sandbox of the same world. The CPU
+figure is taken in `--rounds` rounds that alternate between them (who goes first alternates
+too), pooled per bot, so a slow minute of a shared machine falls on both; the highest sustained
+rate is then probed for each in turn. A rate is sustained when every message sent at that rate
+is counted within `--drain` seconds after the last one was sent. The sandboxes and the load
+generator run in this process.
 """
 
 from __future__ import annotations
@@ -51,6 +55,17 @@ class Run:
     @property
     def sustained(self) -> bool:
         return self.counted >= self.sent
+
+    @classmethod
+    def pooled(cls, runs: list[Run]) -> Run:
+        return cls(
+            runs[0].rate,
+            sum(r.sent for r in runs),
+            sum(r.counted for r in runs),
+            sum(r.cpu_s for r in runs),
+            sum(r.redis_cpu_s for r in runs),
+            sum(r.seconds for r in runs),
+        )
 
     def row(self) -> dict[str, Any]:
         per_k = 1000 / max(1, self.counted)
@@ -194,6 +209,7 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
     guilds: int,
     cpu_rate: float,
     warmup: float,
+    rounds: int,
 ) -> dict[str, Any]:
     config = SandboxConfig(guilds=guilds, members=20, max_concurrency=SHARDS, identify_interval=0.2)
     result: dict[str, Any] = {
@@ -203,44 +219,57 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
             "duration_s": duration,
             "cpu_rate_per_s": cpu_rate,
             "warmup_s": warmup,
+            "rounds": rounds,
         },
     }
-
-    async def measure(target: Target) -> dict[str, Any]:
-        """Warm up, the CPU figure at `cpu_rate`, then the doubling series."""
-        await offer(target, cpu_rate, warmup, drain)
-        fixed = await offer(target, cpu_rate, duration, drain)
-        best, rows = await _probe(target, rates, duration, drain)
-        return {"at_cpu_rate": fixed.row(), "highest_sustained_per_s": best, "probes": rows}
-
     with backing() as urls:
+        from bot.entry import apply_migrations
+        from ipc.client import Keys
+        from ipc.leaderboard import Leaderboard
+
         redis = aioredis.Redis.from_url(urls["redis_url"])
         redis_proc = _redis_process(urls["redis_url"])
+        await redis.delete(BASELINE_KEY)
         try:
-            async with Sandbox(config) as sb:
-                await redis.delete(BASELINE_KEY)
-                async with baseline(sb, urls["redis_url"]) as pid:
+            async with Sandbox(config) as sb_base, Sandbox(config) as sb_ours:
+                await apply_migrations(urls["database_url"])
+                await _quiet_xp(urls["database_url"], list(sb_ours.world.guilds))
+                async with (
+                    baseline(sb_base, urls["redis_url"]) as base_pid,
+                    guildhouse_worker(
+                        sb_ours.token,
+                        sb_ours.api_url,
+                        sb_ours.gateway_url,
+                        urls,
+                        shards=SHARDS,
+                        name="ingest",
+                    ) as (ours_pid, prefix),
+                ):
+                    board = Leaderboard(redis, Keys(prefix)).board_key(None, "alltime")
 
                     async def base_count() -> int:
                         return await _sum_scores(redis, BASELINE_KEY)
 
-                    result["discordpy"] = await measure(Target(sb, pid, redis_proc, base_count))
-                from bot.entry import apply_migrations
-
-                await apply_migrations(urls["database_url"])
-                await _quiet_xp(urls["database_url"], list(sb.world.guilds))
-                async with guildhouse_worker(
-                    sb.token, sb.api_url, sb.gateway_url, urls, shards=SHARDS, name="ingest"
-                ) as (pid, prefix):
-                    from ipc.client import Keys
-                    from ipc.leaderboard import Leaderboard
-
-                    board = Leaderboard(redis, Keys(prefix)).board_key(None, "alltime")
-
                     async def ours_count() -> int:
                         return await _sum_scores(redis, board)
 
-                    result["guildhouse"] = await measure(Target(sb, pid, redis_proc, ours_count))
+                    targets = {
+                        "discordpy": Target(sb_base, base_pid, redis_proc, base_count),
+                        "guildhouse": Target(sb_ours, ours_pid, redis_proc, ours_count),
+                    }
+                    for target in targets.values():
+                        await offer(target, cpu_rate, warmup, drain)
+                    runs: dict[str, list[Run]] = {name: [] for name in targets}
+                    for r in range(rounds):
+                        for name in list(targets)[:: 1 if r % 2 == 0 else -1]:
+                            runs[name].append(await offer(targets[name], cpu_rate, duration, drain))
+                    for name, target in targets.items():
+                        best, rows = await _probe(target, rates, duration, drain)
+                        result[name] = {
+                            "at_cpu_rate": Run.pooled(runs[name]).row(),
+                            "highest_sustained_per_s": best,
+                            "probes": rows,
+                        }
         finally:
             await redis.aclose()
     ours, base = result["guildhouse"]["at_cpu_rate"], result["discordpy"]["at_cpu_rate"]
@@ -274,6 +303,12 @@ def main() -> None:
         default=3.0,
         help="seconds of load before measuring (every member seen once: steady state)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="rounds of --duration s per bot for the CPU figure, alternating between the bots",
+    )
     args = parser.parse_args()
     try:
         rates = sorted(float(r) for r in args.rates.split(","))
@@ -281,10 +316,20 @@ def main() -> None:
         parser.error("--rates is a comma-separated list of numbers, e.g. 250,500,1000")
     if not rates or rates[0] <= 0 or args.cpu_rate <= 0 or args.duration <= 0:
         parser.error("--rates, --cpu-rate and --duration must be positive")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     print(
         orjson.dumps(
             asyncio.run(
-                run(rates, args.duration, args.drain, args.guilds, args.cpu_rate, args.warmup)
+                run(
+                    rates,
+                    args.duration,
+                    args.drain,
+                    args.guilds,
+                    args.cpu_rate,
+                    args.warmup,
+                    args.rounds,
+                )
             )
         ).decode()
     )
