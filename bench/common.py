@@ -40,6 +40,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def alternating(rounds: int, sides: int) -> Iterator[int]:
+    """The side (0..sides-1) to measure next, for `rounds` rounds in which every side is
+    measured once and who goes first alternates: a slow minute of a shared machine falls on
+    all sides, and none always runs right after another's load."""
+    for r in range(rounds):
+        yield from range(sides) if r % 2 == 0 else reversed(range(sides))
+
+
 def start_sandbox(*args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Run `python -m sandbox` on a free port; returns the process and its banner."""
     proc = subprocess.Popen(

@@ -35,7 +35,7 @@ import orjson
 import psutil
 import redis.asyncio as aioredis
 
-from bench.common import backing, baseline_bot, guildhouse_worker, places
+from bench.common import alternating, backing, baseline_bot, guildhouse_worker, places
 from sandbox import Sandbox, SandboxConfig
 
 SHARDS = 2
@@ -253,20 +253,20 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
                     async def ours_count() -> int:
                         return await _sum_scores(redis, board)
 
-                    targets = {
-                        "discordpy": Target(sb_base, base_pid, redis_proc, base_count),
-                        "guildhouse": Target(sb_ours, ours_pid, redis_proc, ours_count),
-                    }
-                    for target in targets.values():
+                    names = ["discordpy", "guildhouse"]
+                    targets = [
+                        Target(sb_base, base_pid, redis_proc, base_count),
+                        Target(sb_ours, ours_pid, redis_proc, ours_count),
+                    ]
+                    for target in targets:
                         await offer(target, cpu_rate, warmup, drain)
-                    runs: dict[str, list[Run]] = {name: [] for name in targets}
-                    for r in range(rounds):
-                        for name in list(targets)[:: 1 if r % 2 == 0 else -1]:
-                            runs[name].append(await offer(targets[name], cpu_rate, duration, drain))
-                    for name, target in targets.items():
+                    runs: list[list[Run]] = [[] for _ in targets]
+                    for i in alternating(rounds, len(targets)):
+                        runs[i].append(await offer(targets[i], cpu_rate, duration, drain))
+                    for name, target, done in zip(names, targets, runs, strict=True):
                         best, rows = await _probe(target, rates, duration, drain)
                         result[name] = {
-                            "at_cpu_rate": Run.pooled(runs[name]).row(),
+                            "at_cpu_rate": Run.pooled(done).row(),
                             "highest_sustained_per_s": best,
                             "probes": rows,
                         }

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 import psutil
 
-from bench.common import backing, baseline_bot, guildhouse_worker, percentile, places
+from bench.common import alternating, backing, baseline_bot, guildhouse_worker, percentile, places
 from sandbox import Sandbox, SandboxConfig
 
 SHARDS = 2
@@ -199,11 +199,9 @@ async def interleaved(
     """`rate` for `duration` s to each side, in `rounds` alternating rounds (who goes first
     alternates too); each side's latencies pooled."""
     got: list[list[Load]] = [[] for _ in sides]
-    for r in range(rounds):
-        order = range(len(sides)) if r % 2 == 0 else reversed(range(len(sides)))
-        for i in order:
-            sb, pid = sides[i]
-            got[i].append(await offer(sb, pid, kind, rate, duration / rounds))
+    for i in alternating(rounds, len(sides)):
+        sb, pid = sides[i]
+        got[i].append(await offer(sb, pid, kind, rate, duration / rounds))
     return [Load.pooled(loads) for loads in got]
 
 

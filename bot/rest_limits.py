@@ -121,8 +121,6 @@ def install(http: discord.http.HTTPClient, *middlewares: aiohttp.ClientMiddlewar
             f"discord.py's HTTPClient no longer keeps its session in {_SESSION}: "
             "bot/rest_limits.install needs updating for this version"
         )
-    if "_middlewares" not in getattr(aiohttp.ClientSession, "ATTRS", ()):
-        raise RuntimeError("this aiohttp has no client middlewares (3.12 or newer needed)")
     session = vars(http)[_SESSION]
     http.__class__ = _LimitedHTTPClient
     http._middlewares = middlewares  # type: ignore[attr-defined]

@@ -490,7 +490,7 @@ async def test_discordpy_http_client_sends_every_call_through_the_limiter(
     redis_url: str, keys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`install` puts the middleware on the session discord.py makes when it logs in, so its
-    first request (GET /users/@me, sent at once) is limited too; the websocket is not."""
+    first request (GET /users/@me, sent at once) is limited too."""
     import discord
 
     from bot.rest_limits import install, middleware
