@@ -65,6 +65,8 @@ EVENT_INTENTS: dict[str, tuple[int, int]] = {
 MAX_GUILDS_PER_SHARD = 2500
 SEND_LIMIT, SEND_WINDOW = 120, 60.0
 RESUME_BUFFER = 2000
+MEMBERS_PER_CHUNK = 1000  # GUILD_MEMBERS_CHUNK: "up to 1000 members per chunk"
+MEMBERS_PER_QUERY = 100  # a prefix query, or user_ids, returns at most 100 members
 
 
 class Closed(Exception):
@@ -94,6 +96,68 @@ class Session:
             return True
         bit = need[0] if guild_id is not None else need[1]
         return bit == 0 or bool(self.intents & bit)
+
+
+@dataclass
+class MembersRequest:
+    """A REQUEST_GUILD_MEMBERS payload, checked against its documented structure: guild_id a
+    snowflake; one of query (a string, with limit, an integer >= 0) or user_ids (a snowflake or
+    a list of them); presences a boolean. Anything else is Discord's decode error, 4002."""
+
+    guild_id: int
+    query: str = ""
+    limit: int = 0
+    user_ids: list[int] | None = None
+    presences: bool = False
+    nonce: str | None = None
+
+    @classmethod
+    def parse(cls, data: Any) -> MembersRequest:
+        if not isinstance(data, dict):
+            raise _decode_error()
+        req = cls(_snowflake(data.get("guild_id")))
+        query, limit, user_ids = data.get("query"), data.get("limit"), data.get("user_ids")
+        if user_ids is not None:
+            ids = user_ids if isinstance(user_ids, list) else [user_ids]
+            req.user_ids = [_snowflake(u) for u in ids]
+        if query is not None:
+            if not isinstance(query, str):
+                raise _decode_error()
+            req.query = query
+        elif req.user_ids is None:
+            raise _decode_error()  # one of query or user_ids is required
+        if limit is not None or (query is not None and req.user_ids is None):
+            # limit is required with a query.
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+                raise _decode_error()
+            req.limit = limit
+        presences = data.get("presences")
+        if presences is not None:
+            if not isinstance(presences, bool):
+                raise _decode_error()
+            req.presences = presences
+        # "If you send an invalid nonce it will be ignored and the reply member_chunk(s) will
+        # not have a nonce set."
+        nonce = data.get("nonce")
+        if isinstance(nonce, str) and len(nonce.encode()) <= 32:
+            req.nonce = nonce
+        return req
+
+
+def _snowflake(value: Any) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        raise _decode_error()
+    if not 0 < number < 1 << 64:
+        raise _decode_error()
+    return number
+
+
+def _decode_error() -> Closed:
+    return Closed(4002, "Error while decoding payload.")
 
 
 class Compressor:
@@ -343,37 +407,56 @@ class Gateway:
         await self.dispatch_to(session, "RESUMED", {})
 
     async def _request_members(self, conn: Connection, data: Any) -> None:
-        assert conn.session is not None
-        if not isinstance(data, dict) or "guild_id" not in data:
-            raise Closed(4002, "Error while decoding payload.")
-        if not conn.session.intents & GUILD_MEMBERS and not data.get("user_ids"):
+        """REQUEST_GUILD_MEMBERS (op 8), with the limits Discord documents: the GUILD_MEMBERS
+        intent only for the entire member list (query "" with limit 0), whose absence closes
+        the connection with 4014; a prefix query (of username or nickname) returns at most 100
+        members, as do user_ids; presences only with GUILD_PRESENCES (else silently none); a
+        nonce of up to 32 bytes is echoed, a longer one ignored; a malformed request is a decode
+        error (4002), as for any payload."""
+        session = conn.session
+        assert session is not None
+        req = MembersRequest.parse(data)
+        whole_list = req.user_ids is None and req.query == "" and req.limit == 0
+        if whole_list and not session.intents & GUILD_MEMBERS:
             raise Closed(4014, "Disallowed intent(s).")
-        guild = self.world.guilds.get(int(data["guild_id"]))
-        if guild is None or guild.id not in conn.session.guild_ids:
-            return
-        query = str(data.get("query") or "").lower()
-        wanted = {int(u) for u in data.get("user_ids") or []}
-        limit = int(data.get("limit") or 0) or len(guild.members)
-        members = [
-            m
-            for m in guild.members.values()
-            if (not wanted or m.user_id in wanted)
-            and self.world.users[m.user_id].username.lower().startswith(query)
-        ][:limit]
-        chunks = [members[i : i + 1000] for i in range(0, len(members), 1000)] or [[]]
+        guild = self.world.guilds.get(req.guild_id)
+        if guild is None or guild.id not in session.guild_ids:
+            return  # not a guild of this session: nothing to answer
+        not_found: list[str] = []
+        if req.user_ids is not None:
+            wanted = list(dict.fromkeys(req.user_ids))[:MEMBERS_PER_QUERY]
+            members = [guild.members[u] for u in wanted if u in guild.members]
+            not_found = [str(u) for u in wanted if u not in guild.members]
+        else:
+            prefix = req.query.casefold()
+            members = [
+                m
+                for m in guild.members.values()
+                if self.world.users[m.user_id].username.casefold().startswith(prefix)
+                or (m.nick is not None and m.nick.casefold().startswith(prefix))
+            ]
+            if not whole_list:
+                members = members[: min(req.limit or MEMBERS_PER_QUERY, MEMBERS_PER_QUERY)]
+        presences = req.presences and bool(session.intents & GUILD_PRESENCES)
+        chunks = [
+            members[i : i + MEMBERS_PER_CHUNK] for i in range(0, len(members), MEMBERS_PER_CHUNK)
+        ] or [[]]
         for i, chunk in enumerate(chunks):
-            await self.dispatch_to(
-                conn.session,
-                "GUILD_MEMBERS_CHUNK",
-                {
-                    "guild_id": str(guild.id),
-                    "members": [m.to_dict(self.world) for m in chunk],
-                    "chunk_index": i,
-                    "chunk_count": len(chunks),
-                    "not_found": [],
-                    "nonce": data.get("nonce"),
-                },
-            )
+            payload: dict[str, Any] = {
+                "guild_id": str(guild.id),
+                "members": [m.to_dict(self.world) for m in chunk],
+                "chunk_index": i,
+                "chunk_count": len(chunks),
+            }
+            if req.user_ids is not None:
+                payload["not_found"] = not_found if i == 0 else []
+            if presences:
+                payload["presences"] = [
+                    guild.presence(m.user_id) for m in chunk if m.user_id in guild.presences
+                ]
+            if req.nonce is not None:
+                payload["nonce"] = req.nonce
+            await self.dispatch_to(session, "GUILD_MEMBERS_CHUNK", payload)
 
     # -- dispatching ---------------------------------------------------------------------------
 

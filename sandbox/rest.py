@@ -13,15 +13,19 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from sandbox.control import Fields, OptionResolver, describe
+from sandbox.errors import ApiError, BadInput
 from sandbox.ratelimit import RateLimiter
 from sandbox.world import (
     BAN_MEMBERS,
+    CHANNEL_CATEGORY,
     CHANNEL_DM,
     KICK_MEMBERS,
     MANAGE_CHANNELS,
     MANAGE_MESSAGES,
     MANAGE_ROLES,
     MODERATE_MEMBERS,
+    PRESENCE_STATUSES,
     SEND_MESSAGES,
     VIEW_CHANNEL,
     Channel,
@@ -49,20 +53,6 @@ EMBED_LIMITS = {
     "author": 256,
     "total": 6000,
 }
-
-
-class ApiError(Exception):
-    def __init__(
-        self, status: int, code: int, message: str, errors: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.errors = status, code, message, errors
-
-    def body(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"message": self.message, "code": self.code}
-        if self.errors:
-            data["errors"] = self.errors
-        return data
 
 
 def unknown(kind: str) -> ApiError:
@@ -1088,80 +1078,102 @@ class Rest:
         )
 
     # -- control API ---------------------------------------------------------------------------
+    # What users do, as the control API asks. A request that can't have come from Discord's
+    # client (no such channel, a user who is not a member, a command the bot never registered)
+    # is a BadInput: a 400 naming the field, with Discord's "Unknown ..." code where there is one.
+    # What Discord itself would refuse a real user (a channel they can't write in) keeps
+    # Discord's answer (403 50013).
+
+    def _user_in_channel(
+        self, channel_id: int, user_id: int, user_field: str
+    ) -> tuple[Guild | None, Channel]:
+        found = self.world.channel(channel_id)
+        if found is None:
+            raise BadInput("channel_id", f"no channel {channel_id}", 10003)
+        guild, ch = found
+        if ch.type == CHANNEL_CATEGORY:
+            raise BadInput("channel_id", f"channel {channel_id} is a category: nobody writes there")
+        if user_id not in self.world.users:
+            raise BadInput(user_field, f"no user {user_id}", 10013)
+        if guild is not None and user_id not in guild.members:
+            raise BadInput(user_field, f"user {user_id} is not a member of guild {guild.id}", 10007)
+        if guild is None and user_id not in ch.recipients:
+            raise BadInput(user_field, f"user {user_id} is not in DM channel {channel_id}")
+        return guild, ch
 
     async def user_message(self, channel_id: int, author_id: int, content: str) -> dict[str, Any]:
         """A user says something: MESSAGE_CREATE, as Discord would dispatch it."""
-        found = self.world.channel(channel_id)
-        if found is None:
-            raise unknown("channel")
-        guild, ch = found
-        if author_id not in self.world.users:
-            raise unknown("user")
-        if guild is not None:
-            if author_id not in guild.members:
-                raise unknown("member")
-            if not guild.permissions(author_id, ch) & SEND_MESSAGES:
-                raise missing_permissions()
+        guild, ch = self._user_in_channel(channel_id, author_id, "author_id")
+        if guild is not None and not guild.permissions(author_id, ch) & SEND_MESSAGES:
+            raise missing_permissions()
         if len(content) > MAX_CONTENT:
-            raise field_error(["content"], "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer.")
+            raise BadInput("content", f"must be at most {MAX_CONTENT} characters")
         msg = self.make_message(ch, guild, author_id, {"content": content})
         if ch.type == CHANNEL_DM:
             msg["channel_type"] = CHANNEL_DM
         await self.gateway.dispatch("MESSAGE_CREATE", msg, guild.id if guild else None)
         return msg
 
-    def _resolve_options(
-        self, options: list[Any], spec: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        out = []
-        by_name = {o["name"]: o for o in spec}
-        for opt in options:
-            name = opt.get("name")
-            declared = by_name.get(name)
-            if declared is None:
-                raise field_error(
-                    ["options", str(name)], "UNKNOWN_OPTION", f"the command has no option {name!r}"
-                )
-            kind = int(declared.get("type", 3))
-            if kind in (1, 2):  # subcommand / group
-                out.append(
-                    {
-                        "name": name,
-                        "type": kind,
-                        "options": self._resolve_options(
-                            opt.get("options") or [], declared.get("options") or []
-                        ),
-                    }
-                )
-            else:
-                out.append({"name": name, "type": kind, "value": opt.get("value")})
-        return out
-
     async def user_interaction(
         self,
         channel_id: int,
         user_id: int,
         name: str,
-        options: list[Any],
+        options: Any,
         *,
         kind: int = 2,
         custom_id: str | None = None,
         message_id: int | None = None,
     ) -> dict[str, Any]:
-        """A user runs a slash command (type 2) or clicks a button (type 3)."""
-        found = self.world.channel(channel_id)
-        if found is None:
-            raise unknown("channel")
-        guild, ch = found
-        user = self.world.users.get(user_id)
-        if user is None:
-            raise unknown("user")
+        """A user runs a slash command (type 2) or clicks a button (type 3). `options`: Discord's
+        list of {name, value} (subcommands with their own `options`), or {name: value}."""
+        guild, ch = self._user_in_channel(channel_id, user_id, "user_id")
+        user = self.world.users[user_id]
+        clicked: dict[str, Any] | None = None  # the message whose button is clicked
+        if kind == 2:
+            cmd = next(
+                (
+                    c
+                    for scope in (guild.id if guild else None, None)
+                    for c in self.commands.get(scope, {}).values()
+                    if c["name"] == name and c["type"] == 1
+                ),
+                None,
+            )
+            if cmd is None:
+                raise BadInput(
+                    "name", f"the bot has not registered a slash command {name!r}", 10063
+                )
+            resolver = OptionResolver(self.world, guild, ch, user_id)
+            data: dict[str, Any] = {
+                "id": cmd["id"],
+                "name": name,
+                "type": 1,
+                "options": resolver.resolve(options, cmd["options"]),
+                **({"guild_id": str(guild.id)} if guild and cmd.get("guild_id") else {}),
+            }
+            if resolver.resolved:
+                data["resolved"] = resolver.resolved
+        else:
+            clicked = self.messages.get(ch.id, {}).get(message_id or 0)
+            if clicked is None:
+                raise BadInput("message_id", f"no message {message_id} in channel {ch.id}", 10008)
+            # Discord's client clicks only buttons that are there (and enabled).
+            button = _find_component(clicked.get("components"), custom_id or "")
+            if button is None:
+                raise BadInput("custom_id", f"message {message_id} has no button {custom_id!r}")
+            if button.get("type") != 2:
+                raise BadInput("custom_id", f"{custom_id!r} is not a button; only buttons click")
+            if button.get("disabled"):
+                raise BadInput("custom_id", f"button {custom_id!r} is disabled")
+            data = {"custom_id": custom_id, "component_type": 2}
         iid = self.world.ids.now()
         token = f"aW50ZXJhY3Rpb246{iid}:{self.world.ids.now()}"
         payload: dict[str, Any] = {
             "id": str(iid),
             "application_id": str(self.world.application_id),
             "type": kind,
+            "data": data,
             "channel_id": str(ch.id),
             "channel": {
                 "id": str(ch.id),
@@ -1179,9 +1191,7 @@ class Rest:
             "app_permissions": str(guild.permissions(self.world.bot.id, ch)) if guild else "0",
         }
         if guild is not None:
-            member = guild.members.get(user_id)
-            if member is None:
-                raise unknown("member")
+            member = guild.members[user_id]
             payload["guild_id"] = str(guild.id)
             payload["guild_locale"] = "en-US"
             payload["guild"] = {"id": str(guild.id), "locale": "en-US", "features": []}
@@ -1191,33 +1201,8 @@ class Rest:
             }
         else:
             payload["user"] = user.to_dict()
-        if kind == 2:
-            cmd = next(
-                (
-                    c
-                    for scope in (guild.id if guild else None, None)
-                    for c in self.commands.get(scope, {}).values()
-                    if c["name"] == name and c["type"] == 1
-                ),
-                None,
-            )
-            if cmd is None:
-                raise ApiError(
-                    404,
-                    10063,
-                    f"Unknown application command {name!r}: the bot has not registered it",
-                )
-            payload["data"] = {
-                "id": cmd["id"],
-                "name": name,
-                "type": 1,
-                "options": self._resolve_options(options, cmd["options"]),
-                **({"guild_id": str(guild.id)} if guild and cmd.get("guild_id") else {}),
-            }
-        else:
-            msg = self._message(ch.id, str(message_id))
-            payload["message"] = msg
-            payload["data"] = {"custom_id": custom_id, "component_type": 2}
+        if clicked is not None:
+            payload["message"] = clicked
         self.interactions[token] = {
             "id": str(iid),
             "channel_id": str(ch.id),
@@ -1250,11 +1235,20 @@ class Rest:
     async def world_event(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         """Things users and Discord do that a bot hears about: joins, leaves, reactions,
         presence changes, the bot being removed from a guild."""
-        guild = self._guild(str(data.get("guild_id", "")))
+        kinds = ("member_add", "member_remove", "reaction", "presence", "guild_delete")
+        if kind not in kinds:
+            raise BadInput("kind", f"must be one of {', '.join(kinds)}, not {describe(kind)}")
+        fields = Fields(data)
+        guild_id = fields.snowflake("guild_id")
+        guild = self.world.guilds.get(guild_id)
+        if guild is None:
+            raise BadInput("guild_id", f"no guild {guild_id}", 10004)
         if kind == "member_add":
-            user_id = int(data["user_id"])
+            user_id = fields.snowflake("user_id")
             if user_id not in self.world.users:
-                raise unknown("user")
+                raise BadInput("user_id", f"no user {user_id}", 10013)
+            if user_id in guild.members:
+                raise BadInput("user_id", f"user {user_id} is already a member of guild {guild_id}")
             if user_id in guild.bans:
                 raise ApiError(403, 40007, "The user is banned from this guild.")
             member = Member(user_id, [], time.time())
@@ -1263,8 +1257,9 @@ class Rest:
             await self.gateway.dispatch("GUILD_MEMBER_ADD", payload, guild.id)
             return payload
         if kind == "member_remove":
-            member = self._member(guild, str(data["user_id"]))
+            member = self._event_member(guild, fields)
             del guild.members[member.user_id]
+            guild.presences.pop(member.user_id, None)
             payload = {
                 "guild_id": str(guild.id),
                 "user": self.world.users[member.user_id].to_dict(),
@@ -1272,45 +1267,69 @@ class Rest:
             await self.gateway.dispatch("GUILD_MEMBER_REMOVE", payload, guild.id)
             return payload
         if kind == "reaction":
-            channel_id = int(data["channel_id"])
+            channel_id = fields.snowflake("channel_id")
             found = self.world.channel(channel_id)
             if found is None or found[0] is not guild:
-                raise unknown("channel")
-            self._message(channel_id, str(data["message_id"]))
-            member = self._member(guild, str(data["user_id"]))
+                raise BadInput("channel_id", f"no channel {channel_id} in guild {guild_id}", 10003)
+            if found[1].type == CHANNEL_CATEGORY:
+                raise BadInput("channel_id", f"channel {channel_id} is a category: no messages")
+            message_id = fields.snowflake("message_id")
+            if message_id not in self.messages.get(channel_id, {}):
+                raise BadInput(
+                    "message_id", f"no message {message_id} in channel {channel_id}", 10008
+                )
+            emoji = fields.string("emoji", default="👍", max_length=100)
+            member = self._event_member(guild, fields)
             payload = {
                 "user_id": str(member.user_id),
                 "channel_id": str(channel_id),
-                "message_id": str(data["message_id"]),
+                "message_id": str(message_id),
                 "guild_id": str(guild.id),
                 "member": member.to_dict(self.world),
                 "burst": False,
                 "type": 0,
-                "emoji": {"id": None, "name": str(data.get("emoji", "👍"))},
+                "emoji": {"id": None, "name": emoji},
             }
             await self.gateway.dispatch("MESSAGE_REACTION_ADD", payload, guild.id)
             return payload
         if kind == "presence":
-            member = self._member(guild, str(data["user_id"]))
-            payload = {
-                "user": {"id": str(member.user_id)},
-                "guild_id": str(guild.id),
-                "status": str(data.get("status", "online")),
-                "activities": [],
-                "client_status": {"desktop": str(data.get("status", "online"))},
-            }
+            member = self._event_member(guild, fields)
+            status = fields.string("status", default="online", choices=PRESENCE_STATUSES)
+            if status == "offline":
+                guild.presences.pop(member.user_id, None)
+            else:
+                guild.presences[member.user_id] = status
+            payload = guild.presence(member.user_id)
             await self.gateway.dispatch("PRESENCE_UPDATE", payload, guild.id)
             return payload
-        if kind == "guild_delete":
-            payload = {"id": str(guild.id), "unavailable": False}
-            await self.gateway.dispatch("GUILD_DELETE", payload, guild.id)
-            del self.world.guilds[guild.id]
-            for session in self.gateway.sessions.values():
-                session.guild_ids.discard(guild.id)
-            return payload
-        raise ApiError(
-            400,
-            50035,
-            f"unknown event kind {kind!r}; expected member_add, "
-            "member_remove, reaction, presence or guild_delete",
-        )
+        payload = {"id": str(guild.id), "unavailable": False}
+        await self.gateway.dispatch("GUILD_DELETE", payload, guild.id)
+        del self.world.guilds[guild.id]
+        for session in self.gateway.sessions.values():
+            session.guild_ids.discard(guild.id)
+        return payload
+
+    def _event_member(self, guild: Guild, fields: Fields) -> Member:
+        user_id = fields.snowflake("user_id")
+        member = guild.members.get(user_id)
+        if member is None:
+            raise BadInput("user_id", f"user {user_id} is not a member of guild {guild.id}", 10007)
+        return member
+
+
+def _find_component(components: Any, custom_id: str) -> dict[str, Any] | None:
+    """The component of a message with this custom_id, in action rows or (components v2)
+    containers and sections."""
+    if isinstance(components, list):
+        for item in components:
+            found = _find_component(item, custom_id)
+            if found is not None:
+                return found
+    elif isinstance(components, dict):
+        if components.get("custom_id") == custom_id:
+            return components
+        for key in ("components", "accessory"):
+            found = _find_component(components.get(key), custom_id)
+            if found is not None:
+                return found
+    return None

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from sandbox.control import (
+    Fields,
+    parse_body,
+    query_count,
+    query_seconds,
+    query_snowflake,
+)
+from sandbox.errors import ApiError, BadInput
 from sandbox.gateway import Gateway
 from sandbox.ratelimit import Fault, Limits
-from sandbox.rest import ApiError, Rest
+from sandbox.rest import Rest
 from sandbox.world import World
 
 log = logging.getLogger(__name__)
+
+GATEWAY_FAULTS = ("drop", "reconnect", "invalidate", "stall_acks")
+REST_FAULTS = ("status", "ratelimit")
+OUTBOX_MAX_WAIT = 60.0
 
 
 @dataclass
@@ -89,17 +102,21 @@ class Sandbox:
         app.router.add_route("*", "/api/v{version:\\d+}/{tail:.*}", self.rest.handle)
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_get("/", self.gateway.handle)
-        app.router.add_get("/_sandbox/world", self._world)
-        app.router.add_post("/_sandbox/messages", self._messages)
-        app.router.add_post("/_sandbox/interactions", self._interactions)
-        app.router.add_get("/_sandbox/outbox", self._outbox)
-        app.router.add_post("/_sandbox/faults", self._faults)
-        app.router.add_post("/_sandbox/events", self._events)
-        app.router.add_get("/_sandbox/stats", self._stats)
+        app.router.add_get("/_sandbox/world", _control(self._world))
+        app.router.add_post("/_sandbox/messages", _control(self._messages))
+        app.router.add_post("/_sandbox/interactions", _control(self._interactions))
+        app.router.add_get("/_sandbox/outbox", _control(self._outbox))
+        app.router.add_post("/_sandbox/faults", _control(self._faults))
+        app.router.add_post("/_sandbox/events", _control(self._events))
+        app.router.add_get("/_sandbox/stats", _control(self._stats))
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # A short shutdown_timeout: a client long-polling the outbox (up to a minute) would
+        # otherwise hold up stop(), and with it a sandbox told to exit.
+        self._runner = web.AppRunner(
+            self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
@@ -125,9 +142,15 @@ class Sandbox:
         return await self.rest.user_message(channel_id, author_id, content)
 
     async def send_interaction(
-        self, channel_id: int, user_id: int, name: str, options: list[dict[str, Any]] | None = None
+        self,
+        channel_id: int,
+        user_id: int,
+        name: str,
+        options: list[dict[str, Any]] | dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        return await self.rest.user_interaction(channel_id, user_id, name, options or [])
+        """Run a slash command; `options` as Discord writes them (a list of {name, value}) or
+        as {name: value}."""
+        return await self.rest.user_interaction(channel_id, user_id, name, options)
 
     async def click(
         self, channel_id: int, user_id: int, message_id: int, custom_id: str
@@ -154,15 +177,28 @@ class Sandbox:
         is_global: bool = False,
         retry_after: float = 1.0,
     ) -> int:
-        if kind in ("drop", "reconnect", "invalidate", "stall_acks"):
+        if kind in GATEWAY_FAULTS:
+            if shard is not None and shard < 0:
+                raise BadInput("shard", "must be 0 or more")
             return await self.gateway.fault(kind, shard, count)
-        if kind in ("status", "ratelimit"):
-            key = route or "*"
-            self.rest.limiter.forced[key] = Fault(
-                count, 429 if kind == "ratelimit" else status, is_global, retry_after
+        if kind not in REST_FAULTS:
+            raise BadInput("kind", f"must be one of {', '.join(GATEWAY_FAULTS + REST_FAULTS)}")
+        key = "*" if route is None else route
+        # A misspelt route would otherwise be accepted and never fire.
+        if key != "*" and key not in {f"{r.method} {r.template}" for r in self.rest.routes}:
+            raise BadInput(
+                "route", f'no route {key!r}; "*" or e.g. "POST /channels/{{channel_id}}/messages"'
             )
-            return count
-        raise ValueError(f"unknown fault kind {kind!r}")
+        if count < 1:
+            raise BadInput("count", "must be 1 or more")
+        if kind == "status" and not 400 <= status <= 599:
+            raise BadInput("status", "must be an error status, 400 to 599")
+        if not 0 <= retry_after <= 3600:
+            raise BadInput("retry_after", "must be between 0 and 3600 seconds")
+        self.rest.limiter.forced[key] = Fault(
+            count, 429 if kind == "ratelimit" else status, is_global, retry_after
+        )
+        return count
 
     async def event(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         """A user joins or leaves, reacts, changes presence; or the bot is removed."""
@@ -187,104 +223,81 @@ class Sandbox:
         }
 
     # -- HTTP control API -----------------------------------------------------------------------
+    # Each handler returns what to answer as JSON; a BadInput (or any ApiError) it raises is
+    # answered with its status and body, by _control.
 
-    @staticmethod
-    def _error(err: ApiError) -> web.Response:
-        return web.json_response(err.body(), status=err.status)
+    async def _world(self, _: web.Request) -> Any:
+        return self.world.summary(self.base_url)
 
-    async def _json_body(self, request: web.Request) -> dict[str, Any]:
-        try:
-            data = await request.json()
-        except ValueError:
-            raise ApiError(400, 50109, "The request body contains invalid JSON.") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, 50109, "Expected a JSON object.")
-        return data
+    async def _messages(self, request: web.Request) -> Any:
+        body = Fields(parse_body(await request.read()))
+        msg = await self.send_message(
+            body.snowflake("channel_id"),
+            body.snowflake("author_id"),
+            body.string("content", default=""),
+        )
+        return {"id": msg["id"]}
 
-    async def _world(self, _: web.Request) -> web.Response:
-        return web.json_response(self.world.summary(self.base_url))
-
-    async def _messages(self, request: web.Request) -> web.Response:
-        try:
-            data = await self._json_body(request)
-            msg = await self.send_message(
-                int(data["channel_id"]), int(data["author_id"]), str(data.get("content", ""))
-            )
-        except ApiError as err:
-            return self._error(err)
-        except (KeyError, ValueError, TypeError):
-            return web.json_response(
-                {"message": "expected channel_id, author_id, content", "code": 50035}, status=400
-            )
-        return web.json_response({"id": msg["id"]})
-
-    async def _interactions(self, request: web.Request) -> web.Response:
-        try:
-            data = await self._json_body(request)
-            if data.get("custom_id"):
-                payload = await self.click(
-                    int(data["channel_id"]),
-                    int(data["user_id"]),
-                    int(data["message_id"]),
-                    str(data["custom_id"]),
+    async def _interactions(self, request: web.Request) -> Any:
+        body = Fields(parse_body(await request.read()))
+        channel_id, user_id = body.snowflake("channel_id"), body.snowflake("user_id")
+        if body.has("custom_id") or body.has("message_id"):
+            for other in ("name", "options"):
+                if body.has(other):
+                    raise BadInput(other, "a button click takes message_id and custom_id only")
+            message_id = body.snowflake("message_id")
+            custom_id = body.string("custom_id", max_length=100)
+            payload = await self.click(channel_id, user_id, message_id, custom_id)
+        else:
+            if not body.has("name"):
+                raise BadInput(
+                    "name", "is required (or message_id and custom_id, to click a button)"
                 )
-            else:
-                payload = await self.send_interaction(
-                    int(data["channel_id"]),
-                    int(data["user_id"]),
-                    str(data["name"]),
-                    list(data.get("options") or []),
-                )
-        except ApiError as err:
-            return self._error(err)
-        except (KeyError, ValueError, TypeError):
-            return web.json_response(
-                {
-                    "message": "expected channel_id, user_id and name (or message_id and "
-                    "custom_id for a button)",
-                    "code": 50035,
-                },
-                status=400,
+            name = body.string("name", max_length=32)
+            payload = await self.send_interaction(
+                channel_id, user_id, name, body.data.get("options")
             )
-        return web.json_response({"id": payload["id"]})
+        return {"id": payload["id"]}
 
-    async def _outbox(self, request: web.Request) -> web.Response:
-        try:
-            after = int(request.query.get("after", "0"))
-            wait = min(60.0, max(0.0, float(request.query.get("wait", "0"))))
-        except ValueError:
-            return web.json_response({"message": "after and wait must be numbers"}, status=400)
-        channel = request.query.get("channel_id")
-        entries = await self.rest.wait_outbox(channel, after, wait)
-        return web.json_response(entries)
+    async def _outbox(self, request: web.Request) -> Any:
+        after = query_count(request.query, "after", default=0)
+        wait = query_seconds(request.query, "wait", default=0.0, high=OUTBOX_MAX_WAIT)
+        channel_id = query_snowflake(request.query, "channel_id")
+        if channel_id is not None and self.world.channel(channel_id) is None:
+            raise BadInput("channel_id", f"no channel {channel_id}", 10003)
+        return await self.outbox(channel_id, after, wait)
 
-    async def _faults(self, request: web.Request) -> web.Response:
+    async def _faults(self, request: web.Request) -> Any:
+        body = Fields(parse_body(await request.read()))
+        hit = await self.fault(
+            body.string("kind"),
+            shard=body.integer("shard", default=0, low=0, high=1 << 20)
+            if body.has("shard")
+            else None,
+            route=body.string("route", default="*", max_length=200),
+            count=body.integer("count", default=1, low=1, high=1_000_000),
+            status=body.integer("status", default=500, low=400, high=599),
+            is_global=body.boolean("global", default=False),
+            retry_after=body.number("retry_after", default=1.0, low=0.0, high=3600.0),
+        )
+        return {"applied": hit}
+
+    async def _events(self, request: web.Request) -> Any:
+        body = Fields(parse_body(await request.read()))
+        kind = body.string("kind")
+        return await self.event(kind, {k: v for k, v in body.data.items() if k != "kind"})
+
+    async def _stats(self, _: web.Request) -> Any:
+        return self.stats()
+
+
+def _control(
+    handler: Callable[[web.Request], Awaitable[Any]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def answer(request: web.Request) -> web.Response:
         try:
-            data = await self._json_body(request)
-            hit = await self.fault(
-                str(data["kind"]),
-                shard=data.get("shard"),
-                route=data.get("route"),
-                count=int(data.get("count", 1)),
-                status=int(data.get("status", 500)),
-                is_global=bool(data.get("global", False)),
-                retry_after=float(data.get("retry_after", 1.0)),
-            )
+            return web.json_response(await handler(request))
         except ApiError as err:
-            return self._error(err)
-        except (KeyError, ValueError, TypeError) as exc:
-            return web.json_response({"message": f"bad fault: {exc}"}, status=400)
-        return web.json_response({"applied": hit})
+            return web.json_response(err.body(), status=err.status)
 
-    async def _events(self, request: web.Request) -> web.Response:
-        try:
-            data = await self._json_body(request)
-            payload = await self.event(str(data.pop("kind")), data)
-        except ApiError as err:
-            return self._error(err)
-        except (KeyError, ValueError, TypeError) as exc:
-            return web.json_response({"message": f"bad event: {exc}"}, status=400)
-        return web.json_response(payload)
-
-    async def _stats(self, _: web.Request) -> web.Response:
-        return web.json_response(self.stats())
+    return answer

@@ -67,6 +67,9 @@ BOT_PERMISSIONS = (
     | MANAGE_CHANNELS
 )
 
+# A member's status as a presence event sets it; "offline" is also how "invisible" shows.
+PRESENCE_STATUSES = ("online", "idle", "dnd", "offline")
+
 CHANNEL_TEXT = 0
 CHANNEL_DM = 1
 CHANNEL_VOICE = 2
@@ -290,6 +293,8 @@ class Guild:
     members: dict[int, Member]
     bans: dict[int, str | None] = field(default_factory=dict)
     joined_at: float = 0.0
+    # Members who are not offline -> their status (set by presence events; nobody at first).
+    presences: dict[int, str] = field(default_factory=dict)
 
     @property
     def everyone(self) -> Role:
@@ -345,6 +350,17 @@ class Guild:
             "region": "deprecated",
             "nsfw": False,
             "incidents_data": None,
+        }
+
+    def presence(self, user_id: int) -> dict[str, Any]:
+        """A member's presence object, as PRESENCE_UPDATE and member chunks carry it."""
+        status = self.presences.get(user_id, "offline")
+        return {
+            "user": {"id": str(user_id)},
+            "guild_id": str(self.id),
+            "status": status,
+            "activities": [],
+            "client_status": {} if status == "offline" else {"desktop": status},
         }
 
     def gateway_dict(self, world: World, *, with_members: bool) -> dict[str, Any]:

@@ -254,3 +254,39 @@ async def test_member_reaction_guild_events_and_buttons(sb: Sandbox) -> None:
     finally:
         await bot.close()
         await task
+
+
+class WhoisBot(PlainBot):
+    """No members intent (discord.py's default), and a command that takes a member by name."""
+
+    def __init__(self) -> None:
+        super().__init__([0], 1)
+
+        @self.command()
+        async def whois(ctx: commands.Context[WhoisBot], member: discord.Member) -> None:
+            await ctx.send(f"found {member.id}")
+
+
+async def test_members_by_name_without_the_members_intent(sb: Sandbox) -> None:
+    # discord.py's member converter asks the gateway (op 8, a query with limit 100): Discord
+    # answers that without GUILD_MEMBERS, and so must the sandbox, not close the shard.
+    bot = WhoisBot()
+    task = asyncio.create_task(bot.start(sb.token))
+    await asyncio.wait_for(bot.ready.wait(), 30)
+    try:
+        assert not bot.intents.members
+        guild_id, channel, user = place(sb, bot)
+        members = sb.world.guilds[guild_id].members
+        other = next(m for m in members if m not in (user, sb.world.bot.id))
+        name = sb.world.users[other].username
+        guild = bot.get_guild(guild_id)
+        assert guild is not None and guild.get_member(other) is None  # not cached: no intent
+        found = await guild.query_members(name[:-1].upper(), limit=100)
+        assert other in {m.id for m in found}
+        await sb.send_message(channel, user, f"!whois {name}")
+        (reply,) = await sb.outbox(channel, wait=5)
+        assert reply["content"] == f"found {other}"
+        assert "4014" not in sb.stats()["close_codes"]
+        assert not bot.shards[0].is_closed()
+    finally:
+        await stop(bot, task)

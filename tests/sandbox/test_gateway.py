@@ -13,6 +13,7 @@ import pytest
 import zstandard
 
 from sandbox import Sandbox, SandboxConfig
+from sandbox.world import Member, User
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -260,15 +261,181 @@ async def test_dm_events_go_to_shard_zero_only(sb: Sandbox, http: aiohttp.Client
         await clients[1].until("MESSAGE_CREATE", timeout=0.5)
 
 
-async def test_request_guild_members_chunk(sb: Sandbox, http: aiohttp.ClientSession) -> None:
+# -- REQUEST_GUILD_MEMBERS (op 8) ---------------------------------------------------------------
+
+GUILDS, GUILD_MEMBERS, GUILD_PRESENCES = 1 << 0, 1 << 1, 1 << 8
+
+
+async def identified(http: aiohttp.ClientSession, sb: Sandbox, intents: int) -> Client:
     client = await connect(http, sb)
-    await client.send(2, identify(sb, intents=1 | 2))
+    await client.send(2, identify(sb, intents=intents))
     await client.until("READY")
+    return client
+
+
+async def still_open(client: Client) -> None:
+    """The connection survived: a heartbeat is still answered."""
+    await client.send(1, None)
+    while (await client.recv())["op"] != 11:
+        pass
+
+
+def add_members(sb: Sandbox, guild_id: int, prefix: str, count: int) -> list[int]:
+    """New users with usernames `<prefix><n>`, made members of the guild."""
+    guild = sb.world.guilds[guild_id]
+    ids = []
+    for i in range(count):
+        user = User(sb.world.ids.now(), f"{prefix}{i}")
+        sb.world.users[user.id] = user
+        guild.members[user.id] = Member(user.id, [], 1_600_000_000.0)
+        ids.append(user.id)
+    return ids
+
+
+async def test_request_guild_members_whole_list_in_chunks_of_1000(
+    sb: Sandbox, http: aiohttp.ClientSession
+) -> None:
     guild = next(iter(sb.world.guilds.values()))
+    add_members(sb, guild.id, "crowd", 1500)
+    client = await identified(http, sb, GUILDS | GUILD_MEMBERS)
     await client.send(8, {"guild_id": str(guild.id), "query": "", "limit": 0, "nonce": "n1"})
-    chunk = await client.until("GUILD_MEMBERS_CHUNK")
-    assert chunk["d"]["nonce"] == "n1" and chunk["d"]["chunk_count"] == 1
-    assert {m["user"]["id"] for m in chunk["d"]["members"]} == {str(m) for m in guild.members}
+    chunks = [(await client.until("GUILD_MEMBERS_CHUNK"))["d"] for _ in range(2)]
+    assert [c["chunk_index"] for c in chunks] == [0, 1]
+    assert all(c["chunk_count"] == 2 and c["nonce"] == "n1" for c in chunks)
+    assert [len(c["members"]) for c in chunks] == [1000, len(guild.members) - 1000]
+    got = [m["user"]["id"] for c in chunks for m in c["members"]]
+    assert sorted(got) == sorted(str(m) for m in guild.members)
+    assert all("presences" not in c and "not_found" not in c for c in chunks)
+
+
+async def test_whole_member_list_without_the_members_intent_is_4014(
+    sb: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    guild = next(iter(sb.world.guilds.values()))
+    client = await identified(http, sb, GUILDS)
+    await client.send(8, {"guild_id": str(guild.id), "query": "", "limit": 0})
+    assert await client.closed_with() == 4014
+
+
+async def test_query_without_the_members_intent_finds_by_username_or_nick(
+    sb: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    # What discord.py's member converter sends for `!rank Bob`: a query with limit 100, on a
+    # connection without GUILD_MEMBERS. Discord answers it; it must not close the connection.
+    guild = next(iter(sb.world.guilds.values()))
+    (bob,) = add_members(sb, guild.id, "Bobby", 1)
+    (nicked,) = add_members(sb, guild.id, "someone", 1)
+    guild.members[nicked].nick = "bobcat"
+    add_members(sb, guild.id, "notbob", 1)
+    client = await identified(http, sb, GUILDS)
+    await client.send(8, {"guild_id": guild.id, "query": "BOB", "limit": 100, "nonce": "q"})
+    chunk = (await client.until("GUILD_MEMBERS_CHUNK"))["d"]
+    assert {m["user"]["id"] for m in chunk["members"]} == {str(bob), str(nicked)}
+    assert chunk["nonce"] == "q" and chunk["chunk_index"] == 0 and chunk["chunk_count"] == 1
+    await still_open(client)
+
+
+async def test_a_query_returns_at_most_limit_and_at_most_100(
+    sb: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    guild = next(iter(sb.world.guilds.values()))
+    add_members(sb, guild.id, "zed", 150)
+    client = await identified(http, sb, GUILDS)
+    for limit, expected in ((3, 3), (500, 100), (0, 100)):
+        await client.send(8, {"guild_id": str(guild.id), "query": "zed", "limit": limit})
+        chunk = (await client.until("GUILD_MEMBERS_CHUNK"))["d"]
+        assert len(chunk["members"]) == expected, limit
+        assert "nonce" not in chunk
+    # An empty query with a limit is a prefix query too: no intent needed, at most `limit`.
+    await client.send(8, {"guild_id": str(guild.id), "query": "", "limit": 2})
+    assert len((await client.until("GUILD_MEMBERS_CHUNK"))["d"]["members"]) == 2
+    # Even with GUILD_MEMBERS, a query is capped at 100.
+    await asyncio.sleep(0.35)  # the identify interval of the bucket
+    members = await identified(http, sb, GUILDS | GUILD_MEMBERS)
+    await members.send(8, {"guild_id": str(guild.id), "query": "z", "limit": 1000})
+    assert len((await members.until("GUILD_MEMBERS_CHUNK"))["d"]["members"]) == 100
+
+
+async def test_user_ids_with_not_found_and_no_intent_needed(
+    sb: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    guild = next(iter(sb.world.guilds.values()))
+    member = next(m for m in guild.members if m != sb.world.bot.id)
+    stranger = next(u for u in sb.world.users if u not in guild.members)
+    client = await identified(http, sb, GUILDS)
+    await client.send(
+        8, {"guild_id": str(guild.id), "user_ids": [str(member), str(stranger)], "limit": 5}
+    )
+    chunk = (await client.until("GUILD_MEMBERS_CHUNK"))["d"]
+    assert [m["user"]["id"] for m in chunk["members"]] == [str(member)]
+    assert chunk["not_found"] == [str(stranger)]
+    # A single snowflake (not a list) is allowed too.
+    await client.send(8, {"guild_id": str(guild.id), "user_ids": str(member)})
+    chunk = (await client.until("GUILD_MEMBERS_CHUNK"))["d"]
+    assert [m["user"]["id"] for m in chunk["members"]] == [str(member)]
+    await still_open(client)
+
+
+async def test_presences_only_with_the_presences_intent(
+    sb: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    guild = next(iter(sb.world.guilds.values()))
+    online, offline = [m for m in guild.members if m != sb.world.bot.id][:2]
+    await sb.event("presence", {"guild_id": guild.id, "user_id": online, "status": "dnd"})
+    request = {"guild_id": str(guild.id), "user_ids": [online, offline], "presences": True}
+    without = await identified(http, sb, GUILDS)
+    await without.send(8, request)
+    chunk = (await without.until("GUILD_MEMBERS_CHUNK"))["d"]
+    assert len(chunk["members"]) == 2 and "presences" not in chunk  # treated as false
+    await asyncio.sleep(0.35)
+    with_intent = await identified(http, sb, GUILDS | GUILD_PRESENCES)
+    await with_intent.send(8, request)
+    chunk = (await with_intent.until("GUILD_MEMBERS_CHUNK"))["d"]
+    assert [(p["user"]["id"], p["status"]) for p in chunk["presences"]] == [(str(online), "dnd")]
+
+
+async def test_a_nonce_over_32_bytes_is_ignored(sb: Sandbox, http: aiohttp.ClientSession) -> None:
+    guild = next(iter(sb.world.guilds.values()))
+    client = await identified(http, sb, GUILDS)
+    await client.send(8, {"guild_id": str(guild.id), "query": "a", "limit": 1, "nonce": "x" * 33})
+    chunk = (await client.until("GUILD_MEMBERS_CHUNK"))["d"]
+    assert "nonce" not in chunk
+
+
+@pytest.mark.parametrize(
+    "d",
+    [
+        None,
+        [],
+        "guild",
+        {"query": "", "limit": 0},  # no guild_id
+        {"guild_id": "abc", "query": "a", "limit": 1},
+        {"guild_id": ["1", "2"], "query": "a", "limit": 1},  # one guild per request
+        {"guild_id": True, "query": "a", "limit": 1},
+        {"guild_id": "-5", "query": "a", "limit": 1},
+        {"guild_id": "1" * 30, "query": "a", "limit": 1},
+        {"guild_id": "GUILD"},  # neither query nor user_ids
+        {"guild_id": "GUILD", "query": 5, "limit": 1},
+        {"guild_id": "GUILD", "query": "a"},  # a query needs a limit
+        {"guild_id": "GUILD", "query": "a", "limit": "5"},
+        {"guild_id": "GUILD", "query": "a", "limit": -1},
+        {"guild_id": "GUILD", "query": "a", "limit": 1.5},
+        {"guild_id": "GUILD", "query": "a", "limit": True},
+        {"guild_id": "GUILD", "query": "a", "limit": 1, "presences": "yes"},
+        {"guild_id": "GUILD", "user_ids": ["x"]},
+        {"guild_id": "GUILD", "user_ids": [{"id": "1"}]},
+        {"guild_id": "GUILD", "user_ids": {"1": 1}},
+    ],
+)
+async def test_malformed_request_guild_members_is_4002(
+    sb: Sandbox, http: aiohttp.ClientSession, d: Any
+) -> None:
+    guild = next(iter(sb.world.guilds.values()))
+    if isinstance(d, dict) and d.get("guild_id") == "GUILD":
+        d = {**d, "guild_id": str(guild.id)}
+    client = await identified(http, sb, GUILDS | GUILD_MEMBERS)
+    await client.send(8, d)
+    assert await client.closed_with() == 4002
 
 
 async def test_faults_reconnect_and_invalidate(sb: Sandbox, http: aiohttp.ClientSession) -> None:

@@ -196,7 +196,9 @@ async def test_control_api_over_http(sb: Sandbox) -> None:
             "/_sandbox/interactions",
             json={"channel_id": str(channel_id), "user_id": str(author), "name": "nope"},
         ) as r:
-            assert r.status == 404 and "not registered" in (await r.json())["message"]
+            error = await r.json()
+            assert r.status == 400 and error["message"].startswith("name: ")
+            assert "not registered" in error["message"] and error["code"] == 10063
         async with http.get(
             "/_sandbox/outbox", params={"channel_id": str(channel_id), "after": "0", "wait": "0.2"}
         ) as r:
