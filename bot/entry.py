@@ -142,31 +142,33 @@ def run_worker(config: WorkerConfig, reporter: Reporter | None = None) -> None:
 
 
 async def sync_commands(config: WorkerConfig, guild_id: int | None = None) -> list[str]:
-    """Register the slash commands with Discord over REST only (no gateway connection).
+    """Register the slash commands with Discord over REST only (no gateway connection, no
+    PostgreSQL, no Redis).
 
     Run by one process on demand (`guildhouse commands sync`), never on every start: syncing
     is rate limited by Discord and needless syncs delay command updates for users.
     """
+    import asyncpg
+    from redis.asyncio import Redis
+
     from bot.core import Guildhouse
-    from bot.db.pool import create_pool
     from bot.discord_urls import point_at
-    from ipc.client import create_redis
 
     point_at(config.api_url, config.gateway_url)
-    pool = await create_pool(config.database_url, min_size=1, max_size=2)
+    # The cogs are built with a pool and a Redis client, but a rest_only bot starts nothing
+    # that uses them: these are never connected (a use would fail loudly, not reach a server).
+    pool = asyncpg.create_pool(min_size=0, max_size=1)
+    redis = Redis()
+    bot = Guildhouse(config, pool=pool, redis=redis, rest_only=True)
     try:
-        async with create_redis(config.redis_url) as redis:
-            bot = Guildhouse(config, pool=pool, redis=redis)
-            try:
-                await bot.login(config.token)  # runs setup_hook: loads every cog
-                guild = discord.Object(guild_id) if guild_id is not None else None
-                if guild is not None:
-                    bot.tree.copy_global_to(guild=guild)
-                synced = await bot.tree.sync(guild=guild)
-                return [c.name for c in synced]
-            except (discord.HTTPException, discord.LoginFailure) as exc:
-                raise SyncError(str(exc)) from exc
-            finally:
-                await bot.close()
+        await bot.login(config.token)  # runs setup_hook: loads every cog
+        guild = discord.Object(guild_id) if guild_id is not None else None
+        if guild is not None:
+            bot.tree.copy_global_to(guild=guild)
+        synced = await bot.tree.sync(guild=guild)
+        return [c.name for c in synced]
+    except (discord.HTTPException, discord.LoginFailure) as exc:
+        raise SyncError(str(exc)) from exc
     finally:
-        await pool.close()
+        await bot.close()
+        await redis.aclose()

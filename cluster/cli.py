@@ -8,10 +8,13 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cluster import logs
 from cluster.settings import Settings, SettingsError, load
+
+if TYPE_CHECKING:
+    from cluster.launcher import BackingUrls
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +59,27 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from cluster.launcher import backing_services
 
     directory: Path | None = args.dir
+    if args.status:
+        # Looking changes nothing, so it starts nothing: it reads the running database.
+        urls = _running_or_exit(settings, redis=False)
+        return _run_async(_migrate(urls.database_url, directory, show_status=True))
+    # Applying is what a user runs on purpose before a first start: it may start the
+    # embedded PostgreSQL (and stops it again unless a launcher runs it).
     with backing_services(settings, redis=False) as urls:
-        return _run_async(_migrate(urls.database_url, directory, show_status=args.status))
+        return _run_async(_migrate(urls.database_url, directory, show_status=False))
+
+
+def _running_or_exit(
+    settings: Settings, *, redis: bool = True, postgres: bool = True
+) -> BackingUrls:
+    """The servers of the running launcher (or the URLs given); exit 1 in one line if none."""
+    from cluster.launcher import NothingRunning, running_services
+
+    try:
+        return running_services(settings, redis=redis, postgres=postgres)
+    except NothingRunning as exc:
+        print(f"guildhouse: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 async def _migrate(dsn: str, directory: Path | None, *, show_status: bool) -> int:
@@ -94,10 +116,8 @@ async def _migrate(dsn: str, directory: Path | None, *, show_status: bool) -> in
 def cmd_leaderboards_rebuild(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     logs.setup(settings.log_level, settings.log_format)
-    from cluster.launcher import backing_services
-
-    with backing_services(settings) as urls:
-        return _run_async(_rebuild(urls.database_url, urls.redis_url, settings.redis_prefix))
+    urls = _running_or_exit(settings)
+    return _run_async(_rebuild(urls.database_url, urls.redis_url, settings.redis_prefix))
 
 
 async def _rebuild(dsn: str, redis_url: str, prefix: str) -> int:
@@ -159,20 +179,18 @@ def cmd_leaderboards_import(args: argparse.Namespace) -> int:
         return 2
     settings = _settings_or_exit()
     logs.setup(settings.log_level, settings.log_format)
-    from cluster.launcher import backing_services
-
-    with backing_services(settings) as urls:
-        return _run_async(
-            _import(
-                urls.database_url,
-                urls.redis_url,
-                settings.redis_prefix,
-                guild_id,
-                data,
-                dry_run=args.dry_run,
-                source=path.name,
-            )
+    urls = _running_or_exit(settings)
+    return _run_async(
+        _import(
+            urls.database_url,
+            urls.redis_url,
+            settings.redis_prefix,
+            guild_id,
+            data,
+            dry_run=args.dry_run,
+            source=path.name,
         )
+    )
 
 
 async def _import(

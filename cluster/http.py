@@ -87,9 +87,11 @@ def build_app(
     *,
     leaderboard: Leaderboard | None = None,
     progress: lbp.Progress | None = None,
+    services: Callable[[], dict[str, Any]] | None = None,
 ) -> web.Application:
     """The launcher's routes. The leaderboards read `leaderboard` (default: the registry's
-    Redis and key prefix); `progress` is the level curve (default: the bot's)."""
+    Redis and key prefix); `progress` is the level curve (default: the bot's); `services`
+    describes the embedded servers this launcher keeps alive (none when they are external)."""
 
     async def healthz(_: web.Request) -> web.Response:
         # Answering at all shows the launcher's loop is responsive; workers' loops are watched
@@ -127,10 +129,16 @@ def build_app(
     async def status_json(_: web.Request) -> web.Response:
         if registry is None:
             raise web.HTTPNotFound(text="no registry")
+        # An outage is what the page must show best: the problems (and the embedded servers'
+        # state) come with every answer, and an unreachable registry is one of them.
+        problems = await probes.problems()
         try:
             snapshot = await status_snapshot(registry, shard_count)
         except (RedisError, OSError) as exc:
-            return web.json_response({"error": f"Redis unreachable: {exc}"}, status=503)
+            snapshot = {"now": time.time(), "shard_count": shard_count, "clusters": []}
+            problems.append(f"cluster registry unreachable (Redis): {exc.__class__.__name__}")
+        snapshot["problems"] = problems
+        snapshot["services"] = services() if services is not None else {}
         return web.Response(body=orjson.dumps(snapshot), content_type="application/json")
 
     async def which_shard(request: web.Request) -> web.Response:

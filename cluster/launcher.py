@@ -5,22 +5,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import asyncpg
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from cluster.chat import SANDBOX_FILE
-from cluster.embedded import EmbeddedError, services
+from cluster.chat import (
+    SANDBOX_FILE,
+    ChatError,
+    remove_sandbox_file,
+    running_sandbox,
+    write_sandbox_file,
+)
+from cluster.embedded import (
+    EmbeddedError,
+    NotRunning,
+    Service,
+    ServiceWatch,
+    locate,
+    services,
+)
 from cluster.http import Probes, build_app, serve
+from cluster.lifecycle import LauncherBusy, LauncherLock, reap_leftovers
 from cluster.planning import PlanningError, check_session_starts, fetch_gateway, split_shards
 from cluster.rolling import control_loop, request_rolling_restart
 from cluster.settings import DEFAULT_API_URL, Settings
@@ -40,13 +56,17 @@ IDENTIFY_INTERVAL = 5  # Discord: one IDENTIFY per 5 s per max_concurrency bucke
 class BackingUrls:
     database_url: str
     redis_url: str
+    # The embedded servers behind the URLs (none for external ones): the launcher watches
+    # the ones it owns and restarts them when they die.
+    embedded: dict[str, Service] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
 def backing_services(
     settings: Settings, *, redis: bool = True, postgres: bool = True
 ) -> Iterator[BackingUrls]:
-    """URLs of PostgreSQL and Redis: from settings, or embedded servers started for this run."""
+    """URLs of PostgreSQL and Redis: from settings, or embedded servers started (or adopted)
+    for this run. Only `run` and `migrate` start servers; helpers use `running_services`."""
     want_pg = postgres and settings.database_url is None
     want_redis = redis and settings.redis_url is None
     try:
@@ -54,9 +74,33 @@ def backing_services(
             yield BackingUrls(
                 database_url=settings.database_url or (found["postgres"].url if want_pg else ""),
                 redis_url=settings.redis_url or (found["redis"].url if want_redis else ""),
+                embedded=dict(found),
             )
     except EmbeddedError as exc:
         raise SystemExit(f"guildhouse: {exc}") from None
+
+
+class NothingRunning(RuntimeError):
+    """A helper command found none of what it needs running; the message says what."""
+
+
+def running_services(
+    settings: Settings, *, redis: bool = True, postgres: bool = True
+) -> BackingUrls:
+    """URLs of the servers a running launcher uses: from settings, or the embedded ones found
+    under DATA_DIR. Starts nothing; raises NothingRunning."""
+    want_pg = postgres and settings.database_url is None
+    want_redis = redis and settings.redis_url is None
+    found: dict[str, Service] = {}
+    if want_pg or want_redis:
+        try:
+            found = locate(settings.data_dir, postgres=want_pg, redis=want_redis)
+        except NotRunning as exc:
+            raise NothingRunning(str(exc)) from None
+    return BackingUrls(
+        database_url=settings.database_url or (found["postgres"].url if want_pg else ""),
+        redis_url=settings.redis_url or (found["redis"].url if want_redis else ""),
+    )
 
 
 @contextlib.contextmanager
@@ -94,7 +138,9 @@ class DiscordEndpoint:
 
 
 @contextlib.asynccontextmanager
-async def discord_endpoint(settings: Settings) -> AsyncIterator[DiscordEndpoint]:
+async def discord_endpoint(
+    settings: Settings, lock: LauncherLock | None = None
+) -> AsyncIterator[DiscordEndpoint]:
     """Discord itself when a token is set; otherwise a sandbox started for this run."""
     if settings.discord_token is not None:
         yield DiscordEndpoint(
@@ -112,11 +158,22 @@ async def discord_endpoint(settings: Settings) -> AsyncIterator[DiscordEndpoint]
         "127.0.0.1",
         "--port",
         "0",
+        "--exit-with-parent",
         stdout=asyncio.subprocess.PIPE,
+        # Out of the terminal's process group: a Ctrl-C is the launcher's to handle, and the
+        # sandbox must outlast the workers' drain, not die before it.
+        start_new_session=True,
     )
+    if lock is not None:
+        lock.record_child("sandbox", proc.pid)
+    banner = settings.data_dir / SANDBOX_FILE
+    wrote = False
+    drain: asyncio.Task[None] | None = None
     try:
         assert proc.stdout is not None
         info = await _read_sandbox_banner(proc.stdout)
+        # The sandbox's later stdout lines must not fill the pipe and block it.
+        drain = asyncio.create_task(_discard(proc.stdout), name="sandbox-stdout")
         log.info(
             "sandbox up: REST %s, gateway %s; talk to the bot with "
             "`guildhouse chat` (control API %s)",
@@ -124,9 +181,9 @@ async def discord_endpoint(settings: Settings) -> AsyncIterator[DiscordEndpoint]
             info["gateway_url"],
             info.get("control_url", "?"),
         )
-        banner = settings.data_dir / SANDBOX_FILE
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        banner.write_bytes(orjson.dumps(info))
+        write_sandbox_file(banner, {**info, "owner_pid": os.getpid()})
+        wrote = True
         yield DiscordEndpoint(
             token=str(info["token"]),
             api_url=str(info["api_url"]),
@@ -134,7 +191,8 @@ async def discord_endpoint(settings: Settings) -> AsyncIterator[DiscordEndpoint]
             identify_interval=float(info.get("identify_interval", IDENTIFY_INTERVAL)),
         )
     finally:
-        (settings.data_dir / SANDBOX_FILE).unlink(missing_ok=True)
+        if wrote:
+            remove_sandbox_file(banner)
         if proc.returncode is None:
             proc.terminate()
             try:
@@ -142,6 +200,15 @@ async def discord_endpoint(settings: Settings) -> AsyncIterator[DiscordEndpoint]
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+        if drain is not None:
+            drain.cancel()
+        if lock is not None:
+            lock.record_child("sandbox", None)
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
 
 
 async def _read_sandbox_banner(stream: asyncio.StreamReader) -> dict[str, Any]:
@@ -203,104 +270,164 @@ def worker_configs(
 
 
 async def run(settings: Settings) -> int:
+    lock = LauncherLock(settings.data_dir, settings.cluster_id)
+    try:
+        previous = lock.acquire()
+    except LauncherBusy as exc:
+        print(f"guildhouse: {exc}", file=sys.stderr)
+        return 1
+    try:
+        # Normally nothing: children die with their launcher. Before any shard starts.
+        await asyncio.to_thread(reap_leftovers, previous)
+        return await _run(settings, lock)
+    finally:
+        lock.release()
+
+
+async def _run(settings: Settings, lock: LauncherLock) -> int:
+    with stop_signals() as stop, backing_services(settings) as urls:
+        # Inside the services' lifetime: the watch has stopped before they are stopped.
+        async with ServiceWatch(urls.embedded.values()) as watch:
+            code = await _serve(settings, lock, urls, watch, stop)
+    log.info("stopped")
+    return code
+
+
+async def _serve(
+    settings: Settings,
+    lock: LauncherLock,
+    urls: BackingUrls,
+    watch: ServiceWatch,
+    stop: asyncio.Event,
+) -> int:
     from bot.entry import MigrationError, apply_migrations
 
-    with stop_signals() as stop, backing_services(settings) as urls:
+    try:
+        applied = await apply_migrations(urls.database_url)
+    except MigrationError as exc:
+        log.error("migration failed: %s", exc)
+        return 1
+    log.info("database ready (%d migration(s) applied now)", len(applied))
+    async with create_redis(urls.redis_url) as redis:
+        await redis.ping()
+    log.info("redis ready")
+    async with discord_endpoint(settings, lock) as endpoint:
         try:
-            applied = await apply_migrations(urls.database_url)
-        except MigrationError as exc:
-            log.error("migration failed: %s", exc)
-            return 1
-        log.info("database ready (%d migration(s) applied now)", len(applied))
-        async with create_redis(urls.redis_url) as redis:
-            await redis.ping()
-        log.info("redis ready")
-        async with discord_endpoint(settings) as endpoint:
-            try:
-                info = await fetch_gateway(endpoint.api_url, endpoint.token)
-                shard_count = settings.shard_count or info.shards
-                configs = worker_configs(
-                    settings,
-                    endpoint=endpoint,
-                    urls=urls,
-                    shard_count=shard_count,
-                    gateway_url=endpoint.gateway_url or info.url,
-                    max_concurrency=info.max_concurrency,
-                )
-                check_session_starts(info, sum(len(c.shard_ids) for c in configs))
-            except PlanningError as exc:
-                log.error("cannot start: %s", exc)
-                return 1
-            log.info(
-                "%d shards in %d clusters (this launcher runs %s); max_concurrency %d",
-                shard_count,
-                settings.clusters_for(shard_count),
-                [c.cluster_id for c in configs],
-                info.max_concurrency,
+            info = await fetch_gateway(endpoint.api_url, endpoint.token)
+            shard_count = settings.shard_count or info.shards
+            configs = worker_configs(
+                settings,
+                endpoint=endpoint,
+                urls=urls,
+                shard_count=shard_count,
+                gateway_url=endpoint.gateway_url or info.url,
+                max_concurrency=info.max_concurrency,
             )
-            if settings.uses_sandbox:
-                # The sandbox starts empty every run, so its slash commands are registered
-                # now. Against Discord this is `guildhouse commands sync`, run on demand.
-                from bot.entry import sync_commands
+            check_session_starts(info, sum(len(c.shard_ids) for c in configs))
+        except PlanningError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        log.info(
+            "%d shards in %d clusters (this launcher runs %s); max_concurrency %d",
+            shard_count,
+            settings.clusters_for(shard_count),
+            [c.cluster_id for c in configs],
+            info.max_concurrency,
+        )
+        if settings.uses_sandbox:
+            # The sandbox starts empty every run, so its slash commands are registered
+            # now. Against Discord this is `guildhouse commands sync`, run on demand.
+            from bot.entry import sync_commands
 
-                await sync_commands(configs[0])
-            async with create_redis(urls.redis_url) as redis:
-                registry = Registry(redis, Keys(settings.redis_prefix))
+            await sync_commands(configs[0])
+        async with create_redis(urls.redis_url) as redis:
+            registry = Registry(redis, Keys(settings.redis_prefix))
 
-                async def count_restart(cluster_id: int) -> None:
-                    with contextlib.suppress(RedisError, OSError):
-                        await registry.count_restart(cluster_id)
+            async def count_restart(cluster_id: int) -> None:
+                with contextlib.suppress(RedisError, OSError):
+                    await registry.count_restart(cluster_id)
 
-                supervisor = Supervisor(
-                    configs,
-                    log_level=settings.log_level,
-                    log_format=settings.log_format,
-                    on_restart=count_restart,
+            with contextlib.suppress(RedisError, OSError):
+                await registry.reset_restarts([c.cluster_id for c in configs])
+            supervisor = Supervisor(
+                configs,
+                log_level=settings.log_level,
+                log_format=settings.log_format,
+                on_restart=count_restart,
+                on_spawn=lambda cid, pid: lock.record_child(f"cluster-{cid}", pid),
+            )
+            await supervisor.start()
+            control = asyncio.create_task(
+                control_loop(redis, Keys(settings.redis_prefix), supervisor), name="control"
+            )
+            probes = Probes(
+                {
+                    "postgres": partial(ping_postgres, urls.database_url),
+                    "redis": partial(ping_redis, redis),
+                }
+            )
+            try:
+                http, port = await serve(
+                    build_app(supervisor, probes, registry, shard_count, services=watch.snapshot),
+                    settings.http_port,
                 )
-                await supervisor.start()
-                control = asyncio.create_task(
-                    control_loop(redis, Keys(settings.redis_prefix), supervisor), name="control"
+            except OSError as exc:
+                log.error(
+                    "cannot serve HTTP on port %d (HTTP_PORT): %s; stopping",
+                    settings.http_port,
+                    exc.strerror or exc,
                 )
-                probes = Probes(
-                    {
-                        "postgres": partial(ping_postgres, urls.database_url),
-                        "redis": partial(ping_redis, redis),
-                    }
-                )
-                http, _ = await serve(
-                    build_app(supervisor, probes, registry, shard_count), settings.http_port
-                )
-                log.info("guildhouse is up; press Ctrl-C to stop")
-                try:
-                    await stop.wait()
-                finally:
-                    log.info("stopping: draining workers")
-                    control.cancel()
-                    await supervisor.stop()
-                    await http.cleanup()
-        log.info("stopped")
+                control.cancel()
+                await supervisor.stop()
+                return 1
+            lock.record(http_port=port)
+            log.info("guildhouse is up; press Ctrl-C to stop")
+            try:
+                await stop.wait()
+            finally:
+                log.info("stopping: draining workers")
+                control.cancel()
+                await supervisor.stop()
+                await http.cleanup()
     return 0
 
 
 async def sync_commands(settings: Settings, guild_id: int | None) -> int:
-    """`guildhouse commands sync`: one REST-only login, then a bulk overwrite."""
+    """`guildhouse commands sync`: one REST-only login, then a bulk overwrite. Needs only
+    Discord's REST API, or the sandbox a running launcher started."""
     from bot.entry import SyncError
     from bot.entry import sync_commands as sync
 
-    with backing_services(settings) as urls:
-        async with discord_endpoint(settings) as endpoint:
-            (config,) = worker_configs(
-                replace(settings, cluster_count=1, cluster_id=None),
-                endpoint=endpoint,
-                urls=urls,
-                shard_count=1,
-                gateway_url=endpoint.gateway_url,
-            )
-            try:
-                names = await sync(config, guild_id)
-            except SyncError as exc:
-                log.error("sync failed: %s", exc)
-                return 1
+    if settings.discord_token is not None:
+        endpoint = DiscordEndpoint(
+            token=settings.discord_token,
+            api_url=settings.discord_api_url or DEFAULT_API_URL,
+            gateway_url=settings.discord_gateway_url,
+        )
+    else:
+        try:
+            info = running_sandbox(settings.data_dir)
+        except ChatError as exc:
+            print(f"guildhouse: {exc}", file=sys.stderr)
+            return 1
+        endpoint = DiscordEndpoint(
+            token=str(info["token"]), api_url=str(info["api_url"]), gateway_url=None
+        )
+    (config,) = worker_configs(
+        replace(settings, cluster_count=1, cluster_id=None),
+        endpoint=endpoint,
+        urls=BackingUrls(database_url="", redis_url=""),
+        shard_count=1,
+        gateway_url=endpoint.gateway_url,
+    )
+    try:
+        names = await sync(config, guild_id)
+    except SyncError as exc:
+        print(f"guildhouse: sync failed: {exc}", file=sys.stderr)
+        return 1
+    except aiohttp.ClientError as exc:
+        print(f"guildhouse: cannot reach {endpoint.api_url}: {exc}", file=sys.stderr)
+        return 1
     where = f"guild {guild_id}" if guild_id else "all guilds (global)"
     print(f"synced {len(names)} slash commands to {where}: {', '.join(sorted(names))}")
     return 0
@@ -308,19 +435,27 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> int:
 
 async def status(settings: Settings, *, as_json: bool) -> int:
     """`guildhouse status`: clusters and shards from the registry."""
-    with backing_services(settings, postgres=False) as urls:
-        async with create_redis(urls.redis_url) as redis:
-            try:
-                clusters = await Registry(redis, Keys(settings.redis_prefix)).clusters()
-            except (RedisError, OSError) as exc:
-                print(f"guildhouse: cannot reach Redis: {exc}", file=sys.stderr)
-                return 1
+    try:
+        urls = running_services(settings, postgres=False)
+    except NothingRunning as exc:
+        print(f"guildhouse: {exc}", file=sys.stderr)
+        return 1
+    async with create_redis(urls.redis_url) as redis:
+        try:
+            clusters = await Registry(redis, Keys(settings.redis_prefix)).clusters()
+        except (RedisError, OSError) as exc:
+            print(f"guildhouse: cannot reach Redis: {exc}", file=sys.stderr)
+            return 1
     if as_json:
         print(orjson.dumps([orjson.loads(c.to_json()) for c in clusters]).decode())
-        return 0
+        return 0 if clusters else 1
     if not clusters:
-        print("no clusters are running (none has published to the registry recently)")
-        return 0
+        print(
+            "guildhouse: no clusters are running (none has published to the registry in "
+            "the last 15 s)",
+            file=sys.stderr,
+        )
+        return 1
     print(render_status(clusters))
     return 0
 
@@ -372,10 +507,14 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 async def rolling_restart(settings: Settings) -> int:
     """`guildhouse restart --rolling`."""
-    with backing_services(settings, postgres=False) as urls:
-        async with create_redis(urls.redis_url) as redis:
-            try:
-                return await request_rolling_restart(redis, Keys(settings.redis_prefix))
-            except (RedisError, OSError) as exc:
-                print(f"guildhouse: cannot reach Redis: {exc}", file=sys.stderr)
-                return 1
+    try:
+        urls = running_services(settings, postgres=False)
+    except NothingRunning as exc:
+        print(f"guildhouse: {exc}", file=sys.stderr)
+        return 1
+    async with create_redis(urls.redis_url) as redis:
+        try:
+            return await request_rolling_restart(redis, Keys(settings.redis_prefix))
+        except (RedisError, OSError) as exc:
+            print(f"guildhouse: cannot reach Redis: {exc}", file=sys.stderr)
+            return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +71,7 @@ def setup(level: str, log_format: str, *, cluster: int | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    _route_stray_output()
     # discord.py's gateway chatter at INFO is useful; its HTTP debug lines are not.
     logging.getLogger("discord.http").setLevel(max(logging.INFO, root.level))
 
@@ -83,3 +85,40 @@ class _ClusterTag(logging.Filter):
         if getattr(record, "cluster", None) is None:
             record.cluster = self.cluster
         return True
+
+
+def _route_stray_output() -> None:
+    """What Python would print to stderr on its own (an uncaught exception in the main thread
+    or another thread, an exception ignored in a destructor, a warning) goes through logging
+    instead, so in JSON mode every line of the process is one JSON object."""
+    stray = logging.getLogger("guildhouse.uncaught")
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, value, tb)
+            return
+        stray.critical("uncaught exception", exc_info=(kind, value, tb))
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is None or isinstance(args.exc_value, SystemExit):
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        stray.error(
+            "uncaught exception in thread %s",
+            name,
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
+
+    def unraisable_hook(args: Any) -> None:
+        exc = args.exc_value
+        stray.warning(
+            "%s: %r",
+            args.err_msg or "exception ignored",
+            args.object,
+            exc_info=(args.exc_type, exc, args.exc_traceback) if exc is not None else None,
+        )
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_hook
+    sys.unraisablehook = unraisable_hook
+    logging.captureWarnings(True)

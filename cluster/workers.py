@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 from prometheus_client import Counter, Gauge
 
+from cluster.lifecycle import die_with_parent
 from cluster.metrics import mark_dead
 
 log = logging.getLogger(__name__)
@@ -88,18 +89,35 @@ class SharedReport:
 
 
 def _worker_main(
-    config: WorkerConfig, log_level: str, log_format: str, report: SharedReport
+    config: WorkerConfig,
+    log_level: str,
+    log_format: str,
+    report: SharedReport,
+    launcher_pid: int,
 ) -> None:
     """Body of a worker process."""
+    # The launcher decides when workers stop (it sends SIGTERM, after which they drain): a
+    # Ctrl-C in the terminal goes to the terminal's foreground process group, so a worker
+    # leaves it, and ignores SIGINT for the moment before that.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    # A worker never outlives its launcher (cluster/lifecycle.py): an orphan would keep its
+    # gateway sessions and answer every command a second time after a relaunch.
+    die_with_parent(launcher_pid)
     from cluster import logs
 
     logs.setup(log_level, log_format, cluster=config.cluster_id)
-    # SIGINT from a terminal reaches the whole process group; the launcher decides when
-    # workers stop (it sends SIGTERM), so a Ctrl-C doesn't kill them mid-flush.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from bot.entry import run_worker
 
-    run_worker(config, report)
+    try:
+        run_worker(config, report)
+    except Exception:
+        # Logged as JSON like every other line, not printed by multiprocessing to stderr.
+        logging.getLogger("guildhouse.worker").critical(
+            "cluster %d stopped on an error", config.cluster_id, exc_info=True
+        )
+        raise SystemExit(1) from None
 
 
 @dataclass(frozen=True)
@@ -159,6 +177,7 @@ class Supervisor:
         policy: RestartPolicy | None = None,
         grace: float = 25.0,
         on_restart: Callable[[int], Awaitable[None]] | None = None,
+        on_spawn: Callable[[int, int | None], None] | None = None,
     ) -> None:
         self.workers = {c.cluster_id: Worker(c) for c in configs}
         self.log_level = log_level
@@ -166,6 +185,7 @@ class Supervisor:
         self.policy = policy or RestartPolicy()
         self.grace = grace
         self.on_restart = on_restart
+        self.on_spawn = on_spawn
         self._stopping = False
         self._monitor: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -174,12 +194,14 @@ class Supervisor:
         worker.report = SharedReport(worker.config.shard_ids)
         proc = _SPAWN.Process(
             target=_worker_main,
-            args=(worker.config, self.log_level, self.log_format, worker.report),
+            args=(worker.config, self.log_level, self.log_format, worker.report, os.getpid()),
             name=f"guildhouse-cluster-{worker.cluster_id}",
             daemon=False,
         )
         proc.start()
         worker.process = proc
+        if self.on_spawn is not None:
+            self.on_spawn(worker.cluster_id, proc.pid)
         worker.started_at = time.monotonic()
         WORKER_UP.labels(str(worker.cluster_id)).set(1)
         log.info(

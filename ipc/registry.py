@@ -20,7 +20,7 @@ from ipc.client import Keys
 
 @dataclass
 class ShardInfo:
-    state: str  # starting, connecting, ready, disconnected
+    state: str  # starting, connecting, ready, disconnected, failed
     latency_ms: float | None
     guilds: int
     last_event_age: float | None = None  # seconds since the shard last heard from the gateway
@@ -77,6 +77,12 @@ class Registry:
 
     async def count_restart(self, cluster_id: int) -> None:
         await self.redis.hincrby(self.restarts, str(cluster_id), 1)
+
+    async def reset_restarts(self, cluster_ids: list[int]) -> None:
+        """A launch starts its clusters' restart counts at 0 (the counts are per launch; the
+        launcher's metrics keep totals)."""
+        if cluster_ids:
+            await self.redis.hdel(self.restarts, *(str(c) for c in cluster_ids))
 
     async def clusters(self) -> list[ClusterInfo]:
         """Live clusters, by id; entries whose heartbeat lapsed are dropped from the index."""

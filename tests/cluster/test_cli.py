@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import psutil
 import pytest
 
 from cluster.cli import build_parser, main
@@ -50,3 +55,57 @@ def test_unknown_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None
         main(["frobnicate"])
     assert info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+# Helper commands find what a running launcher runs; with nothing running they start nothing.
+HELPERS = [
+    ("status",),
+    ("status", "--json"),
+    ("chat",),
+    ("commands", "sync"),
+    ("migrate", "--status"),
+    ("leaderboards", "rebuild"),
+    ("leaderboards", "import", "--guild", "1", "xp.csv"),
+    ("restart", "--rolling"),
+]
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if text in cmdline:
+            found.append(cmdline)
+    return found
+
+
+@pytest.mark.parametrize("argv", HELPERS, ids=" ".join)
+def test_helper_with_nothing_running_says_so_and_starts_nothing(
+    argv: tuple[str, ...], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    (tmp_path / "xp.csv").write_text("user_id,xp\n1,10\n")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DISCORD_", "DATABASE_URL", "REDIS_URL", "GUILDHOUSE_"))
+    }
+    env.update(DATA_DIR=str(data), LOG_FORMAT="json")
+    done = subprocess.run(
+        [sys.executable, "-m", "cluster.cli", *argv],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = done.stderr.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("guildhouse: "), done.stderr
+    assert "guildhouse run" in said[0] or "no clusters" in said[0], said[0]
+    assert done.stdout.strip() in ("", "[]"), done.stdout
+    # Nothing started: no server or sandbox holds the data directory, none was made in it.
+    assert not _processes_mentioning(str(data))
+    assert not any(data.glob("*/")) if data.exists() else True
