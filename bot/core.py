@@ -8,8 +8,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import discord
@@ -21,7 +22,7 @@ from bot.chat import ChatSink, ChatState
 from bot.checks import Level, level_of
 from bot.config import WorkerConfig
 from bot.guild_settings import GuildSettingsStore
-from bot.shards import ShardState, ShardTracker
+from bot.shards import FATAL_CLOSES, ShardState, ShardTracker
 from ipc.bus import Bus
 from ipc.client import Keys
 from ipc.identify import IdentifyQueue
@@ -29,7 +30,12 @@ from ipc.ratelimit import GlobalLimiter, InvalidRequestGuard
 from ipc.registry import ClusterInfo, Registry, ShardInfo
 from ipc.throttle import Throttle
 
+if TYPE_CHECKING:
+    from discord.shard import EventItem
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Cogs loaded in every worker. A feature is one module (or package) here.
 EXTENSIONS = (
@@ -63,6 +69,19 @@ def intents() -> discord.Intents:
 # Tasks discord.py creates per incoming message / interaction (see Client._schedule_event and
 # CommandTree._from_interaction); draining waits for these to finish.
 _COMMAND_TASKS = ("discord.py: on_message", "CommandTree-invoker")
+
+
+class ClientClosing(Exception):
+    """close() has begun: what was being waited for will not be needed."""
+
+
+def fatal_close_code(error: BaseException | None) -> int | None:
+    """The close code, if `error` is a gateway close after which discord.py gives up."""
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        return 4014  # discord.py replaces the ConnectionClosed of a 4014 with this
+    if isinstance(error, discord.ConnectionClosed) and error.code in FATAL_CLOSES:
+        return error.code
+    return None
 
 
 @dataclass(frozen=True)
@@ -108,7 +127,11 @@ class Guildhouse(commands.AutoShardedBot):
         *,
         pool: asyncpg.Pool,
         redis: aioredis.Redis,
+        rest_only: bool = False,
     ) -> None:
+        # rest_only: a bot that only logs in over REST (`guildhouse commands sync`): its pool
+        # and Redis client are never used, so nothing starts that would reach them.
+        self.rest_only = rest_only
         keys = Keys(config.redis_prefix)
         self.rest_limiter = GlobalLimiter(
             redis, keys, rate=config.rest_rate, clusters=config.cluster_count
@@ -134,13 +157,14 @@ class Guildhouse(commands.AutoShardedBot):
             max_messages=None,
             tree_cls=Tree,
         )
-        # Every REST call through the shared limiter (bot/rest_limits.py).
-        rest_limits.install(
-            self.http,
-            rest_limits.middleware(
-                self.rest_limiter, self.invalid_guard, cluster=str(config.cluster_id)
-            ),
-        )
+        if not rest_only:
+            # Every REST call through the shared limiter (bot/rest_limits.py).
+            rest_limits.install(
+                self.http,
+                rest_limits.middleware(
+                    self.rest_limiter, self.invalid_guard, cluster=str(config.cluster_id)
+                ),
+            )
         self.config = config
         self.pool = pool
         self.redis = redis
@@ -157,6 +181,14 @@ class Guildhouse(commands.AutoShardedBot):
         self.started_at = time.time()
         self.accepting = True
         self.shard_tracker = ShardTracker(config.shard_ids)
+        # Set when close() begins: every wait of a start-up (login, the IDENTIFY queue, a
+        # shard's connection, a reconnect's backoff) runs as one of `_interruptible` and is
+        # cancelled then, so nothing keeps connecting into a closed client.
+        self._closing = asyncio.Event()
+        self._interruptible: set[asyncio.Task[Any]] = set()
+        self._guarded_shards: set[int] = set()
+        self._shard_tasks: set[asyncio.Task[None]] = set()
+        self._close_task: asyncio.Future[None] | None = None
         self._extensions = config.extensions or EXTENSIONS
         self.throttle = Throttle(redis, keys)
         self.throttle_defaults = throttles.Defaults(
@@ -206,13 +238,14 @@ class Guildhouse(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         logcontext.cluster.set(self.config.cluster_id)
-        await self.guild_settings.start()
-        self.bus.handle("cluster_stats", None, self._rpc_cluster_stats)
-        self.bus.handle("find_guild", FindGuild, self._rpc_find_guild)
-        self.bus.handle("set_presence", SetPresence, self._rpc_set_presence)
-        self.bus.handle("reload_extension", ReloadExtension, self._rpc_reload_extension)
-        await self.bus.start()
-        await self.throttle.start()
+        if not self.rest_only:
+            await self.guild_settings.start()
+            self.bus.handle("cluster_stats", None, self._rpc_cluster_stats)
+            self.bus.handle("find_guild", FindGuild, self._rpc_find_guild)
+            self.bus.handle("set_presence", SetPresence, self._rpc_set_presence)
+            self.bus.handle("reload_extension", ReloadExtension, self._rpc_reload_extension)
+            await self.bus.start()
+            await self.throttle.start()
         for ext in self._extensions:
             await self.load_extension(ext)
         self.tree.error(self._on_app_command_error)
@@ -234,7 +267,43 @@ class Guildhouse(commands.AutoShardedBot):
             await asyncio.wait(busy, timeout=left)
         log.warning("drain: commands still running after %.0fs; closing anyway", grace)
 
+    async def _until_closing(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await `coro` unless close() begins first: then it is cancelled and ClientClosing
+        raised, so that a stop never waits for a start-up step that no longer matters."""
+        if self._closing.is_set():
+            coro.close()
+            raise ClientClosing
+        task = asyncio.ensure_future(coro)
+        self._interruptible.add(task)
+        try:
+            await asyncio.wait({task})
+        finally:
+            self._interruptible.discard(task)
+            task.cancel()  # a no-op once done; if we were cancelled, the work stops too
+        if task.cancelled():
+            raise ClientClosing
+        return task.result()
+
+    async def start(self, token: str, *, reconnect: bool = True) -> None:
+        # discord.py's start is login + connect. Logging in ends with setup_hook loading every
+        # cog; a stop meanwhile cuts it short rather than letting it finish into a client that
+        # is closing.
+        try:
+            await self._until_closing(self.login(token))
+        except ClientClosing:
+            return
+        await self.connect(reconnect=reconnect)
+
     async def launch_shard(self, gateway: Any, shard_id: int, *, initial: bool = False) -> None:
+        # discord.py's launch_shard retries a failed connection every 5 s by calling this
+        # method again, for ever: once close() has begun there is nothing to connect for, and
+        # a wait in progress (the queue, the connection) is cancelled by close().
+        try:
+            await self._until_closing(self._launch_shard(gateway, shard_id, initial=initial))
+        except ClientClosing:
+            return
+
+    async def _launch_shard(self, gateway: Any, shard_id: int, *, initial: bool) -> None:
         # Queue for the IDENTIFY turn before connecting; the hook below then waits only the
         # last second or two, with the new connection open.
         waited = await self.identify_queue.approach(shard_id)
@@ -246,10 +315,16 @@ class Guildhouse(commands.AutoShardedBot):
                 extra={"shard": shard_id},
             )
         await super().launch_shard(gateway, shard_id, initial=initial)
+        self._guard_shard(shard_id)
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         # Every IDENTIFY of every worker and pod waits its turn in the shared Redis queue.
-        waited = await self.identify_queue.acquire(shard_id or 0)
+        try:
+            waited = await self._until_closing(self.identify_queue.acquire(shard_id or 0))
+        except ClientClosing:
+            # Not an Exception: discord.py's reconnect paths end quietly on a cancellation,
+            # where an error would be logged and retried against the closed session.
+            raise asyncio.CancelledError from None
         if waited > 1:
             log.info(
                 "shard %s waited %.1fs for its IDENTIFY turn",
@@ -258,10 +333,110 @@ class Guildhouse(commands.AutoShardedBot):
                 extra={"shard": shard_id},
             )
 
+    async def reconnect_shard(self, shard_id: int, *, delay: float = 0.0) -> None:
+        """Connect the shard again with a new IDENTIFY (after `delay` s), through the IDENTIFY
+        queue; a no-op once close() has begun."""
+        try:
+            await self._until_closing(self._reconnect_shard(shard_id, delay))
+        except ClientClosing:
+            return
+
+    async def _reconnect_shard(self, shard_id: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        info = self.get_shard(shard_id)
+        if info is None or self.shard_tracker.states.get(shard_id) == ShardState.FAILED:
+            return
+        self.shard_tracker.update(shard_id, ShardState.STARTING)
+        await self.identify_queue.approach(shard_id)
+        await info.reconnect()
+
+    def _guard_shard(self, shard_id: int) -> None:
+        """Keep a fatal close of this shard from ending the whole client.
+
+        discord.py hands a shard's disconnects to the client's event queue, and its `connect`
+        loop ends the client (every shard) on a fatal close code of any one. Of the ways in,
+        wrapping the callable the shard was given for that queue (`Shard._queue_put`, reached
+        through `ShardInfo._parent`) touches two private names and no logic: overriding
+        `connect` would copy its loop and reach for the name-mangled queue itself. Everything
+        but a fatal close of a once-READY shard passes through unchanged.
+        """
+        if shard_id in self._guarded_shards:
+            return  # launch_shard retries by recursion: the innermost call guarded it
+        info = self.get_shard(shard_id)
+        parent = getattr(info, "_parent", None)
+        put = getattr(parent, "_queue_put", None)
+        if parent is None or put is None:
+            log.warning("shard %d: cannot guard it against fatal closes", shard_id)
+            return
+
+        def queue_put(item: EventItem) -> None:
+            code = fatal_close_code(item.error)
+            if code is None or not self._on_fatal_close(shard_id, code):
+                put(item)
+
+        parent._queue_put = queue_put
+        self._guarded_shards.add(shard_id)
+
+    def _on_fatal_close(self, shard_id: int, code: int) -> bool:
+        """Handle a fatal close of one shard; False leaves it to discord.py (the client ends)."""
+        if self._closing.is_set():
+            return True  # the client is closing: nothing to reconnect, nothing to report
+        if not self.shard_tracker.was_ready(shard_id):
+            return False  # never READY: the token or the intents are wrong; the worker says so
+        meaning = FATAL_CLOSES.get(code, "fatal close")
+        closes = self.shard_tracker.fatal_close(shard_id)
+        policy = self.shard_tracker.policy
+        if self.shard_tracker.states.get(shard_id) == ShardState.FAILED:
+            log.critical(
+                "shard %d closed by the gateway with %d (%s), %d times within %.0fs: "
+                "marking it FAILED; it stays offline until this worker restarts, the "
+                "other shards run on",
+                shard_id,
+                code,
+                meaning,
+                closes,
+                policy.window,
+                extra={"shard": shard_id},
+            )
+            return True
+        delay = policy.delay(closes)
+        log.critical(
+            "shard %d closed by the gateway with %d (%s); reconnecting it with a new IDENTIFY "
+            "in %.1fs (the other shards run on)",
+            shard_id,
+            code,
+            meaning,
+            delay,
+            extra={"shard": shard_id},
+        )
+        task = asyncio.create_task(
+            self.reconnect_shard(shard_id, delay=delay), name=f"recover-shard-{shard_id}"
+        )
+        self._shard_tasks.add(task)
+        task.add_done_callback(self._shard_tasks.discard)
+        return True
+
     async def close(self) -> None:
-        await self.bus.stop()
-        await self.throttle.close()
-        await self.guild_settings.stop()
+        # One close, however many callers (the worker, discord.py's connect loop, a context
+        # manager's exit); shielded so that a caller that stops waiting (the worker bounds its
+        # stop) leaves it running rather than half done.
+        if self._close_task is None:
+            self._closing.set()
+            self._close_task = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._close_task)
+
+    async def _close(self) -> None:
+        # A shard's recovery is interruptible too: cancelling these ends it.
+        pending = list(self._interruptible)
+        for task in pending:
+            task.cancel()
+        if pending:
+            # Let them unwind before the HTTP session closes under them.
+            await asyncio.wait(pending, timeout=5)
+        if not self.rest_only:
+            await self.bus.stop()
+            await self.throttle.close()
+            await self.guild_settings.stop()
         await super().close()
 
     # -- prefixes and checks -------------------------------------------------------------------
@@ -465,6 +640,8 @@ class Guildhouse(commands.AutoShardedBot):
         await errors.handle(self, ctx, error)
 
     async def on_shard_connect(self, shard_id: int) -> None:
+        # discord.py dispatches this on READY, before the shard's guilds have arrived.
+        self.shard_tracker.got_ready(shard_id)
         self.shard_tracker.update(shard_id, ShardState.CONNECTING)
 
     async def on_shard_disconnect(self, shard_id: int) -> None:

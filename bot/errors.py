@@ -87,6 +87,14 @@ def user_message(ctx: commands.Context[Any], error: Exception) -> str | None:
         return f"Missing `{error.param.name}`. Usage: `{usage(ctx)}`"
     if isinstance(error, commands.TooManyArguments):
         return f"Too many arguments. Usage: `{usage(ctx)}`"
+    if isinstance(error, commands.MemberNotFound | commands.UserNotFound):
+        # The converters look a name up (in the guild, through the gateway): say what was
+        # looked for and not found, not that a value was "bad".
+        name = safe_text(error.argument, 100).replace("`", "'")
+        if isinstance(error, commands.MemberNotFound):
+            where = " in this server" if ctx.guild is not None else ""
+            return f"No member named `{name}`{where}."
+        return f"No user named `{name}`."
     if isinstance(
         error,
         commands.BadArgument

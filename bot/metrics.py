@@ -27,7 +27,7 @@ GATEWAY_LATENCY = Gauge(
 )
 SHARD_STATE = Gauge(
     "guildhouse_shard_state",
-    "Shard state: 0 starting, 1 connecting, 2 ready, 3 disconnected.",
+    "Shard state: 0 starting, 1 connecting, 2 ready, 3 disconnected, 4 failed.",
     ["cluster", "shard"],
     multiprocess_mode="livemostrecent",
 )

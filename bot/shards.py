@@ -4,12 +4,22 @@ discord.py already reconnects a shard whose heartbeats go unanswered (a zombie c
 What it does not do is notice a shard that never gets to READY (stuck in an identify or
 invalid-session loop); the watch below reconnects such a shard, and the launcher reads these
 states for /readyz and `guildhouse status`.
+
+Nor does it survive a fatal close code on one shard: it ends the whole client, every shard of
+the worker with it. A shard that has been READY before proved the token and the intents, so a
+fatal close later is about that one session (something sent on it, or Discord's side): the bot
+reconnects that shard alone, and gives up on it (FAILED) only when the closes repeat
+(`FatalClosePolicy`). Before its first READY a fatal close means the configuration is wrong,
+and the worker stops with a line that says what to fix (`FATAL_CLOSES`).
 """
 
 from __future__ import annotations
 
 import enum
+import random
 import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -18,6 +28,37 @@ class ShardState(enum.IntEnum):
     CONNECTING = 1  # connected, waiting for READY/RESUMED
     READY = 2
     DISCONNECTED = 3
+    FAILED = 4  # closed by the gateway too often; not reconnected until the worker restarts
+
+
+# The close codes after which discord.py does not reconnect (DiscordWebSocket._can_handle_close),
+# and what each means for whoever runs the bot.
+FATAL_CLOSES: dict[int, str] = {
+    4004: "authentication failed: the bot token is wrong or was reset",
+    4010: "invalid shard: the shard id or count sent in IDENTIFY is not valid",
+    4011: "sharding required: a shard would hold too many guilds; raise the shard count",
+    4012: "invalid API version",
+    4013: "invalid intents",
+    4014: "disallowed intents: a privileged intent (or a request that needs one) is not "
+    "enabled for this bot in the Developer Portal",
+}
+
+
+@dataclass(frozen=True)
+class FatalClosePolicy:
+    """How a READY-before shard comes back from a fatal close: after a backoff, with a new
+    IDENTIFY; the `max_closes`-th fatal close within `window` seconds marks it FAILED."""
+
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    max_closes: int = 3
+    window: float = 600.0
+
+    def delay(self, closes: int) -> float:
+        """Exponential backoff with full jitter, so shards closed together don't IDENTIFY in
+        step (they queue for the IDENTIFY turn anyway; this spreads the asking)."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** max(0, closes - 1)))
+        return random.uniform(self.base_delay / 2, max(self.base_delay / 2, ceiling))
 
 
 class Reporter(Protocol):
@@ -29,15 +70,44 @@ class Reporter(Protocol):
 
 
 class ShardTracker:
-    def __init__(self, shard_ids: tuple[int, ...]) -> None:
+    def __init__(self, shard_ids: tuple[int, ...], policy: FatalClosePolicy | None = None) -> None:
         now = time.monotonic()
         self.states = dict.fromkeys(shard_ids, ShardState.STARTING)
         self.since = dict.fromkeys(shard_ids, now)
+        self.policy = policy or FatalClosePolicy()
+        self._ever_ready: set[int] = set()
+        self._fatal: dict[int, deque[float]] = {sid: deque() for sid in shard_ids}
 
     def update(self, shard_id: int, state: ShardState) -> None:
-        if shard_id in self.states and self.states[shard_id] != state:
-            self.states[shard_id] = state
-            self.since[shard_id] = time.monotonic()
+        # FAILED is final for this process: the disconnect event that follows the close, or
+        # the hung-shard watch, must not make it look like a shard that is coming back.
+        current = self.states.get(shard_id)
+        if current is None or current in (state, ShardState.FAILED):
+            return
+        self.states[shard_id] = state
+        self.since[shard_id] = time.monotonic()
+        if state == ShardState.READY:
+            self._ever_ready.add(shard_id)
+
+    def got_ready(self, shard_id: int) -> None:
+        """The shard's IDENTIFY was accepted (a READY arrived): token and intents are good."""
+        if shard_id in self.states:
+            self._ever_ready.add(shard_id)
+
+    def was_ready(self, shard_id: int) -> bool:
+        return shard_id in self._ever_ready
+
+    def fatal_close(self, shard_id: int) -> int:
+        """Count a fatal close of the shard; return how many fell within the policy's window
+        (this one included). At `policy.max_closes` the shard is FAILED."""
+        now = time.monotonic()
+        closes = self._fatal.setdefault(shard_id, deque())
+        closes.append(now)
+        while closes and now - closes[0] > self.policy.window:
+            closes.popleft()
+        if len(closes) >= self.policy.max_closes:
+            self.update(shard_id, ShardState.FAILED)
+        return len(closes)
 
     def all_ready(self) -> bool:
         return all(s == ShardState.READY for s in self.states.values())

@@ -1,13 +1,22 @@
-"""One worker process: settings in, pool and Redis opened here, the bot runs until stopped."""
+"""One worker process: settings in, pool and Redis opened here, the bot runs until stopped.
+
+A stop (SIGTERM or SIGINT) may come at any moment: before the bot has logged in, while shards
+wait for their IDENTIFY turn, during a RESUME, while commands drain. Whatever the moment, the
+process ends within its drain grace with exit status 0: commands get the grace less a reserve
+for closing, every closing step is bounded by what is left of it, and a step that overruns
+is left behind rather than waited for. A second signal cuts the wait for commands short.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
+import math
 import signal
+from collections.abc import Awaitable
 
+import discord
 from redis.exceptions import RedisError
 
 from bot import gateway_compression, gateway_heartbeat, logcontext
@@ -15,7 +24,7 @@ from bot.config import WorkerConfig
 from bot.core import Guildhouse
 from bot.db.pool import create_pool
 from bot.discord_urls import point_at
-from bot.shards import Reporter, ShardState
+from bot.shards import FATAL_CLOSES, Reporter, ShardState
 from ipc.client import count_redis_error, create_redis, set_metrics_cluster
 
 log = logging.getLogger(__name__)
@@ -57,7 +66,9 @@ async def _report(bot: Guildhouse, reporter: Reporter | None, ready_timeout: flo
                     extra={"shard": sid},
                 )
                 bot.shard_tracker.update(sid, ShardState.STARTING)
-                asyncio.create_task(info.reconnect(), name=f"reconnect-shard-{sid}")  # noqa: RUF006
+                # Through the bot, so that a stop cancels it rather than letting it connect
+                # into a closing client.
+                asyncio.create_task(bot.reconnect_shard(sid), name=f"reconnect-shard-{sid}")  # noqa: RUF006
         await asyncio.sleep(1)
 
 
@@ -78,18 +89,77 @@ async def _publish(bot: Guildhouse, state: str) -> None:
         _publish_failed = False
 
 
+class _WorkerFailed(Exception):
+    """The bot ended for a reason already logged in a line that says what to fix."""
+
+
+class _Stop:
+    """SIGTERM/SIGINT: the first asks the worker to stop within `grace` s; another cuts the
+    wait for running commands short (the rest of the stop is bounded anyway)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, grace: float) -> None:
+        self.loop = loop
+        self.grace = grace
+        self.requested = asyncio.Event()
+        self.hurry = asyncio.Event()
+        self.deadline = math.inf
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        name = signal.Signals(sig).name
+        if not self.requested.is_set():
+            # The interpreter's own exit comes after this deadline: keep a moment for it.
+            self.deadline = self.loop.time() + self.grace - min(1.0, self.grace / 10)
+            self.requested.set()
+            log.info("%s: stopping within %.0fs", name, self.grace)
+        elif not self.hurry.is_set():
+            self.hurry.set()
+            log.info("%s again: not waiting for running commands any longer", name)
+
+    def left(self, otherwise: float = 10.0) -> float:
+        """Seconds left of the stop's grace; `otherwise` when no stop was asked for (the bot
+        ended by itself, and its cleanup still gets a bound)."""
+        if not self.requested.is_set():
+            return otherwise
+        return max(0.0, self.deadline - self.loop.time())
+
+
+async def _within(aw: Awaitable[object], seconds: float, what: str) -> None:
+    """Await `aw` for at most `seconds`, then go on without it (a stop must end in time)."""
+    try:
+        await asyncio.wait_for(aw, timeout=max(0.01, seconds))
+    except TimeoutError:
+        log.warning("%s took longer than %.1fs; going on without it", what, seconds)
+
+
+def _explain(exc: BaseException) -> str | None:
+    """A line for a failure that the configuration causes, or None for any other."""
+    if isinstance(exc, discord.LoginFailure):
+        return f"Discord refused the login ({exc}): check the bot token"
+    if isinstance(exc, discord.PrivilegedIntentsRequired | discord.ConnectionClosed):
+        code = 4014 if isinstance(exc, discord.PrivilegedIntentsRequired) else exc.code
+        if code in FATAL_CLOSES:
+            return (
+                f"shard {exc.shard_id}: the gateway closed the connection with {code} "
+                f"({FATAL_CLOSES[code]}) before the shard was ever READY"
+            )
+    return None
+
+
 async def run_worker(
     config: WorkerConfig,
     reporter: Reporter | None = None,
     *,
     drain_grace: float = 15.0,
 ) -> None:
-    """Run the bot for `config.shard_ids` until SIGTERM/SIGINT, then shut down gracefully:
-    stop taking commands, let running ones finish (up to `drain_grace` s), close the gateway
-    connections, then the Redis client and the pool."""
+    """Run the bot for `config.shard_ids` until SIGTERM/SIGINT, then shut down gracefully
+    within `drain_grace` s: stop taking commands, let running ones finish while the grace
+    allows, close the gateway connections, then the Redis client and the pool."""
     logcontext.install()
     logcontext.cluster.set(config.cluster_id)
     set_metrics_cluster(config.cluster_id)
+    stop = _Stop(asyncio.get_running_loop(), drain_grace)
     point_at(config.api_url, config.gateway_url)
     gateway_compression.use(config.gateway_compression)
     gateway_heartbeat.install()
@@ -99,35 +169,107 @@ async def run_worker(
         list(config.shard_ids),
         config.shard_count,
     )
+    body = asyncio.create_task(_serve(config, reporter, stop), name="worker")
+    requested = asyncio.create_task(stop.requested.wait(), name="stop-signal")
+    await asyncio.wait({body, requested}, return_when=asyncio.FIRST_COMPLETED)
+    requested.cancel()
+    if not body.done():
+        # The body stops by itself, each step bounded by the deadline; this is the backstop
+        # for a step that ignores its bound.
+        await asyncio.wait({body}, timeout=stop.left())
+        if not body.done():
+            log.warning(
+                "cluster %d: stopping overran its grace; cutting it short", config.cluster_id
+            )
+            body.cancel()
+            await asyncio.wait({body}, timeout=0.5)
+            return
+    if body.cancelled():
+        return
+    try:
+        body.result()
+    except _WorkerFailed:
+        # After the cleanup, in the process's main task: the exit status says it failed,
+        # and the line logged says why; no traceback adds anything to that.
+        raise SystemExit(1) from None
+
+
+async def _serve(config: WorkerConfig, reporter: Reporter | None, stop: _Stop) -> None:
     pool = await create_pool(
         config.database_url, min_size=1, max_size=10, metrics_cluster=str(config.cluster_id)
     )
     try:
-        async with (
-            create_redis(config.redis_url) as redis,
-            Guildhouse(config, pool=pool, redis=redis) as bot,
-        ):
-            loop = asyncio.get_running_loop()
-            stop = asyncio.Event()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            beat = asyncio.create_task(
-                _report(bot, reporter, config.shard_ready_timeout), name="report"
-            )
-            runner = asyncio.create_task(bot.start(config.token), name="bot")
-            stopper = asyncio.create_task(stop.wait(), name="stop-signal")
-            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if stop.is_set():
-                log.info("cluster %d draining", config.cluster_id)
-                await _publish(bot, "stopping")
-                await bot.drain(drain_grace)
-                await bot.close()
-            stopper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner  # re-raises what stopped the bot, if it was not us
-            beat.cancel()
-            with contextlib.suppress(RedisError, OSError):
-                await bot.registry.remove(config.cluster_id)
-            log.info("cluster %d stopped", config.cluster_id)
+        redis = create_redis(config.redis_url)
+        try:
+            bot = Guildhouse(config, pool=pool, redis=redis)
+            # Not `async with bot`: its exit waits for close() without a bound.
+            await bot.__aenter__()
+            try:
+                if not stop.requested.is_set():
+                    await _run(bot, config, reporter, stop)
+            finally:
+                await _within(bot.close(), stop.left(), "closing the bot")
+        finally:
+            await _within(redis.aclose(), stop.left(), "closing the Redis client")
     finally:
-        await pool.close()
+        # asyncpg terminates the pool's connections when its close() is cancelled.
+        await _within(pool.close(), stop.left(), "closing the database pool")
+
+
+async def _run(
+    bot: Guildhouse, config: WorkerConfig, reporter: Reporter | None, stop: _Stop
+) -> None:
+    beat = asyncio.create_task(_report(bot, reporter, config.shard_ready_timeout), name="report")
+    runner = asyncio.create_task(bot.start(config.token), name="bot")
+    stopper = asyncio.create_task(stop.requested.wait(), name="stop-signal")
+    try:
+        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if stop.requested.is_set():
+            await _stop(bot, config, runner, stop)
+        else:
+            try:
+                runner.result()  # the bot ended without being asked to
+            except Exception as exc:
+                reason = _explain(exc)
+                if reason is None:
+                    raise
+                log.critical("cluster %d stops: %s", config.cluster_id, reason)
+                raise _WorkerFailed(reason) from None
+    finally:
+        beat.cancel()
+        if not runner.done():
+            runner.cancel()
+    await _within(bot.registry.remove(config.cluster_id), stop.left(), "leaving the registry")
+    log.info("cluster %d stopped", config.cluster_id)
+
+
+async def _stop(
+    bot: Guildhouse, config: WorkerConfig, runner: asyncio.Task[None], stop: _Stop
+) -> None:
+    log.info("cluster %d draining", config.cluster_id)
+    await _within(_publish(bot, "stopping"), min(1.0, stop.left()), "publishing 'stopping'")
+    # Commands get the grace less what closing needs: the gateway, Redis and the pool.
+    reserve = min(5.0, stop.grace / 3)
+    drain = asyncio.create_task(bot.drain(max(0.0, stop.left() - reserve)), name="drain")
+    hurry = asyncio.create_task(stop.hurry.wait(), name="stop-hurry")
+    await asyncio.wait({drain, hurry}, return_when=asyncio.FIRST_COMPLETED)
+    drain.cancel()
+    hurry.cancel()
+    await _within(bot.close(), stop.left(), "closing the bot")
+    # bot.start() returns once close() has run; bounded all the same, and cancelled past it.
+    await asyncio.wait({runner}, timeout=max(0.01, stop.left()))
+    if not runner.done():
+        log.warning(
+            "cluster %d: the bot did not end after close(); cancelling it", config.cluster_id
+        )
+        runner.cancel()
+        await asyncio.wait({runner}, timeout=max(0.01, min(1.0, stop.left())))
+    elif not runner.cancelled() and runner.exception() is not None:
+        # A connection torn down by the stop can end the bot with an error: expected, and
+        # not the operator's concern.
+        log.info(
+            "cluster %d: the bot ended with %r while stopping",
+            config.cluster_id,
+            runner.exception(),
+        )

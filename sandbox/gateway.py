@@ -511,7 +511,7 @@ class Gateway:
             if s.conn is not None and (shard_id is None or s.shard_id == shard_id)
         ]
 
-    async def fault(self, kind: str, shard_id: int | None, count: int) -> int:
+    async def fault(self, kind: str, shard_id: int | None, count: int, code: int = 4000) -> int:
         hit = 0
         for session in self.sessions_of_shard(shard_id):
             conn = session.conn
@@ -527,6 +527,10 @@ class Gateway:
                 await conn.send({"op": INVALID_SESSION, "d": False, "s": None, "t": None})
             elif kind == "stall_acks":
                 session.stall_acks = max(1, count)
+            elif kind == "close":
+                # Any close code, the fatal ones (4004, 4010-4014) included: how a client
+                # takes a close it did not provoke.
+                await conn.close(code, "Closed by a sandbox fault")
             else:
                 raise ValueError(kind)
             hit += 1

@@ -24,7 +24,7 @@ from sandbox.world import World
 
 log = logging.getLogger(__name__)
 
-GATEWAY_FAULTS = ("drop", "reconnect", "invalidate", "stall_acks")
+GATEWAY_FAULTS = ("drop", "reconnect", "invalidate", "stall_acks", "close")
 REST_FAULTS = ("status", "ratelimit")
 OUTBOX_MAX_WAIT = 60.0
 
@@ -176,11 +176,14 @@ class Sandbox:
         status: int = 500,
         is_global: bool = False,
         retry_after: float = 1.0,
+        code: int = 4000,
     ) -> int:
         if kind in GATEWAY_FAULTS:
             if shard is not None and shard < 0:
                 raise BadInput("shard", "must be 0 or more")
-            return await self.gateway.fault(kind, shard, count)
+            if kind == "close" and not 4000 <= code <= 4999:
+                raise BadInput("code", "must be a gateway close code, 4000 to 4999")
+            return await self.gateway.fault(kind, shard, count, code)
         if kind not in REST_FAULTS:
             raise BadInput("kind", f"must be one of {', '.join(GATEWAY_FAULTS + REST_FAULTS)}")
         key = "*" if route is None else route
@@ -279,6 +282,7 @@ class Sandbox:
             status=body.integer("status", default=500, low=400, high=599),
             is_global=body.boolean("global", default=False),
             retry_after=body.number("retry_after", default=1.0, low=0.0, high=3600.0),
+            code=body.integer("code", default=4000, low=4000, high=4999),
         )
         return {"applied": hit}
 

@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
 import orjson
 
+from bot.config import WorkerConfig
 from bot.core import EXTENSIONS
 from cluster.launcher import BackingUrls, DiscordEndpoint, worker_configs
 from cluster.settings import load
@@ -174,7 +176,11 @@ async def start_cluster(
     owner_id: int,
     prefix: str,
     hang_timeout: float = 20,
+    wait_ready: bool = True,
+    adjust: Callable[[WorkerConfig], WorkerConfig] | None = None,
 ) -> Supervisor:
+    """Start the workers as `guildhouse run` would; unless `wait_ready` is False, return once
+    every shard is READY. `adjust` changes each worker's config before it starts."""
     settings = load(
         {
             "SHARD_COUNT": str(shards),
@@ -201,6 +207,8 @@ async def start_cluster(
         max_concurrency=max_concurrency,
     )
     configs = [replace(c, extensions=TEST_EXTENSIONS) for c in configs]
+    if adjust is not None:
+        configs = [adjust(c) for c in configs]
     from bot.entry import sync_commands
 
     await sync_commands(configs[0])
@@ -214,6 +222,8 @@ async def start_cluster(
         grace=15,
     )
     await sup.start()
+    if not wait_ready:
+        return sup
     deadline = time.monotonic() + 90
     while not sup.ready():
         assert time.monotonic() < deadline, "the bot's shards did not all become READY"

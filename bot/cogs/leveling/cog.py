@@ -382,10 +382,12 @@ class Leveling(commands.Cog, name="Leveling"):
     @commands.hybrid_command(extras={"examples": ["rank", "rank @Ann"]})
     @commands.guild_only()
     @app_commands.describe(member="Whose rank to show (you, if left out)")
-    async def rank(self, ctx: Ctx, member: discord.Member | None = None) -> None:
+    async def rank(self, ctx: Ctx, member: discord.Member = commands.Author) -> None:
         """Show a member's level, XP, progress to the next level and ranks."""
+        # Not `Member | None = None`: with that, a name that matches nobody is dropped
+        # silently and the author's own rank shown; this way the user is told.
         assert ctx.guild is not None
-        who = member or ctx.author
+        who = member
         if who.bot:
             raise BadInput("Bots don't earn XP.")
         try:
@@ -446,10 +448,10 @@ class Leveling(commands.Cog, name="Leveling"):
     @commands.hybrid_command(extras={"examples": ["achievements", "achievements @Ann"]})
     @commands.guild_only()
     @app_commands.describe(member="Whose achievements to show (you, if left out)")
-    async def achievements(self, ctx: Ctx, member: discord.Member | None = None) -> None:
+    async def achievements(self, ctx: Ctx, member: discord.Member = commands.Author) -> None:
         """List the achievements: unlocked ones, and progress towards the others."""
         assert ctx.guild is not None
-        who = member or ctx.author
+        who = member
         done = await store.unlocked(self.bot.pool, ctx.guild.id, who.id)
         stats = await store.stats(self.bot.pool, ctx.guild.id, who.id)
         today = discord.utils.utcnow().date()

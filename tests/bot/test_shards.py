@@ -1,0 +1,102 @@
+"""The shard bookkeeping behind fatal-close recovery: which closes count, within which window,
+and that FAILED stays FAILED. (tests/e2e/test_shard_closes.py runs it against the sandbox.)"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import discord
+import pytest
+
+from bot.core import fatal_close_code
+from bot.shards import FATAL_CLOSES, FatalClosePolicy, ShardState, ShardTracker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr("bot.shards.time.monotonic", c)
+    return c
+
+
+def test_ready_once_is_remembered_through_disconnects() -> None:
+    tracker = ShardTracker((0, 1))
+    assert not tracker.was_ready(0)
+    tracker.got_ready(0)  # READY arrived; guilds still coming
+    tracker.update(0, ShardState.DISCONNECTED)
+    assert tracker.was_ready(0) and not tracker.was_ready(1)
+    tracker.update(1, ShardState.READY)
+    assert tracker.was_ready(1)
+    tracker.got_ready(7)  # not a shard of this worker
+    assert not tracker.was_ready(7)
+
+
+def test_the_third_fatal_close_within_the_window_fails_the_shard(clock: Clock) -> None:
+    tracker = ShardTracker((0, 1), FatalClosePolicy(max_closes=3, window=600))
+    assert tracker.fatal_close(0) == 1
+    clock.now += 599
+    assert tracker.fatal_close(0) == 2
+    assert [tracker.states[0], tracker.fatal_close(0), tracker.states[0]] == [
+        ShardState.STARTING,
+        3,
+        ShardState.FAILED,
+    ]
+    assert tracker.states[1] == ShardState.STARTING  # its sibling is not touched
+
+
+def test_closes_older_than_the_window_are_forgotten(clock: Clock) -> None:
+    tracker = ShardTracker((0,), FatalClosePolicy(max_closes=3, window=600))
+    tracker.fatal_close(0)
+    tracker.fatal_close(0)
+    clock.now += 601
+    assert tracker.fatal_close(0) == 1
+    assert tracker.states[0] == ShardState.STARTING
+
+
+def test_failed_stays_failed(clock: Clock) -> None:
+    tracker = ShardTracker((0,), FatalClosePolicy(max_closes=1))
+    tracker.update(0, ShardState.CONNECTING)
+    tracker.fatal_close(0)
+    # The disconnect event that follows the close, and the hung-shard watch, come after.
+    for state in (ShardState.DISCONNECTED, ShardState.STARTING, ShardState.READY):
+        tracker.update(0, state)
+    assert tracker.states[0] == ShardState.FAILED
+    clock.now += 10_000
+    assert tracker.stuck(1) == [] and not tracker.all_ready()
+
+
+def test_backoff_grows_with_the_closes_and_stays_in_bounds() -> None:
+    policy = FatalClosePolicy(base_delay=1, max_delay=60)
+    for closes, ceiling in ((1, 1), (2, 2), (3, 4), (10, 60)):
+        delays = [policy.delay(closes) for _ in range(200)]
+        assert all(0.5 <= d <= ceiling for d in delays)
+    assert max(policy.delay(10) for _ in range(200)) > 4
+
+
+def closed(code: int) -> discord.ConnectionClosed:
+    return discord.ConnectionClosed(cast(Any, None), shard_id=0, code=code)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (closed(4004), 4004),
+        (closed(4013), 4013),
+        (discord.PrivilegedIntentsRequired(0), 4014),
+        (closed(4000), None),  # discord.py resumes
+        (closed(1000), None),
+        (OSError("reset"), None),
+        (None, None),
+    ],
+)
+def test_fatal_close_codes(error: BaseException | None, code: int | None) -> None:
+    assert fatal_close_code(error) == code
+    assert code is None or code in FATAL_CLOSES
