@@ -1,8 +1,11 @@
 """One error hierarchy, one handler for prefix and slash commands.
 
-Features raise `UserError` (or a subclass) with a message written for the user. Anything else
-that escapes a command is unexpected: the user gets a short line with an error id, and the log
-gets the traceback with the same id. No traceback, token or SQL ever reaches a channel.
+Features raise `UserError` (or a subclass) with a message written for the user. An error that
+means PostgreSQL or Redis is out of reach (bot/outages.py decides) is not a bug: the user is
+told the database (or the feature) is unavailable for now, and the outage is logged once, not
+per command. Anything else that escapes a command is unexpected: the user gets a short line
+with an error id, and the log gets the traceback with the same id. No traceback, token or SQL
+ever reaches a channel.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import outages
 from bot.checks import NotAllowed
 from bot.ui import safe_text
 
@@ -23,6 +27,12 @@ if TYPE_CHECKING:
     from bot.core import Guildhouse
 
 log = logging.getLogger(__name__)
+
+# What a command that needs an unreachable server answers.
+UNAVAILABLE = {
+    outages.POSTGRES: "The database is unavailable right now; try again in a moment.",
+    outages.REDIS: "That is unavailable right now; try again in a moment.",
+}
 
 
 class UserError(commands.CommandError):
@@ -68,8 +78,39 @@ def _permission_names(perms: list[str]) -> str:
     return ", ".join(names)
 
 
+def unwrap(error: BaseException) -> BaseException:
+    """What a command raised, out of the wrappers discord.py puts around it."""
+    while True:
+        if isinstance(
+            error,
+            commands.HybridCommandError
+            | commands.CommandInvokeError
+            | commands.ConversionError
+            | app_commands.CommandInvokeError,
+        ):
+            error = error.original
+        elif isinstance(error, app_commands.TransformerError) and isinstance(
+            error.__cause__, Exception
+        ):
+            error = error.__cause__
+        else:
+            return error
+
+
+def unavailable(error: BaseException) -> str | None:
+    """The server (outages.POSTGRES or REDIS) whose outage made the command fail, if that is
+    why it failed."""
+    cause = unwrap(error)
+    if isinstance(cause, UserError):
+        return None  # a feature that already said what to tell the user
+    return outages.server_of(cause)
+
+
 def user_message(ctx: commands.Context[Any], error: Exception) -> str | None:
     """What to tell the user about `error`; None means say nothing."""
+    server = unavailable(error)
+    if server is not None:
+        return UNAVAILABLE[server]
     if isinstance(error, commands.HybridCommandError):
         error = error.original
     if isinstance(error, app_commands.TransformerError | app_commands.CommandInvokeError):
@@ -130,6 +171,8 @@ def user_message(ctx: commands.Context[Any], error: Exception) -> str | None:
 
 
 def is_unexpected(error: Exception) -> bool:
+    if unavailable(error) is not None:
+        return False
     if isinstance(error, commands.HybridCommandError):
         error = error.original
     if isinstance(error, commands.CommandInvokeError | app_commands.CommandInvokeError):
@@ -141,6 +184,13 @@ async def handle(bot: Guildhouse, ctx: commands.Context[Any], error: Exception) 
     """The central handler: answer the user, log the rest."""
     if isinstance(error, commands.CommandNotFound):
         return  # not a command of ours: say nothing, count nothing
+    server = unavailable(error)
+    if server is not None:
+        name = ctx.command.qualified_name if ctx.command else "?"
+        outages.SERVERS[server].failed(unwrap(error), f"command {name}")
+        bot.count_command(ctx, "unavailable")
+        await send_error(ctx, UNAVAILABLE[server])
+        return
     unexpected = is_unexpected(error)
     bot.count_command(ctx, "error" if unexpected else "user_error")
     if unexpected:

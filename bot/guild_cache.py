@@ -9,7 +9,14 @@ staleness, never a wrong value forever.
 An entry past its `ttl` is still served while it is reloaded in the background (the
 announcements already keep it right; the reload only covers a lost one), so no message waits
 for Postgres because a few minutes went by; if the reload fails, the old value stays in use and
-the next use tries again. Callers that miss the same guild at once share one load.
+the next use tries again (after RELOAD_RETRY seconds at most). Callers that miss the same guild
+at once share one load.
+
+While PostgreSQL is unreachable, a guild with a cached value keeps it. A guild with none gets
+`fallback(guild_id)` if the cache has one (not cached: the first use after the outage loads the
+real value); without a fallback the error reaches the caller. The subscription outlives Redis
+outages: it subscribes again when Redis is back, and drops everything cached, since changes
+announced meanwhile were missed.
 """
 
 from __future__ import annotations
@@ -24,9 +31,15 @@ from typing import Generic, TypeVar
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from bot import outages
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# After a failed background reload, the next use this long after tries again (not a whole ttl
+# later: the failure was probably an outage, and it may be over by then).
+RELOAD_RETRY = 5.0
 
 
 class GuildCache(Generic[T]):
@@ -38,12 +51,14 @@ class GuildCache(Generic[T]):
         *,
         what: str,
         ttl: float = 300.0,
+        fallback: Callable[[int], T] | None = None,
     ) -> None:
         self.redis = redis
         self.channel = channel
         self.what = what  # for log lines: "guild settings", "XP settings"
         self.ttl = ttl
         self._load = load
+        self._fallback = fallback
         self._entries: dict[int, tuple[T, float]] = {}
         # Bumped by every invalidation: a load that began before one must not store what it
         # read (it may be the old value, read just before the change committed).
@@ -70,7 +85,12 @@ class GuildCache(Generic[T]):
             if time.monotonic() - entry[1] >= self.ttl:
                 self._load_once(guild_id)  # in the background
             return entry[0]
-        return await asyncio.shield(self._load_once(guild_id))
+        try:
+            return await asyncio.shield(self._load_once(guild_id))
+        except Exception as exc:
+            if self._fallback is None or outages.note(exc, f"loading {self.what}") is None:
+                raise
+            return self._fallback(guild_id)
 
     def _load_once(self, guild_id: int) -> asyncio.Future[T]:
         """The load of this guild's value begun since its last invalidation, or a new one."""
@@ -93,11 +113,19 @@ class GuildCache(Generic[T]):
         running = self._loading.get(guild_id)
         if running is not None and running[1] is task:
             del self._loading[guild_id]
-        if not task.cancelled() and task.exception() is not None and guild_id in self._entries:
-            # A background reload: the value in use stays; the next use tries again.
-            log.warning(
-                "could not reload the %s of guild %s: %s", self.what, guild_id, task.exception()
-            )
+        if task.cancelled() or task.exception() is None:
+            return
+        entry = self._entries.get(guild_id)
+        if entry is None:
+            return  # a first load: its caller got the error
+        # A background reload: the value in use stays, and the next use after RELOAD_RETRY
+        # tries again.
+        retry_at = time.monotonic() - self.ttl + min(self.ttl, RELOAD_RETRY)
+        self._entries[guild_id] = (entry[0], max(entry[1], retry_at))
+        exc = task.exception()
+        assert exc is not None
+        if outages.note(exc, f"reloading {self.what}") is None:
+            log.warning("could not reload the %s of guild %s: %s", self.what, guild_id, exc)
 
     def forget(self, guild_id: int) -> None:
         self._entries.pop(guild_id, None)
@@ -112,7 +140,8 @@ class GuildCache(Generic[T]):
         self.forget(guild_id)
         try:
             await self.redis.publish(self.channel, str(guild_id))
-        except (redis.exceptions.RedisError, OSError):
+        except (redis.exceptions.RedisError, OSError) as exc:
+            outages.note(exc, f"announcing a change of {self.what}")
             # Other workers pick the change up when their cached copy expires (ttl).
             log.warning("could not announce a change of the %s of guild %s", self.what, guild_id)
 
@@ -130,19 +159,36 @@ class GuildCache(Generic[T]):
                 await self._listener
 
     async def _listen(self) -> None:
-        delay = 0.5
+        backoff = outages.Backoff()
+        failing = False
         while True:
             try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
-                    self._forget_all()  # anything announced while we were away is stale
-                    self._subscribed.set()
-                    delay = 0.5
                     async for message in pubsub.listen():
-                        if message and message.get("type") == "message":
+                        kind = message.get("type") if message else None
+                        if kind == "message":
                             with contextlib.suppress(ValueError):
                                 self.forget(int(message["data"]))
-            except (redis.exceptions.RedisError, OSError):
-                log.warning("%s subscription lost; retrying in %.1fs", self.what, delay)
+                        elif kind == "subscribe":
+                            # Confirmed: the first subscription, or one redis-py renewed after
+                            # a dropped connection. Anything announced while we were away was
+                            # missed, so nothing cached can be trusted.
+                            self._forget_all()
+                            self._subscribed.set()
+                            outages.redis.reachable()
+                            if failing:
+                                log.debug("%s subscription is back", self.what)
+                            failing = False
+                            backoff.reset()
+            except Exception as exc:
+                # Not only Redis errors: whatever ended the subscription, without it every
+                # worker would keep stale values until their ttl, so it is always renewed.
+                self._subscribed.clear()
+                delay = backoff.next()
+                if outages.note(exc, f"the {self.what} subscription") is None and not failing:
+                    log.warning("%s subscription lost (%s); retrying", self.what, exc)
+                else:
+                    log.debug("%s subscription lost (%s); retrying in %.1fs", self.what, exc, delay)
+                failing = True
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)

@@ -5,6 +5,12 @@ pub/sub channel; every worker of every cluster drops its cached copy, so the nex
 anywhere sees the change. Cached entries also expire after `TTL` seconds and the whole cache is
 dropped whenever the subscription (re)connects, so a lost announcement costs at most a little
 staleness, never a wrong value forever.
+
+While PostgreSQL is unreachable, a guild whose settings this worker has cached keeps them; one
+it hasn't loaded yet gets the defaults until the database is back (the `!` prefix, no disabled
+commands, no configured roles or throttle overrides). A worker that can't read a guild's prefix
+would otherwise ignore every message there, commands included, and could not even answer
+that the database is down.
 """
 
 from __future__ import annotations
@@ -94,7 +100,12 @@ class GuildSettingsStore:
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys) -> None:
         self.pool = pool
         self.cache: GuildCache[GuildSettings] = GuildCache(
-            redis, keys("events", "guild-settings"), self._load, what="guild settings", ttl=TTL
+            redis,
+            keys("events", "guild-settings"),
+            self._load,
+            what="guild settings",
+            ttl=TTL,
+            fallback=GuildSettings,
         )
         self.cached = self.cache.cached
         self.get = self.cache.get

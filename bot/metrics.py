@@ -39,7 +39,8 @@ SHARD_GUILDS = Gauge(
 )
 COMMANDS = Counter(
     "guildhouse_commands_total",
-    "Commands run, by name, kind (prefix or slash) and outcome (ok, user_error, error).",
+    "Commands run, by name, kind (prefix or slash) and outcome (ok, user_error, error, "
+    "unavailable: PostgreSQL or Redis was out of reach).",
     ["cluster", "command", "kind", "outcome"],
 )
 COMMAND_DURATION = Histogram(
@@ -65,6 +66,18 @@ QUERY_DURATION = Histogram(
     "PostgreSQL query time, by statement kind (SELECT, INSERT, ...) and outcome (ok, error).",
     ["cluster", "verb", "outcome"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+BACKEND_OUTAGES = Counter(
+    "guildhouse_backend_outages_total",
+    "Outages of a server the worker depends on (postgres, redis): each time the worker found it "
+    "unreachable after it had been reachable.",
+    ["cluster", "server"],
+)
+BACKEND_DOWN = Gauge(
+    "guildhouse_backend_down",
+    "1 while the worker sees the server (postgres, redis) as unreachable, else 0.",
+    ["cluster", "server"],
+    multiprocess_mode="livemostrecent",
 )
 REST_REQUESTS = Counter(
     "guildhouse_rest_requests_total",

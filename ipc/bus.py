@@ -221,6 +221,7 @@ class Bus:
 
     async def _listen(self) -> None:
         delay = 0.5
+        failing = False
         channels = (self.own, self.all, self.reply, self.events)
         while True:
             conn = _connection_of(self.redis)
@@ -230,17 +231,23 @@ class Bus:
                 for _ in channels:  # one confirmation per channel
                     await conn.read_response(timeout=math.inf, push_request=True)
                 self._ready.set()
+                if failing:
+                    log.info("ipc bus: subscribed again")
+                failing = False
                 delay = 0.5
                 while True:
                     message = await conn.read_response(timeout=math.inf, push_request=True)
                     if isinstance(message, list) and len(message) == 3 and message[0] in _MESSAGE:
                         self._on_message(message[1], message[2])
             except (RedisError, OSError) as exc:
-                log.warning("ipc bus: subscription lost (%s); retrying in %.1fs", exc, delay)
+                # Once per outage, not with every retry of it.
+                level = logging.DEBUG if failing else logging.WARNING
+                log.log(level, "ipc bus: subscription lost (%s); retrying in %.1fs", exc, delay)
+                failing = True
                 # The publishing connection went to the same server: don't trust it either.
                 await self._publisher.reset()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+                delay = min(delay * 2, 5)
             finally:
                 await conn.disconnect(nowait=True)
 

@@ -4,10 +4,16 @@ never caches the old value."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
+import asyncpg
+import pytest
 import redis.asyncio as aioredis
 
+from bot import outages
 from bot.guild_cache import GuildCache
+from bot.guild_settings import GuildSettings, GuildSettingsStore
 from ipc.client import Keys
 
 
@@ -151,3 +157,98 @@ async def test_callers_missing_one_guild_at_once_share_one_load(
         assert cache.cached(5) == "settings of 5 #2"
     finally:
         await cache.stop()
+
+
+async def test_a_subscription_redis_py_renews_by_itself_drops_the_cache(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    """A dropped connection to a Redis that is up (CLIENT KILL, a proxy restart) is renewed
+    inside redis-py, without an error reaching the listener: the renewal itself must drop the
+    cache, since announcements made while it was away were missed."""
+
+    async def load(_: int) -> str:
+        return "value"
+
+    cache: GuildCache[str] = GuildCache(redis, keys("events", "renewed"), load, what="test")
+    await cache.start()
+    try:
+        assert await cache.get(3) == "value"
+        assert await redis.client_kill_filter(_type="pubsub") >= 1
+        for _ in range(500):  # redis-py reconnects and subscribes again at once
+            if cache.cached(3) is None:
+                break
+            await asyncio.sleep(0.01)
+        assert cache.cached(3) is None
+    finally:
+        await cache.stop()
+
+
+async def test_while_postgres_is_unreachable_an_unloaded_guild_gets_the_fallback(
+    redis: aioredis.Redis, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = True
+
+    async def load(guild_id: int) -> str:
+        if down:
+            raise asyncpg.CannotConnectNowError("the database system is starting up")
+        return f"stored {guild_id}"
+
+    with_fallback: GuildCache[str] = GuildCache(
+        redis, keys("events", "f"), load, what="test", fallback=lambda g: f"default {g}"
+    )
+    without: GuildCache[str] = GuildCache(redis, keys("events", "f"), load, what="test")
+    # The bot's guild settings: a guild whose settings can't be read gets the defaults.
+    store = GuildSettingsStore(None, redis, keys)  # type: ignore[arg-type]
+    assert store.cache._fallback is not None
+    assert store.cache._fallback(5) == GuildSettings(5)
+    await with_fallback.start()
+    try:
+        assert await with_fallback.get(4) == "default 4"
+        assert with_fallback.cached(4) is None  # not kept: the real value is loaded later
+        with pytest.raises(asyncpg.CannotConnectNowError):
+            await without.get(4)  # a cache without a fallback lets its caller decide
+        down = False
+        assert await with_fallback.get(4) == "stored 4"
+    finally:
+        await with_fallback.stop()
+        outages.postgres.reachable()
+    assert not [r for r in caplog.records if r.name == "bot.guild_cache"]
+
+
+async def test_a_reload_an_outage_failed_is_not_retried_on_every_use_nor_logged_each_time(
+    redis: aioredis.Redis, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While PostgreSQL is down, a guild's value past its ttl is served as it is; the reload
+    that failed is tried again after RELOAD_RETRY, not by every message meanwhile, and the
+    outage is logged once for the worker (bot/outages.py), not once per failed reload."""
+    caplog.set_level(logging.INFO)
+    outages.postgres.reachable()
+    failed = asyncio.Event()
+    loads = 0
+
+    async def load(_: int) -> str:
+        nonlocal loads
+        loads += 1
+        if loads > 1:
+            failed.set()
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed")
+        return "old"
+
+    cache: GuildCache[str] = GuildCache(redis, keys("events", "r"), load, what="test", ttl=60)
+    await cache.start()
+    try:
+        assert await cache.get(9) == "old"
+        cache._entries[9] = ("old", time.monotonic() - 60)  # past its ttl: reloaded on use
+        assert await cache.get(9) == "old"  # served at once; the reload fails meanwhile
+        await failed.wait()
+        await asyncio.sleep(0)  # the failed load's done-callback
+        for _ in range(20):  # messages keep coming during the outage
+            assert await cache.get(9) == "old"
+            assert cache.cached(9) == "old"
+            assert 9 not in cache._loading  # no reload started by them
+        assert loads == 2
+    finally:
+        await cache.stop()
+        outages.postgres.reachable()
+    assert not [r for r in caplog.records if r.name == "bot.guild_cache"]
+    assert [r.levelname for r in caplog.records if r.name == "bot.outages"] == ["WARNING", "INFO"]

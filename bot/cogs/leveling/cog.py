@@ -17,7 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 from redis.exceptions import RedisError
 
-from bot import audit
+from bot import audit, outages
 from bot.chat import Chat
 from bot.checks import Level, requires
 from bot.cogs.leveling import rules, store
@@ -117,6 +117,8 @@ class Leveling(commands.Cog, name="Leveling"):
         self._chat_drainer: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
+        if self.bot.rest_only:
+            return  # `guildhouse commands sync`: no Redis, no chat
         await self.settings.start()
         self.bot.add_chat_sink(self._on_chat)
         states = self.bot.shard_tracker.states.values()
@@ -169,10 +171,12 @@ class Leveling(commands.Cog, name="Leveling"):
             return
         try:
             await self._award(message, message.author)
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             # Redis errors are handled in the service; this is PostgreSQL (settings, levels,
-            # achievements). A counted award stays counted; it just wasn't followed up.
-            log.warning("XP follow-up for message %s failed: %s", message.id, exc)
+            # achievements). A counted award stays counted; it just wasn't followed up. An
+            # outage is logged once for the worker, not with every message.
+            if outages.note(exc, "XP for chat") is None:
+                log.warning("XP follow-up for message %s failed: %s", message.id, exc)
 
     def _on_chat(self, chat: Chat) -> None:
         """Chat on the light path (bot/chat.py). Queued; one task drains the queue, a batch at
@@ -193,10 +197,11 @@ class Leveling(commands.Cog, name="Leveling"):
             del self._chat_queue[:CHAT_BATCH]
             try:
                 await self._award_chats(batch)
-            except (asyncpg.PostgresError, OSError) as exc:
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 # Redis errors are handled in the service (the awards are not counted); this
                 # is PostgreSQL (settings, levels, achievements) after they were counted.
-                log.warning("XP follow-up for %d messages failed: %s", len(batch), exc)
+                if outages.note(exc, "XP for chat") is None:
+                    log.warning("XP follow-up for %d messages failed: %s", len(batch), exc)
 
     async def _award_chats(self, batch: list[Chat]) -> None:
         items = []

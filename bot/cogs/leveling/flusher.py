@@ -5,6 +5,13 @@ transaction (idempotent: see store.write_events), and only then acknowledged, so
 killed at any point leaves its entries pending; another worker claims them once they have been
 idle for `claim_idle` seconds and writes them again (counted once). On a graceful stop the
 flusher writes everything it was given before it returns.
+
+Outages: the loop never ends on an error. While PostgreSQL or Redis is unreachable it retries
+after a short backoff (the outage is logged once, by bot/outages.py), starting with what this
+consumer was given and hasn't acknowledged, so what was counted before the outage reaches
+PostgreSQL once it is back: at least once from the stream, exactly once in the table (award
+ids are unique). Each successful round also tells bot/outages.py that Redis answers: the flusher
+reads the stream about once a second, so it is how a worker notices that Redis is back.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bot import metrics
+from bot import metrics, outages
 from bot.cogs.leveling import store
 from ipc.client import Keys, count_redis_error
 from ipc.leaderboard import STREAM_RETENTION
@@ -66,6 +73,7 @@ class Flusher:
         claim_idle: float = 10.0,
         interval: float = 0.5,
         cluster: str = "",
+        max_backoff: float = 5.0,
     ) -> None:
         self.pool = pool
         self.group = stream_group(redis, keys, consumer)
@@ -75,15 +83,24 @@ class Flusher:
         # the flusher writes a few large transactions a second, not one per award.
         self.interval = interval
         self.cluster = cluster
+        self.max_backoff = max_backoff
         self._task: asyncio.Task[None] | None = None
         self._last_claim = 0.0
         self._last_trim = 0.0
         self._last_lag = 0.0
         self._retry_mine = True  # at start: anything left pending under our name first
         self._stopping = False
+        self.rounds = 0  # rounds done without an error (tests wait on them)
+        self.failed_rounds = 0
 
     async def start(self) -> None:
-        await self.group.ensure()
+        try:
+            await self.group.ensure()
+        except (RedisError, OSError) as exc:
+            # Redis is down at start: the loop creates the group when it first reaches it
+            # (StreamGroup recreates a missing group).
+            outages.note(exc, "the XP flusher")
+            log.debug("XP flusher: cannot create the stream group yet (%s)", exc)
         self._task = asyncio.create_task(self._run(), name="xp-flusher")
 
     async def stop(self) -> None:
@@ -98,7 +115,7 @@ class Flusher:
             self._task = None
         try:
             await self.drain()
-        except (RedisError, OSError, asyncpg.PostgresError) as exc:
+        except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # Not lost: the entries stay pending and another worker claims them.
             log.warning("XP flush at shutdown incomplete (%s); others will claim the rest", exc)
 
@@ -116,23 +133,34 @@ class Flusher:
             written += await self._flush(entries)
 
     async def _run(self) -> None:
-        delay = 0.5
+        backoff = outages.Backoff(cap=self.max_backoff)
         # The flag too, not only cancellation: a cancel that lands inside a client's own
         # timeout can surface as TimeoutError (an OSError), which the loop would survive.
         while not self._stopping:
             try:
                 await self._tick()
-                delay = 0.5
-            except (RedisError, OSError) as exc:
-                count_redis_error("xp_flush")
-                log.warning("XP flusher: Redis error (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
-            except asyncpg.PostgresError as exc:
-                log.warning("XP flusher: Postgres error (%s); retrying in %.1fs", exc, delay)
+            except Exception as exc:
+                self.failed_rounds += 1
+                # Whatever failed, what this consumer holds is written again first: entries
+                # read before the error may not have reached PostgreSQL.
                 self._retry_mine = True
+                delay = backoff.next()
+                server = outages.note(exc, "the XP flusher")
+                if server == outages.REDIS or isinstance(exc, RedisError):
+                    count_redis_error("xp_flush")
+                if server is not None:
+                    log.debug("XP flusher: %s; retrying in %.1fs", exc, delay)
+                elif isinstance(exc, RedisError | OSError | asyncpg.PostgresError):
+                    log.warning("XP flusher: %s; retrying in %.1fs", exc, delay)
+                else:
+                    # A bug must not stop the flushing for the process's lifetime; the entries
+                    # stay pending until a round gets through.
+                    log.exception("XP flusher: round failed; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
+            else:
+                self.rounds += 1
+                backoff.reset()
+                outages.redis.reachable()
 
     async def _tick(self) -> None:
         if self._retry_mine:

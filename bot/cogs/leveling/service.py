@@ -18,7 +18,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bot import metrics
+from bot import metrics, outages
 from bot.cogs.leveling import rules, store
 from bot.cogs.leveling.rebuild import rebuild
 from bot.cogs.leveling.settings import XpSettings
@@ -182,7 +182,10 @@ class LevelingService:
             # Not counted, and the member is not told otherwise: nothing to lose.
             count_redis_error("xp_award")
             metrics.XP_AWARDS.labels(self.cluster, "error").inc(len(pending))
-            log.warning("XP awards not counted: Redis unavailable (%s)", exc)
+            if outages.note(exc, "XP awards") is None:
+                log.warning("XP awards not counted: Redis error (%s)", exc)
+            else:  # logged once for the outage; chat goes on meanwhile
+                log.debug("XP awards not counted: Redis unreachable (%s)", exc)
             for n, *_ in pending:
                 outcomes[n] = Outcome("error")
             return outcomes
@@ -205,6 +208,7 @@ class LevelingService:
             first_today = self._seen_today.get((msg.guild_id, msg.user_id)) != msg.created_at.date()
             if not result.ready or crosses or first_today:
                 follow_ups.append(self._follow_up(msg, out, ready=result.ready))
+        outages.redis.reachable()
         for status, count in statuses.items():  # one metric update per batch, not per award
             metrics.XP_AWARDS.labels(self.cluster, status).inc(count)
         metrics.XP_AWARDED.labels(self.cluster).inc(points)
@@ -213,6 +217,16 @@ class LevelingService:
         return outcomes
 
     async def _follow_up(self, msg: MessageInfo, out: Outcome, *, ready: bool) -> None:
+        try:
+            await self._check_award(msg, out, ready=ready)
+        except Exception as exc:
+            if outages.note(exc, "XP level checks") is None:
+                raise
+            # The award is counted (it is in the stream, and reaches PostgreSQL when it is
+            # back); only its level-up and achievements go unannounced.
+            log.debug("XP follow-up of message %s skipped: %s", msg.message_id, exc)
+
+    async def _check_award(self, msg: MessageInfo, out: Outcome, *, ready: bool) -> None:
         if not ready:
             # Redis lost the boards: the total it returned counts only what came since. The
             # Postgres total (a second or so behind) is a lower bound that can't announce a
@@ -264,20 +278,32 @@ class LevelingService:
         return [rules.BY_KEY[k] for k in new]
 
     async def command_done(self, guild_id: int, user_id: int) -> list[rules.Achievement]:
-        count = await self.command_counts.submit((guild_id, user_id))
-        return await self.unlock(
-            guild_id, user_id, [a.key for a in rules.reached("commands", count)]
-        )
+        """Count a finished command towards achievements. Without PostgreSQL it is not
+        counted: the command itself worked, and a count is not worth an error."""
+        try:
+            count = await self.command_counts.submit((guild_id, user_id))
+            return await self.unlock(
+                guild_id, user_id, [a.key for a in rules.reached("commands", count)]
+            )
+        except Exception as exc:
+            if outages.note(exc, "achievement counts") is None:
+                raise
+            return []
 
     async def dice_rolled(
         self, guild_id: int, user_id: int, successes: int
     ) -> list[rules.Achievement]:
         if successes <= 0:
             return []
-        best = await store.record_roll(self.pool, guild_id, user_id, successes)
-        return await self.unlock(
-            guild_id, user_id, [a.key for a in rules.reached("roll_successes", best)]
-        )
+        try:
+            best = await store.record_roll(self.pool, guild_id, user_id, successes)
+            return await self.unlock(
+                guild_id, user_id, [a.key for a in rules.reached("roll_successes", best)]
+            )
+        except Exception as exc:
+            if outages.note(exc, "achievement counts") is None:
+                raise
+            return []
 
     # -- admin changes -----------------------------------------------------------------------
 

@@ -90,6 +90,8 @@ class Reminders(commands.Cog, name="Reminders"):
         )
 
     async def cog_load(self) -> None:
+        if self.bot.rest_only:
+            return  # `guildhouse commands sync`: no deliveries, and this cluster's claims stay
         try:
             n = await store.expire_predecessors(
                 self.bot.pool, worker_token(self.bot.config.cluster_id, ""), self.worker
@@ -101,7 +103,8 @@ class Reminders(commands.Cog, name="Reminders"):
         self.scheduler.start()
 
     async def cog_unload(self) -> None:
-        await self.scheduler.stop()
+        if not self.bot.rest_only:
+            await self.scheduler.stop()
 
     async def _zone(self, user_id: int) -> tuple[str, bool]:
         """The user's zone, and whether it is the default (UTC, none set)."""

@@ -24,6 +24,13 @@ Waking: the loop sleeps until the next due time (capped at `max_sleep`), or unti
 reminder created in this process, or by a notice on a Redis pub/sub channel that the cog
 publishes to after creating one (so another cluster's new reminder due in 5 s isn't found by
 a 30 s poll). Without Redis the cap is the poll.
+
+Outages: a round that can't reach PostgreSQL is retried after a short backoff (at most
+`max_backoff` seconds, so the scheduler notices soon that the server is back), quietly: the
+outage itself is logged once (bot/outages.py). What was due meanwhile is claimed on the first
+round that reaches the database, and the steps above keep it to one send. A delivery whose mark
+failed is left to its lease; the next claim finds its message by the nonce and doesn't send it
+again. The wake-up subscription is renewed whenever Redis is back.
 """
 
 from __future__ import annotations
@@ -38,9 +45,8 @@ from typing import Protocol
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from bot import metrics
+from bot import metrics, outages
 from bot.cogs.reminders import store
 from bot.cogs.reminders.render import Rendered, render
 from bot.cogs.reminders.schedule import LATE_AFTER
@@ -96,6 +102,7 @@ class Scheduler:
         max_sleep: float = 30.0,
         retry_delays: tuple[float, ...] = (5, 30, 120, 600),
         max_attempts: int = 6,
+        max_backoff: float = 5.0,
     ) -> None:
         self.pool = pool
         self.transport = transport
@@ -111,6 +118,7 @@ class Scheduler:
         self.max_sleep = max_sleep
         self.retry_delays = retry_delays
         self.max_attempts = max_attempts
+        self.max_backoff = max_backoff
         # Sends are given up this long before the lease ends.
         self.margin = min(5.0, lease / 4)
         self._wake = asyncio.Event()
@@ -120,6 +128,7 @@ class Scheduler:
         self._held: set[int] = set()  # claimed by us, not finished
         self._subscribed = asyncio.Event()
         self.rounds = 0  # loop iterations that went to sleep (tests wait on it)
+        self.failed_rounds = 0  # of which ended in an error (tests wait on it)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -162,26 +171,28 @@ class Scheduler:
 
     async def _listen(self) -> None:
         assert self.redis is not None and self.wake_channel is not None
-        delay = 0.5
+        backoff = outages.Backoff(cap=self.max_backoff)
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as ps:
                     await ps.subscribe(self.wake_channel)
                     self._subscribed.set()
-                    delay = 0.5
+                    outages.redis.reachable()
+                    backoff.reset()
                     async for message in ps.listen():
                         if message and message.get("type") == "message":
                             self._wake.set()
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                # Whatever ended it: without the channel, new reminders wait for the poll.
                 self._subscribed.clear()
-                log.info("reminders: wake-up channel lost (%s); polling meanwhile", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+                if outages.note(exc, "the reminders wake-up channel") is None:
+                    log.warning("reminders: wake-up channel lost (%s); polling meanwhile", exc)
+                await asyncio.sleep(backoff.next())
 
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        backoff = 1.0
+        backoff = outages.Backoff(first=1.0, cap=self.max_backoff)
         while not self._stopping:
             self._wake.clear()
             delay = self.max_sleep
@@ -196,15 +207,18 @@ class Scheduler:
                 metrics.REMINDERS_DUE.labels(self.cluster).set(outlook.due)
                 if outlook.wait is not None:
                     delay = min(max(outlook.wait + 0.02, 0.05), self.max_sleep)
-                backoff = 1.0
-            except DB_ERRORS as exc:
-                log.warning("reminders: scheduler can't reach the database: %s", exc)
-                delay, backoff = backoff, min(backoff * 2, 30.0)
-            except Exception:
-                # The loop outlives its bugs: reminders would otherwise stop for the process's
-                # lifetime. Leases bring back whatever was claimed.
-                log.exception("reminders: scheduler round failed")
-                delay, backoff = backoff, min(backoff * 2, 30.0)
+                backoff.reset()
+            except Exception as exc:
+                delay = backoff.next()
+                self.failed_rounds += 1
+                if outages.note(exc, "the reminder scheduler") is not None:
+                    log.debug("reminders: round failed (%s); retrying in %.1fs", exc, delay)
+                elif isinstance(exc, DB_ERRORS):
+                    log.warning("reminders: scheduler round failed: %s", exc)
+                else:
+                    # The loop outlives its bugs: reminders would otherwise stop for the
+                    # process's lifetime. Leases bring back whatever was claimed.
+                    log.exception("reminders: scheduler round failed")
             if self._stopping:
                 break
             self.rounds += 1
@@ -241,7 +255,10 @@ class Scheduler:
         except DB_ERRORS as exc:
             # The row stays claimed; when its lease passes it is claimed again, and that claim
             # looks for this attempt's message before sending.
-            log.warning("reminders: delivery %d left to its lease: %s", due.id, exc)
+            if outages.note(exc, "a reminder delivery") is None:
+                log.warning("reminders: delivery %d left to its lease: %s", due.id, exc)
+            else:
+                log.info("reminders: delivery %d left to its lease (database unreachable)", due.id)
         except Exception:
             # A bug in one delivery must not stop the others or the loop; its lease passes and
             # the next attempt tries again, up to max_attempts.

@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 from discord.utils import escape_markdown, format_dt
 
+from bot import outages
 from bot.checks import Level, level_of, requires
 from bot.cogs.tabletop import initiative, store
 from bot.cogs.tabletop.dice import SYNTAX_HELP, DiceError, RollResult, evaluate
@@ -144,8 +145,10 @@ class Tabletop(commands.Cog, name="Tabletop"):
                 expression=expression,
                 summary=summary(result),
             )
-        except Exception:  # history is a convenience: never lose the roll over it
-            log.exception("could not record a roll in the history")
+        except Exception as exc:  # history is a convenience: never lose the roll over it
+            # A database outage is logged once for the worker, not with every roll.
+            if outages.note(exc, "the roll history") is None:
+                log.exception("could not record a roll in the history")
         self.bot.dispatch("dice_rolled", origin, result)
 
     async def _resolve(self, ctx: Ctx, expression: str) -> tuple[str, RollResult]:

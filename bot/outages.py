@@ -1,0 +1,177 @@
+"""PostgreSQL or Redis out of reach: which errors mean that, and this worker's view of each.
+
+The one place that knows which exceptions mean "the server can't be reached right now" (as
+opposed to a bug, or a query the server refused): the central command error handler
+(bot/errors.py) and the background loops (reminder scheduler, XP flusher, settings listeners)
+all ask `server_of`, so they agree on what an outage is.
+
+An outage is logged once per server, not once per command or per retry: the first failure
+logs a WARNING, the first success afterwards an INFO, and in between the callers stay quiet
+(DEBUG). `guildhouse_backend_outages_total` counts the outages and `guildhouse_backend_down`
+is 1 while one lasts. For PostgreSQL the pool reports both directions itself (bot/db/pool.py:
+every connection attempt and every query), so the state is right whoever hit the error; Redis
+has no such hook in redis-py, so the components that use it report what they see.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+
+import asyncpg
+from redis import exceptions as redis_errors
+
+from bot import metrics
+from ipc.client import process_cluster
+
+log = logging.getLogger(__name__)
+
+POSTGRES = "postgres"
+REDIS = "redis"
+
+# asyncpg says "connection is closed" / "pool is closing" as a bare InterfaceError; its other
+# InterfaceErrors are misuse (a bug), not an outage.
+_CLOSED = re.compile(r"\b(connection|pool) is clos(ed|ing)\b")
+# Connection refused, reset, timed out, no route: which server's, the traceback tells.
+_LIBRARIES = (("asyncpg", POSTGRES), ("redis", REDIS))
+# A ConnectionError subclass that is not about reaching the server: a wrong password or ACL,
+# or this process's own connection pool full.
+_REDIS_NOT_AN_OUTAGE = (
+    redis_errors.AuthenticationError,
+    redis_errors.AuthorizationError,
+    redis_errors.MaxConnectionsError,
+)
+
+
+def server_of(exc: BaseException) -> str | None:
+    """POSTGRES or REDIS if `exc` (or what it was raised from) means that server can't be
+    reached right now; None for anything else."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found = _server_of_one(current)
+        if found is not None:
+            return found
+        # Only explicit chaining (`raise ... from`): an implicit __context__ may be an error
+        # that was handled before an unrelated one.
+        current = current.__cause__
+    return None
+
+
+def _server_of_one(exc: BaseException) -> str | None:
+    if isinstance(exc, BaseExceptionGroup):
+        found = {server_of(e) for e in exc.exceptions}
+        return found.pop() if len(found) == 1 else None
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        # 08: connection exceptions (08P01 is a protocol violation: a bug). 57P: operator
+        # intervention - shut down by an admin or a crash, starting up, database dropped.
+        if (state.startswith("08") and state != "08P01") or state.startswith("57P"):
+            return POSTGRES
+        return None
+    if isinstance(exc, asyncpg.InterfaceError):
+        return POSTGRES if _CLOSED.search(str(exc)) else None
+    if isinstance(exc, redis_errors.RedisError):
+        if isinstance(exc, _REDIS_NOT_AN_OUTAGE):
+            return None
+        # BusyLoadingError (a restarted server reading its AOF) is a ConnectionError.
+        if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
+            return REDIS
+        return None
+    if isinstance(exc, OSError):  # TimeoutError included (acquire, connect)
+        return _raised_in(exc)
+    return None
+
+
+def _raised_in(exc: BaseException) -> str | None:
+    """The server whose client library the exception last passed through, if any."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        for package, server in _LIBRARIES:
+            if module == package or module.startswith(package + "."):
+                found = server
+        tb = tb.tb_next
+    return found
+
+
+class Server:
+    """One worker's view of one server: reachable, or down since when."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.down = False
+        self.since = 0.0
+        self.outages = 0  # this process's count (tests read it; the metric is per cluster)
+        self._series = False  # the metric series exist (at 0) once anything was reported
+
+    def failed(self, exc: BaseException, where: str) -> None:
+        """`where` (a command, a loop) found the server unreachable."""
+        if self.down:
+            return
+        self.down = True
+        self.since = time.monotonic()
+        self.outages += 1
+        cluster = process_cluster()
+        metrics.BACKEND_OUTAGES.labels(cluster, self.kind).inc()
+        metrics.BACKEND_DOWN.labels(cluster, self.kind).set(1)
+        self._series = True
+        log.warning(
+            "%s is unreachable (%s: %s: %s); commands that need it say so, background work "
+            "retries until it is back",
+            self.name,
+            where,
+            type(exc).__name__,
+            exc,
+        )
+
+    def reachable(self) -> None:
+        """Something just worked with this server (cheap when nothing changed)."""
+        if self.down:
+            self.down = False
+            metrics.BACKEND_DOWN.labels(process_cluster(), self.kind).set(0)
+            log.info("%s is reachable again after %.1fs", self.name, time.monotonic() - self.since)
+        elif not self._series:
+            # Exported at 0 from the start, so a first outage is an increase, not a new series.
+            self._series = True
+            cluster = process_cluster()
+            metrics.BACKEND_OUTAGES.labels(cluster, self.kind)
+            metrics.BACKEND_DOWN.labels(cluster, self.kind).set(0)
+
+
+postgres = Server(POSTGRES, "PostgreSQL")
+redis = Server(REDIS, "Redis")
+SERVERS = {POSTGRES: postgres, REDIS: redis}
+
+
+def note(exc: BaseException, where: str) -> str | None:
+    """If `exc` means a server is unreachable, record it (logged once per outage) and return
+    which; None otherwise, and the caller handles `exc` as it would any other error."""
+    found = server_of(exc)
+    if found is not None:
+        SERVERS[found].failed(exc, where)
+    return found
+
+
+class Backoff:
+    """Delays between a loop's retries: doubling from `first` up to `cap`, with jitter so the
+    workers of a cluster don't all knock at once when a server comes back. The cap is short:
+    the retry is also how a loop finds out that the server is back."""
+
+    def __init__(self, first: float = 0.5, cap: float = 5.0) -> None:
+        self.first = first
+        self.cap = cap
+        self._next = first
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self.cap)
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self._next = self.first
