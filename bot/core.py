@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import discord
 import redis.asyncio as aioredis
 from discord.ext import commands
 
-from bot import errors, logcontext, metrics, rest_limits, throttles
+from bot import errors, logcontext, metrics, outages, rest_limits, throttles
 from bot.chat import ChatSink, ChatState
 from bot.checks import Level, level_of
 from bot.config import WorkerConfig
@@ -626,6 +627,15 @@ class Guildhouse(commands.AutoShardedBot):
         metrics.DB_POOL_SIZE.labels(cluster).set(self.pool.get_size())
         metrics.DB_POOL_IN_USE.labels(cluster).set(self.pool.get_size() - self.pool.get_idle_size())
         metrics.sample_process(cluster)
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        # An event handler (a shard's READY writing its guilds, a guild join) that found
+        # PostgreSQL or Redis unreachable is part of the outage, logged once by bot/outages.py,
+        # not a bug with a traceback of its own.
+        exc = sys.exc_info()[1]
+        if exc is not None and outages.note(exc, f"the {event_method} event") is not None:
+            return
+        await super().on_error(event_method, *args, **kwargs)
 
     async def on_command_error(
         self, ctx: commands.Context[Any], error: commands.CommandError

@@ -88,6 +88,10 @@ class SharedReport:
         return out
 
 
+def _stop_before_start(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _worker_main(
     config: WorkerConfig,
     log_level: str,
@@ -100,6 +104,9 @@ def _worker_main(
     # Ctrl-C in the terminal goes to the terminal's foreground process group, so a worker
     # leaves it, and ignores SIGINT for the moment before that.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A stop that comes while the worker is still importing (before the bot installs its own
+    # handlers) has nothing to drain: exit 0 at once, as a requested stop should.
+    signal.signal(signal.SIGTERM, _stop_before_start)
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     # A worker never outlives its launcher (cluster/lifecycle.py): an orphan would keep its

@@ -24,6 +24,7 @@ How it stays correct:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -127,19 +128,32 @@ class IdentifyQueue:
             self.keys("identify", bucket, "alive", ""),
             "0" if claim else "1",
         ]
-        while True:
-            try:
-                wait_ms = int(await self._claim(keys=keys, args=args))
-            except (redis.exceptions.RedisError, OSError) as exc:
-                self._redis_state.failed(exc)
-                if claim:  # without Redis, IDENTIFYs are paced locally
-                    await self._local(bucket)
-                return time.monotonic() - started
-            self._redis_state.succeeded()
-            if 0 <= wait_ms <= within * 1000:
-                return time.monotonic() - started
-            pause = POLL if wait_ms < 0 else min(wait_ms / 1000 - within, self.lease / 2)
-            await asyncio.sleep(pause)
+        try:
+            while True:
+                try:
+                    wait_ms = int(await self._claim(keys=keys, args=args))
+                except (redis.exceptions.RedisError, OSError) as exc:
+                    self._redis_state.failed(exc)
+                    if claim:  # without Redis, IDENTIFYs are paced locally
+                        await self._local(bucket)
+                    return time.monotonic() - started
+                self._redis_state.succeeded()
+                if 0 <= wait_ms <= within * 1000:
+                    return time.monotonic() - started
+                pause = POLL if wait_ms < 0 else min(wait_ms / 1000 - within, self.lease / 2)
+                await asyncio.sleep(pause)
+        except asyncio.CancelledError:
+            # A waiter that gives up (its worker is stopping) leaves the queue now: otherwise
+            # the shards behind it wait for its lease to lapse.
+            await self._leave(keys[1], str(args[3]), shard_id)
+            raise
+
+    async def _leave(self, waiting: str, alive: str, shard_id: int) -> None:
+        with contextlib.suppress(redis.exceptions.RedisError, OSError, TimeoutError):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(waiting, str(shard_id))
+                pipe.delete(alive + str(shard_id))
+                await asyncio.wait_for(pipe.execute(), 1.0)
 
     async def _local(self, bucket: int) -> None:
         last = self._local_last.get(bucket)

@@ -169,6 +169,12 @@ async def test_a_postgres_outage_answers_one_clear_line_and_logs_one_warning(
             assert await driver.reply_text(channel) == DATABASE_DOWN, command
         await driver.slash(channel, member, "history")
         assert await driver.reply_text(channel) == DATABASE_DOWN
+        # An event handler that writes (the bot removed from another server) meets the same
+        # outage: no ERROR with a traceback of its own.
+        gone = int(driver.world["guilds"][-1]["id"])
+        body = {"kind": "guild_delete", "guild_id": str(gone)}
+        async with driver.http.post(f"{driver.base}/_sandbox/events", json=body) as resp:
+            assert resp.status == 200, await resp.text()
         # Commands that don't need the database work as ever.
         await driver.say(channel, member, "!roll 2d6")
         assert "rolled" in await driver.reply_text(channel)

@@ -11,11 +11,7 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,89 +19,11 @@ from typing import Any
 
 import aiohttp
 import orjson
-import psutil
 import pytest
 from e2e_harness import Driver, SandboxProc, start_sandbox, text_of
+from launcher_proc import CLI, Launcher, gone, json_lines, launcher_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-CLI = (sys.executable, "-m", "cluster.cli")
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-class Launcher:
-    """`guildhouse run` as a subprocess in its own session (as a terminal would start it)."""
-
-    def __init__(self, env: dict[str, str], data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [*CLI, "run"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def state(self) -> dict[str, Any]:
-        try:
-            data = orjson.loads((self.data_dir / "launcher.json").read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            return {}
-        return data if isinstance(data, dict) and data.get("pid") == self.proc.pid else {}
-
-    def children(self) -> dict[str, int]:
-        return {role: int(key[0]) for role, key in (self.state().get("children") or {}).items()}
-
-    def wait_for(self, what: str, check: Any, timeout: float = 120) -> Any:
-        deadline = time.monotonic() + timeout
-        while not (found := check()):
-            assert self.proc.poll() is None, f"launcher exited:\n{''.join(self.lines[-40:])}"
-            assert time.monotonic() < deadline, f"{what}:\n{''.join(self.lines[-40:])}"
-            time.sleep(0.1)
-        return found
-
-    def wait_ready(self) -> int:
-        port = int(self.wait_for("no HTTP port recorded", lambda: self.state().get("http_port")))
-
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
-                    return bool(r.status == 200)
-            except (urllib.error.URLError, OSError):
-                return False
-
-        self.wait_for("never ready", ready)
-        return port
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def _json_lines(lines: list[str]) -> list[dict[str, Any]]:
-    out = []
-    for line in lines:
-        try:
-            entry = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise AssertionError(f"not a JSON log line: {line!r}") from None
-        out.append(entry)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -118,16 +36,6 @@ def sandbox() -> Iterator[SandboxProc]:
     finally:
         sb.proc.terminate()
         sb.proc.wait(10)
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DISCORD_", "THROTTLE_", "DATABASE_URL", "REDIS_URL", "DATA_DIR"))
-    }
-    env.update(LOG_FORMAT="json", LOG_LEVEL="INFO", HTTP_PORT="0", **extra)
-    return env
 
 
 async def _answers(sandbox: SandboxProc, content: str) -> list[dict[str, Any]]:
@@ -149,7 +57,7 @@ async def _answers(sandbox: SandboxProc, content: str) -> list[dict[str, Any]]:
 def test_sigkill_of_the_launcher_ends_its_workers_and_a_relaunch_answers_once(
     sandbox: SandboxProc, bot_db: str, redis_url: str, tmp_path: Path
 ) -> None:
-    env = _env(
+    env = launcher_env(
         DISCORD_TOKEN=sandbox.info["token"],
         DISCORD_API_URL=sandbox.info["api_url"],
         DATABASE_URL=bot_db,
@@ -171,7 +79,7 @@ def test_sigkill_of_the_launcher_ends_its_workers_and_a_relaunch_answers_once(
         assert set(workers) == {"cluster-0", "cluster-1"}
         first.proc.kill()
         deadline = time.monotonic() + 5
-        while not all(_gone(pid) for pid in workers.values()):
+        while not all(gone(pid) for pid in workers.values()):
             assert time.monotonic() < deadline, f"workers outlived their launcher: {workers}"
             time.sleep(0.1)
     finally:
@@ -201,8 +109,8 @@ def test_sigkill_of_the_launcher_ends_its_workers_and_a_relaunch_answers_once(
         workers = second.children()
         os.killpg(second.proc.pid, signal.SIGINT)
         assert second.proc.wait(30) == 0
-        assert all(_gone(pid) for pid in workers.values())
-        entries = _json_lines(second.lines)
+        assert all(gone(pid) for pid in workers.values())
+        entries = json_lines(second.lines)
         errors = [e for e in entries if e["level"] in ("ERROR", "CRITICAL")]
         assert not errors, errors
         assert not (tmp_path / "launcher.json").exists()
@@ -213,7 +121,7 @@ def test_sigkill_of_the_launcher_ends_its_workers_and_a_relaunch_answers_once(
 def test_sigkill_of_the_launcher_ends_the_sandbox_it_started(
     bot_db: str, redis_url: str, tmp_path: Path
 ) -> None:
-    env = _env(
+    env = launcher_env(
         DATABASE_URL=bot_db,
         REDIS_URL=redis_url,
         REDIS_PREFIX=f"life:{uuid.uuid4().hex[:8]}:",
@@ -231,7 +139,7 @@ def test_sigkill_of_the_launcher_ends_the_sandbox_it_started(
         )
         launcher.proc.kill()
         deadline = time.monotonic() + 5
-        while not all(_gone(pid) for pid in children.values()):
+        while not all(gone(pid) for pid in children.values()):
             assert time.monotonic() < deadline, f"outlived their launcher: {children}"
             time.sleep(0.1)
     finally:

@@ -133,6 +133,25 @@ async def test_a_waiter_that_dies_does_not_block_the_bucket(
     assert time.monotonic() - started < 5
 
 
+async def test_a_waiter_that_gives_up_leaves_the_queue_at_once(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    # A long lease: without leaving, the shards behind the cancelled one would wait for it.
+    q = IdentifyQueue(redis, keys, max_concurrency=1, interval=0.3, lease=30, margin=0.0)
+    await q.acquire(50)  # the bucket is busy for a moment: shard 0 has to wait
+    first = asyncio.create_task(q.acquire(0))
+    await asyncio.sleep(0.1)
+    assert await redis.zscore(keys("identify", 0, "waiting"), "0") is not None
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await redis.zscore(keys("identify", 0, "waiting"), "0") is None
+    assert not await redis.exists(keys("identify", 0, "alive", "0"))
+    # Shard 1 goes as soon as the interval allows, not after shard 0's 30 s lease.
+    waited = await asyncio.wait_for(q.acquire(1), 5)
+    assert waited < 5
+
+
 async def test_without_redis_it_paces_locally_and_says_so_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
