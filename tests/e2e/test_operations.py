@@ -468,5 +468,11 @@ def test_readyz_fails_when_postgres_stops(launcher: Launcher) -> None:
         assert time.monotonic() < deadline, "still ready with PostgreSQL stopped"
         time.sleep(0.5)
     assert "postgres unreachable" in orjson.loads(body)["problems"][0]
+    # The status page's data names it too (PostgreSQL here is the test's, not embedded).
+    status, body = get(launcher.url("/status.json"))
+    assert status == 200
+    snapshot = orjson.loads(body)
+    assert any("postgres unreachable" in p for p in snapshot["problems"]), snapshot
+    assert snapshot["services"] == {}
     status, _ = get(launcher.url("/healthz"))
     assert status == 200  # alive, just not ready: Kubernetes stops routing, doesn't restart
