@@ -9,6 +9,8 @@ Redis gets its own key prefix (`redis_prefix`), so tests never see each other's 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,15 +25,21 @@ from ipc.client import Keys, create_redis
 
 
 @pytest.fixture(scope="session")
-def backing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def backing() -> Iterator[dict[str, str]]:
     want_pg = not os.environ.get("DATABASE_URL")
     want_redis = not os.environ.get("REDIS_URL")
-    data_dir = tmp_path_factory.mktemp("guildhouse-data")
-    with services(data_dir, postgres=want_pg, redis=want_redis) as found:
-        yield {
-            "database_url": os.environ.get("DATABASE_URL") or found["postgres"].url,
-            "redis_url": os.environ.get("REDIS_URL") or found["redis"].url,
-        }
+    # Outside pytest's temporary tree: another pytest session on the machine prunes old runs'
+    # directories there and resets its root to 0700, either of which pulls the data directory
+    # from under a running PostgreSQL (which runs as an unprivileged user on a root shell).
+    data_dir = Path(tempfile.mkdtemp(prefix="guildhouse-tests-"))
+    try:
+        with services(data_dir, postgres=want_pg, redis=want_redis) as found:
+            yield {
+                "database_url": os.environ.get("DATABASE_URL") or found["postgres"].url,
+                "redis_url": os.environ.get("REDIS_URL") or found["redis"].url,
+            }
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
