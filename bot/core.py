@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import sys
@@ -111,6 +112,38 @@ def _last_event_age(shard: discord.ShardInfo | None) -> float | None:
     return round(max(0.0, time.perf_counter() - last), 1)
 
 
+class HeartbeatLatency:
+    """Each shard's heartbeat latency, or None while it is still being measured.
+
+    discord.py's `latency` is inf until the first HEARTBEAT_ACK of a connection, and that
+    first ACK answers the heartbeat sent at HELLO, before IDENTIFY: discord.py reads it only
+    after IDENTIFY, which waits its turn in the identify queue, so it measures that wait
+    (about 2 s was seen), and stands for one heartbeat interval (41.25 s on Discord). So the
+    first ACK of each connection is not shown as a measurement: None until the second.
+    Read from discord.py's keep-alive handler (private, so defensively)."""
+
+    def __init__(self) -> None:
+        # shard -> (its connection's keep-alive handler, the time of that handler's first ACK)
+        self._first: dict[int, tuple[object, float]] = {}
+
+    def of(self, shard_id: int, shard: discord.ShardInfo | None) -> float | None:
+        ws = getattr(getattr(shard, "_parent", None), "ws", None)
+        keep_alive = getattr(ws, "_keep_alive", None)
+        latency = getattr(keep_alive, "latency", None)
+        last_ack = getattr(keep_alive, "_last_ack", None)
+        if not isinstance(latency, float) or not math.isfinite(latency):
+            return None  # no ACK yet on this connection
+        if not isinstance(last_ack, float):
+            return None
+        first = self._first.get(shard_id)
+        if first is None or first[0] is not keep_alive:
+            # Seen within a second of the first ACK (the worker reports once a second), long
+            # before the second, one heartbeat interval later.
+            self._first[shard_id] = (keep_alive, last_ack)
+            return None
+        return None if last_ack == first[1] else latency
+
+
 class Tree(discord.app_commands.CommandTree["Guildhouse"]):
     async def interaction_check(self, interaction: discord.Interaction[Guildhouse]) -> bool:
         if interaction.client.accepting:
@@ -182,6 +215,7 @@ class Guildhouse(commands.AutoShardedBot):
         self.started_at = time.time()
         self.accepting = True
         self.shard_tracker = ShardTracker(config.shard_ids)
+        self.heartbeat_latency = HeartbeatLatency()
         # Set when close() begins: every wait of a start-up (login, the IDENTIFY queue, a
         # shard's connection, a reconnect's backoff) runs as one of `_interruptible` and is
         # cancelled then, so nothing keeps connecting into a closed client.
@@ -514,10 +548,9 @@ class Guildhouse(commands.AutoShardedBot):
         ctx = await self.get_context(message)
         if ctx.prefix is None:
             # Not addressed to the bot: chat that took discord.py's full path (bot/chat.py
-            # says when). Features that count chat listen for `on_plain_message`, so a
-            # command costs them no task of their own.
-            if message.guild is not None:
-                self.dispatch("plain_message", message)
+            # says when). It reaches the chat sinks as the light path's does, so a feature that
+            # counts chat has one input, and a command costs it nothing.
+            self.chat_state.deliver_message(message)
             return
         await self.invoke(ctx)
 
@@ -572,7 +605,14 @@ class Guildhouse(commands.AutoShardedBot):
             "cluster_id": self.config.cluster_id,
             "shard_id": guild.shard_id,
             "name": guild.name,
+            # The icon's hash: the launcher's web leaderboard shows it (it has no cache).
+            "icon": guild.icon.key if guild.icon is not None else None,
         }
+
+    def shard_latency(self, shard_id: int) -> float | None:
+        """The shard's heartbeat latency in seconds; None until it is measured (see
+        HeartbeatLatency)."""
+        return self.heartbeat_latency.of(shard_id, self.get_shard(shard_id))
 
     async def _rpc_set_presence(self, req: SetPresence) -> int:
         status = discord.Status(req.status)  # ValueError for an unknown status: an error answer
@@ -594,9 +634,9 @@ class Guildhouse(commands.AutoShardedBot):
         shards = {}
         for sid, shard_state in self.shard_tracker.states.items():
             info = self.get_shard(sid)
-            latency = None
-            if info is not None and info.latency != float("inf"):
-                latency = round(info.latency * 1000, 1)
+            latency = self.shard_latency(sid)
+            if latency is not None:
+                latency = round(latency * 1000, 1)
             shards[sid] = ShardInfo(
                 shard_state.name.lower(), latency, guilds.get(sid, 0), _last_event_age(info)
             )
@@ -621,9 +661,9 @@ class Guildhouse(commands.AutoShardedBot):
             shard = str(sid)
             metrics.SHARD_STATE.labels(cluster, shard).set(int(state))
             metrics.SHARD_GUILDS.labels(cluster, shard).set(guilds.get(sid, 0))
-            info = self.get_shard(sid)
-            if info is not None and info.latency != float("inf"):
-                metrics.GATEWAY_LATENCY.labels(cluster, shard).set(info.latency)
+            latency = self.shard_latency(sid)
+            if latency is not None:
+                metrics.GATEWAY_LATENCY.labels(cluster, shard).set(latency)
         metrics.DB_POOL_SIZE.labels(cluster).set(self.pool.get_size())
         metrics.DB_POOL_IN_USE.labels(cluster).set(self.pool.get_size() - self.pool.get_idle_size())
         metrics.sample_process(cluster)

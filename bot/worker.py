@@ -39,11 +39,7 @@ async def _report(bot: Guildhouse, reporter: Reporter | None, ready_timeout: flo
         if reporter is not None:
             reporter.heartbeat()
             for sid, state in bot.shard_tracker.states.items():
-                info = bot.get_shard(sid)
-                latency = info.latency if info is not None else None
-                if latency is not None and latency == float("inf"):
-                    latency = None
-                reporter.shard(sid, state, latency)
+                reporter.shard(sid, state, bot.shard_latency(sid))
         tick += 1
         if not frozen and bot.shard_tracker.all_ready():
             # What start-up built (guilds, channels, roles, modules) lives as long as the

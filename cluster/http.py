@@ -88,10 +88,12 @@ def build_app(
     leaderboard: Leaderboard | None = None,
     progress: lbp.Progress | None = None,
     services: Callable[[], dict[str, Any]] | None = None,
+    guilds: lbp.GuildLookup | None = None,
 ) -> web.Application:
     """The launcher's routes. The leaderboards read `leaderboard` (default: the registry's
     Redis and key prefix); `progress` is the level curve (default: the bot's); `services`
-    describes the embedded servers this launcher keeps alive (none when they are external)."""
+    describes the embedded servers this launcher keeps alive (none when they are external);
+    `guilds` names the servers on their pages (default: asked of the workers over the bus)."""
 
     async def healthz(_: web.Request) -> web.Response:
         # Answering at all shows the launcher's loop is responsive; workers' loops are watched
@@ -162,6 +164,8 @@ def build_app(
     board = leaderboard
     if board is None and registry is not None:
         board = Leaderboard(registry.redis, registry.keys)
+    if guilds is None and registry is not None:
+        guilds = lbp.GuildDirectory(registry, shard_count)
     if progress is None:
         from bot.entry import xp_progress
 
@@ -173,7 +177,7 @@ def build_app(
         query = lbp.parse_query(request.match_info["scope"], request.query)
         if board is None:
             raise LookupError("no Redis")
-        return query, await lbp.board_page(board, query, curve)
+        return query, await lbp.board_page(board, query, curve, guilds=guilds)
 
     unavailable = "the leaderboards are unavailable right now; try again in a minute"
     page_headers = {
@@ -220,7 +224,12 @@ def build_app(
     async def leaderboard_index(_: web.Request) -> web.Response:
         raise web.HTTPFound("/leaderboard/global")
 
+    async def index(_: web.Request) -> web.Response:
+        # Someone who opens the bare address wants to see the bot, not a 404.
+        raise web.HTTPFound("/status")
+
     app = web.Application()
+    app.router.add_get("/", index)
     app.router.add_get("/leaderboard", leaderboard_index)
     app.router.add_get("/leaderboard/{scope}", leaderboard_html)
     app.router.add_get("/api/leaderboard/{scope}", leaderboard_json)

@@ -493,7 +493,13 @@ def render_status(clusters: list[ClusterInfo]) -> str:
         )
         for sid in sorted(c.shards):
             s = c.shards[sid]
-            latency = f"{s.latency_ms:.0f} ms" if s.latency_ms is not None else "-"
+            latency = (
+                f"{s.latency_ms:.0f} ms"
+                if s.latency_ms is not None
+                else "measuring"
+                if s.state == "ready"
+                else "-"
+            )
             shard_rows.append((str(sid), str(c.cluster_id), s.state, latency, str(s.guilds)))
     return _table(rows) + "\n\n" + _table(shard_rows)
 

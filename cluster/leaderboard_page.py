@@ -8,19 +8,32 @@ Levels come from the bot's one level curve, through bot.entry.xp_progress.
 
 Names are user-controlled: every value is escaped (html.escape) and names are isolated with
 <bdi>, so a name can neither inject markup nor flip the direction of the row.
+
+A server's name and icon are not in the boards, and the launcher has no Discord cache: the
+worker whose shard holds the guild knows them, and answers the IPC bus's `find_guild` request
+(`GuildDirectory`, which remembers the answers for a while).
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
+import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
+from redis.exceptions import RedisError
+
+from ipc.bus import Bus, BusError
 from ipc.leaderboard import PERIODS, Leaderboard, Profile, period_end, period_start
+from ipc.registry import Registry
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -108,6 +121,108 @@ def avatar_url(user_id: int, avatar: str | None, size: int = 64) -> str | None:
     return parts._replace(query=f"size={size}", fragment="").geturl()
 
 
+def icon_url(guild_id: int, icon: str | None, size: int = 64) -> str | None:
+    """A Discord CDN URL for a server's icon hash; None (the page shows an initial) without
+    one, or for anything that isn't a hash."""
+    if not icon or not _AVATAR_HASH.fullmatch(icon):
+        return None
+    ext = "gif" if icon.startswith("a_") else "png"
+    return f"{CDN}/icons/{guild_id}/{icon}.{ext}?size={size}"
+
+
+@dataclass(frozen=True)
+class GuildInfo:
+    name: str
+    icon_url: str | None
+
+
+class GuildLookup(Protocol):
+    async def get(self, guild_id: int) -> GuildInfo | None: ...
+
+
+# An id no worker has: the launcher's side of the bus only asks.
+LAUNCHER_BUS_ID = -1
+
+
+class GuildDirectory:
+    """Server names and icons for the pages, asked of the worker that has the guild.
+
+    The launcher keeps no Discord cache, and the boards store members, not servers; the worker
+    whose shard holds the guild answers the IPC bus's `find_guild` (bot/core.py) from its
+    cache. Answers are remembered for `ttl` seconds (a renamed server shows its new name after
+    that), unknown guilds and silent workers for `miss_ttl`, so a page view costs no round trip
+    most of the time; lookups of one guild at the same moment share one request. A lookup
+    that fails leaves the page with the server's id, as before: a name is a nicety, the board
+    is what matters.
+
+    The bus is started for a lookup and stopped after it, not kept: a launcher subscribed all
+    the time would receive every cluster-wide request of the workers and answer each with an
+    error, for a lookup that is rare once cached."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        shard_count: int,
+        *,
+        ttl: float = 600.0,
+        miss_ttl: float = 60.0,
+        within: float = 1.5,
+    ) -> None:
+        self.registry = registry
+        self.shard_count = max(1, shard_count)
+        self.ttl = ttl
+        self.miss_ttl = miss_ttl
+        self.within = within
+        self._known: dict[int, tuple[float, GuildInfo | None]] = {}
+        self._asking: dict[int, asyncio.Future[GuildInfo | None]] = {}
+
+    async def get(self, guild_id: int) -> GuildInfo | None:
+        now = time.monotonic()
+        known = self._known.get(guild_id)
+        if known is not None and known[0] > now:
+            return known[1]
+        running = self._asking.get(guild_id)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[GuildInfo | None] = asyncio.get_running_loop().create_future()
+        self._asking[guild_id] = future
+        try:
+            found = await self._ask(guild_id)
+            future.set_result(found)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody else may be waiting for it
+            raise
+        finally:
+            del self._asking[guild_id]
+        if len(self._known) > 10_000:  # a crawler walking ids must not grow this forever
+            self._known = {k: v for k, v in self._known.items() if v[0] > now}
+        self._known[guild_id] = (now + (self.ttl if found else self.miss_ttl), found)
+        return found
+
+    async def _ask(self, guild_id: int) -> GuildInfo | None:
+        try:
+            owner = await self.registry.find_guild_cluster(guild_id, self.shard_count)
+            if owner is None:
+                return None
+            bus = Bus(self.registry.redis, self.registry.keys, LAUNCHER_BUS_ID, self.registry)
+            await bus.start()
+            try:
+                answer = await bus.call(
+                    owner.cluster_id, "find_guild", {"guild_id": guild_id}, within=self.within
+                )
+            finally:
+                await bus.stop()
+        except (BusError, RedisError, OSError, TimeoutError) as exc:
+            log.debug("leaderboard: no name for guild %d: %s", guild_id, exc)
+            return None
+        if not isinstance(answer, dict) or not isinstance(answer.get("name"), str):
+            return None  # not on that cluster's shards (yet): the id it is
+        icon = answer.get("icon")
+        icon_hash = icon if isinstance(icon, str) else None
+        return GuildInfo(answer["name"], icon_url(guild_id, icon_hash))
+
+
 def _period_range(period: str, now: datetime) -> tuple[datetime | None, datetime | None]:
     return period_start(period, now), period_end(period, now)
 
@@ -117,10 +232,18 @@ def _iso(when: datetime | None) -> str | None:
 
 
 async def board_page(
-    board: Leaderboard, q: Query, progress: Progress, *, now: datetime | None = None
+    board: Leaderboard,
+    q: Query,
+    progress: Progress,
+    *,
+    now: datetime | None = None,
+    guilds: GuildLookup | None = None,
 ) -> dict[str, Any]:
     """One page of a board, as the JSON API returns it. BadRequest for a page past the end."""
     when = now or datetime.now(UTC)
+    guild = None
+    if guilds is not None and q.guild_id is not None:
+        guild = await guilds.get(q.guild_id)
     total = await board.count(q.guild_id, q.period, when=when)
     pages = max(1, -(-total // q.per_page))
     if q.page > pages:
@@ -155,6 +278,8 @@ async def board_page(
     return {
         "scope": "global" if q.guild_id is None else "guild",
         "guild_id": None if q.guild_id is None else str(q.guild_id),
+        "guild_name": guild.name if guild else None,
+        "guild_icon_url": guild.icon_url if guild else None,
         "period": q.period,
         "period_start": _iso(start),
         "period_end": _iso(end),
@@ -176,7 +301,10 @@ body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-ser
        background: var(--bg); color: var(--ink); }
 a { color: var(--accent); text-decoration: none; }
 .wrap { max-width: 920px; margin: 0 auto; padding: 20px 16px 40px; }
+header { display: flex; align-items: center; gap: 14px; }
 header h1 { font-size: 22px; margin: 0; }
+header .avatar { width: 56px; height: 56px; border-radius: 16px; font-size: 24px;
+                 flex: none; }
 header p { margin: 4px 0 0; color: var(--mute); }
 nav.tabs { display: flex; gap: 6px; margin: 18px 0 6px; flex-wrap: wrap; }
 nav.tabs a { padding: 7px 14px; border-radius: 999px; background: var(--card);
@@ -306,11 +434,28 @@ def _page(title: str, body: str) -> str:
     )
 
 
+def _guild_badge(guild_id: int, name: str, icon: str | None) -> str:
+    hue = guild_id * 2654435761 % 359
+    img = (
+        f'<img src="{_e(icon)}" alt="" width="56" height="56" referrerpolicy="no-referrer">'
+        if icon
+        else ""
+    )
+    return (
+        f'<span class="avatar guild-icon" style="--hue: {hue}" aria-hidden="true">'
+        f"{_e(_initial(name))}{img}</span>"
+    )
+
+
 def render_html(q: Query, data: dict[str, Any], *, now: datetime | None = None) -> str:
     when = now or datetime.now(UTC)
+    badge = ""
     if q.guild_id is None:
         title, about = "Global leaderboard", "Every server Guildhouse is in, added up"
-    else:
+    elif data.get("guild_name"):
+        title, about = str(data["guild_name"]), "Leaderboard"
+        badge = _guild_badge(q.guild_id, title, data.get("guild_icon_url"))
+    else:  # the worker that has it didn't say (not up, or not in the server)
         title, about = "Leaderboard", f"Server {q.guild_id}"
     ranked = data["total"]
     about += f" · {ranked:,} member{'s' if ranked != 1 else ''} ranked"
@@ -350,11 +495,13 @@ def render_html(q: Query, data: dict[str, Any], *, now: datetime | None = None) 
             f'<div class="pager">{prev}<span>Page {q.page:,} of {data["pages"]:,}</span>{nxt}</div>'
         )
     body = (
-        f"<header><h1>{_e(title)}</h1><p>{_e(about)}</p></header>\n"
+        f"<header>{badge}<div><h1><bdi>{_e(title)}</bdi></h1><p>{_e(about)}</p></div>"
+        "</header>\n"
         f'<nav class="tabs" aria-label="Period">{tabs}</nav>\n'
         f'<p class="when">{_e(_when(q.period, when))}</p>\n{main}\n{pager}'
     )
-    return _page(f"{title} · {PERIOD_LABELS[q.period]}", body)
+    page_title = f"{title} · Leaderboard" if badge else title
+    return _page(f"{page_title} · {PERIOD_LABELS[q.period]}", body)
 
 
 def render_error_html(status: int, message: str) -> str:

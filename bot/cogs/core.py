@@ -140,8 +140,8 @@ class Core(commands.Cog, name="General"):
     async def ping(self, ctx: Ctx) -> None:
         """Show this shard's gateway latency and a REST round trip."""
         shard_id = ctx.guild.shard_id if ctx.guild else 0
-        shard = self.bot.get_shard(shard_id)
-        gateway = shard.latency * 1000 if shard and shard.latency != float("inf") else None
+        latency = self.bot.shard_latency(shard_id)
+        gateway = latency * 1000 if latency is not None else None
         started = time.perf_counter()
         message = await ctx.send("Pong…")
         rest = (time.perf_counter() - started) * 1000

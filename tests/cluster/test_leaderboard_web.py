@@ -18,12 +18,15 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from bot.core import FindGuild
 from bot.entry import xp_progress
 from cluster.http import Probes, build_app, serve
-from cluster.leaderboard_page import MAX_PAGE_SIZE, PAGE_SIZE, avatar_url
+from cluster.leaderboard_page import MAX_PAGE_SIZE, PAGE_SIZE, avatar_url, icon_url
 from cluster.workers import Supervisor
+from ipc.bus import Bus
 from ipc.client import Keys, create_redis
 from ipc.leaderboard import Award, Leaderboard
+from ipc.registry import ClusterInfo, Registry
 
 GUILD, OTHER, EMPTY = 410000000000000001, 410000000000000002, 410000000000000003
 ANN, BOB, CY, DEE = 510000000000000001, 510000000000000002, 510000000000000003, 510000000000000004
@@ -31,6 +34,7 @@ HASH = "0123456789abcdef0123456789abcdef"
 NOW = datetime.now(UTC)
 BOB_AVATAR = "https://cdn.discordapp.com/embed/avatars/1.png"
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+SHARDS = 2
 
 _n = 0
 
@@ -65,9 +69,15 @@ class Site:
             return resp.status, body.decode(), data
 
 
-async def _serve(board: Leaderboard) -> AsyncIterator[Site]:
+async def _serve(board: Leaderboard, registry: Registry | None = None) -> AsyncIterator[Site]:
     probes = Probes({})
-    app = build_app(Supervisor([], log_level="INFO", log_format="json"), probes, leaderboard=board)
+    app = build_app(
+        Supervisor([], log_level="INFO", log_format="json"),
+        probes,
+        registry,
+        SHARDS,
+        leaderboard=board,
+    )
     runner, port = await serve(app, 0)
     try:
         async with aiohttp.ClientSession() as session:
@@ -215,6 +225,68 @@ async def test_empty_guild_is_a_friendly_page(site: Site) -> None:
     assert "Nobody is ranked here today (UTC)." in day
     status, _, _ = await site.get("/leaderboard")
     assert status == 302
+
+
+async def test_the_bare_address_opens_the_status_page(site: Site) -> None:
+    status, _, _ = await site.get("/")
+    assert status == 302
+    async with site.session.get(site.base + "/", allow_redirects=False) as resp:
+        assert resp.headers["Location"] == "/status"
+
+
+class Worker:
+    """A worker's side of the IPC bus as bot/core.py registers it: in the registry with its
+    shards, answering `find_guild` (with the same payload type) from what it knows."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, guilds: dict[int, dict[str, Any]]):
+        self.registry = Registry(redis, keys)
+        self.bus = Bus(redis, keys, 0, self.registry)
+        self.guilds = guilds
+        self.asked: list[int] = []
+
+        async def find_guild(req: FindGuild) -> dict[str, Any] | None:
+            self.asked.append(req.guild_id)
+            return self.guilds.get(req.guild_id)
+
+        self.bus.handle("find_guild", FindGuild, find_guild)
+
+    async def __aenter__(self) -> Worker:
+        info = ClusterInfo(0, list(range(SHARDS)), 1, "test", "ready", 0.0)
+        await self.registry.publish(info)
+        await self.bus.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.bus.stop()
+        await self.registry.remove(0)
+
+
+async def test_a_server_page_shows_its_name_and_icon(
+    ranked: Leaderboard, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """The launcher has no Discord cache: the worker with the guild names it over the bus."""
+    known = {GUILD: {"cluster_id": 0, "shard_id": 0, "name": "The <Dice> Tower", "icon": HASH}}
+    async with Worker(redis, keys, known) as worker:
+        async for s in _serve(ranked, Registry(redis, keys)):
+            status, page, _ = await s.get(f"/leaderboard/{GUILD}")
+            assert status == 200
+            assert "<h1><bdi>The &lt;Dice&gt; Tower</bdi></h1>" in page
+            assert f"Server {GUILD}" not in page
+            assert f'src="{icon_url(GUILD, HASH)}"' in page
+            assert icon_url(GUILD, HASH) == (
+                f"https://cdn.discordapp.com/icons/{GUILD}/{HASH}.png?size=64"
+            )
+            _, _, data = await s.get(f"/api/leaderboard/{GUILD}?period=week")
+            assert data["guild_name"] == "The <Dice> Tower"
+            assert data["guild_icon_url"] == icon_url(GUILD, HASH)
+            # Remembered: page views don't each cost the worker a request.
+            assert worker.asked == [GUILD]
+            # A server the worker doesn't have (or no worker answers for) keeps its id.
+            status, page, _ = await s.get(f"/leaderboard/{EMPTY}")
+            assert status == 200 and f"Server {EMPTY}" in page
+            _, _, glob = await s.get("/api/leaderboard/global")
+            assert glob["guild_name"] is None
+    assert icon_url(GUILD, "not a hash") is None
 
 
 async def test_names_are_escaped(ranked: Leaderboard, site: Site) -> None:
