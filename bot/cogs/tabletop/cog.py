@@ -19,7 +19,7 @@ from bot import outages
 from bot.checks import Level, level_of, requires
 from bot.cogs.tabletop import initiative, store
 from bot.cogs.tabletop.dice import SYNTAX_HELP, DiceError, RollResult, evaluate
-from bot.cogs.tabletop.render import render, summary
+from bot.cogs.tabletop.render import SUMMARY_LIMIT, render, summary
 from bot.cogs.tabletop.tables import SYSTEM_NAMES, order_from_json, order_to_json, render_order
 from bot.errors import BadInput
 from bot.ui import MESSAGE_CONTENT, pages_from_lines, safe_text, send_pages
@@ -110,6 +110,19 @@ def _check_name(name: str) -> str:
     if any(c in name for c in "`*_~|<>@#"):
         raise BadInput("A combatant's name may not contain `` ` * _ ~ | < > @ # ``.")
     return name
+
+
+def history_result(stored: str) -> str:
+    """What a history line shows after the expression: one roll's result (`→ 7`), or, for
+    several, each with its label (`: 2d6 → 7; d20 → 13`), whole (render.summary keeps every
+    result within SUMMARY_LIMIT)."""
+    text = safe_text(stored, SUMMARY_LIMIT)
+    arrows = stored.count(" → ")
+    if arrows == 1:  # one roll: the expression beside it says what was rolled
+        return " → " + text.partition(" → ")[2]
+    if arrows == 0:  # labels left out of a long line: results only
+        return " → " + text
+    return ": " + text
 
 
 def _check_dice(dice: int, modifier: int) -> None:
@@ -221,8 +234,8 @@ class Tabletop(commands.Cog, name="Tabletop"):
             await ctx.send(f"No rolls by **{_name(who)}** in this channel yet.")
             return
         lines = [
-            f"{format_dt(r['created_at'], 'R')} `{safe_text(r['expression'], 80)}` → "
-            f"{safe_text(r['summary'].partition(' → ')[2] or r['summary'], 200)}"
+            f"{format_dt(r['created_at'], 'R')} `{safe_text(r['expression'], 80)}`"
+            f"{history_result(r['summary'])}"
             for r in rows
         ]
         await send_pages(ctx, pages_from_lines(f"Last rolls of {who.display_name}", lines))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from bot.cogs.tabletop.dice import Die, RollResult, SegmentResult, SideResult
 
-__all__ = ["DISCORD_LIMIT", "render", "render_die", "summary"]
+__all__ = ["DISCORD_LIMIT", "SUMMARY_LIMIT", "render", "render_die", "summary"]
 
 DISCORD_LIMIT = 2000
 _MARKDOWN = "\\*_~`|>#[]()"
@@ -152,7 +152,9 @@ def render(result: RollResult, limit: int = DISCORD_LIMIT) -> str:
     return ("\n".join(kept) + marker)[:limit] if kept else marker.strip()[:limit]
 
 
-def _segment_summary(seg: SegmentResult) -> str:
+def _segment_summary(seg: SegmentResult, *, compact: bool = False) -> str:
+    """What one roll came to. `compact`: lists of dice become what they amount to (the
+    highest die of an open test), for a line that is too long; nothing else changes."""
     k = seg.spec.kind
     if k == "expr":
         if len(seg.sets) > 1:
@@ -166,6 +168,8 @@ def _segment_summary(seg: SegmentResult) -> str:
             return f"{side.successes} successes (TN {side.target})"
         if seg.spec.show_total or seg.spec.modifier:
             return f"total {seg.total}"
+        if compact and side.dice:
+            return f"{len(side.dice)} dice, highest {max(d.value for d in side.dice)}"
         return ", ".join(str(d.value) for d in side.dice)
     if k == "opposed":
         verdict = "tie" if seg.winner is None else ("attacker" if seg.winner == 0 else "defender")
@@ -174,8 +178,35 @@ def _segment_summary(seg: SegmentResult) -> str:
     return f"{seg.total}{crit}"
 
 
-def summary(result: RollResult, limit: int = 200) -> str:
-    """One plain line per roll for the history: `6! tn4 → 3 successes (TN 4); 2d6 → 7`."""
-    parts = [f"{seg.spec.text} → {_segment_summary(seg)}" for seg in result.segments]
-    text = "; ".join(parts)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+SUMMARY_LIMIT = 400
+_ARROW, _SEP = " → ", "; "
+
+
+def _shorten(text: str, room: int) -> str:
+    return text if len(text) <= room else text[: max(0, room - 1)] + "…"
+
+
+def summary(result: RollResult, limit: int = SUMMARY_LIMIT) -> str:
+    """One plain line per roll for the history: `6! tn4 → 3 successes (TN 4); 2d6 → 7`.
+
+    Within `limit`, every roll's result stays whole, since the result is what the history is
+    for: when the line is too long, the labels (the expression, which the history shows
+    beside it anyway) are shortened, then left out, then lists of dice become what they
+    amount to; only a line still too long after all that (ten rolls of long sets) is cut."""
+    labels = [seg.spec.text for seg in result.segments]
+    results = [_segment_summary(seg) for seg in result.segments]
+    text = _SEP.join(f"{label}{_ARROW}{res}" for label, res in zip(labels, results, strict=True))
+    if len(text) <= limit:
+        return text
+    results = [_segment_summary(seg, compact=True) for seg in result.segments]
+    room = limit - len(_SEP.join(results)) - len(_ARROW) * len(labels)
+    if room >= 8 * len(labels):
+        # Share the room out: short labels whole, what they leave to the longer ones.
+        shortened: dict[int, str] = {}
+        left, count = room, len(labels)
+        for i in sorted(range(len(labels)), key=lambda n: len(labels[n])):
+            shortened[i] = _shorten(labels[i], left // count)
+            left -= len(shortened[i])
+            count -= 1
+        return _SEP.join(f"{shortened[i]}{_ARROW}{res}" for i, res in enumerate(results))
+    return _shorten(_SEP.join(results), limit)

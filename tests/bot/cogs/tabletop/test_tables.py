@@ -49,5 +49,33 @@ def test_summary_per_kind() -> None:
         "1! tn3 vs 1! otn3 → net +1 (attacker)"
     )
     assert summary(evaluate("2 d6", Scripted(3, 4))) == "2 d6 → set: 3, 4"
-    long = summary(evaluate(";".join(["d6"] * 10)), limit=30)
-    assert len(long) == 30 and long.endswith("…")
+
+
+def test_summary_of_a_long_roll_keeps_every_total() -> None:
+    """Roll history showed `6! tn4` ten times cut off at 200 characters, after the fourth
+    roll's count: the results are what the history is for."""
+    ten = "; ".join(["6! tn4"] * 10)
+    whole = summary(evaluate(ten, Scripted(*([5, 5, 4, 1, 2, 3] * 10))))
+    assert whole == "; ".join(["6! tn4 → 3 successes (TN 4)"] * 10)  # 288 characters
+    # Too long for the limit: labels are shortened, then left out; every result stays.
+    tight = summary(evaluate(ten, Scripted(*([5, 5, 4, 1, 2, 3] * 10))), limit=200)
+    assert tight == "; ".join(["3 successes (TN 4)"] * 10)
+    sums = "; ".join(["2d6+1d6+1d6"] * 5)
+    short = summary(evaluate(sums, Scripted(*([1, 2, 3, 4] * 5))), limit=80)
+    assert len(short) <= 80
+    assert short.count("…") == 5  # each label cut...
+    assert [part.split(" → ")[1] for part in short.split("; ")] == ["10"] * 5  # ...no total
+    # An open test (no target number) lists its dice; when that is too long, its highest die.
+    pool = summary(evaluate("30!", Scripted(*([2] * 29 + [6, 5]))), limit=40)
+    assert pool == "30! → 30 dice, highest 11"
+
+
+def test_history_line_shows_each_result() -> None:
+    from bot.cogs.tabletop.cog import history_result
+
+    assert history_result("d20 → 14") == " → 14"
+    # Several rolls: each with its label (the old line showed "7; d20 → 13" after `2d6; d20`).
+    assert history_result("2d6 → 7; d20 → 13") == ": 2d6 → 7; d20 → 13"
+    # Labels left out of a long line: the results, all of them.
+    ten = "; ".join(["3 successes (TN 4)"] * 10)
+    assert history_result(ten) == " → " + ten
