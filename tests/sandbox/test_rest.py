@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,22 @@ from sandbox.world import SEND_MESSAGES
 
 pytestmark = pytest.mark.timeout(60)
 
-OPENAPI = Path(__file__).resolve().parents[2].parent / "shared" / "discord-api" / "openapi.json"
+# Discord's OpenAPI description (discord/discord-api-spec, specs/openapi.json) is not part of
+# this repository: DISCORD_OPENAPI names the file, else it is looked for in a `shared` folder
+# beside the clone. Only the shape checks need it; without it they are skipped, saying so.
+OPENAPI = Path(
+    os.environ.get("DISCORD_OPENAPI")
+    or Path(__file__).resolve().parents[2].parent / "shared" / "discord-api" / "openapi.json"
+)
 
 
 @pytest.fixture(scope="module")
 def openapi() -> Registry:
+    if not OPENAPI.is_file():
+        pytest.skip(
+            f"Discord's OpenAPI description is not at {OPENAPI}: get openapi.json from "
+            "github.com/discord/discord-api-spec (specs/) and set DISCORD_OPENAPI to its path"
+        )
     spec = json.loads(OPENAPI.read_text())
     return Registry().with_resource("urn:discord", DRAFT202012.create_resource(spec))
 
