@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from sandbox import components as ui
 from sandbox.control import Fields, OptionResolver, describe
 from sandbox.errors import ApiError, BadInput
 from sandbox.ratelimit import RateLimiter
@@ -71,6 +72,25 @@ def unknown(kind: str) -> ApiError:
     return ApiError(404, codes[kind], f"Unknown {kind.title()}")
 
 
+# Message flags (https://discord.com/developers/docs/resources/message#message-object-message-flags)
+EPHEMERAL = 1 << 6
+LOADING = 1 << 7
+
+# Interaction types, and the callback types Discord accepts for each (https://discord.com/
+# developers/docs/interactions/receiving-and-responding#interaction-response-object)
+COMMAND, COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
+MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE, CHOICES, MODAL = 4, 5, 6, 7, 8, 9
+CALLBACKS = {
+    COMMAND: (MESSAGE, DEFERRED_MESSAGE, MODAL),
+    COMPONENT: (MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE, MODAL),
+    AUTOCOMPLETE: (CHOICES,),
+    # A modal opened from a component can update that component's message; one opened from a
+    # command has no message to update.
+    MODAL_SUBMIT: (MESSAGE, DEFERRED_MESSAGE),
+}
+TOKEN_LIFE = 15 * 60  # an interaction's token answers follow-ups for 15 minutes
+
+
 def missing_permissions() -> ApiError:
     return ApiError(403, 50013, "Missing Permissions")
 
@@ -102,6 +122,8 @@ class Rest:
         self.messages: dict[int, dict[int, dict[str, Any]]] = {}  # channel -> id -> message
         self.commands: dict[int | None, dict[int, dict[str, Any]]] = {None: {}}  # guild -> ...
         self.interactions: dict[str, dict[str, Any]] = {}  # token -> interaction state
+        self.ephemeral: dict[int, int] = {}  # ephemeral message id -> the one user who sees it
+        self.modals: dict[int, dict[str, Any]] = {}  # user id -> the modal open on their screen
         self.outbox: list[dict[str, Any]] = []
         self.outbox_changed = asyncio.Condition()
         self.routes: list[Route] = []
@@ -251,12 +273,16 @@ class Rest:
             if not have & p:
                 raise missing_permissions()
 
-    def _message(self, channel_id: int, message_id: str) -> dict[str, Any]:
+    def _message(
+        self, channel_id: int, message_id: str, *, ephemeral: bool = False
+    ) -> dict[str, Any]:
+        """A message of the channel. An ephemeral one exists only for its interaction's webhook
+        (`ephemeral=True`): the channel's own routes don't know it, as on Discord."""
         try:
             msg = self.messages.get(channel_id, {}).get(int(message_id))
         except ValueError:
             msg = None
-        if msg is None:
+        if msg is None or (not ephemeral and int(msg["id"]) in self.ephemeral):
             raise unknown("message")
         return msg
 
@@ -316,6 +342,14 @@ class Rest:
             raise field_error(
                 ["embeds"], "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000"
             )
+        if body.get("components") is not None:
+            flags = body.get("flags")
+            body = {
+                **body,
+                "components": ui.message_components(
+                    body["components"], flags if isinstance(flags, int) else 0
+                ),
+            }
         if (
             not partial
             and not content
@@ -324,7 +358,8 @@ class Rest:
             and not (body.get("sticker_ids") or body.get("attachments") or body.get("poll"))
         ):
             raise ApiError(400, 50006, "Cannot send an empty message")
-        return body
+        checked: dict[str, Any] = body
+        return checked
 
     def make_message(
         self,
@@ -362,23 +397,18 @@ class Rest:
             "nonce": body.get("nonce"),
             "pinned": False,
             "webhook_id": str(webhook_id) if webhook_id else None,
-            "type": 20 if interaction else (19 if body.get("message_reference") else 0),
+            # A command's answer is a CHAT_INPUT_COMMAND message; a component's or a modal's, a
+            # DEFAULT one.
+            "type": 20
+            if interaction and interaction["type"] == COMMAND
+            else (19 if body.get("message_reference") else 0),
             "application_id": str(self.world.application_id) if interaction else None,
             "flags": int(body.get("flags") or 0),
             "message_reference": body.get("message_reference"),
             "referenced_message": None,
             "components": body.get("components") or [],
             "sticker_items": [],
-            "interaction_metadata": (
-                {
-                    "id": interaction["id"],
-                    "type": interaction["type"],
-                    "user": interaction["user"],
-                    "authorizing_integration_owners": {},
-                }
-                if interaction
-                else None
-            ),
+            "interaction_metadata": interaction["metadata"] if interaction else None,
         }
         # Optional (not nullable) fields are left out when they have no value, as Discord does.
         for key in (
@@ -396,7 +426,10 @@ class Rest:
             if member is not None:
                 msg["member"] = member.to_dict(self.world, with_user=False)
         self.messages.setdefault(channel.id, {})[mid] = msg
-        channel.last_message_id = mid
+        if interaction and msg["flags"] & EPHEMERAL:
+            self.ephemeral[mid] = interaction["user_id"]
+        else:
+            channel.last_message_id = mid
         return msg
 
     async def to_outbox(
@@ -716,7 +749,13 @@ class Rest:
         except ValueError:
             raise field_error(["limit"], "NUMBER_TYPE_COERCE", "Value is not int.") from None
         msgs = sorted(
-            self.messages.get(ch.id, {}).values(), key=lambda m: int(m["id"]), reverse=True
+            (
+                m
+                for m in self.messages.get(ch.id, {}).values()
+                if int(m["id"]) not in self.ephemeral
+            ),
+            key=lambda m: int(m["id"]),
+            reverse=True,
         )
         return msgs[:limit]
 
@@ -747,12 +786,17 @@ class Rest:
         self, ch: Channel, guild: Guild | None, msg: dict[str, Any], body: Any
     ) -> dict[str, Any]:
         body = self.validate_message(body, partial=True)
-        for key in ("content", "embeds", "components", "flags"):
+        for key in ("content", "embeds", "components"):
             if key in body and body[key] is not None:
                 msg[key] = body[key]
+        # An edit can't make a message ephemeral or public; it ends a deferred "thinking" one.
+        flags = body.get("flags") if isinstance(body.get("flags"), int) else msg["flags"]
+        msg["flags"] = (flags & ~(EPHEMERAL | LOADING)) | (msg["flags"] & EPHEMERAL)
         msg["edited_timestamp"] = iso(time.time())
-        await self.to_outbox("edit", ch.id, msg)
-        await self.gateway.dispatch("MESSAGE_UPDATE", msg, guild.id if guild else None)
+        ephemeral = int(msg["id"]) in self.ephemeral
+        await self.to_outbox("edit", ch.id, msg, ephemeral=ephemeral)
+        if not ephemeral:  # nobody else sees an ephemeral message: no event for it
+            await self.gateway.dispatch("MESSAGE_UPDATE", msg, guild.id if guild else None)
         return msg
 
     async def delete_message(self, channel_id: str, message_id: str, **_: Any) -> None:
@@ -791,82 +835,121 @@ class Rest:
         state = self._interaction(token)
         if state["id"] != interaction_id:
             raise unknown("interaction")
-        if state["responded"]:
+        if state["response"] is not None:
             raise ApiError(400, 40060, "Interaction has already been acknowledged.")
-        if time.time() - state["created"] > 3 * self.config.window_scale + 2:
-            raise unknown("interaction")  # not answered within 3 s: Discord forgets it
+        if time.time() - state["created"] > self.config.interaction_deadline:
+            # Not answered within 3 s: Discord has told the user it failed, and forgets it.
+            state["late"] = True
+            raise unknown("interaction")
         if not isinstance(body, dict) or "type" not in body:
             raise field_error(["type"], "BASE_TYPE_REQUIRED", "This field is required")
-        kind = int(body["type"])
+        kind = body["type"]
+        allowed = CALLBACKS[state["type"]]
+        if state["type"] == MODAL_SUBMIT and state.get("message_id"):
+            allowed = (*allowed, DEFERRED_UPDATE, UPDATE)
+        if kind not in allowed:
+            raise field_error(
+                ["type"],
+                "BASE_TYPE_CHOICES",
+                f"Value must be one of {{{', '.join(map(str, allowed))}}}.",
+            )
         guild, ch = self._channel(state["channel_id"])
-        state["responded"] = True
         data = body.get("data") or {}
+        flags = data.get("flags") if isinstance(data, dict) else None
+        ephemeral = isinstance(flags, int) and bool(flags & EPHEMERAL)
         msg = None
-        if kind in (4, 7):  # CHANNEL_MESSAGE_WITH_SOURCE, UPDATE_MESSAGE
-            data = self.validate_message(data, partial=kind == 7)
-            if kind == 4:
-                msg = self.make_message(
-                    ch,
-                    guild,
-                    self.world.bot.id,
-                    data,
-                    webhook_id=self.world.application_id,
-                    interaction=state["payload"],
-                )
-                state["original"] = int(msg["id"])
-                await self.to_outbox(
-                    "interaction_response",
-                    ch.id,
-                    msg,
-                    interaction_id=interaction_id,
-                    ephemeral=bool(int(data.get("flags") or 0) & 64),
-                )
-            else:
-                target = self._message(ch.id, state["payload"]["message"]["id"])
-                msg = await self._edit(ch, guild, target, data)
-                state["original"] = int(msg["id"])
-        elif kind == 5:  # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
+        if kind == MESSAGE:
+            data = self.validate_message(data)
             msg = self.make_message(
                 ch,
                 guild,
                 self.world.bot.id,
-                {"content": "", "flags": int(data.get("flags") or 0) | 128},
+                data,
                 webhook_id=self.world.application_id,
-                interaction=state["payload"],
+                interaction=state,
             )
             state["original"] = int(msg["id"])
-        elif kind == 6:  # DEFERRED_UPDATE_MESSAGE
-            if state["payload"].get("message"):
-                state["original"] = int(state["payload"]["message"]["id"])
-        elif kind in (8, 9, 10, 12):
-            pass
-        else:
-            raise field_error(["type"], "BASE_TYPE_CHOICES", "Value must be one of (1, 4-12).")
-        if request.query.get("with_response") in ("true", "True", "1"):
-            return {
-                "interaction": {
-                    "id": interaction_id,
-                    "type": state["payload"]["type"],
-                    "activity_instance_id": None,
-                    "response_message_id": str(state.get("original") or ""),
-                    "response_message_loading": kind == 5,
-                    "response_message_ephemeral": bool(int(data.get("flags") or 0) & 64),
-                },
-                "resource": {"type": kind, **({"message": msg} if msg else {})},
+            await self.to_outbox(
+                "interaction_response",
+                ch.id,
+                msg,
+                interaction_id=interaction_id,
+                ephemeral=ephemeral,
+            )
+        elif kind == UPDATE:
+            data = self.validate_message(data, partial=True)
+            target = self._message(ch.id, state["message_id"], ephemeral=True)
+            msg = await self._edit(ch, guild, target, data)
+            state["original"] = int(msg["id"])
+        elif kind == DEFERRED_MESSAGE:
+            # The user sees "<bot> is thinking..." until the original response is edited (or the
+            # first follow-up arrives, which takes its place).
+            msg = self.make_message(
+                ch,
+                guild,
+                self.world.bot.id,
+                {"content": "", "flags": LOADING | (EPHEMERAL if ephemeral else 0)},
+                webhook_id=self.world.application_id,
+                interaction=state,
+            )
+            state["original"] = int(msg["id"])
+            state["deferred"] = True
+            await self.to_outbox(
+                "deferred", ch.id, msg, interaction_id=interaction_id, ephemeral=ephemeral
+            )
+        elif kind == DEFERRED_UPDATE:
+            # Nothing the user sees changes; @original is the component's message from now on.
+            state["original"] = int(state["message_id"])
+        elif kind == MODAL:
+            shown = ui.modal(data)
+            self.modals[state["user_id"]] = {
+                "modal": shown,
+                "channel_id": state["channel_id"],
+                "message_id": state.get("message_id"),
+                "opened_by": state,
             }
+            await self.to_outbox(
+                "modal",
+                ch.id,
+                None,
+                interaction_id=interaction_id,
+                user_id=str(state["user_id"]),
+                custom_id=shown["custom_id"],
+                title=shown["title"],
+                inputs=ui.inputs(shown),
+            )
+        state["response"] = kind
+        state["responded"] = True
+        if request.query.get("with_response") in ("true", "True", "1"):
+            answer: dict[str, Any] = {
+                "id": interaction_id,
+                "type": state["type"],
+                "activity_instance_id": None,
+                "response_message_loading": kind == DEFERRED_MESSAGE,
+                "response_message_ephemeral": ephemeral,
+            }
+            if state.get("original"):
+                answer["response_message_id"] = str(state["original"])
+            reply: dict[str, Any] = {"interaction": answer}
+            if msg is not None and kind in (MESSAGE, UPDATE):
+                reply["resource"] = {"type": kind, "message": msg}
+            return reply
         return None
 
     def _webhook_state(self, webhook_id: str, token: str) -> dict[str, Any]:
         if webhook_id != str(self.world.application_id):
             raise unknown("webhook")
-        return self._interaction(token)
+        state = self._interaction(token)
+        if time.time() - state["created"] > TOKEN_LIFE * self.config.window_scale:
+            raise ApiError(401, 50027, "Invalid Webhook Token")
+        return state
 
     def _webhook_message(self, state: dict[str, Any], message_id: str) -> dict[str, Any]:
         if message_id == "@original":
             if not state.get("original"):
                 raise unknown("message")
             message_id = str(state["original"])
-        return self._message(int(state["channel_id"]), message_id)
+        return self._message(int(state["channel_id"]), message_id, ephemeral=True)
 
     async def webhook_get(
         self, webhook_id: str, token: str, message_id: str, **_: Any
@@ -879,37 +962,60 @@ class Rest:
     ) -> dict[str, Any]:
         state = self._webhook_state(webhook_id, token)
         msg = self._webhook_message(state, message_id)
+        if int(msg["id"]) == state.get("original"):
+            state.pop("deferred", None)  # the "thinking" message now says something
         guild, ch = self._channel(state["channel_id"])
         return await self._edit(ch, guild, msg, body)
 
     async def webhook_delete(self, webhook_id: str, token: str, message_id: str, **_: Any) -> None:
         state = self._webhook_state(webhook_id, token)
         msg = self._webhook_message(state, message_id)
-        del self.messages[int(state["channel_id"])][int(msg["id"])]
+        mid = int(msg["id"])
+        if mid in self.ephemeral and mid != state.get("original"):
+            raise unknown("message")  # "Does not support ephemeral followups"
+        guild, _ch = self._channel(state["channel_id"])
+        del self.messages[int(state["channel_id"])][mid]
         await self.to_outbox("delete", int(state["channel_id"]), None, message_id=msg["id"])
+        if self.ephemeral.pop(mid, None) is None:
+            await self.gateway.dispatch(
+                "MESSAGE_DELETE",
+                {
+                    "id": msg["id"],
+                    "channel_id": state["channel_id"],
+                    **({"guild_id": str(guild.id)} if guild else {}),
+                },
+                guild.id if guild else None,
+            )
 
     async def webhook_followup(
         self, webhook_id: str, token: str, body: Any, **_: Any
     ) -> dict[str, Any]:
         state = self._webhook_state(webhook_id, token)
-        if not state["responded"]:
+        if state["response"] is None:
             raise unknown("webhook")
         guild, ch = self._channel(state["channel_id"])
+        if state.pop("deferred", False):
+            # The first follow-up to a deferred response is that response: it replaces the
+            # "thinking" message, ephemeral or not as the deferral said.
+            placeholder = self._message(ch.id, str(state["original"]), ephemeral=True)
+            return await self._edit(ch, guild, placeholder, body)
         body = self.validate_message(body)
+        flags = body.get("flags")
+        ephemeral = isinstance(flags, int) and bool(flags & EPHEMERAL)
         msg = self.make_message(
             ch,
             guild,
             self.world.bot.id,
             body,
             webhook_id=self.world.application_id,
-            interaction=state["payload"],
+            interaction=state,
         )
         await self.to_outbox(
             "followup",
             ch.id,
             msg,
             interaction_id=state["id"],
-            ephemeral=bool(int(body.get("flags") or 0) & 64),
+            ephemeral=ephemeral,
         )
         return msg
 
@@ -1115,58 +1221,154 @@ class Rest:
         return msg
 
     async def user_interaction(
+        self, channel_id: int, user_id: int, name: str, options: Any
+    ) -> dict[str, Any]:
+        """A user runs a slash command. `options`: Discord's list of {name, value}
+        (subcommands with their own `options`), or {name: value}."""
+        guild, ch = self._user_in_channel(channel_id, user_id, "user_id")
+        cmd = next(
+            (
+                c
+                for scope in (guild.id if guild else None, None)
+                for c in self.commands.get(scope, {}).values()
+                if c["name"] == name and c["type"] == 1
+            ),
+            None,
+        )
+        if cmd is None:
+            raise BadInput("name", f"the bot has not registered a slash command {name!r}", 10063)
+        resolver = OptionResolver(self.world, guild, ch, user_id)
+        data: dict[str, Any] = {
+            "id": cmd["id"],
+            "name": name,
+            "type": 1,
+            "options": resolver.resolve(options, cmd["options"]),
+            **({"guild_id": str(guild.id)} if guild and cmd.get("guild_id") else {}),
+        }
+        if resolver.resolved:
+            data["resolved"] = resolver.resolved
+        return await self._deliver(guild, ch, user_id, COMMAND, data)
+
+    async def user_component(
         self,
         channel_id: int,
         user_id: int,
-        name: str,
-        options: Any,
-        *,
-        kind: int = 2,
-        custom_id: str | None = None,
-        message_id: int | None = None,
+        message_id: int,
+        custom_id: str,
+        values: Any = None,
     ) -> dict[str, Any]:
-        """A user runs a slash command (type 2) or clicks a button (type 3). `options`: Discord's
-        list of {name, value} (subcommands with their own `options`), or {name: value}."""
+        """A user clicks a button, or picks `values` from a select menu, of a message."""
         guild, ch = self._user_in_channel(channel_id, user_id, "user_id")
-        user = self.world.users[user_id]
-        clicked: dict[str, Any] | None = None  # the message whose button is clicked
-        if kind == 2:
-            cmd = next(
-                (
-                    c
-                    for scope in (guild.id if guild else None, None)
-                    for c in self.commands.get(scope, {}).values()
-                    if c["name"] == name and c["type"] == 1
-                ),
-                None,
-            )
-            if cmd is None:
-                raise BadInput(
-                    "name", f"the bot has not registered a slash command {name!r}", 10063
-                )
-            resolver = OptionResolver(self.world, guild, ch, user_id)
-            data: dict[str, Any] = {
-                "id": cmd["id"],
-                "name": name,
-                "type": 1,
-                "options": resolver.resolve(options, cmd["options"]),
-                **({"guild_id": str(guild.id)} if guild and cmd.get("guild_id") else {}),
-            }
-            if resolver.resolved:
-                data["resolved"] = resolver.resolved
+        message = self.messages.get(ch.id, {}).get(message_id)
+        if message is None or self.ephemeral.get(message_id, user_id) != user_id:
+            # Someone else's ephemeral message is not on this user's screen.
+            raise BadInput("message_id", f"no message {message_id} in channel {ch.id}", 10008)
+        component = ui.find(message.get("components"), custom_id)
+        # Discord's client offers only components that are there, and enabled.
+        if component is None:
+            raise BadInput("custom_id", f"message {message_id} has no button or menu {custom_id!r}")
+        if component.get("disabled"):
+            raise BadInput("custom_id", f"{custom_id!r} is disabled")
+        kind = component.get("type")
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": kind}
+        if kind == ui.BUTTON:
+            if values is not None:
+                raise BadInput("values", f"{custom_id!r} is a button: it takes no values")
+        elif kind in ui.SELECTS:
+            if values is None:
+                raise BadInput("values", f"{custom_id!r} is a menu: say which values to pick")
+            picker = ui.Picker(self.world, guild, ch, user_id)
+            data["values"] = picker.values(component, values, "values")
+            if picker.resolved:
+                data["resolved"] = picker.resolved
         else:
-            clicked = self.messages.get(ch.id, {}).get(message_id or 0)
-            if clicked is None:
-                raise BadInput("message_id", f"no message {message_id} in channel {ch.id}", 10008)
-            # Discord's client clicks only buttons that are there (and enabled).
-            button = _find_component(clicked.get("components"), custom_id or "")
-            if button is None:
-                raise BadInput("custom_id", f"message {message_id} has no button {custom_id!r}")
-            if button.get("type") != 2:
-                raise BadInput("custom_id", f"{custom_id!r} is not a button; only buttons click")
-            if button.get("disabled"):
-                raise BadInput("custom_id", f"button {custom_id!r} is disabled")
-            data = {"custom_id": custom_id, "component_type": 2}
+            raise BadInput("custom_id", f"{custom_id!r} is neither a button nor a menu")
+        return await self._deliver(guild, ch, user_id, COMPONENT, data, message=message)
+
+    async def user_submit(
+        self, channel_id: int, user_id: int, fields: Any, custom_id: str | None = None
+    ) -> dict[str, Any]:
+        """A user fills in and submits the modal the bot opened for them: `fields` is
+        {input custom_id: text (a list of values, for a menu)}."""
+        guild, ch = self._user_in_channel(channel_id, user_id, "user_id")
+        opened = self.modals.get(user_id)
+        if opened is None:
+            raise BadInput("fields", f"the bot has no modal open for user {user_id}")
+        shown = opened["modal"]
+        if opened["channel_id"] != str(ch.id):
+            raise BadInput("channel_id", f"the modal was opened in channel {opened['channel_id']}")
+        if custom_id is not None and custom_id != shown["custom_id"]:
+            raise BadInput("custom_id", f"the modal open for the user is {shown['custom_id']!r}")
+        picker = ui.Picker(self.world, guild, ch, user_id)
+        data: dict[str, Any] = {
+            "custom_id": shown["custom_id"],
+            "components": picker.submission(shown, fields, "fields"),
+        }
+        if picker.resolved:
+            data["resolved"] = picker.resolved
+        message = None
+        if opened["message_id"] is not None:
+            message = self.messages.get(ch.id, {}).get(int(opened["message_id"]))
+        del self.modals[user_id]  # submitting closes it
+        return await self._deliver(
+            guild, ch, user_id, MODAL_SUBMIT, data, message=message, opened_by=opened["opened_by"]
+        )
+
+    async def redeliver(self, interaction_id: int) -> dict[str, Any]:
+        """Discord delivers an interaction again, same id and token (a retry)."""
+        state = next(
+            (s for s in self.interactions.values() if s["id"] == str(interaction_id)), None
+        )
+        if state is None:
+            raise BadInput("id", f"no interaction {interaction_id}", 10062)
+        payload: dict[str, Any] = state["payload"]
+        await self.gateway.dispatch(
+            "INTERACTION_CREATE",
+            payload,
+            int(payload["guild_id"]) if "guild_id" in payload else None,
+        )
+        return payload
+
+    def interaction_state(self, interaction_id: int) -> dict[str, Any]:
+        """How an interaction was answered, for whoever drives the sandbox."""
+        state = next(
+            (s for s in self.interactions.values() if s["id"] == str(interaction_id)), None
+        )
+        if state is None:
+            raise BadInput("id", f"no interaction {interaction_id}", 10062)
+        return {
+            "id": state["id"],
+            "type": state["type"],
+            "response_type": state["response"],
+            "late": state["late"],
+            "original_message_id": str(state["original"]) if state.get("original") else None,
+        }
+
+    def open_modal(self, user_id: int) -> dict[str, Any] | None:
+        opened = self.modals.get(user_id)
+        if opened is None:
+            return None
+        shown = opened["modal"]
+        return {
+            "channel_id": opened["channel_id"],
+            "custom_id": shown["custom_id"],
+            "title": shown["title"],
+            "inputs": ui.inputs(shown),
+        }
+
+    async def _deliver(
+        self,
+        guild: Guild | None,
+        ch: Channel,
+        user_id: int,
+        kind: int,
+        data: dict[str, Any],
+        *,
+        message: dict[str, Any] | None = None,
+        opened_by: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """INTERACTION_CREATE for what the user did, and the sandbox's record of it."""
+        user = self.world.users[user_id]
         iid = self.world.ids.now()
         token = f"aW50ZXJhY3Rpb246{iid}:{self.world.ids.now()}"
         payload: dict[str, Any] = {
@@ -1201,14 +1403,31 @@ class Rest:
             }
         else:
             payload["user"] = user.to_dict()
-        if clicked is not None:
-            payload["message"] = clicked
+        if message is not None:
+            payload["message"] = message
+        # What a message the bot answers with says about the interaction (interaction_metadata).
+        metadata: dict[str, Any] = {
+            "id": str(iid),
+            "type": kind,
+            "user": user.to_dict(),
+            "authorizing_integration_owners": dict(payload["authorizing_integration_owners"]),
+        }
+        if kind == COMPONENT and message is not None:
+            metadata["interacted_message_id"] = message["id"]
+        if kind == MODAL_SUBMIT and opened_by is not None:
+            metadata["triggering_interaction_metadata"] = opened_by["metadata"]
         self.interactions[token] = {
             "id": str(iid),
+            "type": kind,
             "channel_id": str(ch.id),
+            "user_id": user_id,
+            "message_id": message["id"] if message is not None else None,
             "created": time.time(),
+            "response": None,
             "responded": False,
-            "payload": {**payload, "user": user.to_dict()},
+            "late": False,
+            "metadata": metadata,
+            "payload": payload,
         }
         await self.gateway.dispatch("INTERACTION_CREATE", payload, guild.id if guild else None)
         return payload
@@ -1315,21 +1534,3 @@ class Rest:
         if member is None:
             raise BadInput("user_id", f"user {user_id} is not a member of guild {guild.id}", 10007)
         return member
-
-
-def _find_component(components: Any, custom_id: str) -> dict[str, Any] | None:
-    """The component of a message with this custom_id, in action rows or (components v2)
-    containers and sections."""
-    if isinstance(components, list):
-        for item in components:
-            found = _find_component(item, custom_id)
-            if found is not None:
-                return found
-    elif isinstance(components, dict):
-        if components.get("custom_id") == custom_id:
-            return components
-        for key in ("components", "accessory"):
-            found = _find_component(components.get(key), custom_id)
-            if found is not None:
-                return found
-    return None

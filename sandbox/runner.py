@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="scale Discord's long windows (renames, gateway sends) for tests",
     )
     p.add_argument(
+        "--interaction-deadline",
+        type=float,
+        default=3.0,
+        help="seconds a bot has to answer an interaction (Discord: 3)",
+    )
+    p.add_argument(
         "--exit-with-parent",
         action="store_true",
         help="shut down (cleanly, as on SIGTERM) when the process that started this one dies, "
@@ -69,6 +75,11 @@ def main(argv: list[str] | None = None, *, parent_pid: int | None = None) -> int
         if getattr(args, name) < 1:
             print(f"sandbox: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
+    if not 0 < args.interaction_deadline <= 900:
+        print(
+            "sandbox: --interaction-deadline must be more than 0 and at most 900", file=sys.stderr
+        )
+        return 2
     if args.guilds > 50_000 or args.members > 5_000:
         print("sandbox: at most 50000 guilds and 5000 members per guild", file=sys.stderr)
         return 2
@@ -83,6 +94,7 @@ def main(argv: list[str] | None = None, *, parent_pid: int | None = None) -> int
         identify_interval=args.identify_interval,
         heartbeat_ms=args.heartbeat_ms,
         window_scale=args.window_scale,
+        interaction_deadline=args.interaction_deadline,
         limits=Limits(
             global_limit=args.global_limit,
             route_limit=args.route_limit,

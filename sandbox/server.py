@@ -15,6 +15,7 @@ from sandbox.control import (
     query_count,
     query_seconds,
     query_snowflake,
+    snowflake,
 )
 from sandbox.errors import ApiError, BadInput
 from sandbox.gateway import Gateway
@@ -41,9 +42,12 @@ class SandboxConfig:
     shards: int | None = None
     identify_interval: float = 5.0  # seconds between IDENTIFYs per concurrency bucket
     heartbeat_ms: int = 41_250
-    # Scales Discord's long windows (gateway send limit, channel renames, interaction expiry)
-    # so tests can exercise them quickly.
+    # Scales Discord's long windows (gateway send limit, channel renames, the 15 minutes an
+    # interaction's token lasts) so tests can exercise them quickly.
     window_scale: float = 1.0
+    # Seconds a bot has for the first answer to an interaction (Discord: 3); a later callback
+    # gets 404 Unknown interaction (10062).
+    interaction_deadline: float = 3.0
     allowed_privileged: int = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, content
     limits: Limits = field(default_factory=Limits)
 
@@ -105,6 +109,9 @@ class Sandbox:
         app.router.add_get("/_sandbox/world", _control(self._world))
         app.router.add_post("/_sandbox/messages", _control(self._messages))
         app.router.add_post("/_sandbox/interactions", _control(self._interactions))
+        app.router.add_get("/_sandbox/interactions/{id}", _control(self._interaction))
+        app.router.add_post("/_sandbox/redeliveries", _control(self._redeliveries))
+        app.router.add_get("/_sandbox/modals", _control(self._modals))
         app.router.add_get("/_sandbox/outbox", _control(self._outbox))
         app.router.add_post("/_sandbox/faults", _control(self._faults))
         app.router.add_post("/_sandbox/events", _control(self._events))
@@ -155,9 +162,29 @@ class Sandbox:
     async def click(
         self, channel_id: int, user_id: int, message_id: int, custom_id: str
     ) -> dict[str, Any]:
-        return await self.rest.user_interaction(
-            channel_id, user_id, "", [], kind=3, custom_id=custom_id, message_id=message_id
-        )
+        """A user clicks a button of a message."""
+        return await self.rest.user_component(channel_id, user_id, message_id, custom_id)
+
+    async def pick(
+        self, channel_id: int, user_id: int, message_id: int, custom_id: str, values: list[Any]
+    ) -> dict[str, Any]:
+        """A user picks `values` from a select menu: option values, or the ids of users, roles
+        or channels (as the menu's kind takes)."""
+        return await self.rest.user_component(channel_id, user_id, message_id, custom_id, values)
+
+    async def submit(
+        self,
+        channel_id: int,
+        user_id: int,
+        fields: dict[str, Any],
+        custom_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A user submits the modal the bot opened for them: {input custom_id: text}."""
+        return await self.rest.user_submit(channel_id, user_id, fields, custom_id)
+
+    async def redeliver(self, interaction_id: int) -> dict[str, Any]:
+        """Discord delivers an interaction again, with the same id and token."""
+        return await self.rest.redeliver(interaction_id)
 
     async def outbox(
         self, channel_id: int | None = None, after: int = 0, wait: float = 0
@@ -244,23 +271,53 @@ class Sandbox:
     async def _interactions(self, request: web.Request) -> Any:
         body = Fields(parse_body(await request.read()))
         channel_id, user_id = body.snowflake("channel_id"), body.snowflake("user_id")
-        if body.has("custom_id") or body.has("message_id"):
+        if body.has("fields"):
+            for other in ("name", "options", "message_id", "values"):
+                if body.has(other):
+                    raise BadInput(other, "a modal's submission takes fields (and custom_id) only")
+            custom_id = body.string("custom_id", max_length=100) if body.has("custom_id") else None
+            payload = await self.submit(channel_id, user_id, body.data["fields"], custom_id)
+        elif body.has("custom_id") or body.has("message_id"):
             for other in ("name", "options"):
                 if body.has(other):
-                    raise BadInput(other, "a button click takes message_id and custom_id only")
+                    raise BadInput(
+                        other, "a click or a pick takes message_id, custom_id (and values) only"
+                    )
             message_id = body.snowflake("message_id")
             custom_id = body.string("custom_id", max_length=100)
-            payload = await self.click(channel_id, user_id, message_id, custom_id)
+            payload = await self.rest.user_component(
+                channel_id, user_id, message_id, custom_id, body.data.get("values")
+            )
         else:
+            if body.has("values"):
+                raise BadInput("values", "picks values from a menu: give message_id and custom_id")
             if not body.has("name"):
                 raise BadInput(
-                    "name", "is required (or message_id and custom_id, to click a button)"
+                    "name",
+                    "is required (or message_id and custom_id, to click a button or pick from a "
+                    "menu; or fields, to submit a modal)",
                 )
             name = body.string("name", max_length=32)
             payload = await self.send_interaction(
                 channel_id, user_id, name, body.data.get("options")
             )
         return {"id": payload["id"]}
+
+    async def _interaction(self, request: web.Request) -> Any:
+        return self.rest.interaction_state(snowflake(request.match_info["id"], "id"))
+
+    async def _redeliveries(self, request: web.Request) -> Any:
+        body = Fields(parse_body(await request.read()))
+        payload = await self.redeliver(body.snowflake("id"))
+        return {"id": payload["id"]}
+
+    async def _modals(self, request: web.Request) -> Any:
+        user_id = query_snowflake(request.query, "user_id")
+        if user_id is None:
+            raise BadInput("user_id", "is required")
+        if user_id not in self.world.users:
+            raise BadInput("user_id", f"no user {user_id}", 10013)
+        return {"modal": self.rest.open_modal(user_id)}
 
     async def _outbox(self, request: web.Request) -> Any:
         after = query_count(request.query, "after", default=0)

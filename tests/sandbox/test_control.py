@@ -65,7 +65,31 @@ class Place:
     user_id: int  # a member
     stranger_id: int  # a user who is not a member
     role_id: int
-    message_id: str  # the bot's message with a "go" button and a disabled "off" one
+    message_id: str  # the bot's message with a "go" button, a disabled "off" one, and menus
+    interaction_id: str  # the click on "go" that opened a modal for the user
+
+
+MODAL = {
+    "custom_id": "form",
+    "title": "A form",
+    "components": [
+        {
+            "type": 1,
+            "components": [
+                {"type": 4, "custom_id": "amount", "label": "Amount", "style": 1, "max_length": 6}
+            ],
+        }
+    ],
+}
+
+
+async def open_modal(sb: Sandbox, http: aiohttp.ClientSession, p: Place) -> str:
+    """The user clicks "go" and the bot answers with a modal: it is open on their screen."""
+    clicked = await sb.click(p.channel_id, p.user_id, int(p.message_id), "go")
+    path = f"/api/v10/interactions/{clicked['id']}/{clicked['token']}/callback"
+    async with http.post(path, json={"type": 9, "data": MODAL}) as resp:
+        assert resp.status == 204, await resp.text()
+    return str(clicked["id"])
 
 
 @pytest.fixture
@@ -98,7 +122,18 @@ async def place(sb: Sandbox, http: aiohttp.ClientSession) -> Place:
                     {"type": 2, "style": 1, "label": "Go", "custom_id": "go"},
                     {"type": 2, "style": 1, "label": "Off", "custom_id": "off", "disabled": True},
                 ],
-            }
+            },
+            {
+                "type": 1,
+                "components": [
+                    {
+                        "type": 3,
+                        "custom_id": "menu",
+                        "options": [{"label": "A", "value": "a"}, {"label": "B", "value": "b"}],
+                    }
+                ],
+            },
+            {"type": 1, "components": [{"type": 5, "custom_id": "who"}]},
         ],
     }
     async with http.post(
@@ -106,7 +141,7 @@ async def place(sb: Sandbox, http: aiohttp.ClientSession) -> Place:
     ) as resp:
         assert resp.status == 200, await resp.text()
         message_id = (await resp.json())["id"]
-    return Place(
+    found = Place(
         guild_id=guild.id,
         channel_id=general.id,
         category_id=category.id,
@@ -114,7 +149,10 @@ async def place(sb: Sandbox, http: aiohttp.ClientSession) -> Place:
         stranger_id=next(u for u in sb.world.users if u not in guild.members),
         role_id=next(r for r in guild.roles if r != guild.id),
         message_id=message_id,
+        interaction_id="",
     )
+    found.interaction_id = await open_modal(sb, http, found)
+    return found
 
 
 # -- wrong values, by the kind of field -----------------------------------------------------------
@@ -243,6 +281,65 @@ def routes(p: Place) -> list[Route]:
                 "options": [{"word": "a"}],
             },
             ("channel_id", "user_id", "message_id", "custom_id"),
+        ),
+        Route(
+            "/_sandbox/interactions",
+            {
+                "channel_id": ch,
+                "user_id": user,
+                "message_id": p.message_id,
+                "custom_id": "menu",
+                "values": ["b"],
+            },
+            {
+                **ids,
+                "user_id": [*wrong_snowflake(), str(p.stranger_id)],
+                "custom_id": [*wrong_string(100), "nope", "off", ""],
+                "values": [*ANY_WRONG_TYPE, "a", 5, [], ["z"], ["a", "a"], ["a", "b"], [5]],
+                "name": ["echo"],
+            },
+            ("channel_id", "user_id", "message_id", "custom_id", "values"),
+        ),
+        Route(
+            "/_sandbox/interactions",
+            {
+                "channel_id": ch,
+                "user_id": user,
+                "message_id": p.message_id,
+                "custom_id": "who",
+                "values": [user],
+            },
+            {"values": [["1"], [str(p.stranger_id)], [p.role_id], ["abc"], [user, user]]},
+            ("values",),
+        ),
+        Route(
+            "/_sandbox/interactions",
+            {"channel_id": ch, "user_id": user, "fields": {"amount": "50"}, "custom_id": "form"},
+            {
+                **ids,
+                "user_id": [*wrong_snowflake(), str(p.stranger_id)],
+                "fields": [
+                    *ANY_WRONG_TYPE[:3],
+                    5,
+                    "50",
+                    {"amount": 5},
+                    {"amount": ""},
+                    {"amount": "1234567"},
+                    {"amount": "5", "nope": "1"},
+                    {"amount": ["5"]},
+                ],
+                "custom_id": [*wrong_string(100), "other", ""],
+                "message_id": [p.message_id],  # a submission is not a click too
+                "values": [["a"]],
+                "name": ["echo"],
+            },
+            ("channel_id", "user_id"),
+        ),
+        Route(
+            "/_sandbox/redeliveries",
+            {"id": p.interaction_id},
+            {"id": wrong_snowflake()},
+            ("id",),
         ),
         Route(
             "/_sandbox/faults",
@@ -382,7 +479,9 @@ async def test_outbox_query_parameters(
                 assert body["message"].startswith(f"{name}: "), body
     params = {"channel_id": str(place.channel_id), "after": "0", "wait": "0.1"}
     async with http.get("/_sandbox/outbox", params=params) as resp:
-        assert resp.status == 200 and len(await resp.json()) == 1  # the button message
+        # The message with buttons and menus, and the modal it opened.
+        assert resp.status == 200
+        assert [e["kind"] for e in await resp.json()] == ["message", "modal"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
@@ -393,6 +492,11 @@ async def test_random_junk_is_never_a_500(
     happened to be valid) or a 400 naming a field, never anything else."""
     caplog.set_level(logging.ERROR)
     rng = random.Random(23)
+    # Junk can turn one kind of request into another of the same route (a submission without
+    # its fields is a click): the field named is then one of that route's other kinds.
+    fields: dict[str, set[str]] = {}
+    for route in routes(place):
+        fields.setdefault(route.path, {"body"}).update(route.valid)
     for route in routes(place):
         names = [*route.valid, "extra"]
         for _ in range(100):
@@ -404,7 +508,7 @@ async def test_random_junk_is_never_a_500(
                 assert resp.status in (200, 400), (route.path, body, answer)
                 if resp.status == 400:
                     field = answer["message"].split(":")[0]
-                    assert field.split(".")[0].split("[")[0] in (*route.valid, "body"), answer
+                    assert field.split(".")[0].split("[")[0] in fields[route.path], answer
     await still_serves(sb, http, place)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -438,9 +542,19 @@ async def test_wrong_methods_and_query_junk_on_the_get_routes(
             assert resp.status == 200
         async with http.post(path, data=b"{") as resp:
             assert resp.status == 405
-    for path in ("/_sandbox/messages", "/_sandbox/faults", "/_sandbox/events"):
+    for path in (
+        "/_sandbox/messages",
+        "/_sandbox/faults",
+        "/_sandbox/events",
+        "/_sandbox/redeliveries",
+    ):
         async with http.get(path) as resp:
             assert resp.status == 405
+    async with http.post("/_sandbox/modals", data=b"{}") as resp:
+        assert resp.status == 405
+    for params in ({}, {"user_id": "abc"}, {"user_id": "1"}):
+        async with http.get("/_sandbox/modals", params=params) as resp:
+            assert resp.status == 400 and (await resp.json())["message"].startswith("user_id: ")
 
 
 async def still_serves(sb: Sandbox, http: aiohttp.ClientSession, place: Place) -> None:
@@ -452,6 +566,8 @@ async def still_serves(sb: Sandbox, http: aiohttp.ClientSession, place: Place) -
         body = route.valid
         if body.get("kind") == "member_add":  # someone who is not a member (yet)
             body = {**body, "user_id": str(next(u for u in sb.world.users if u not in members))}
+        if "fields" in body:  # a submission closes the modal: open one to submit
+            await open_modal(sb, http, place)
         async with http.post(route.path, json=body) as resp:
             assert resp.status == 200, (route.path, await resp.text())
     async with http.get("/_sandbox/stats") as resp:
