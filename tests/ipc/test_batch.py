@@ -89,6 +89,39 @@ async def test_an_item_pushed_at_once_cuts_the_linger_short() -> None:
     assert rec.batches[-1] == [4, 5]
 
 
+async def test_with_linger_each_every_batch_lingers() -> None:
+    batches: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def send(items: list[int]) -> list[int]:
+        batches.append(items)
+        await gate.wait()
+        return items
+
+    b: Batcher[int, int] = Batcher(send, linger=0.5, linger_each=True)
+    b.push(1, at_once=True)  # no linger: the first call is in flight at once
+    await asyncio.sleep(0.01)
+    b.push(2)  # arrives during the call
+    gate.set()
+    await asyncio.sleep(0.01)
+    assert batches == [[1]]  # 2 waits for company rather than going alone
+    b.push(3)
+    await asyncio.wait_for(b.drain(), 5)
+    assert batches == [[1], [2, 3]]
+
+
+async def test_pushed_items_and_lists_share_calls_in_order() -> None:
+    rec = Recorder()
+    b: Batcher[int, int] = Batcher(rec.send, linger=0.05, max_batch=4)
+    b.push(1)
+    first = asyncio.create_task(b.submit_all([2, 3]))
+    await asyncio.sleep(0)
+    b.push(4)
+    second = asyncio.create_task(b.submit_all([5, 6]))  # doesn't fit: waits whole
+    assert (await first, await second) == ([20, 30], [50, 60])
+    assert rec.batches == [[1, 2, 3, 4], [5, 6]]
+
+
 def test_bad_parameters_are_named() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         Batcher(Recorder().send, max_batch=0)
