@@ -101,9 +101,7 @@ async def flush(database_url: str, rows: int) -> dict[str, Any]:
     pool = await create_pool(database_url, min_size=1, max_size=2)
     try:
         now = datetime.now(UTC)
-        events = [
-            store.EventRow(f"f:{i}", 1 + i % 20, i % 5000, 20, "message", now) for i in range(rows)
-        ]
+        events = [Award(f"f:{i}", 1 + i % 20, i % 5000, 20, now) for i in range(rows)]
         started = time.perf_counter()
         for i in range(0, rows, 500):
             async with pool.acquire() as conn, conn.transaction():

@@ -11,8 +11,10 @@ What takes the light path: a message in a guild channel the bot has cached, by a
 bot, webhook or the system), of the default or reply type, that does not start with the guild's
 prefix or a mention of the bot, in a guild whose prefix this worker has cached (its first
 message in a while takes the full path, which caches it). Everything else takes discord.py's
-full path, unchanged: `on_message` listeners, commands. A cog that needs every message as a
-`Message` can't rely on `on_message` for chat; it registers a chat sink.
+full path, unchanged: `on_message` listeners, commands. Of that, a guild message by a member
+that turns out not to be addressed to the bot is chat too: the bot hands it to the same sinks
+as a `Chat` (`chat_of`), so a feature that counts chat has one input, whichever path a message
+took. A cog that needs every message as a `Message` can't rely on `on_message` for chat.
 """
 
 from __future__ import annotations
@@ -65,6 +67,32 @@ def _avatar_url(state: Any, guild_id: int, user_id: int, data: dict[str, Any]) -
     discriminator = str(author.get("discriminator") or "0")
     index = (user_id >> 22) % 6 if discriminator in ("0", "0000") else int(discriminator) % 5
     return discord.Asset._from_default_avatar(state, index).url
+
+
+def chat_of(message: discord.Message) -> Chat | None:
+    """A guild message that took discord.py's full path, as chat (None if it is not: no guild,
+    a bot's, a webhook's, an author who is not a member)."""
+    author = message.author
+    guild = message.guild
+    if (
+        guild is None
+        or author.bot
+        or message.webhook_id is not None
+        or not isinstance(author, discord.Member)
+    ):
+        return None
+    channel = message.channel
+    return Chat(
+        message_id=message.id,
+        guild_id=guild.id,
+        channel_id=channel.id,
+        parent_id=getattr(channel, "category_id", None),
+        author_id=author.id,
+        role_ids=tuple(r.id for r in author.roles),
+        name=author.global_name or author.name,
+        avatar_url=author.display_avatar.url,
+        content=message.content,
+    )
 
 
 class ChatState(AutoShardedConnectionState):
@@ -128,6 +156,16 @@ class ChatState(AutoShardedConnectionState):
         if chat is None:
             super().parse_message_create(data)
             return
+        self.deliver(chat)
+
+    def deliver_message(self, message: discord.Message) -> None:
+        """A message of the full path that is not addressed to the bot: chat, if it is any."""
+        if self.chat_sinks:
+            chat = chat_of(message)
+            if chat is not None:
+                self.deliver(chat)
+
+    def deliver(self, chat: Chat) -> None:
         for sink in self.chat_sinks:
             try:
                 sink(chat)

@@ -82,15 +82,21 @@ def command_level(command: commands.Command[Any, ..., Any]) -> Level:
     return level
 
 
+async def check_level(ctx: commands.Context[Guildhouse], level: Level) -> bool:
+    """The check behind `requires`; a cog whose commands all need one level calls it from its
+    `cog_check` (and declares the level on each command, for help)."""
+    if level >= Level.MODERATOR and ctx.guild is None and level < Level.OWNER:
+        raise commands.NoPrivateMessage()
+    if await level_of(ctx.bot, ctx.author, ctx.guild) < level:
+        raise NotAllowed(level)
+    return True
+
+
 def requires(level: Level) -> Callable[[T], T]:
     """Declare the level a command needs; enforced for prefix and slash use alike."""
 
     async def predicate(ctx: commands.Context[Guildhouse]) -> bool:
-        if level >= Level.MODERATOR and ctx.guild is None and level < Level.OWNER:
-            raise commands.NoPrivateMessage()
-        if await level_of(ctx.bot, ctx.author, ctx.guild) < level:
-            raise NotAllowed(level)
-        return True
+        return await check_level(ctx, level)
 
     def decorator(func: T) -> T:
         if isinstance(func, commands.Command):

@@ -129,21 +129,6 @@ def stream_id_time(entry_id: str) -> float:
 
 
 @dataclass(frozen=True)
-class Award:
-    """XP for one user in one guild. `award_id` is unique per award (a message id for message
-    XP); `amount` may be negative for an admin's take or reset."""
-
-    award_id: str
-    guild_id: int
-    user_id: int
-    amount: int
-    at: datetime
-    kind: str = "message"  # message, admin
-    name: str | None = None
-    avatar: str | None = None
-
-
-@dataclass(frozen=True)
 class AwardOutcome:
     status: str  # awarded, cooldown, duplicate
     guild_total: float = 0.0  # the user's all-time XP in the guild, after the award
@@ -166,6 +151,66 @@ class Entry:
 class Profile:
     name: str
     avatar: str | None
+
+
+@dataclass(frozen=True)
+class Award:
+    """An XP event: XP for one user in one guild, the one shape it has from the chat message
+    (or the admin's change) to its row in PostgreSQL (`xp_events`). `award_id` is unique per
+    award (`m:<message id>` for chat, `a:<uuid>` for an admin's change); `amount` is negative
+    for an admin's take or reset. `name` and `avatar` travel only when the user's profile
+    changed.
+
+    In the stream it is the entry the award script below writes from `script_args` and
+    `from_stream` reads back: `a` award id, `g` guild, `u` user, `x` amount, `t` time (unix
+    ms), `k` kind, `p` profile JSON or '', and `m`, `w`, `d` the tags of its month, week and
+    day (a rebuild's replay puts it on the period boards it counts on).
+    """
+
+    award_id: str
+    guild_id: int
+    user_id: int
+    amount: int
+    at: datetime
+    kind: str = "message"  # xp_events.kind: message, admin_give, admin_take, admin_reset, import
+    name: str | None = None
+    avatar: str | None = None
+
+    def script_args(self, cooldown: float, day: int) -> list[str | int]:
+        """The award's part of the award script's ARGV; `day` numbers its UTC day among the
+        call's days."""
+        profile = (
+            orjson.dumps({"name": self.name, "avatar": self.avatar}).decode()
+            if self.name is not None
+            else ""
+        )
+        return [
+            max(0, int(cooldown * 1000)),
+            self.amount,
+            self.user_id,
+            self.award_id,
+            self.guild_id,
+            int(self.at.timestamp() * 1000),
+            self.kind,
+            profile,
+            day,
+        ]
+
+    @classmethod
+    def from_stream(cls, fields: Mapping[str, str]) -> Award:
+        """The award as the award script wrote it to the stream; KeyError or ValueError for
+        an entry that is not one."""
+        profile = orjson.loads(fields["p"]) if fields.get("p") else {}
+        return cls(
+            award_id=fields["a"],
+            guild_id=int(fields["g"]),
+            user_id=int(fields["u"]),
+            amount=int(float(fields["x"])),
+            at=datetime.fromtimestamp(int(fields["t"]) / 1000, UTC),
+            kind=fields.get("k") or "message",
+            name=profile.get("name"),
+            avatar=profile.get("avatar"),
+        )
 
 
 # Several awards in one call (one round trip, one script run, however many arrive at once).
@@ -350,22 +395,7 @@ class Leaderboard:
                 index = days[on] = len(days) + 1
                 day = _day_cached(on)
                 day_args += [*day.tags[1:], *day.expiry]
-            profile = (
-                orjson.dumps({"name": award.name, "avatar": award.avatar}).decode()
-                if award.name is not None
-                else ""
-            )
-            award_args += [
-                max(0, int(cooldown * 1000)),
-                award.amount,
-                award.user_id,
-                award.award_id,
-                award.guild_id,
-                int(award.at.timestamp() * 1000),
-                award.kind,
-                profile,
-                index,
-            ]
+            award_args += award.script_args(cooldown, index)
         raw = await self._award(
             keys=[self.stream, self.marker, self.profiles_key],
             args=[SEEN_TTL, self.keys.prefix, len(days), *day_args, *award_args],

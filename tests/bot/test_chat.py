@@ -143,3 +143,32 @@ def test_avatars(state: ChatState) -> None:
     assert own is not None and own.avatar_url.endswith(f"/avatars/{USER}/abc.png?size=1024")
     server = state.as_chat(_message(member={"roles": [], "avatar": "def"}))
     assert server is not None and f"/guilds/{GUILD}/users/{USER}/avatars/def" in server.avatar_url
+
+
+def test_chat_of_the_full_path_is_the_same_record(state: ChatState) -> None:
+    """A guild message that took discord.py's full path and turned out not to be addressed to
+    the bot reaches the sinks as the record the light path would have made of it."""
+    guild = state._get_guild(GUILD)
+    assert guild is not None
+    for position, role_id in enumerate((GUILD, 5, 6)):
+        data = {"id": str(role_id), "name": f"r{role_id}", "position": position, "permissions": "0"}
+        guild._add_role(discord.Role(guild=guild, state=state, data=data))  # type: ignore[arg-type]
+    seen: list[Chat] = []
+    state.chat_sinks.append(seen.append)
+
+    def full_path(**changes: Any) -> None:
+        # discord.py makes the author a Member from the fields Discord sends (flags among them).
+        member = {"roles": ["5", "6"], "avatar": None, "flags": 0, "joined_at": None}
+        data = _message(**{"member": member, **changes})
+        if data["member"] is None:
+            del data["member"]
+        channel = guild.get_channel(CHANNEL)
+        message = discord.Message(state=state, channel=channel, data=data)  # type: ignore[arg-type]
+        state.deliver_message(message)
+
+    full_path()
+    assert seen == [state.as_chat(_message())]
+    bot = {"id": "5", "username": "b", "bot": True, "avatar": None, "discriminator": "0"}
+    full_path(author=bot)
+    full_path(webhook_id="77", member=None)  # a webhook's message has no member
+    assert len(seen) == 1

@@ -155,8 +155,8 @@ async def test_achievement_counts_skip_an_unreachable_database(
     )
     service = LevelingService(pool, redis, keys)
     try:
-        assert await service.command_done(1, 2) == []
-        assert await service.dice_rolled(1, 2, 5) == []
+        assert await service.achievements.command_done(1, 2) == []
+        assert await service.achievements.dice_rolled(1, 2, 5) == []
     finally:
         await pool.close()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from discord.utils import time_snowflake
 
+from bot.chat import Chat
 from bot.cogs.leveling import store
 from bot.cogs.leveling.flusher import Flusher, stream_group
 from bot.cogs.leveling.rebuild import rebuild
-from bot.cogs.leveling.service import LevelingService, MessageInfo
+from bot.cogs.leveling.service import LevelingService
 from bot.cogs.leveling.settings import XpSettings
 from bot.db import migrations
 from bot.db.pool import connect, create_pool
@@ -35,6 +37,12 @@ async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
         await p.close()
 
 
+def chat(n: int, user: int, name: str = "ann") -> Chat:
+    """Message n of a test, sent now in guild 1, channel 100; no avatar (the profiles the
+    tests look at have none)."""
+    return Chat(time_snowflake(NOW) + n, 1, 100, None, user, (), name, None, "hi")
+
+
 def award(n: int, guild: int, user: int, amount: int, at: datetime = NOW) -> Award:
     return Award(f"m:{n}", guild, user, amount, at, name=f"user{user}", avatar=None)
 
@@ -54,10 +62,10 @@ async def boards(lb: Leaderboard, guilds: list[int]) -> dict[tuple[int | None, s
 
 async def test_the_same_batch_twice_counts_once(pool: asyncpg.Pool) -> None:
     rows = [
-        store.EventRow("m:1", 1, 10, 20, "message", NOW, "ann", None),
-        store.EventRow("m:2", 1, 10, 15, "message", NOW, "ann", None),
-        store.EventRow("m:2", 1, 10, 15, "message", NOW, "ann", None),  # in the batch twice
-        store.EventRow("m:3", 2, 10, 25, "message", NOW, "ann", None),
+        Award("m:1", 1, 10, 20, NOW, "message", "ann", None),
+        Award("m:2", 1, 10, 15, NOW, "message", "ann", None),
+        Award("m:2", 1, 10, 15, NOW, "message", "ann", None),  # in the batch twice
+        Award("m:3", 2, 10, 25, NOW, "message", "ann", None),
     ]
     async with pool.acquire() as conn, conn.transaction():
         first = await store.write_events(conn, rows)
@@ -154,9 +162,7 @@ async def test_a_dead_consumers_entries_are_claimed(
 
 
 def _row(entry):  # type: ignore[no-untyped-def]
-    from bot.cogs.leveling.flusher import parse
-
-    return parse(entry)
+    return Award.from_stream(entry.fields)
 
 
 async def test_rebuild_after_wiping_our_keys_gives_the_same_ranks(
@@ -251,8 +257,8 @@ async def test_level_up_is_announced_once_and_survives_a_wipe(
     flusher = Flusher(pool, redis, keys, "w")
     await flusher.group.ensure()
 
-    def msg(n: int) -> MessageInfo:
-        return MessageInfo(n, 1, 100, None, 10, (), NOW, "ann")
+    def msg(n: int) -> Chat:
+        return chat(n, 10)
 
     levels = []
     for n in range(1, 5):  # 30, 60, 90, 120: level 1 at the fourth
@@ -284,24 +290,24 @@ async def test_achievements_unlock_once(
 ) -> None:
     svc = LevelingService(pool, redis, keys)
     settings = XpSettings(1, cooldown=0)
-    out = await svc.award_message(MessageInfo(1, 1, 100, None, 10, (), NOW), settings)
+    out = await svc.award_message(chat(1, 10), settings)
     assert [a.key for a in out.achievements] == ["first_message"]
     other = LevelingService(pool, redis, keys)  # another worker, with an empty cache
-    out = await other.award_message(MessageInfo(2, 1, 100, None, 10, (), NOW), settings)
+    out = await other.award_message(chat(2, 10), settings)
     assert out.achievements == []
     for _ in range(9):
-        got = await svc.command_done(1, 10)
+        got = await svc.achievements.command_done(1, 10)
     assert got == []
-    assert [a.key for a in await svc.command_done(1, 10)] == ["commands_10"]
-    assert [a.key for a in await svc.dice_rolled(1, 10, 9)] == []
-    assert [a.key for a in await svc.dice_rolled(1, 10, 12)] == ["roll_10_successes"]
-    assert await svc.dice_rolled(1, 10, 15) == []
+    assert [a.key for a in await svc.achievements.command_done(1, 10)] == ["commands_10"]
+    assert [a.key for a in await svc.achievements.dice_rolled(1, 10, 9)] == []
+    assert [a.key for a in await svc.achievements.dice_rolled(1, 10, 12)] == ["roll_10_successes"]
+    assert await svc.achievements.dice_rolled(1, 10, 15) == []
     # Streaks come from the active days in Postgres.
     today = NOW.date()
     await pool.executemany(
         "INSERT INTO xp_days VALUES (1, 20, $1)", [(today - timedelta(days=i),) for i in (1, 2)]
     )
-    out = await svc.award_message(MessageInfo(3, 1, 100, None, 20, (), NOW), settings)
+    out = await svc.award_message(chat(3, 20), settings)
     assert {a.key for a in out.achievements} == {"first_message", "streak_3"}
     assert await pool.fetchval("SELECT count(*) FROM achievements") == 5
 
@@ -311,9 +317,10 @@ async def test_commands_finishing_together_are_counted_in_one_statement(
 ) -> None:
     svc = LevelingService(pool, redis, keys)
     got = await asyncio.gather(
-        *[svc.command_done(1, 30) for _ in range(12)], *[svc.command_done(1, 31) for _ in range(3)]
+        *[svc.achievements.command_done(1, 30) for _ in range(12)],
+        *[svc.achievements.command_done(1, 31) for _ in range(3)],
     )
-    assert svc.command_counts.calls == 1
+    assert svc.achievements.command_counts.calls == 1
     assert (
         await pool.fetchval("SELECT commands FROM xp_totals WHERE guild_id = 1 AND user_id = 30")
         == 12
@@ -326,7 +333,7 @@ async def test_commands_finishing_together_are_counted_in_one_statement(
     # announced by exactly one of member 30's calls, and none of member 31's.
     assert sum(a.key == "commands_10" for unlocked in got[:12] for a in unlocked) == 1
     assert all(unlocked == [] for unlocked in got[12:])
-    assert [a.key for a in await svc.command_done(1, 31)] == []  # 4: nothing new
+    assert [a.key for a in await svc.achievements.command_done(1, 31)] == []  # 4: nothing new
 
 
 async def test_a_graceful_stop_writes_everything_first(
@@ -364,7 +371,7 @@ async def test_a_profile_travels_only_when_it_changed(
     stream = keys("xp", "stream")
 
     async def say(n: int, name: str, settings: XpSettings = free) -> bytes:
-        await svc.award_message(MessageInfo(n, 1, 100, None, 10, (), NOW, name), settings)
+        await svc.award_message(chat(n, 10, name), settings)
         ((_, fields),) = await redis.xrevrange(stream, count=1)
         return bytes(fields[b"p"])
 

@@ -20,7 +20,7 @@ from bot.db import migrations
 from bot.db.pool import connect, create_pool
 from bot.entry import ImportRefused, import_xp
 from ipc.client import Keys
-from ipc.leaderboard import Leaderboard
+from ipc.leaderboard import Award, Leaderboard
 
 G, OTHER = 610000000000000001, 610000000000000002
 ANN, BOB, CY, DEE = 710000000000000001, 710000000000000002, 710000000000000003, 710000000000000004
@@ -75,7 +75,7 @@ async def test_import_then_the_same_file_again(
     lb = Leaderboard(redis, Keys(redis_prefix))
     # CY already chatted here: 40 XP earned in Guildhouse, kept by the import.
     async with pool.acquire() as conn:
-        await store.write_events(conn, [store.EventRow("m:1", G, CY, 40, "message", NOW, "Cy")])
+        await store.write_events(conn, [Award("m:1", G, CY, 40, NOW, "message", "Cy")])
     data = csv({ANN: 1200, BOB: 500, CY: 90})
     report = await import_xp(dsn, redis_url, redis_prefix, G, data, source="mee6.csv")
     assert (report.applied.changed, report.applied.unchanged) == (3, 0)
@@ -143,7 +143,7 @@ async def test_a_lower_import_never_goes_below_zero(dsn: str, pool: asyncpg.Pool
     await importer.apply(pool, G, parsed)
     # An admin took it all (xp take), then a corrected file says 400.
     async with pool.acquire() as conn, conn.transaction():
-        ev = store.EventRow("a:x", G, ANN, -1000, "admin_take", NOW)
+        ev = Award("a:x", G, ANN, -1000, NOW, "admin_take")
         assert await store.insert_adjustment(conn, ev) == 0
         await store.set_level(conn, G, ANN, 0)  # as the cog's take does
     applied = await importer.apply(pool, G, importer.parse(csv({ANN: 400})))

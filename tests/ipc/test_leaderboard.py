@@ -1,4 +1,4 @@
-"""ipc.leaderboard and ipc.xpstream with only a Redis client: the read API a web page would use,
+"""ipc.leaderboard and ipc.stream_group with only a Redis client: the read API a web page would use,
 and the stream's consumer group (claiming, trimming that never drops unacknowledged entries)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from ipc.client import Keys
 from ipc.leaderboard import Award, Leaderboard, Profile
-from ipc.xpstream import StreamGroup
+from ipc.stream_group import StreamGroup
 
 NOW = datetime.now(UTC)
 

@@ -20,18 +20,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime
 
 import asyncpg
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bot import metrics, outages
 from bot.cogs.leveling import store
 from ipc.client import Keys, count_redis_error
-from ipc.leaderboard import STREAM_RETENTION
-from ipc.xpstream import StreamEntry, StreamGroup
+from ipc.leaderboard import STREAM_RETENTION, Award
+from ipc.stream_group import StreamEntry, StreamGroup
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +40,12 @@ def stream_group(redis: aioredis.Redis, keys: Keys, consumer: str) -> StreamGrou
     return StreamGroup(redis, keys("xp", "stream"), GROUP, consumer)
 
 
-def parse(entry: StreamEntry) -> store.EventRow | None:
-    f = entry.fields
+def _award(entry: StreamEntry) -> Award | None:
     try:
-        profile = orjson.loads(f["p"]) if f.get("p") else {}
-        return store.EventRow(
-            award_id=f["a"],
-            guild_id=int(f["g"]),
-            user_id=int(f["u"]),
-            amount=int(float(f["x"])),
-            kind=f.get("k") or "message",
-            created_at=datetime.fromtimestamp(int(f["t"]) / 1000, UTC),
-            name=profile.get("name"),
-            avatar=profile.get("avatar"),
-        )
-    except (KeyError, ValueError, orjson.JSONDecodeError):
-        log.error("dropping a malformed XP stream entry %s: %r", entry.entry_id, f)
+        return Award.from_stream(entry.fields)
+    except (KeyError, ValueError):
+        # Acknowledged with its batch all the same: read again, it would fail again.
+        log.error("dropping a malformed XP stream entry %s: %r", entry.entry_id, entry.fields)
         return None
 
 
@@ -190,9 +178,9 @@ class Flusher:
     async def _flush(self, entries: list[StreamEntry], *, mine: bool = False) -> int:
         if not entries:
             return 0
-        rows = [r for r in (parse(e) for e in entries) if r is not None]
+        awards = [a for a in map(_award, entries) if a is not None]
         async with self.pool.acquire() as conn, conn.transaction():
-            result = await store.write_events(conn, rows)
+            result = await store.write_events(conn, awards)
         await self.group.ack([e.entry_id for e in entries])
         metrics.XP_FLUSH_BATCHES.labels(self.cluster).inc()
         metrics.XP_FLUSH_ROWS.labels(self.cluster, "inserted").inc(result.inserted)

@@ -8,17 +8,7 @@ from datetime import date, datetime
 
 import asyncpg
 
-
-@dataclass(frozen=True)
-class EventRow:
-    award_id: str
-    guild_id: int
-    user_id: int
-    amount: int
-    kind: str
-    created_at: datetime
-    name: str | None = None
-    avatar: str | None = None
+from ipc.leaderboard import Award
 
 
 @dataclass(frozen=True)
@@ -27,7 +17,7 @@ class FlushResult:
     duplicates: int
 
 
-async def write_events(conn: asyncpg.Connection, events: Sequence[EventRow]) -> FlushResult:
+async def write_events(conn: asyncpg.Connection, events: Sequence[Award]) -> FlushResult:
     """Insert a batch of XP events; totals, active days and profiles change only for events
     inserted now (an award id seen before is skipped), all in one statement, so writing the
     same batch twice counts it once."""
@@ -67,9 +57,9 @@ async def write_events(conn: asyncpg.Connection, events: Sequence[EventRow]) -> 
         [e.user_id for e in events],
         [e.amount for e in events],
         [e.kind for e in events],
-        [e.created_at for e in events],
+        [e.at for e in events],
     )
-    latest: dict[int, EventRow] = {}
+    latest: dict[int, Award] = {}
     for e in events:
         if e.name is not None:
             latest[e.user_id] = e
@@ -85,7 +75,7 @@ async def write_events(conn: asyncpg.Connection, events: Sequence[EventRow]) -> 
             list(latest),
             [e.name for e in latest.values()],
             [e.avatar for e in latest.values()],
-            [e.created_at for e in latest.values()],
+            [e.at for e in latest.values()],
         )
     n = int(inserted or 0)
     return FlushResult(n, len({e.award_id for e in events}) - n)
@@ -204,7 +194,7 @@ async def unlocked(pool: asyncpg.Pool, guild_id: int, user_id: int) -> dict[str,
     return {r["achievement"]: r["unlocked_at"] for r in rows}
 
 
-async def insert_adjustment(conn: asyncpg.Connection, event: EventRow) -> int:
+async def insert_adjustment(conn: asyncpg.Connection, event: Award) -> int:
     """An admin's give/take/reset, applied to Postgres at once (in the audited transaction):
     the event and the new total. Returns the new total."""
     await conn.execute(
@@ -215,7 +205,7 @@ async def insert_adjustment(conn: asyncpg.Connection, event: EventRow) -> int:
         event.user_id,
         event.amount,
         event.kind,
-        event.created_at,
+        event.at,
     )
     value = await conn.fetchval(
         """
@@ -226,7 +216,7 @@ async def insert_adjustment(conn: asyncpg.Connection, event: EventRow) -> int:
         event.guild_id,
         event.user_id,
         event.amount,
-        event.created_at,
+        event.at,
     )
     return int(value)
 
