@@ -97,6 +97,29 @@ def _is_header(fields: list[str]) -> bool:
     return any(_LETTER.search(f) for f in fields) and not any(_SIGNED.fullmatch(f) for f in fields)
 
 
+def _row(fields: list[str], text: str) -> tuple[int, int] | str:
+    """A line's (user id, xp), or what is wrong with it."""
+    if len(fields) != 2:
+        hint = ""
+        if len(fields) == 1 and any(sep in text for sep in ";\t|"):
+            hint = " (separate the columns with a comma)"
+        return f"expected 2 columns (user_id,xp), found {len(fields)}{hint}"
+    user_text, xp_text = fields
+    if not _DIGITS.fullmatch(user_text):
+        return f"user id {_show(user_text)} is not a Discord id (a whole number, up to 20 digits)"
+    user_id = int(user_text)
+    if not 0 < user_id <= MAX_USER_ID:
+        return f"user id {user_id} is out of range (1 to {MAX_USER_ID})"
+    if not _SIGNED.fullmatch(xp_text) or len(xp_text) > 20:
+        return f"xp {_show(xp_text)} is not a whole number"
+    xp = int(xp_text)
+    if xp < 0:
+        return f"xp {xp} is negative"
+    if xp > MAX_XP:
+        return f"xp {xp:,} is more than the limit of {MAX_XP:,}"
+    return user_id, xp
+
+
 def parse(data: bytes) -> Parsed:
     """Check a ``user_id,xp`` CSV file line by line (an optional header line first; blank
     lines skipped; a UTF-8 byte order mark allowed)."""
@@ -145,33 +168,11 @@ def parse(data: bytes) -> Parsed:
         if first and _is_header(fields):
             out.header = True
             continue
-        if len(fields) != 2:
-            hint = ""
-            if len(fields) == 1 and any(sep in text for sep in ";\t|"):
-                hint = " (separate the columns with a comma)"
-            out._error(number, f"expected 2 columns (user_id,xp), found {len(fields)}{hint}")
+        row = _row(fields, text)
+        if isinstance(row, str):
+            out._error(number, row)
             continue
-        user_text, xp_text = fields
-        if not _DIGITS.fullmatch(user_text):
-            out._error(
-                number,
-                f"user id {_show(user_text)} is not a Discord id (a whole number, up to 20 digits)",
-            )
-            continue
-        user_id = int(user_text)
-        if not 0 < user_id <= MAX_USER_ID:
-            out._error(number, f"user id {user_id} is out of range (1 to {MAX_USER_ID})")
-            continue
-        if not _SIGNED.fullmatch(xp_text) or len(xp_text) > 20:
-            out._error(number, f"xp {_show(xp_text)} is not a whole number")
-            continue
-        xp = int(xp_text)
-        if xp < 0:
-            out._error(number, f"xp {xp} is negative")
-            continue
-        if xp > MAX_XP:
-            out._error(number, f"xp {xp:,} is more than the limit of {MAX_XP:,}")
-            continue
+        user_id, xp = row
         if user_id in seen_at:
             out._error(
                 number,
@@ -202,6 +203,21 @@ def _lock_key(guild_id: int) -> int:
 
 def award_id(guild_id: int, user_id: int, revision: int, sha256: str) -> str:
     return f"i:{guild_id}:{user_id}:{revision}:{sha256[:12]}"
+
+
+def _deltas(
+    parsed: Parsed, pending: list[int], before: dict[int, tuple[int, int]], current: dict[int, int]
+) -> dict[int, int]:
+    """Each member's XP change: the new imported amount less the one before, never taking a
+    member's total (`current`, where it goes down) below 0."""
+    deltas: dict[int, int] = {}
+    for u in pending:
+        delta = parsed.rows[u] - before.get(u, (0, 0))[0]
+        if delta < 0:
+            delta = max(delta, -max(0, current.get(u, 0)))
+        if delta:
+            deltas[u] = delta
+    return deltas
 
 
 async def apply(
@@ -242,13 +258,7 @@ async def apply(
                 query if dry_run else query + " FOR UPDATE", guild_id, lowered
             )
             current = {r["user_id"]: int(r["xp"]) for r in totals}
-        deltas: dict[int, int] = {}
-        for u in pending:
-            delta = parsed.rows[u] - before.get(u, (0, 0))[0]
-            if delta < 0:
-                delta = max(delta, -max(0, current.get(u, 0)))  # never below 0
-            if delta:
-                deltas[u] = delta
+        deltas = _deltas(parsed, pending, before, current)
         unchanged = len(users) - len(pending)
         result = Applied(len(pending), unchanged, sum(deltas.values()), len(deltas))
         if dry_run or not pending:
