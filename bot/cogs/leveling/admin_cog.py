@@ -112,9 +112,11 @@ class LevelingAdmin(commands.Cog, name="Leveling admin"):
             command.extras["level"] = Level.ADMIN  # what help shows, and lists by
 
     async def cog_check(self, ctx: Ctx) -> bool:  # type: ignore[override]
+        """For admins, in a server: every command here, prefix and slash. (The two groups
+        are marked guild_only too: that is what makes their slash commands guild-only.)"""
         return await check_level(ctx, Level.ADMIN)
 
-    # -- XP ---------------------------------------------------------------------------
+    # -- XP ----------------------------------------------------------------------------------------
 
     @commands.hybrid_group(
         name="xp",
@@ -306,7 +308,7 @@ class LevelingAdmin(commands.Cog, name="Leveling admin"):
         await self._save(ctx, "xp.achievements", new)
         await ctx.send(f"Achievements: {describe(new).fields[3].value}.")
 
-    # -- level roles ------------------------------------------------------------------
+    # -- level roles -------------------------------------------------------------------------------
 
     @commands.hybrid_group(
         name="levelrole",

@@ -57,7 +57,7 @@ class Announcer:
         guild = self.bot.get_guild(chat.guild_id)
         if guild is None:
             return
-        # A thread the cache doesn't hold, as discord.py's own message would have it.
+        # Not cached (a thread, say): by its id, as discord.py's full path gives a message's.
         channel = guild.get_channel_or_thread(chat.channel_id) or self.bot.get_partial_messageable(
             chat.channel_id, guild_id=guild.id
         )

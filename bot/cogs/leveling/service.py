@@ -2,9 +2,9 @@
 round trip each), an award may raise a level or unlock achievements, an admin changes XP.
 The news goes to whoever tells members (the announcer).
 
-Chat comes in through `chats`, the service's one batcher: the first message of a batch waits
-`CHAT_LINGER` for company, so at any busy rate one Lua call counts many messages; one call is
-in flight at a time per worker, and what arrives meanwhile goes in the next.
+Chat comes in through `chats`, the service's one batcher: a batch of chat waits `CHAT_LINGER`
+for company (a full one goes at once), so at any busy rate one Lua call counts many messages;
+one call is in flight at a time per worker, and what arrives meanwhile goes in the next.
 """
 
 from __future__ import annotations
