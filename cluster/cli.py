@@ -284,10 +284,30 @@ def cmd_commands_sync(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     from cluster.chat import ChatError, chat, find_control_url
+    from cluster.launcher import NothingRunning, running_services
 
     try:
         base = find_control_url(settings.data_dir, args.url)
-        return _run_async(chat(base, args.channel, args.user))
+    except ChatError as exc:
+        print(f"guildhouse: {exc}", file=sys.stderr)
+        return 1
+    # The bot's Redis, if there is one to read: it tells when the bot waits out a rate limit.
+    try:
+        redis_url: str | None = running_services(settings, postgres=False).redis_url
+    except NothingRunning:
+        redis_url = None
+    try:
+        return _run_async(
+            chat(
+                base,
+                args.channel,
+                args.user,
+                standing=args.as_,
+                history=args.history,
+                redis_url=redis_url,
+                redis_prefix=settings.redis_prefix,
+            )
+        )
     except ChatError as exc:
         print(f"guildhouse: {exc}", file=sys.stderr)
         return 1
@@ -467,22 +487,41 @@ def build_parser() -> argparse.ArgumentParser:
         "chat",
         cmd_chat,
         "talk to the bot in a sandbox channel from the terminal",
-        "Type as a sandbox user; the bot's replies are printed. Needs a running sandbox "
-        "(`guildhouse run` without DISCORD_TOKEN, or --url).",
+        "Type as a member of a sandbox server: messages, prefix commands, slash commands "
+        "(/roll dice:2d6) and button clicks (:click 1); what the bot says from then on is "
+        "printed as Discord shows it. Piped input waits for the answers, then exits. :help "
+        "lists the console's own commands. Needs a running sandbox (`guildhouse run` without "
+        "DISCORD_TOKEN, or --url).",
     )
     ch.add_argument(
         "--channel",
         type=int,
         default=None,
         metavar="ID",
-        help="channel to talk in (default: the first text channel)",
+        help="channel to talk in (default: #general of the first server)",
+    )
+    ch.add_argument(
+        "--as",
+        dest="as_",
+        choices=["member", "moderator", "admin", "owner"],
+        default="member",
+        help="speak as a member with this standing, by Discord permissions (default: a plain "
+        "member; admin is the server's owner where no one else has admin rights)",
     )
     ch.add_argument(
         "--user",
         type=int,
         default=None,
         metavar="ID",
-        help="user to speak as (default: the first member)",
+        help="speak as this user (instead of --as)",
+    )
+    ch.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first show the last N things the bot said in the channel (default: only what "
+        "happens from now on)",
     )
     ch.add_argument(
         "--url",

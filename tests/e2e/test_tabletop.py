@@ -111,7 +111,7 @@ async def test_slash_roll_total_is_the_sum_of_the_dice(env: Env, driver: Driver)
     t = env.tables[1]
     await driver.drain(t.channel_id)
     await driver.slash(
-        t.channel_id, t.players[0], "roll", [{"name": "expression", "type": 3, "value": "4d6+3"}]
+        t.channel_id, t.players[0], "roll", [{"name": "dice", "type": 3, "value": "4d6+3"}]
     )
     (entry,) = await driver.replies(t.channel_id)
     assert entry["kind"] == "interaction_response"

@@ -219,6 +219,8 @@ class Tabletop(commands.Cog, name="Tabletop"):
         },
     )
     @app_commands.describe(expression="Dice, e.g. 6! tn4, 3d6+2, cpr +7, or a macro's name")
+    # `/roll dice:2d6` reads as what it is; the prefix command takes the dice as they come.
+    @app_commands.rename(expression="dice")
     async def roll(self, ctx: Ctx, *, expression: str) -> None:
         await self._roll(ctx, expression)
 

@@ -1,0 +1,215 @@
+"""`guildhouse chat` against a real `guildhouse run` (its own sandbox, one worker): what a
+newcomer types in their first hour, and what they read back.
+
+The console runs as a subprocess exactly as a person runs it, piped or typed line by line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from launcher_proc import Launcher, launcher_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+BIN = Path(sys.executable).parent  # where `guildhouse` is installed
+# What a person reads has no raw markup left in it.
+RAW = re.compile(r"<@!?&?\d+>|<#\d+>|<t:\d+|\*\*")
+
+
+@dataclass
+class Running:
+    launcher: Launcher
+    env: dict[str, str]
+    port: int
+    sandbox: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def bot(bot_db: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    data = tmp_path_factory.mktemp("chat")
+    env = launcher_env(
+        DATABASE_URL=bot_db,
+        REDIS_URL=redis_url,
+        REDIS_PREFIX=f"chat:{uuid.uuid4().hex[:8]}:",
+        DATA_DIR=str(data),
+    )
+    env["LOG_LEVEL"] = "WARNING"
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    launcher = Launcher(env, data)
+    try:
+        port = launcher.wait_ready()
+        sandbox = orjson.loads((data / "sandbox.json").read_bytes())
+        yield Running(launcher, env, port, sandbox)
+        os.killpg(launcher.proc.pid, signal.SIGINT)
+        assert launcher.proc.wait(60) == 0
+    finally:
+        launcher.kill()
+
+
+def chat_in_shell(bot: Running, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", "-c", command], env=bot.env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_piped_commands_print_their_answers_and_exit(bot: Running) -> None:
+    done = chat_in_shell(bot, "printf '!ping\\n/roll dice:2d6\\n!top\\n' | guildhouse chat")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    # Who you are, on stderr (the transcript is stdout): a plain member by default.
+    assert "a member (no moderator or admin rights)" in done.stderr
+    you = re.search(r"You are (.+?) \(\d+\)", done.stderr)
+    assert you, done.stderr
+    name = you.group(1)
+    lines = out.splitlines()
+    # Each line you typed, with your name, then the bot's answer to it, in that order.
+    order = [
+        f"{name} › !ping",
+        "Guildhouse (edited) › Pong! Gateway",
+        f"{name} › /roll dice:2d6",
+        f"Guildhouse › {name} rolled",
+        f"{name} › !top",
+        "Guildhouse › │ Top of ",
+    ]
+    at = [next((i for i, ln in enumerate(lines) if ln.startswith(o)), -1) for o in order]
+    assert -1 not in at and at == sorted(at), out
+    # The roll reads as a person would read it: the total, then the dice.
+    rolled = re.fullmatch(r"`2d6`: (\d+) \[(\d), (\d)\]", lines[at[3] + 1].strip())
+    assert rolled, out
+    total, first, second = map(int, rolled.groups())
+    assert total == first + second
+    assert "Nobody has XP yet." in out  # a new sandbox: nobody has chatted
+    assert not RAW.search(out), out
+
+
+class Typing:
+    """`guildhouse chat` typed into line by line, reading what it prints as it comes."""
+
+    def __init__(self, bot: Running, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [str(BIN / "guildhouse"), "chat", *args],
+            env=bot.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def type(self, line: str) -> int:
+        """Type a line; the index in the output from which its answer is looked for."""
+        mark = len(self.lines)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return mark
+
+    def until(self, mark: int, *words: str, within: float = 60) -> str:
+        """The first line after `mark` that has one of `words` (waits for it)."""
+        deadline = time.monotonic() + within
+        while True:
+            for line in self.lines[mark:]:
+                if any(w in line for w in words):
+                    return line
+            assert self.proc.poll() is None, "\n".join(self.lines)
+            assert time.monotonic() < deadline, f"none of {words} in:\n" + "\n".join(self.lines)
+            time.sleep(0.05)
+
+    def close(self) -> tuple[int, str]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        code = self.proc.wait(60)
+        assert self.proc.stderr is not None
+        return code, self.proc.stderr.read()
+
+
+def test_a_button_click_and_a_command_for_admins(bot: Running) -> None:
+    member = Typing(bot, "--as", "member")
+    try:
+        mark = member.type("!roll 2d6")
+        button = member.until(mark, "Reroll]")
+        number = re.search(r"\[(\d+) \S+ Reroll\]", button).group(1)  # type: ignore[union-attr]
+        # The bot takes a button's clicks once Discord's answer to its message has come back;
+        # a click before that is ignored, as on Discord, and a person clicks again.
+        for _ in range(5):
+            mark = member.type(f":click {number}")
+            answer = member.until(mark, "rerolled", "no answer within")
+            if "rerolled" in answer:
+                break
+        assert "rerolled" in answer, "\n".join(member.lines)
+        mark = member.type("!settings")
+        assert "This command is for admins." in member.until(mark, "Guildhouse ›")
+        code, said = member.close()
+        assert code == 0, said
+    finally:
+        member.proc.kill()
+
+    admin = chat_in_shell(bot, "printf '!settings\\n' | guildhouse chat --as admin")
+    assert admin.returncode == 0, admin.stderr
+    assert "no other member here has admin rights" in admin.stderr  # the owner stands in
+    assert "Server settings" in admin.stdout and "Prefix: `!`" in admin.stdout
+    assert "This command is for admins." not in admin.stdout
+
+
+def test_the_console_says_when_the_bot_is_rate_limited(bot: Running) -> None:
+    """Others fill the channel's message bucket; the console's command waits, and says why."""
+    world = bot.sandbox
+    control = str(world["control_url"])
+
+    async def burst(channel: str, users: list[str]) -> None:
+        async with aiohttp.ClientSession() as http:
+            for n in range(10):
+                body = {"channel_id": channel, "author_id": users[n % 2], "content": "!roll d6"}
+                async with http.post(f"{control}/_sandbox/messages", json=body) as resp:
+                    assert resp.status == 200, await resp.text()
+
+    with urllib.request.urlopen(f"{control}/_sandbox/world", timeout=10) as resp:
+        guild = orjson.loads(resp.read())["guilds"][1]
+    channel = next(c["id"] for c in guild["channels"] if c["type"] == 0)
+    others = guild["member_ids"][2:4]
+    console = Typing(bot, "--channel", channel, "--as", "owner")
+    try:
+        asyncio.run(burst(channel, others))
+        mark = console.type("!roll 2d6")
+        notice = console.until(mark, "rate limited")
+        assert "the bot is rate limited in this channel" in notice
+        console.until(mark, "rolled")
+        code, said = console.close()
+        assert code == 0, said
+    finally:
+        console.proc.kill()
+
+
+def test_the_web_side_a_newcomer_opens(bot: Running) -> None:
+    base = f"http://127.0.0.1:{bot.port}"
+    with urllib.request.urlopen(base + "/", timeout=10) as resp:
+        assert resp.url.endswith("/status") and resp.status == 200
+    with urllib.request.urlopen(f"{bot.sandbox['control_url']}/_sandbox/world", timeout=10) as r:
+        guild = orjson.loads(r.read())["guilds"][0]
+    # The launcher has no Discord cache: the worker that has the server names it.
+    with urllib.request.urlopen(f"{base}/leaderboard/{guild['id']}", timeout=10) as resp:
+        page = resp.read().decode()
+    assert f"<h1><bdi>{guild['name']}</bdi></h1>" in page
