@@ -455,3 +455,20 @@ async def test_an_admin_cannot_reward_a_role_above_their_own(env: Env, driver: D
         assert rewards == []
     finally:
         await command(driver, p, f"!settings adminrole remove <@&{p.mod_role}>", "removed from")
+
+
+async def test_the_admin_commands_are_for_admins(env: Env, driver: Driver) -> None:
+    """One check covers every admin command, prefix and slash, subcommands too."""
+    p = env.on(0)[-1]
+    user = env.fresh_user(p)
+    await driver.drain(p.channel_id)
+    for text in (f"!xp give <@{user}> 5", "!xp", f"!levelrole add 3 <@&{p.mod_role}>"):
+        await driver.say(p.channel_id, user, text)
+        assert await driver.reply_text(p.channel_id) == "This command is for admins."
+    give = [
+        {"name": "member", "type": 6, "value": str(user)},
+        {"name": "amount", "type": 4, "value": 5},
+    ]
+    await driver.slash(p.channel_id, user, "xp", [{"name": "give", "type": 1, "options": give}])
+    assert await driver.reply_text(p.channel_id) == "This command is for admins."
+    assert await env.board.rank(p.guild_id, "alltime", user) is None
