@@ -19,7 +19,7 @@ import discord
 import redis.asyncio as aioredis
 from discord.ext import commands
 
-from bot import errors, logcontext, metrics, outages, rest_limits, throttles
+from bot import components, errors, logcontext, metrics, outages, rest_limits, throttles
 from bot.chat import ChatSink, ChatState
 from bot.checks import Level, level_of
 from bot.config import WorkerConfig
@@ -69,8 +69,9 @@ def intents() -> discord.Intents:
 
 
 # Tasks discord.py creates per incoming message / interaction (see Client._schedule_event and
-# CommandTree._from_interaction); draining waits for these to finish.
-_COMMAND_TASKS = ("discord.py: on_message", "CommandTree-invoker")
+# CommandTree._from_interaction), and those that answer a component; draining waits for these
+# to finish.
+_COMMAND_TASKS = ("discord.py: on_message", "CommandTree-invoker", components.TASK_NAME)
 
 
 class ClientClosing(Exception):
@@ -237,6 +238,7 @@ class Guildhouse(commands.AutoShardedBot):
         self.before_invoke(self._started)
         self._cluster_label = str(config.cluster_id)
         self._event_counters: dict[str, Any] = {}
+        self._components: components.Installed | None = None
         # Chat (guild messages that are not commands) reaches the features that count it on a
         # light path: bot/chat.py. Features register with `add_chat_sink`.
         self.chat_state.chat_prefix = self._cached_prefix
@@ -281,6 +283,9 @@ class Guildhouse(commands.AutoShardedBot):
             self.bus.handle("reload_extension", ReloadExtension, self._rpc_reload_extension)
             await self.bus.start()
             await self.throttle.start()
+            # Buttons, menus and forms (bot/components/): answered by whichever worker gets
+            # them, from the first event on, whatever sent them.
+            self._components = await components.install(self)
         for ext in self._extensions:
             await self.load_extension(ext)
         self.tree.error(self._on_app_command_error)
@@ -469,6 +474,8 @@ class Guildhouse(commands.AutoShardedBot):
             # Let them unwind before the HTTP session closes under them.
             await asyncio.wait(pending, timeout=5)
         if not self.rest_only:
+            if self._components is not None:
+                await self._components.close()
             await self.bus.stop()
             await self.throttle.close()
             await self.guild_settings.stop()

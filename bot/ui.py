@@ -1,15 +1,12 @@
-"""Output helpers: Discord's size limits, safe echoing of user text, and a button paginator."""
+"""Output helpers: Discord's size limits, safe echoing of user text, and paginated output."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import discord
 from discord.utils import escape_mentions
-
-log = logging.getLogger(__name__)
 
 # Discord's limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits)
 MESSAGE_CONTENT = 2000
@@ -126,70 +123,11 @@ def pages_from_lines(
     ]
 
 
-class Paginator(discord.ui.View):
-    """First / previous / next / last buttons, usable only by whoever asked; times out."""
-
-    def __init__(self, pages: Sequence[discord.Embed], owner_id: int, *, timeout: float = 180):
-        super().__init__(timeout=timeout)
-        if not pages:
-            raise ValueError("a paginator needs at least one page")
-        self.pages = list(pages)[:MAX_PAGES]
-        self.owner_id = owner_id
-        self.index = 0
-        self.message: discord.Message | None = None
-        self._sync_buttons()
-
-    def _sync_buttons(self) -> None:
-        last = len(self.pages) - 1
-        self.first.disabled = self.previous.disabled = self.index == 0
-        self.next.disabled = self.last.disabled = self.index == last
-
-    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        if interaction.user.id != self.owner_id:
-            await interaction.response.send_message(
-                "These buttons belong to whoever asked; run the command yourself.", ephemeral=True
-            )
-            return False
-        return True
-
-    async def _show(self, interaction: discord.Interaction[Any], index: int) -> None:
-        self.index = max(0, min(index, len(self.pages) - 1))
-        self._sync_buttons()
-        await interaction.response.edit_message(embed=self.pages[self.index], view=self)
-
-    @discord.ui.button(label="«", style=discord.ButtonStyle.secondary)
-    async def first(self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]) -> None:
-        await self._show(interaction, 0)
-
-    @discord.ui.button(label="‹", style=discord.ButtonStyle.primary)
-    async def previous(
-        self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]
-    ) -> None:
-        await self._show(interaction, self.index - 1)
-
-    @discord.ui.button(label="›", style=discord.ButtonStyle.primary)
-    async def next(self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]) -> None:
-        await self._show(interaction, self.index + 1)
-
-    @discord.ui.button(label="»", style=discord.ButtonStyle.secondary)
-    async def last(self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]) -> None:
-        await self._show(interaction, len(self.pages) - 1)
-
-    async def on_timeout(self) -> None:
-        for item in self.children:
-            if isinstance(item, discord.ui.Button):
-                item.disabled = True
-        if self.message is not None:
-            try:
-                await self.message.edit(view=self)
-            except discord.HTTPException as exc:
-                log.debug("could not disable paginator buttons: %s", exc)
-
-
 async def send_pages(ctx: Any, pages: Sequence[discord.Embed]) -> None:
-    """Send one embed, or a paginator when there are several pages."""
-    if len(pages) == 1:
-        await ctx.send(embed=pages[0])
-        return
-    view = Paginator(pages, ctx.author.id)
-    view.message = await ctx.send(embed=pages[0], view=view)
+    """Send one embed, or the first of several with buttons to page through them (for whoever
+    asked; they work on any worker, for an hour, also after a restart)."""
+    # The paginator is a persistent component (bot/components/paginator.py), whose framework
+    # uses bot.errors, which uses this module: imported when first needed, not at import time.
+    from bot.components.paginator import send_pages as send
+
+    await send(ctx, pages)

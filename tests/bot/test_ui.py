@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import discord
-import pytest
 
 from bot import ui
+from bot.components import paginator
 
 
 def test_truncate_is_visible_and_exact() -> None:
@@ -56,12 +56,27 @@ def test_pages_from_lines_numbers_pages_and_caps_them() -> None:
     assert ui.pages_from_lines("T", [])[0].description == "Nothing to show."
 
 
-async def test_paginator_buttons_move_and_clamp() -> None:
-    pages = ui.pages_from_lines("T", [str(i) for i in range(30)], per_page=10)
-    view = ui.Paginator(pages, owner_id=1)
-    assert view.first.disabled and view.previous.disabled and not view.next.disabled
-    view.index = 2
-    view._sync_buttons()
-    assert view.next.disabled and view.last.disabled and not view.previous.disabled
-    with pytest.raises(ValueError, match="at least one page"):
-        ui.Paginator([], owner_id=1)
+def test_paginator_buttons_move_and_clamp() -> None:
+    # The first page: first and previous disabled; next goes to page 1, last to page 2.
+    assert paginator.buttons(0, 3) == [
+        ("«", "f0", True),
+        ("‹", "p0", True),
+        ("›", "n1", False),
+        ("»", "l2", False),
+    ]
+    # The last page: next and last disabled, and clamped (no page 3).
+    assert paginator.buttons(2, 3) == [
+        ("«", "f0", False),
+        ("‹", "p1", False),
+        ("›", "n2", True),
+        ("»", "l2", True),
+    ]
+    for total in range(2, ui.MAX_PAGES + 1):
+        for index in range(total):
+            actions = [action for _, action, _ in paginator.buttons(index, total)]
+            # Discord refuses a message whose custom_ids repeat; each names its target page.
+            assert len(set(actions)) == 4
+            assert all(0 <= (paginator.target(a) or 0) < total for a in actions)
+            assert all(len(a) <= paginator.Pages.action_room for a in actions)
+    assert paginator.target("n12") == 12
+    assert paginator.target("x1") is None and paginator.target("n") is None

@@ -139,8 +139,11 @@ async def test_reroll_button_belongs_to_the_roller(env: Env, driver: Driver) -> 
     (refusal,) = await driver.first_click(t.channel_id, t.players[1], entry["message_id"], button)
     assert refusal["ephemeral"] and "Only whoever rolled" in text_of(refusal)
     await driver.click(t.channel_id, t.players[0], entry["message_id"], button)
-    (again,) = await driver.replies(t.channel_id)
-    assert again["kind"] == "interaction_response" and not again.get("ephemeral")
+    used, again = await driver.replies(t.channel_id, count=2)
+    # The button is used up: it leaves its message, and the new roll brings the next one.
+    assert used["kind"] == "edit" and used["message_id"] == entry["message_id"]
+    assert "Reroll" not in _components(used)
+    assert again["kind"] == "followup" and not again.get("ephemeral")
     assert text_of(again).split("\n")[0].endswith("rerolled") and "(+5)" in text_of(again)
     assert "Reroll" in _components(again), "a reroll can be rerolled too"
 

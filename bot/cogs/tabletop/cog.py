@@ -15,7 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 from discord.utils import escape_markdown, format_dt
 
-from bot import outages
+from bot import components, outages
 from bot.checks import Level, level_of, requires
 from bot.cogs.tabletop import initiative, store
 from bot.cogs.tabletop.dice import SYNTAX_HELP, DiceError, RollResult, evaluate
@@ -56,48 +56,38 @@ def _name(user: discord.abc.User) -> str:
     return escape_markdown(safe_text(getattr(user, "display_name", user.name), 64))
 
 
-class RerollView(discord.ui.View):
-    """A Reroll button for the one who rolled."""
+class Reroll(components.Handler, name="reroll"):
+    """The Reroll button under a roll: for whoever rolled, for 15 minutes, once (the new roll
+    comes with a button of its own). The expression travels in the button's custom_id when it
+    fits, so a roll costs no round trip for it; any worker answers the press."""
 
-    def __init__(self, cog: Tabletop, expression: str, owner_id: int) -> None:
-        super().__init__(timeout=REROLL_TIMEOUT)
-        self.cog = cog
-        self.expression = expression
-        self.owner_id = owner_id
-        self.message: discord.Message | discord.InteractionMessage | None = None
+    ttl = REROLL_TIMEOUT
+    once = True
+    refusal = "Only whoever rolled can reroll; roll it yourself with `roll`."
+    action_room = 0
 
-    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        if interaction.user.id != self.owner_id:
-            await interaction.response.send_message(
-                "Only whoever rolled can reroll; roll it yourself with `roll`.", ephemeral=True
-            )
-            return False
-        return True
-
-    @discord.ui.button(label="Reroll", emoji="\N{GAME DIE}", style=discord.ButtonStyle.secondary)
-    async def reroll(
-        self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]
-    ) -> None:
+    async def pressed(self, press: components.Press) -> None:
+        expression = str(press.state)
         try:
-            result = evaluate(self.expression)
+            result = evaluate(expression)
         except DiceError as exc:  # the expression parsed before; only if limits changed
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await press.tell(str(exc))
             return
-        origin = RollOrigin(interaction.user, interaction.guild, interaction.channel)
-        await self.cog.record(origin, self.expression, result)
-        view = RerollView(self.cog, self.expression, self.owner_id)
-        await interaction.response.send_message(
-            self.cog.format_roll(interaction.user, result, rerolled=True), view=view
+        cog = press.bot.get_cog("Tabletop")
+        if not isinstance(cog, Tabletop):
+            await press.tell("Dice are not available right now.")
+            return
+        await press.retire()  # this button is used; the new roll brings the next one
+        await press.reply(
+            cog.format_roll(press.user, result, rerolled=True),
+            view=await reroll_view(press.bot, expression, press.user.id),
         )
-        view.message = await interaction.original_response()
+        await cog.record(RollOrigin(press.user, press.guild, press.channel), expression, result)
 
-    async def on_timeout(self) -> None:
-        self.reroll.disabled = True
-        if self.message is not None:
-            try:
-                await self.message.edit(view=self)
-            except discord.HTTPException as exc:
-                log.debug("could not disable a reroll button: %s", exc)
+
+async def reroll_view(bot: Guildhouse, expression: str, owner_id: int) -> discord.ui.View:
+    ref = await Reroll.new(bot, owner=owner_id, state=expression)
+    return components.view(ref.button("Reroll", emoji="\N{GAME DIE}"))
 
 
 def _check_name(name: str) -> str:
@@ -199,8 +189,8 @@ class Tabletop(commands.Cog, name="Tabletop"):
     async def _roll(self, ctx: Ctx, expression: str) -> None:
         text, result = await self._resolve(ctx, expression)
         await self.record(RollOrigin(ctx.author, ctx.guild, ctx.channel), text, result)
-        view = RerollView(self, text, ctx.author.id)
-        view.message = await ctx.send(self.format_roll(ctx.author, result), view=view)
+        view = await reroll_view(self.bot, text, ctx.author.id)
+        await ctx.send(self.format_roll(ctx.author, result), view=view)
 
     @commands.hybrid_command(
         name="roll",
