@@ -11,6 +11,14 @@ logs a WARNING, the first success afterwards an INFO, and in between the callers
 is 1 while one lasts. For PostgreSQL the pool reports both directions itself (bot/db/pool.py:
 every connection attempt and every query), so the state is right whoever hit the error; Redis
 has no such hook in redis-py, so the components that use it report what they see.
+
+The Redis view is not this module's own: it is ipc/client.py's `redis_outage`, the one record
+of the process that the components of ipc/ (IPC bus, throttles, REST limiter, IDENTIFY
+queue) report to as well, and which ipc owns because ipc may not import the bot. This module
+makes it speak for the worker (`report_as`: its lines come from `bot.outages`, like
+PostgreSQL's) and counts it in the metrics (`watch`), so one Redis outage is one WARNING,
+one INFO and one increase of `guildhouse_backend_outages_total{server="redis"}` whichever
+part of the worker met it first.
 """
 
 from __future__ import annotations
@@ -18,13 +26,12 @@ from __future__ import annotations
 import logging
 import random
 import re
-import time
 
 import asyncpg
 from redis import exceptions as redis_errors
 
 from bot import metrics
-from ipc.client import process_cluster
+from ipc.client import Outage, is_outage, process_cluster, redis_outage
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +43,6 @@ REDIS = "redis"
 _CLOSED = re.compile(r"\b(connection|pool) is clos(ed|ing)\b")
 # Connection refused, reset, timed out, no route: which server's, the traceback tells.
 _LIBRARIES = (("asyncpg", POSTGRES), ("redis", REDIS))
-# A ConnectionError subclass that is not about reaching the server: a wrong password or ACL,
-# or this process's own connection pool full.
-_REDIS_NOT_AN_OUTAGE = (
-    redis_errors.AuthenticationError,
-    redis_errors.AuthorizationError,
-    redis_errors.MaxConnectionsError,
-)
 
 
 def server_of(exc: BaseException) -> str | None:
@@ -75,12 +75,8 @@ def _server_of_one(exc: BaseException) -> str | None:
     if isinstance(exc, asyncpg.InterfaceError):
         return POSTGRES if _CLOSED.search(str(exc)) else None
     if isinstance(exc, redis_errors.RedisError):
-        if isinstance(exc, _REDIS_NOT_AN_OUTAGE):
-            return None
-        # BusyLoadingError (a restarted server reading its AOF) is a ConnectionError.
-        if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
-            return REDIS
-        return None
+        # ipc decides for its own components too: both sides agree on a Redis outage.
+        return REDIS if is_outage(exc) else None
     if isinstance(exc, OSError):  # TimeoutError included (acquire, connect)
         return _raised_in(exc)
     return None
@@ -99,54 +95,38 @@ def _raised_in(exc: BaseException) -> str | None:
     return found
 
 
-class Server:
-    """One worker's view of one server: reachable, or down since when."""
+# What a worker does while a server is away, for the outage's one WARNING.
+_MEANWHILE = "commands that need it say so, background work retries until it is back"
+
+
+def _export(view: Outage) -> None:
+    """The outage metrics of a view, at each change and when its state is first known (the
+    series exist at 0 from then on, so a first outage is an increase, not a new series)."""
+    cluster = process_cluster()
+    if view.down:
+        metrics.BACKEND_OUTAGES.labels(cluster, view.kind).inc()
+        metrics.BACKEND_DOWN.labels(cluster, view.kind).set(1)
+    else:
+        metrics.BACKEND_OUTAGES.labels(cluster, view.kind)
+        metrics.BACKEND_DOWN.labels(cluster, view.kind).set(0)
+
+
+class Server(Outage):
+    """One worker's view of one server: reachable, or down since when (logged here, counted
+    in the metrics). `failed(exc, where)` when `where` (a command, a loop) found it
+    unreachable, `reachable()` when something just worked with it."""
 
     def __init__(self, kind: str, name: str) -> None:
-        self.kind = kind
-        self.name = name
-        self.down = False
-        self.since = 0.0
-        self.outages = 0  # this process's count (tests read it; the metric is per cluster)
-        self._series = False  # the metric series exist (at 0) once anything was reported
-
-    def failed(self, exc: BaseException, where: str) -> None:
-        """`where` (a command, a loop) found the server unreachable."""
-        if self.down:
-            return
-        self.down = True
-        self.since = time.monotonic()
-        self.outages += 1
-        cluster = process_cluster()
-        metrics.BACKEND_OUTAGES.labels(cluster, self.kind).inc()
-        metrics.BACKEND_DOWN.labels(cluster, self.kind).set(1)
-        self._series = True
-        log.warning(
-            "%s is unreachable (%s: %s: %s); commands that need it say so, background work "
-            "retries until it is back",
-            self.name,
-            where,
-            type(exc).__name__,
-            exc,
-        )
-
-    def reachable(self) -> None:
-        """Something just worked with this server (cheap when nothing changed)."""
-        if self.down:
-            self.down = False
-            metrics.BACKEND_DOWN.labels(process_cluster(), self.kind).set(0)
-            log.info("%s is reachable again after %.1fs", self.name, time.monotonic() - self.since)
-        elif not self._series:
-            # Exported at 0 from the start, so a first outage is an increase, not a new series.
-            self._series = True
-            cluster = process_cluster()
-            metrics.BACKEND_OUTAGES.labels(cluster, self.kind)
-            metrics.BACKEND_DOWN.labels(cluster, self.kind).set(0)
+        super().__init__(kind, name, log=log, meanwhile=_MEANWHILE)
+        self.watch(_export)
 
 
-postgres = Server(POSTGRES, "PostgreSQL")
-redis = Server(REDIS, "Redis")
-SERVERS = {POSTGRES: postgres, REDIS: redis}
+postgres: Outage = Server(POSTGRES, "PostgreSQL")
+# The process's one Redis record, which ipc/ reports to: see the module's docstring.
+redis: Outage = redis_outage
+redis.report_as(log, _MEANWHILE)
+redis.watch(_export)
+SERVERS: dict[str, Outage] = {POSTGRES: postgres, REDIS: redis}
 
 
 def note(exc: BaseException, where: str) -> str | None:

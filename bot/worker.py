@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 import discord
 from redis.exceptions import RedisError
 
-from bot import gateway_compression, gateway_heartbeat, logcontext
+from bot import gateway_compression, gateway_heartbeat, logcontext, outages
 from bot.config import WorkerConfig
 from bot.core import Guildhouse
 from bot.db.pool import create_pool
@@ -72,16 +72,23 @@ _publish_failed = False
 
 
 async def _publish(bot: Guildhouse, state: str) -> None:
-    """Refresh this cluster's registry entry; a Redis outage is logged once, not every time."""
+    """Refresh this cluster's registry entry; a failure is logged once, not every time. A
+    Redis outage is the worker's one WARNING (bot/outages.py), so this line is INFO then."""
     global _publish_failed  # noqa: PLW0603 - one flag for the one report loop of a process
     try:
         await bot.registry.publish(bot.cluster_info(state))
     except (RedisError, OSError) as exc:
         count_redis_error("registry")
+        outage = outages.note(exc, "the cluster registry") is not None
         if not _publish_failed:
-            log.warning("cannot publish to the cluster registry: %s", exc)
+            log.log(
+                logging.INFO if outage else logging.WARNING,
+                "cannot publish to the cluster registry (%s); trying again every 2s",
+                exc,
+            )
         _publish_failed = True
     else:
+        outages.redis.reachable()
         _publish_failed = False
 
 

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from cluster.workers import Supervisor
-from ipc.client import Keys
+from ipc.client import Keys, is_outage, redis_outage
 from ipc.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -75,10 +75,15 @@ async def control_loop(
 ) -> None:
     """Run in every launcher: carry out rolling restarts asked for on the control channel."""
     channel, _ = _channels(keys)
+    failing = False
     while True:
         try:
             async with redis.pubsub(ignore_subscribe_messages=True) as ps:
                 await ps.subscribe(channel)
+                redis_outage.reachable()
+                if failing:
+                    log.info("control: subscribed again")
+                failing = False
                 async for message in ps.listen():
                     try:
                         request = orjson.loads(message["data"])
@@ -94,7 +99,14 @@ async def control_loop(
                     log.info("control: rolling restart of %d worker(s)", len(supervisor.workers))
                     await restart_all(redis, keys, supervisor, reply, ready_timeout)
         except (RedisError, OSError) as exc:
-            log.warning("control: subscription lost (%s); retrying", exc)
+            outage = is_outage(exc)
+            if outage:
+                redis_outage.failed(exc, "the rolling-restart control channel")
+            # Once per outage, not every 2 s; at INFO when the outage is the reason, which the
+            # process's record (ipc.client.redis_outage) has already warned about.
+            level = logging.DEBUG if failing else logging.INFO if outage else logging.WARNING
+            log.log(level, "control: subscription lost (%s); retrying every 2s", exc)
+            failing = True
             await asyncio.sleep(2)
 
 

@@ -19,6 +19,9 @@ count to wait for and parse. Pub/sub delivery is at-most-once anyway (a subscrib
 away misses the message); a publish nobody confirms does not weaken that, and the asker's
 timeout covers either loss. Where `CLIENT REPLY` is refused (an ACL, a proxy), publishes
 fall back to the ordinary confirmed PUBLISH.
+
+A lost subscription is tried again, with a backoff, until Redis answers; the bus says so at
+INFO, once per outage: the outage's one WARNING is the process's (`ipc.client.redis_outage`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError, ResponseError
 
-from ipc.client import Keys
+from ipc.client import Keys, is_outage, redis_outage
 from ipc.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -231,6 +234,7 @@ class Bus:
                 for _ in channels:  # one confirmation per channel
                     await conn.read_response(timeout=math.inf, push_request=True)
                 self._ready.set()
+                redis_outage.reachable()
                 if failing:
                     log.info("ipc bus: subscribed again")
                 failing = False
@@ -240,8 +244,12 @@ class Bus:
                     if isinstance(message, list) and len(message) == 3 and message[0] in _MESSAGE:
                         self._on_message(message[1], message[2])
             except (RedisError, OSError) as exc:
-                # Once per outage, not with every retry of it.
-                level = logging.DEBUG if failing else logging.WARNING
+                outage = is_outage(exc)
+                if outage:
+                    redis_outage.failed(exc, "the IPC bus subscription")
+                # Once per outage, not with every retry of it; at INFO when the outage is the
+                # reason, which the process's record has already warned about.
+                level = logging.DEBUG if failing else logging.INFO if outage else logging.WARNING
                 log.log(level, "ipc bus: subscription lost (%s); retrying in %.1fs", exc, delay)
                 failing = True
                 # The publishing connection went to the same server: don't trust it either.
@@ -283,7 +291,12 @@ class Bus:
         try:
             await self._publisher.publish(reply_to, orjson.dumps(answer, default=str))
         except (RedisError, OSError) as exc:
-            log.warning("ipc bus: could not answer %s: %s", msg.get("name"), exc)
+            outage = is_outage(exc)
+            if outage:
+                redis_outage.failed(exc, "an IPC answer")
+            # The asker times out either way; an outage is the process's record's to warn of.
+            level = logging.INFO if outage else logging.WARNING
+            log.log(level, "ipc bus: could not answer %s: %s", msg.get("name"), exc)
 
     async def _answer_self(self, msg: dict[str, Any]) -> None:
         """This cluster's own answer to its own request: no round trip through Redis, but the

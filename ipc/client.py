@@ -1,13 +1,16 @@
-"""The one way to build a Redis client, and the names of our keys."""
+"""The one way to build a Redis client, the names of our keys, and this process's one view of
+whether Redis can be reached (`redis_outage`)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
+from redis import exceptions as redis_errors
 from redis.commands.core import AsyncScript
 
 REDIS_ERRORS = Counter(
@@ -70,12 +73,128 @@ class Keys:
         return self.prefix + ":".join(str(p) for p in parts)
 
 
+# A ConnectionError that is not about reaching the server: a wrong password or ACL, or this
+# process's own connection pool full.
+_NOT_AN_OUTAGE = (
+    redis_errors.AuthenticationError,
+    redis_errors.AuthorizationError,
+    redis_errors.MaxConnectionsError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc`, raised by a Redis call, means Redis can't be reached right now: redis-py's
+    ConnectionError (BusyLoadingError, a restarted server reading its AOF, included) or
+    TimeoutError, or a socket error. Not a script error, a refused password or a full pool:
+    those are problems of their own, and each component logs them as it always did."""
+    if isinstance(exc, redis_errors.RedisError):
+        if isinstance(exc, _NOT_AN_OUTAGE):
+            return False
+        return isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError)
+    return isinstance(exc, OSError)  # TimeoutError included
+
+
+class Outage:
+    """One process's view of one server: reachable, or down since when, and what noticed first.
+
+    Every component that uses the server reports to the same record (`failed` when a call
+    could not reach it, `reachable` when one did), so an outage is logged once per process:
+    a WARNING when it starts, naming what noticed it first and the error, and an INFO when
+    something reaches the server again, with how long it was away. Each component says at INFO
+    what it does meanwhile (falls back, retries), and callers stay quiet in between.
+
+    ipc/ imports nothing of the bot, so the record does not know who runs it: the bot's code
+    may tell it which logger speaks and what the process does meanwhile (`report_as`), and be
+    told of each change (`watch`). bot/outages.py does both when it is imported, making this
+    its Redis view: the lines come from `bot.outages` and the changes are counted in the
+    worker's outage metrics (in the launcher too, which imports it with the bot's entry point;
+    its label there is cluster ''). A process without the bot's code logs as `ipc.client`.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        *,
+        log: logging.Logger | None = None,
+        meanwhile: str = "what uses it falls back or retries until it is back",
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.log = logging.getLogger(__name__) if log is None else log
+        self.meanwhile = meanwhile
+        self.down = False
+        self.since = 0.0  # monotonic, when the current outage was noticed
+        self.noticed_by = ""  # what noticed the current (or last) outage first
+        self.outages = 0  # this process's count
+        self._known = False  # reported on at least once (watchers have seen the state)
+        self._watchers: list[Callable[[Outage], None]] = []
+
+    def report_as(self, log: logging.Logger, meanwhile: str) -> None:
+        """Log the outage lines with `log`, saying `meanwhile` what the process does."""
+        self.log = log
+        self.meanwhile = meanwhile
+
+    def watch(self, watcher: Callable[[Outage], None]) -> None:
+        """Call `watcher(self)` when the state is first known and at every change after."""
+        self._watchers.append(watcher)
+        if self._known:
+            watcher(self)
+
+    def failed(self, exc: BaseException, where: str) -> bool:
+        """`where` (a component, a command, a loop) could not reach the server. True if that
+        started an outage."""
+        if self.down:
+            return False
+        self.down = True
+        self.since = time.monotonic()
+        self.noticed_by = where
+        self.outages += 1
+        self._known = True
+        self.log.warning(
+            "%s is unreachable (%s: %s: %s); %s",
+            self.name,
+            where,
+            type(exc).__name__,
+            exc,
+            self.meanwhile,
+        )
+        self._tell()
+        return True
+
+    def reachable(self) -> bool:
+        """Something just reached the server (cheap when nothing changed: callers report
+        every success). True if that ended an outage."""
+        if self.down:
+            self.down = False
+            self.log.info(
+                "%s is reachable again after %.1fs", self.name, time.monotonic() - self.since
+            )
+            self._tell()
+            return True
+        if not self._known:
+            self._known = True
+            self._tell()
+        return False
+
+    def _tell(self) -> None:
+        for watcher in self._watchers:
+            watcher(self)
+
+
+# This process's Redis, whoever uses it: every component of ipc/ reports here.
+redis_outage = Outage("redis", "Redis")
+
+
 class Degraded:
-    """Whether Redis is reachable, as one component sees it.
+    """Whether Redis is reachable, as one component sees it, for its fallback.
 
     While Redis is down, callers use a local fallback; one call per `probe_every` seconds tries
-    Redis again (the others don't wait on connection attempts and retries). Each change is
-    logged once, not once per call.
+    Redis again (the others don't wait on connection attempts and retries). What the component
+    sees goes to the process's record too (`outage`, by default `redis_outage`), which logs the
+    outage's one WARNING and its end; the component's own lines, that it falls back and that it
+    is back, are INFO. An error that is not an outage (`is_outage`: a script error, say) still
+    switches to the fallback, and its line stays a WARNING: nothing else reports it.
     """
 
     def __init__(
@@ -86,9 +205,13 @@ class Degraded:
         probe_every: float = 1.0,
         *,
         operation: str = "",
+        what: str = "",
+        outage: Outage | None = None,
     ):
         self.log = log
         self.operation = operation or log.name.rsplit(".", 1)[-1]
+        self.what = what or self.operation
+        self.outage = redis_outage if outage is None else outage
         self.down_message = down
         self.back_message = back
         self.probe_every = probe_every
@@ -107,11 +230,17 @@ class Degraded:
     def failed(self, exc: BaseException) -> None:
         count_redis_error(self.operation)
         self._next_probe = time.monotonic() + self.probe_every
+        outage = is_outage(exc)
+        if outage:
+            # Also while this component is already down: Redis may have come back and gone
+            # again (another component saw it) before this one probed.
+            self.outage.failed(exc, self.what)
         if not self.down:
             self.down = True
-            self.log.warning(self.down_message, exc)
+            self.log.log(logging.INFO if outage else logging.WARNING, self.down_message, exc)
 
     def succeeded(self) -> None:
+        self.outage.reachable()
         if self.down:
             self.down = False
-            self.log.warning(self.back_message)
+            self.log.info(self.back_message)

@@ -18,7 +18,8 @@ How it stays correct:
 - A shard first `approach`es its turn without a connection, and connects only when the turn is
   near: waiting after HELLO would leave the new connection unread for as long as the queue is.
 - If Redis is unreachable, a worker paces its own IDENTIFYs locally (one per interval) and says
-  so once; that can only be slower than the shared queue, never faster for this process.
+  so once at INFO (the outage's one WARNING is the process's: `ipc.client.redis_outage`);
+  that can only be slower than the shared queue, never faster for this process.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class IdentifyQueue:
             log,
             "identify queue: Redis unreachable (%s); pacing IDENTIFYs locally",
             "identify queue: Redis is back; shared pacing resumed",
+            what="the IDENTIFY queue",
         )
 
     def bucket(self, shard_id: int) -> int:

@@ -15,7 +15,8 @@ bucket, a 429).
 
 A global 429 seen by any process pauses everyone for its `retry_after`. If Redis is
 unreachable, each process falls back to a local window of its share (`rate / clusters`),
-logs it once, and goes back to the shared window when Redis answers again.
+says so once at INFO (the outage's one WARNING is the process's: `ipc.client.redis_outage`),
+and goes back to the shared window when Redis answers again.
 
 Interaction callbacks and webhook follow-ups are exempt from the global limit on Discord, and
 here.
@@ -267,6 +268,7 @@ class GlobalLimiter:
             "REST limiter: Redis unreachable (%s); limiting this process to "
             f"{self._local_rate} requests per {self.window:.2f}s",
             "REST limiter: Redis is back; shared global limit resumed",
+            what="the REST limiter",
         )
         # The current allotment: members first..first+granted-1 of the window, `used` of them
         # taken, good until `_allot_until` (monotonic). One refill in flight at a time.

@@ -25,8 +25,9 @@ refused; the background count then finds the window over its limit, and
 `guildhouse_throttle_overshoot_total` counts it. Losing the subscription (Redis restarted, the
 connection dropped) makes the process forget every window it held.
 
-Without Redis each process keeps the windows itself (the same rules, per process), logs that
-once, and goes back to the shared windows when Redis answers again.
+Without Redis each process keeps the windows itself (the same rules, per process), says so
+once at INFO (the outage's one WARNING is the process's: `ipc.client.redis_outage`), and goes
+back to the shared windows when Redis answers again.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from prometheus_client import Counter
 from redis.exceptions import NoScriptError, RedisError
 
 from ipc.batch import Batcher
-from ipc.client import Degraded, Keys, ScriptCall, process_cluster
+from ipc.client import Degraded, Keys, ScriptCall, is_outage, process_cluster, redis_outage
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,7 @@ class Throttle:
             log,
             "throttles: Redis unreachable (%s); throttling per process",
             "throttles: Redis is back; shared windows resumed",
+            what="the throttles",
         )
         self._seq = 0
         self.me = uuid.uuid4().hex[:16]
@@ -304,12 +306,15 @@ class Throttle:
                             self._held.clear()
                             self._listening = True
                             ready.set()
+                            redis_outage.reachable()
                             delay = 0.5
                         elif kind == "message":
                             self._held.pop(message["data"].decode(), None)
                 self._drop_holds()  # the subscription ended without an error
             except (RedisError, OSError) as exc:
                 self._drop_holds()
+                if is_outage(exc):
+                    redis_outage.failed(exc, "the throttles' lost-window channel")
                 log.debug("throttles: lost-window channel dropped (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)

@@ -15,7 +15,7 @@ from redis import exceptions as redis_errors
 
 from bot import metrics, outages
 from bot.cogs.leveling.service import LevelingService
-from ipc.client import Keys, process_cluster
+from ipc.client import Degraded, Keys, process_cluster, redis_outage
 
 
 def closed_port() -> int:
@@ -143,6 +143,33 @@ def test_one_warning_per_outage_and_an_info_when_it_ends(
     assert value(metrics.BACKEND_OUTAGES, process_cluster(), "postgres") == down + 2
     assert value(metrics.BACKEND_DOWN, process_cluster(), "postgres") == 0
     assert fresh_view.outages == 2
+
+
+def test_the_redis_view_is_the_one_ipc_reports_to(caplog: pytest.LogCaptureFixture) -> None:
+    """A component of ipc/ that meets a Redis outage counts it in the worker's metrics and
+    logs it as bot.outages does PostgreSQL's; its own line is INFO."""
+    assert outages.redis is redis_outage is outages.SERVERS[outages.REDIS]
+    outages.redis.reachable()  # an earlier test may have left an outage on it
+    caplog.set_level(logging.INFO)
+    before = value(metrics.BACKEND_OUTAGES, process_cluster(), "redis")
+    limiter = Degraded(
+        logging.getLogger("ipc.ratelimit"),
+        "REST limiter: Redis unreachable (%s); limiting this process",
+        "REST limiter: Redis is back",
+        what="the REST limiter",
+    )
+    limiter.failed(redis_errors.ConnectionError("Connection closed by server."))
+    assert outages.note(redis_errors.TimeoutError("Timeout"), "command top") == outages.REDIS
+    assert value(metrics.BACKEND_DOWN, process_cluster(), "redis") == 1
+    limiter.succeeded()
+    assert value(metrics.BACKEND_DOWN, process_cluster(), "redis") == 0
+    assert value(metrics.BACKEND_OUTAGES, process_cluster(), "redis") == before + 1
+    assert [(r.levelname, r.name, r.getMessage()[:31]) for r in caplog.records] == [
+        ("WARNING", "bot.outages", "Redis is unreachable (the REST "),
+        ("INFO", "ipc.ratelimit", "REST limiter: Redis unreachable"),
+        ("INFO", "bot.outages", "Redis is reachable again after "),
+        ("INFO", "ipc.ratelimit", "REST limiter: Redis is back"),
+    ]
 
 
 async def test_achievement_counts_skip_an_unreachable_database(

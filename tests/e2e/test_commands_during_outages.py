@@ -148,6 +148,21 @@ def errors_in(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r["level"] in ("ERROR", "CRITICAL")]
 
 
+def warnings_in(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Each WARNING's logger and the start of its message (the one worker's, from any
+    logger)."""
+    return [
+        (r.get("logger", ""), r["message"][: len("Redis is unreachable")])
+        for r in records
+        if r["level"] == "WARNING"
+    ]
+
+
+def lines(records: list[dict[str, Any]]) -> str:
+    """The records as a failed assertion shows them: one per line."""
+    return "\n".join(f"{r['level']} {r.get('logger')}: {r['message']}" for r in records)
+
+
 async def test_a_postgres_outage_answers_one_clear_line_and_logs_one_warning(
     env: Env, driver: Driver
 ) -> None:
@@ -212,7 +227,10 @@ async def test_a_redis_outage_answers_one_clear_line_and_logs_one_warning(
         await driver.say(channel, member, "!macro")  # PostgreSQL only
         assert "dodge" in await driver.reply_text(channel, wait=WAIT)
         during = env.records(since)
-        assert len(outage_records(during, "WARNING", "Redis is unreachable")) == 1
+        # One WARNING in all: the IPC bus, the throttles, the REST limiter, the registry
+        # publish and the settings listener each notice the outage, and each says at INFO
+        # what it does meanwhile.
+        assert warnings_in(during) == [("bot.outages", "Redis is unreachable")], lines(during)
         assert errors_in(during) == []
     finally:
         await asyncio.to_thread(env.redis.restart)
@@ -223,6 +241,8 @@ async def test_a_redis_outage_answers_one_clear_line_and_logs_one_warning(
     assert (await driver.reply_text(channel, wait=WAIT)).startswith("Top of ")
     assert len(await env.logged(since, "INFO", "Redis is reachable again")) == 1
     records = env.records(since)
-    assert len(outage_records(records, "WARNING", "Redis is unreachable")) == 1
+    # Nor a WARNING from a component that finds Redis back: each says so at INFO.
+    assert warnings_in(records) == [("bot.outages", "Redis is unreachable")], lines(records)
+    assert len(outage_records(records, "INFO", "Redis is reachable again")) == 1
     assert errors_in(records) == []
     assert env.worker_pid() == pid and env.supervisor.workers[0].restarts == 0
