@@ -84,13 +84,6 @@ class Settings:
 # -- parsers ---------------------------------------------------------------------------------
 
 
-def _str(raw: str) -> str:
-    value = raw.strip()
-    if not value:
-        raise _Invalid("is empty; expected a value or leave it unset")
-    return value
-
-
 def _token(raw: str) -> str:
     value = raw.strip()
     if value.lower().startswith("bot "):

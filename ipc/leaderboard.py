@@ -123,11 +123,6 @@ def _day_cached(day: date) -> _Day:
     return _Day(tags, tuple(expiry))  # type: ignore[arg-type]
 
 
-def stream_id_time(entry_id: str) -> float:
-    """Unix time (s) encoded in a Redis stream entry id."""
-    return int(entry_id.split("-", 1)[0]) / 1000
-
-
 @dataclass(frozen=True)
 class AwardOutcome:
     status: str  # awarded, cooldown, duplicate
@@ -411,9 +406,6 @@ class Leaderboard:
             for i in range(0, len(raw) - 1, 3)
         ]
 
-    async def clear_cooldown(self, guild_id: int, user_id: int) -> None:
-        await self.redis.delete(self.cooldown_key(guild_id, user_id))
-
     async def set_profiles(self, profiles: Mapping[int, Profile]) -> None:
         if profiles:
             await self.redis.hset(
@@ -570,8 +562,3 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode()
     return str(value)
-
-
-def week_start(d: date) -> date:
-    """Monday of the ISO week containing `d`."""
-    return d - timedelta(days=d.weekday())

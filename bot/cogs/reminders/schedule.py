@@ -78,14 +78,6 @@ class Series:
             nxt += 1
         return None
 
-    def last_event(self) -> datetime | None:
-        """The last event's time, when the series is bounded by a count."""
-        if self.repeat is None:
-            return self.first_at
-        if self.times is not None:
-            return self.event_at(self.times - 1)
-        return None
-
 
 @dataclass(frozen=True)
 class Plan:

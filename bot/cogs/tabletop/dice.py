@@ -213,12 +213,6 @@ class SegmentResult:
         out += [d for st in self.sets for t in st.terms for d in t.dice]
         return out
 
-    @property
-    def max_successes(self) -> int:
-        if self.spec.kind == "expr":
-            return max((s.successes for s in self.sets), default=0)
-        return max((s.successes for s in self.sides), default=0)
-
 
 @dataclass
 class RollResult:
