@@ -669,8 +669,11 @@ class Guildhouse(commands.AutoShardedBot):
             metrics.SHARD_STATE.labels(cluster, shard).set(int(state))
             metrics.SHARD_GUILDS.labels(cluster, shard).set(guilds.get(sid, 0))
             latency = self.shard_latency(sid)
-            if latency is not None:
-                metrics.GATEWAY_LATENCY.labels(cluster, shard).set(latency)
+            # NaN until measured: the series is there from the start (dashboards find it),
+            # and no placeholder reads as a latency.
+            metrics.GATEWAY_LATENCY.labels(cluster, shard).set(
+                math.nan if latency is None else latency
+            )
         metrics.DB_POOL_SIZE.labels(cluster).set(self.pool.get_size())
         metrics.DB_POOL_IN_USE.labels(cluster).set(self.pool.get_size() - self.pool.get_idle_size())
         metrics.sample_process(cluster)
