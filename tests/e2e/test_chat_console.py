@@ -99,6 +99,28 @@ def test_piped_commands_print_their_answers_and_exit(bot: Running) -> None:
     assert not RAW.search(out), out
 
 
+def world(bot: Running) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{bot.sandbox['control_url']}/_sandbox/world", timeout=10) as r:
+        data: dict[str, Any] = orjson.loads(r.read())
+    return data
+
+
+def test_only_what_happens_from_now_on_unless_history_is_asked(bot: Running) -> None:
+    guild = world(bot)["guilds"][2]
+    channel = next(c["id"] for c in guild["channels"] if c["name"] == "general")
+    said = chat_in_shell(bot, f"printf '!about\\n' | guildhouse chat --channel {channel}")
+    assert said.returncode == 0 and "Guildhouse › │ Guildhouse" in said.stdout, said.stderr
+    # A new console doesn't replay what was said before it started...
+    again = chat_in_shell(bot, f"guildhouse chat --channel {channel} < /dev/null")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ""
+    # ...unless asked for the last N things the bot said there.
+    back = chat_in_shell(bot, f"guildhouse chat --channel {channel} --history 1 < /dev/null")
+    assert back.returncode == 0, back.stderr
+    assert back.stdout.splitlines()[0] == "· the last 1 of what the bot said here:"
+    assert "Guildhouse › │ Guildhouse" in back.stdout and "!about" not in back.stdout
+
+
 class Typing:
     """`guildhouse chat` typed into line by line, reading what it prints as it comes."""
 
@@ -176,8 +198,7 @@ def test_a_button_click_and_a_command_for_admins(bot: Running) -> None:
 
 def test_the_console_says_when_the_bot_is_rate_limited(bot: Running) -> None:
     """Others fill the channel's message bucket; the console's command waits, and says why."""
-    world = bot.sandbox
-    control = str(world["control_url"])
+    control = str(bot.sandbox["control_url"])
 
     async def burst(channel: str, users: list[str]) -> None:
         async with aiohttp.ClientSession() as http:
@@ -186,8 +207,7 @@ def test_the_console_says_when_the_bot_is_rate_limited(bot: Running) -> None:
                 async with http.post(f"{control}/_sandbox/messages", json=body) as resp:
                     assert resp.status == 200, await resp.text()
 
-    with urllib.request.urlopen(f"{control}/_sandbox/world", timeout=10) as resp:
-        guild = orjson.loads(resp.read())["guilds"][1]
+    guild = world(bot)["guilds"][1]
     channel = next(c["id"] for c in guild["channels"] if c["type"] == 0)
     others = guild["member_ids"][2:4]
     console = Typing(bot, "--channel", channel, "--as", "owner")
@@ -207,8 +227,7 @@ def test_the_web_side_a_newcomer_opens(bot: Running) -> None:
     base = f"http://127.0.0.1:{bot.port}"
     with urllib.request.urlopen(base + "/", timeout=10) as resp:
         assert resp.url.endswith("/status") and resp.status == 200
-    with urllib.request.urlopen(f"{bot.sandbox['control_url']}/_sandbox/world", timeout=10) as r:
-        guild = orjson.loads(r.read())["guilds"][0]
+    guild = world(bot)["guilds"][0]
     # The launcher has no Discord cache: the worker that has the server names it.
     with urllib.request.urlopen(f"{base}/leaderboard/{guild['id']}", timeout=10) as resp:
         page = resp.read().decode()
