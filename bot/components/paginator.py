@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot import outages
 from bot.components import state
 from bot.components.core import Handler, Press, Ref, Who, view
 from bot.components.ids import CustomId
@@ -97,7 +98,17 @@ async def send_pages(ctx: Any, pages: Sequence[discord.Embed]) -> None:
     if len(pages) == 1:
         await ctx.send(embed=pages[0])
         return
-    ref = await Pages.new(
-        ctx.bot, owner=ctx.author.id, state={"pages": [p.to_dict() for p in pages]}, stored=True
-    )
+    try:
+        ref = await Pages.new(
+            ctx.bot, owner=ctx.author.id, state={"pages": [p.to_dict() for p in pages]}, stored=True
+        )
+    except Exception as exc:
+        if outages.note(exc, "the paginator") is None:
+            raise
+        # The pages can't be kept while PostgreSQL is away: the first is still an answer.
+        first = pages[0].copy()
+        footer = first.footer.text or ""
+        first.set_footer(text=f"{footer} · the rest once the database is back".lstrip(" ·"))
+        await ctx.send(embed=first)
+        return
     await ctx.send(embed=pages[0], view=page_view(ref, 0, len(pages)))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 import discord
 import pytest
 
-from bot import components
+from bot import components, outages, ui
 from bot.components import forms, ids, paginator
 from bot.components.core import REGISTRY, Handler, Ref
 from bot.components.ids import CustomId
@@ -178,3 +180,29 @@ async def test_views_of_persistent_components_are_kept_nowhere() -> None:
         "gh:pages:n1:~abcdefghijklmnop",
         "gh:pages:l1:~abcdefghijklmnop",
     ]
+
+
+class ClosedPool:
+    async def execute(self, *args: Any) -> str:
+        raise asyncpg.InterfaceError("connection is closed")
+
+
+async def test_pages_without_the_database_still_answer_with_the_first() -> None:
+    sent: list[dict[str, Any]] = []
+
+    class Ctx:
+        bot = SimpleNamespace(pool=ClosedPool())
+        author = SimpleNamespace(id=1)
+
+        async def send(self, **kwargs: Any) -> None:
+            sent.append(kwargs)
+
+    pages = ui.pages_from_lines("T", [str(i) for i in range(30)], per_page=10)
+    try:
+        await paginator.send_pages(Ctx(), pages)
+    finally:
+        outages.SERVERS[outages.POSTGRES].reachable()  # this test's outage is over
+    (only,) = sent
+    assert "view" not in only
+    assert only["embed"].footer.text == "Page 1 of 3 · the rest once the database is back"
+    assert pages[0].footer.text == "Page 1 of 3"
