@@ -134,9 +134,9 @@ async def _baseline_child(api_url: str, gateway_url: str, token: str) -> None:
     import discord
     from discord.ext import commands
 
-    from bot.discord_urls import point_at
+    from bot.dpy import urls
 
-    point_at(api_url, gateway_url)
+    urls.install(api_url, gateway_url)
     intents = discord.Intents.default()
     intents.message_content = True
     bot = commands.AutoShardedBot(command_prefix="!", intents=intents, shard_count=SHARDS)

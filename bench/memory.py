@@ -79,9 +79,9 @@ async def _baseline_child(api_url: str, gateway_url: str, token: str) -> None:
     import discord
     from discord.ext import commands
 
-    from bot.discord_urls import point_at
+    from bot.dpy import urls
 
-    point_at(api_url, gateway_url)
+    urls.install(api_url, gateway_url)
     intents = discord.Intents.default()
     intents.members = True
     intents.message_content = True

@@ -26,8 +26,8 @@ import orjson
 import redis.asyncio as aioredis
 
 from bench.common import backing, percentile, start_sandbox, stop
-from bot.discord_urls import point_at
-from bot.rest_limits import install, middleware
+from bot.dpy import http_session, urls
+from bot.rest_limits import middleware
 from ipc.client import Keys
 from ipc.ratelimit import GlobalLimiter, InvalidRequestGuard
 
@@ -43,14 +43,14 @@ async def client(
     clusters: int,
     rate: int = 50,
 ) -> tuple[discord.http.HTTPClient, GlobalLimiter | None, InvalidRequestGuard | None]:
-    point_at(info["api_url"], None)
+    urls.install(info["api_url"], None)
     limiter = guard = None
     http = discord.http.HTTPClient(asyncio.get_running_loop())
     if redis is not None:
         keys = Keys(prefix)
         limiter = GlobalLimiter(redis, keys, rate=rate, clusters=clusters)
         guard = InvalidRequestGuard(redis, keys)
-        install(http, middleware(limiter, guard))
+        http_session.install(http, middleware(limiter, guard))
     await http.static_login(info["token"])
     return http, limiter, guard
 

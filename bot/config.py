@@ -32,7 +32,7 @@ class WorkerConfig:
     max_concurrency: int = 1
     # Discord's global REST limit, shared by every process (requests per second).
     rest_rate: int = 50
-    # Transport compression of the gateway connections (bot/gateway_compression.py).
+    # Transport compression of the gateway connections (bot/dpy/compression.py).
     gateway_compression: str = "zlib-stream"
     # Command throttle defaults (None: off in that scope); see bot/throttles.py.
     throttle_user: Rule | None = DEFAULT_USER

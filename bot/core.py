@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import discord
@@ -20,9 +20,12 @@ import redis.asyncio as aioredis
 from discord.ext import commands
 
 from bot import components, errors, logcontext, metrics, outages, rest_limits, throttles
-from bot.chat import ChatSink, ChatState
+from bot.chat import ChatSink
 from bot.checks import Level, level_of
 from bot.config import WorkerConfig
+from bot.dpy import chat_state, http_session, shard_hooks
+from bot.dpy.chat_state import ChatState
+from bot.dpy.keep_alive import HeartbeatLatency, last_event_age
 from bot.guild_settings import GuildSettingsStore
 from bot.shards import FATAL_CLOSES, ShardState, ShardTracker
 from ipc.bus import Bus
@@ -31,9 +34,6 @@ from ipc.identify import IdentifyQueue
 from ipc.ratelimit import GlobalLimiter, InvalidRequestGuard
 from ipc.registry import ClusterInfo, Registry, ShardInfo
 from ipc.throttle import Throttle
-
-if TYPE_CHECKING:
-    from discord.shard import EventItem
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +78,6 @@ class ClientClosing(Exception):
     """close() has begun: what was being waited for will not be needed."""
 
 
-def fatal_close_code(error: BaseException | None) -> int | None:
-    """The close code, if `error` is a gateway close after which discord.py gives up."""
-    if isinstance(error, discord.PrivilegedIntentsRequired):
-        return 4014  # discord.py replaces the ConnectionClosed of a 4014 with this
-    if isinstance(error, discord.ConnectionClosed) and error.code in FATAL_CLOSES:
-        return error.code
-    return None
-
-
 @dataclass(frozen=True)
 class FindGuild:
     guild_id: int
@@ -101,48 +92,6 @@ class SetPresence:
 @dataclass(frozen=True)
 class ReloadExtension:
     name: str
-
-
-def _last_event_age(shard: discord.ShardInfo | None) -> float | None:
-    """Seconds since the shard's websocket last received anything (an event or a heartbeat
-    ACK). discord.py keeps this in its keep-alive handler; read defensively, it is private."""
-    ws = getattr(getattr(shard, "_parent", None), "ws", None)
-    last = getattr(getattr(ws, "_keep_alive", None), "_last_recv", None)
-    if not isinstance(last, float):
-        return None
-    return round(max(0.0, time.perf_counter() - last), 1)
-
-
-class HeartbeatLatency:
-    """Each shard's heartbeat latency, or None while it is still being measured.
-
-    discord.py's `latency` is inf until the first HEARTBEAT_ACK of a connection, and that
-    first ACK answers the heartbeat sent at HELLO, before IDENTIFY: discord.py reads it only
-    after IDENTIFY, which waits its turn in the identify queue, so it measures that wait
-    (about 2 s was seen), and stands for one heartbeat interval (41.25 s on Discord). So the
-    first ACK of each connection is not shown as a measurement: None until the second.
-    Read from discord.py's keep-alive handler (private, so defensively)."""
-
-    def __init__(self) -> None:
-        # shard -> (its connection's keep-alive handler, the time of that handler's first ACK)
-        self._first: dict[int, tuple[object, float]] = {}
-
-    def of(self, shard_id: int, shard: discord.ShardInfo | None) -> float | None:
-        ws = getattr(getattr(shard, "_parent", None), "ws", None)
-        keep_alive = getattr(ws, "_keep_alive", None)
-        latency = getattr(keep_alive, "latency", None)
-        last_ack = getattr(keep_alive, "_last_ack", None)
-        if not isinstance(latency, float) or not math.isfinite(latency):
-            return None  # no ACK yet on this connection
-        if not isinstance(last_ack, float):
-            return None
-        first = self._first.get(shard_id)
-        if first is None or first[0] is not keep_alive:
-            # Seen within a second of the first ACK (the worker reports once a second), long
-            # before the second, one heartbeat interval later.
-            self._first[shard_id] = (keep_alive, last_ack)
-            return None
-        return None if last_ack == first[1] else latency
 
 
 class Tree(discord.app_commands.CommandTree["Guildhouse"]):
@@ -194,7 +143,7 @@ class Guildhouse(commands.AutoShardedBot):
         )
         if not rest_only:
             # Every REST call through the shared limiter (bot/rest_limits.py).
-            rest_limits.install(
+            http_session.install(
                 self.http,
                 rest_limits.middleware(
                     self.rest_limiter, self.invalid_guard, cluster=str(config.cluster_id)
@@ -246,13 +195,8 @@ class Guildhouse(commands.AutoShardedBot):
     # -- chat ----------------------------------------------------------------------------------
 
     def _get_state(self, **options: Any) -> ChatState:  # type: ignore[override]
-        return ChatState(
-            dispatch=self.dispatch,
-            handlers=self._handlers,
-            hooks=self._hooks,
-            http=self.http,
-            **options,
-        )
+        # discord.py's parser, patched for chat (bot/dpy/chat_state.py).
+        return chat_state.create(self, **options)
 
     @property
     def chat_state(self) -> ChatState:
@@ -391,30 +335,15 @@ class Guildhouse(commands.AutoShardedBot):
         await info.reconnect()
 
     def _guard_shard(self, shard_id: int) -> None:
-        """Keep a fatal close of this shard from ending the whole client.
-
-        discord.py hands a shard's disconnects to the client's event queue, and its `connect`
-        loop ends the client (every shard) on a fatal close code of any one. Of the ways in,
-        wrapping the callable the shard was given for that queue (`Shard._queue_put`, reached
-        through `ShardInfo._parent`) touches two private names and no logic: overriding
-        `connect` would copy its loop and reach for the name-mangled queue itself. Everything
-        but a fatal close of a once-READY shard passes through unchanged.
-        """
+        """Keep a fatal close of this shard from ending the whole client
+        (bot/dpy/shard_hooks.py)."""
         if shard_id in self._guarded_shards:
             return  # launch_shard retries by recursion: the innermost call guarded it
-        info = self.get_shard(shard_id)
-        parent = getattr(info, "_parent", None)
-        put = getattr(parent, "_queue_put", None)
-        if parent is None or put is None:
+        if not shard_hooks.install(
+            self.get_shard(shard_id), lambda code: self._on_fatal_close(shard_id, code)
+        ):
             log.warning("shard %d: cannot guard it against fatal closes", shard_id)
             return
-
-        def queue_put(item: EventItem) -> None:
-            code = fatal_close_code(item.error)
-            if code is None or not self._on_fatal_close(shard_id, code):
-                put(item)
-
-        parent._queue_put = queue_put
         self._guarded_shards.add(shard_id)
 
     def _on_fatal_close(self, shard_id: int, code: int) -> bool:
@@ -645,7 +574,7 @@ class Guildhouse(commands.AutoShardedBot):
             if latency is not None:
                 latency = round(latency * 1000, 1)
             shards[sid] = ShardInfo(
-                shard_state.name.lower(), latency, guilds.get(sid, 0), _last_event_age(info)
+                shard_state.name.lower(), latency, guilds.get(sid, 0), last_event_age(info)
             )
         return ClusterInfo(
             cluster_id=self.config.cluster_id,

@@ -152,9 +152,9 @@ async def sync_commands(config: WorkerConfig, guild_id: int | None = None) -> li
     from redis.asyncio import Redis
 
     from bot.core import Guildhouse
-    from bot.discord_urls import point_at
+    from bot.dpy import urls
 
-    point_at(config.api_url, config.gateway_url)
+    urls.install(config.api_url, config.gateway_url)
     # The cogs are built with a pool and a Redis client, but a rest_only bot starts nothing
     # that uses them: these are never connected (a use would fail loudly, not reach a server).
     pool = asyncpg.create_pool(min_size=0, max_size=1)

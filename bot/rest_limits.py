@@ -1,4 +1,4 @@
-"""Wire the shared REST limiter into discord.py's HTTP client.
+"""The shared REST limiter, as an aiohttp middleware on discord.py's HTTP client.
 
 An aiohttp client middleware (`middleware`) wraps every request the bot's HTTP session sends:
 before it, the request takes a slot from the Redis-backed global limit (and may wait for one);
@@ -7,27 +7,21 @@ after the response's headers, a global 429 becomes a pause for every process and
 interaction callbacks (exempt on Discord) pass straight through.
 
 A middleware, not an aiohttp `TraceConfig` (discord.py's `http_trace=`): tracing sends about
-ten signals a request, and cost about 45 µs of CPU a request here against 8 µs for the
-middleware. discord.py makes its aiohttp session itself, when it logs in, and sends its first
-request at once, so `install` gives its HTTP client a session attribute that puts the
-middleware on every session it is given.
+ten signals a request, and cost several times the middleware's CPU a request (README,
+Benchmarks). discord.py takes no middlewares: bot/dpy/http_session.py puts this one on every
+session its HTTP client makes.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import aiohttp
-import discord
 
 from bot import metrics
 from ipc.ratelimit import GlobalLimiter, InvalidRequestGuard, is_exempt, route_of
 
 log = logging.getLogger(__name__)
-
-# Where discord.py's HTTPClient keeps its aiohttp session (`self.__session`).
-_SESSION = "_HTTPClient__session"
 
 
 def _number(value: str | None, default: float) -> float:
@@ -94,35 +88,3 @@ async def _learn(
         reset_after,
         max(retry, reset_after) if response.status == 429 else 0.0,
     )
-
-
-class _LimitedHTTPClient(discord.http.HTTPClient):
-    """discord.py's HTTP client, whose every aiohttp session carries `_middlewares`."""
-
-    _middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = ()
-
-    @property
-    def _HTTPClient__session(self) -> Any:  # the name discord.py's code uses
-        return self.__dict__[_SESSION]
-
-    @_HTTPClient__session.setter
-    def _HTTPClient__session(self, session: Any) -> None:
-        if isinstance(session, aiohttp.ClientSession):
-            # ClientSession(middlewares=...) is aiohttp's API; discord.py makes the session.
-            session._middlewares = self._middlewares
-        self.__dict__[_SESSION] = session
-
-
-def install(http: discord.http.HTTPClient, *middlewares: aiohttp.ClientMiddlewareType) -> None:
-    """Put `middlewares` on every aiohttp session `http` makes, from its first request on
-    (call before login)."""
-    if _SESSION not in vars(http):
-        raise RuntimeError(
-            f"discord.py's HTTPClient no longer keeps its session in {_SESSION}: "
-            "bot/rest_limits.install needs updating for this version"
-        )
-    session = vars(http)[_SESSION]
-    http.__class__ = _LimitedHTTPClient
-    http._middlewares = middlewares  # type: ignore[attr-defined]
-    if isinstance(session, aiohttp.ClientSession):
-        http._HTTPClient__session = session  # type: ignore[attr-defined]  # re-set: gets them

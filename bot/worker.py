@@ -19,11 +19,10 @@ from collections.abc import Awaitable
 import discord
 from redis.exceptions import RedisError
 
-from bot import gateway_compression, gateway_heartbeat, logcontext, outages
+from bot import dpy, logcontext, outages
 from bot.config import WorkerConfig
 from bot.core import Guildhouse
 from bot.db.pool import create_pool
-from bot.discord_urls import point_at
 from bot.shards import FATAL_CLOSES, Reporter, ShardState
 from ipc.client import count_redis_error, create_redis, set_metrics_cluster
 
@@ -163,9 +162,14 @@ async def run_worker(
     logcontext.cluster.set(config.cluster_id)
     set_metrics_cluster(config.cluster_id)
     stop = _Stop(asyncio.get_running_loop(), drain_grace)
-    point_at(config.api_url, config.gateway_url)
-    gateway_compression.use(config.gateway_compression)
-    gateway_heartbeat.install()
+    try:
+        dpy.check()  # before anything connects: patches that don't fit stop the worker here
+    except dpy.Unsupported as exc:
+        log.critical("cluster %d stops: %s", config.cluster_id, exc)
+        raise SystemExit(1) from None
+    dpy.urls.install(config.api_url, config.gateway_url)
+    dpy.compression.install(config.gateway_compression)
+    dpy.heartbeat.install()
     log.info(
         "cluster %d starting shards %s of %d",
         config.cluster_id,

@@ -21,7 +21,7 @@ DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_CONFIG_FILE = "guildhouse.toml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("auto", "json", "text")
-# Checked again by the worker (bot/gateway_compression.py), which applies it.
+# Checked again by the worker (bot/dpy/compression.py), which applies it.
 GATEWAY_COMPRESSIONS = ("zlib-stream", "zstd-stream")
 
 

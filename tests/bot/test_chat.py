@@ -8,8 +8,9 @@ from typing import Any
 import discord
 import pytest
 
-from bot.chat import Chat, ChatState
+from bot.chat import Chat
 from bot.core import intents
+from bot.dpy.chat_state import ChatState
 
 GUILD, CHANNEL, CATEGORY, BOT, USER = 111, 222, 333, 999, 4242 << 22
 

@@ -13,8 +13,8 @@ import discord.gateway
 import discord.http
 import pytest
 
-from bot.core import HeartbeatLatency
-from bot.discord_urls import point_at
+from bot.dpy import urls
+from bot.dpy.keep_alive import HeartbeatLatency
 from sandbox import Sandbox, SandboxConfig
 
 IDENTIFY_WAIT = 0.8  # s the client waits before IDENTIFY, as in a busy identify queue
@@ -35,7 +35,7 @@ async def client(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[QueuedClient]
     async with Sandbox(
         SandboxConfig(guilds=1, members=2, identify_interval=0.1, heartbeat_ms=HEARTBEAT_MS)
     ) as sb:
-        point_at(sb.api_url, sb.gateway_url)
+        urls.install(sb.api_url, sb.gateway_url)
         bot = QueuedClient(
             intents=discord.Intents(guilds=True), shard_count=1, chunk_guilds_at_startup=False
         )

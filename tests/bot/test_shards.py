@@ -8,7 +8,7 @@ from typing import Any, cast
 import discord
 import pytest
 
-from bot.core import fatal_close_code
+from bot.dpy.shard_hooks import fatal_close_code
 from bot.shards import FATAL_CLOSES, FatalClosePolicy, ShardState, ShardTracker
 
 

@@ -500,11 +500,12 @@ async def test_a_commands_own_channel_takes_allotted_slots_and_shares_only_bad_n
 async def test_discordpy_http_client_sends_every_call_through_the_limiter(
     redis_url: str, keys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`install` puts the middleware on the session discord.py makes when it logs in, so its
-    first request (GET /users/@me, sent at once) is limited too."""
+    """`install` (bot/dpy/http_session.py) puts the middleware on the session discord.py makes
+    when it logs in, so its first request (GET /users/@me, sent at once) is limited too."""
     import discord
 
-    from bot.rest_limits import install, middleware
+    from bot.dpy.http_session import install
+    from bot.rest_limits import middleware
 
     async with aioredis.Redis.from_url(redis_url) as r, Sandbox(SandboxConfig(guilds=1)) as sb:
         monkeypatch.setattr(discord.http.Route, "BASE", sb.api_url.rstrip("/"))

@@ -1,5 +1,5 @@
 """A HEARTBEAT_ACK that comes back fast reads as fast, even when discord.py's keep-alive thread
-is slow to record the heartbeat's send time (bot/gateway_heartbeat.py)."""
+is slow to record the heartbeat's send time (bot/dpy/heartbeat.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import discord.gateway
 import discord.http
 import pytest
 
-from bot import gateway_heartbeat
-from bot.discord_urls import point_at
+from bot.dpy import heartbeat, urls
 from sandbox import Sandbox, SandboxConfig
 
 HEARTBEAT_MS = 100
@@ -66,7 +65,7 @@ async def connect_for(seconds: float) -> None:
     async with Sandbox(
         SandboxConfig(guilds=1, members=2, identify_interval=0.1, heartbeat_ms=HEARTBEAT_MS)
     ) as sb:
-        point_at(sb.api_url, sb.gateway_url)
+        urls.install(sb.api_url, sb.gateway_url)
         client = discord.Client(intents=discord.Intents.none(), chunk_guilds_at_startup=False)
         async with client:
             await client.login(sb.token)
@@ -95,9 +94,9 @@ def acks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, bool]]:
 async def test_a_fast_ack_reads_as_fast_while_the_thread_is_slow(
     acks: list[tuple[float, bool]],
 ) -> None:
-    gateway_heartbeat.install()
-    gateway_heartbeat.install()  # idempotent: wraps once
-    assert discord.gateway.DiscordWebSocket.send_heartbeat is gateway_heartbeat._send_heartbeat
+    heartbeat.install()
+    heartbeat.install()  # idempotent: wraps once
+    assert discord.gateway.DiscordWebSocket.send_heartbeat is heartbeat._send_heartbeat
     await connect_for(2.0)
     assert len(acks) >= 10, acks
     # The race happened: ACKs came before the keep-alive thread recorded its send (without the
@@ -117,5 +116,5 @@ def test_install_does_nothing_where_discord_py_has_the_fix(
     monkeypatch.setattr(
         discord.gateway.KeepAliveHandler, "_send_heartbeat", object(), raising=False
     )
-    gateway_heartbeat.install()
+    heartbeat.install()
     assert gw.send_heartbeat is original

@@ -18,8 +18,12 @@ the discord.py release we require carries the fix. (Voice connections keep the r
 has none.)
 
 How slow the thread can be: behind a loop running short CPU bursts between `sleep(0)`s, it
-waited up to a second for the GIL in trials for tests/bot/test_gateway_heartbeat.py; under load
+waited up to a second for the GIL in trials for tests/bot/dpy/test_heartbeat.py; under load
 the race is not rare.
+
+Relies on: `DiscordWebSocket.send_heartbeat(data)` being what the keep-alive thread hands to
+the loop, the connection's handler in `DiscordWebSocket._keep_alive` and its send time in
+`KeepAliveHandler._last_send`, which `ack()` subtracts.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ import time
 from typing import Any
 
 from discord.gateway import DiscordWebSocket, KeepAliveHandler
+
+RELIES_ON = (
+    "discord.gateway:DiscordWebSocket.send_heartbeat(self, data)",
+    "discord.gateway:DiscordWebSocket._keep_alive",
+    "discord.gateway:KeepAliveHandler._last_send",
+)
 
 _ORIGINAL = DiscordWebSocket.send_heartbeat
 

@@ -1,5 +1,5 @@
 """GATEWAY_COMPRESSION: discord.py connects with the transport compression we chose, and reads
-every event of it (bot/gateway_compression.py)."""
+every event of it (bot/dpy/compression.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import discord.gateway
 import discord.http
 import pytest
 
-from bot import gateway_compression
 from bot.core import intents
-from bot.discord_urls import point_at
+from bot.dpy import compression, urls
 from sandbox import Sandbox, SandboxConfig
 
 
@@ -33,13 +32,13 @@ def restore_discord() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("restore_discord")
-@pytest.mark.parametrize("kind", gateway_compression.CHOICES)
+@pytest.mark.parametrize("kind", compression.CHOICES)
 async def test_a_bot_connects_with_the_chosen_compression(kind: str) -> None:
     async with Sandbox(
         SandboxConfig(guilds=30, members=5, max_concurrency=2, identify_interval=0.2)
     ) as sb:
-        point_at(sb.api_url, sb.gateway_url)
-        gateway_compression.use(kind)
+        urls.install(sb.api_url, sb.gateway_url)
+        compression.install(kind)
         assert kind == discord.utils._ActiveDecompressionContext.COMPRESSION_TYPE
         client = discord.AutoShardedClient(
             intents=intents(),
@@ -77,4 +76,4 @@ async def test_a_bot_connects_with_the_chosen_compression(kind: str) -> None:
 
 def test_an_unknown_compression_is_named() -> None:
     with pytest.raises(ValueError, match=r"'gzip'.*zlib-stream, zstd-stream"):
-        gateway_compression.use("gzip")
+        compression.install("gzip")

@@ -9,10 +9,14 @@ all it takes.
 Why zlib-stream by default: a zstd stream's decompressor keeps a window as large as the
 sender's frame header declares (2 MiB at zstd's default level 3, which the sandbox uses; Discord
 doesn't publish its own), for as long as the connection lives, in every shard. zlib's window is
-32 KiB. A worker holding 16 shards keeps about 32 MiB of zstd windows; `python -m bench memory`
-(2 shards) measured a worker at 9.5 MiB per 1,000 guilds with zstd-stream, 5.4 MiB with zlib.
+32 KiB, so a worker holding 16 shards keeps about 32 MiB more with zstd; what that makes of a
+worker's memory per 1,000 guilds is `python -m bench memory`'s to say (README, Benchmarks).
 zstd decompresses faster and compresses a little better, which counts for bandwidth, not for a
-bot's CPU: at 1,000 messages a second inflating zlib costs a few milliseconds a second.
+bot's CPU: inflating zlib is a small part of reading an event.
+
+Relies on: `discord.utils._ActiveDecompressionContext`, a class with `COMPRESSION_TYPE` (the
+`compress=` value) whose instances have `decompress(bytes) -> str | None`, made anew for each
+connection.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import zlib
 
 import discord.utils
+
+RELIES_ON = ("discord.utils:_ActiveDecompressionContext.COMPRESSION_TYPE",)
 
 CHOICES = ("zlib-stream", "zstd-stream")
 
@@ -46,15 +52,17 @@ class ZlibStream:
         return message.decode("utf-8")
 
 
-_ORIGINAL = discord.utils._ActiveDecompressionContext
+# discord.py's own choice. Read without failing here, so that a discord.py without it is
+# reported by bot.dpy.check() in one line rather than by this import.
+_ORIGINAL = getattr(discord.utils, "_ActiveDecompressionContext", None)
 
 
-def use(kind: str) -> None:
+def install(kind: str) -> None:
     """Make every gateway connection this process opens from now on use `kind`."""
     if kind == "zlib-stream":
         discord.utils._ActiveDecompressionContext = ZlibStream
     elif kind == "zstd-stream":
-        if _ORIGINAL.COMPRESSION_TYPE != "zstd-stream":
+        if _ORIGINAL is None or _ORIGINAL.COMPRESSION_TYPE != "zstd-stream":
             raise ValueError("zstd-stream needs the zstandard package (or Python 3.14+)")
         discord.utils._ActiveDecompressionContext = _ORIGINAL
     else:
