@@ -27,6 +27,7 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -44,6 +45,8 @@ SETTLE = 0.4  # s more, for what comes with an answer (an edit, a second message
 QUIET = 2.0  # s of silence after the last line before the console exits
 TAIL = 10.0  # s at most that it waits for that silence
 SLOW = 0.75  # s after which a missing answer is looked into (is the bot rate limited?)
+# What the bot posts in answer to something (an edit, a reaction or a deletion follows one).
+ANSWERS = ("message", "interaction_response", "followup", "modal")
 
 STANDINGS = ("member", "moderator", "admin", "owner")
 
@@ -826,6 +829,9 @@ def rest_key(prefix: str, *parts: str) -> str:
 
 
 class Console:
+    """One member in one channel: what you type goes to the sandbox's control API, what the
+    bot sends there comes back through its outbox (long-polled) and is printed."""
+
     def __init__(
         self,
         http: aiohttp.ClientSession,
@@ -854,7 +860,9 @@ class Console:
         self.after = 0
         self.answers = 0  # things the bot has sent since the console started
         self.last_output = time.monotonic()  # when the bot last said something, or you did
-        self.waiting_since: float | None = None  # a line that asks something, unanswered
+        # When each line that asked the bot something was sent, oldest first; each thing the
+        # bot posts answers the oldest (edits answer nothing: they follow an answer).
+        self.asks: deque[float] = deque()
         self.changed = asyncio.Event()
         self.mine: set[str] = set()  # interaction ids of this console's commands and clicks
         self.form: dict[str, Any] | None = None  # the form the bot opened for this user
@@ -987,8 +995,9 @@ class Console:
 
     async def _api(self, path: str) -> Any:
         """A REST call as the bot, for what a member's client knows and the control API doesn't
-        say (names, the slash commands). Never the last request of a rate-limit bucket: the
-        bot's own calls must not meet an empty bucket (and a 429) on the console's account."""
+        say (names, the slash commands). It holds back while a bucket is down to its last
+        request: the bot's own calls must not meet an empty bucket (and a 429) on the console's
+        account, so a name may stay unknown (`@user 123...`) for a few seconds instead."""
         api, token = self.world.get("api_url"), self.world.get("token")
         if not api or not token:
             return None
@@ -1058,23 +1067,26 @@ class Console:
                 if entry.get("kind") == "modal":
                     self.form = entry
             self.answers += len(shown)
+            for entry in shown:
+                if self.asks and entry.get("kind") in ANSWERS:
+                    self.asks.popleft()
             if shown:
                 self.last_output = time.monotonic()
-                self.waiting_since = None
                 self.changed.set()
 
     async def watch_limits(self) -> None:
         """While an answer is late, say whether a rate limit is why (once per wait)."""
         told_for: float | None = None
         while True:
-            await asyncio.sleep(0.25)
-            since = self.waiting_since
-            if self.limits is None or since is None or since == told_for:
-                continue
-            if time.monotonic() - since < SLOW:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            while self.asks and now - self.asks[0] > 4 * ANSWER_WAIT:
+                self.asks.popleft()  # never answered (an ignored command): no longer waited for
+            since = self.asks[0] if self.asks else None
+            if self.limits is None or since is None or since == told_for or now - since < SLOW:
                 continue
             why = await self.limits.check(self.http, self.base)
-            if why is not None and self.waiting_since == since:
+            if why is not None and self.asks and self.asks[0] == since:
                 self.tell(why)
                 told_for = since
 
@@ -1260,12 +1272,12 @@ class Console:
         """Wait for the bot's first answer after `seen` things, then for what comes with it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ANSWER_WAIT
-        self.waiting_since = time.monotonic()
         while self.answers <= seen:
             left = deadline - loop.time()
             if left <= 0:
                 self.tell(f"no answer within {ANSWER_WAIT:.0f} s; going on")
-                self.waiting_since = None
+                if self.asks:
+                    self.asks.popleft()  # this line's: the next one is waited for afresh
                 return
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
@@ -1378,6 +1390,8 @@ async def chat(
                     asks = await console.handle(line, lines)
                 except EOFError:
                     break
+                if asks and console.answers <= seen:
+                    console.asks.append(time.monotonic())  # watch_limits looks into a delay
                 if asks and not interactive:
                     await console.until_answered(seen)
             if not interactive:

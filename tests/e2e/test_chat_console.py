@@ -7,7 +7,9 @@ The console runs as a subprocess exactly as a person runs it, piped or typed lin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -221,6 +223,48 @@ def test_the_console_says_when_the_bot_is_rate_limited(bot: Running) -> None:
         assert code == 0, said
     finally:
         console.proc.kill()
+
+
+def test_typed_on_a_terminal_quick_commands_say_they_wait_for_the_rate_limit(bot: Running) -> None:
+    """The issue's case: several quick commands fill the channel's bucket; the answers behind
+    them come late, and the console (on a terminal, all lines sent at once) says why."""
+    guild = world(bot)["guilds"][3]
+    channel = next(c["id"] for c in guild["channels"] if c["name"] == "general")
+    main, side = pty.openpty()
+    proc = subprocess.Popen(
+        [str(BIN / "guildhouse"), "chat", "--channel", channel],
+        env={**bot.env, "NO_COLOR": "1"},
+        stdin=side,
+        stdout=side,
+        stderr=side,
+    )
+    os.close(side)
+    seen: list[bytes] = []
+
+    def read() -> None:
+        with contextlib.suppress(OSError):  # EIO once the console has exited
+            while chunk := os.read(main, 4096):
+                seen.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        os.write(main, b"!roll 1d6\n" * 8)
+        deadline = time.monotonic() + 60
+        while b"rate limited" not in b"".join(seen):
+            assert proc.poll() is None and time.monotonic() < deadline, b"".join(seen).decode()
+            time.sleep(0.05)
+        text = b"".join(seen).decode()
+        assert "the bot is rate limited in this channel" in text
+        while b"".join(seen).count(b"rolled") < 8:  # the late answers do come
+            assert time.monotonic() < deadline, b"".join(seen).decode()
+            time.sleep(0.05)
+        os.write(main, b"\x04")  # Ctrl-D
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        reader.join(5)
+        os.close(main)
 
 
 def test_the_web_side_a_newcomer_opens(bot: Running) -> None:
