@@ -1,8 +1,9 @@
 """`guildhouse run` with its embedded servers, each killed with SIGKILL under light load.
 
-The launcher brings each back on its port within 10 s; the same worker processes serve on (none
-is restarted); reminders due around the outages are each delivered exactly once; no command is
-answered with an error id; the status page counts the restarts.
+The launcher (one that adopted them from a killed predecessor) brings each back on its port
+within 10 s; the same worker processes serve on (none is restarted); reminders due around the
+outages are each delivered exactly once; no command is answered with an error id; the status
+page counts the restarts.
 """
 
 from __future__ import annotations
@@ -172,9 +173,18 @@ def test_killed_servers_come_back_and_nothing_is_lost_or_doubled(
         THROTTLE_COMMAND="off",
         THROTTLE_GUILD="off",
     )
+    # The servers the watch keeps alive are adopted ones: a first launcher starts them and is
+    # killed (they outlive it on purpose), a second adopts them.
+    first = Launcher(env, data_dir)
+    try:
+        first.wait_ready()
+    finally:
+        first.kill()
     launcher = Launcher(env, data_dir)
     try:
         port = launcher.wait_ready()
+        adopted = [ln for ln in launcher.lines if "left running by an earlier run" in ln]
+        assert len(adopted) == 2, "".join(launcher.lines[-30:])
         workers = launcher.children()
         result = asyncio.run(_scenario(sandbox, data_dir))
 
