@@ -6,10 +6,11 @@ Three windows per call, all shared by every shard and cluster through Redis (ipc
 - `command`: this user on this command;
 - `guild`: this guild on this command.
 
-Defaults come from the settings (THROTTLE_USER, THROTTLE_COMMAND, THROTTLE_GUILD); a command
-may declare its own with `@throttle(...)`; a guild's admins may override a command's rules
-(`settings throttle`) or turn them off for it. Owners are never throttled; moderators and
-admins are exempt unless the guild (or THROTTLE_EXEMPT_MODS) says otherwise.
+Defaults come from the settings (THROTTLE_USER, THROTTLE_COMMAND, THROTTLE_GUILD:
+`Defaults.of`); a command may declare its own with `@throttle(...)`; a guild's admins may
+override a command's rules (`settings throttle`) or turn them off for it. Owners are never
+throttled; moderators and admins are exempt unless the guild (or THROTTLE_EXEMPT_MODS) says
+otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 from discord.ext import commands
 
+from bot.config import WorkerConfig
 from bot.guild_settings import GuildSettings
 from ipc.throttle import DEFAULT_COMMAND, DEFAULT_GUILD, DEFAULT_USER, Rule, RuleError
 
@@ -34,6 +36,15 @@ class Defaults:
     command: Rule | None = DEFAULT_COMMAND
     guild: Rule | None = DEFAULT_GUILD
     exempt_mods: bool = True
+
+    @classmethod
+    def of(cls, config: WorkerConfig) -> Defaults:
+        return cls(
+            user=config.throttle_user,
+            command=config.throttle_command,
+            guild=config.throttle_guild,
+            exempt_mods=config.throttle_exempt_mods,
+        )
 
 
 def throttle(*, command: str | None = None, guild: str | None = None) -> Callable[[T], T]:

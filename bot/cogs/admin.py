@@ -10,9 +10,9 @@ from discord.ext import commands
 
 from bot import audit, throttles
 from bot.checks import Level, requires
-from bot.core import ReloadExtension, SetPresence
 from bot.errors import BadInput
 from bot.guild_settings import MAX_ROLES, GuildSettings, SettingsError, validate_prefix
+from bot.rpc import ReloadExtension, SetPresence
 from bot.ui import pages_from_lines, safe_text, send_pages
 from ipc.bus import GatherResult
 from ipc.throttle import RuleError

@@ -1,6 +1,6 @@
 """How Guildhouse hooks into AutoShardedClient's connection of each shard.
 
-Three hooks (Guildhouse, bot/core.py, does the work behind them), and what each relies on:
+Three hooks (bot/shard_lifecycle.py does the work behind them), and what each relies on:
 
 - `launch_shard(gateway, shard_id, *, initial)`, overridden by Guildhouse: a shard waits its
   turn in the IDENTIFY queue before it connects, and a stop cuts the wait short. discord.py's

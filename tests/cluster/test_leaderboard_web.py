@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from bot.core import FindGuild
 from bot.entry import xp_progress
+from bot.rpc import FindGuild
 from cluster.http import Probes, build_app, serve
 from cluster.leaderboard_page import MAX_PAGE_SIZE, PAGE_SIZE, avatar_url, icon_url
 from cluster.workers import Supervisor

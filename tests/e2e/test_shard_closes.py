@@ -123,7 +123,9 @@ async def test_fatal_closes_of_a_ready_shard_spare_its_sibling_and_the_process(
         for e in map(orjson.loads, (line for line in out.splitlines() if line.startswith("{")))
         if e.get("level") == "CRITICAL"
     ]
-    assert [(e.get("shard"), e["logger"]) for e in critical] == [(0, "bot.core")] * 3, critical
+    assert [(e.get("shard"), e["logger"]) for e in critical] == [(0, "bot.shard_lifecycle")] * 3, (
+        critical
+    )
     for entry, code in zip(critical, (4014, 4004, 4013), strict=True):
         assert f"with {code} (" in entry["message"]
     assert "reconnecting" in critical[0]["message"] and "FAILED" in critical[2]["message"]
