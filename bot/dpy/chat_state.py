@@ -1,12 +1,12 @@
 """The gateway parser, with MESSAGE_CREATE split into chat and the rest (bot/chat.py says what
 chat is, and why it takes a light path).
 
-discord.py builds its connection state in `Client._get_state`; Guildhouse overrides that to
-return `ChatState` (`create`), whose `parse_message_create` hands chat to the sinks as a `Chat`
-and everything else to discord.py's own parser, unchanged.
+discord.py builds its connection state in `AutoShardedClient._get_state`; Guildhouse overrides
+that to return `ChatState` (`create`), whose `parse_message_create` hands chat to the sinks as a
+`Chat` and everything else to discord.py's own parser, unchanged.
 
-Relies on: `Client._get_state(**options)` making the connection state, from `Client.__init__`,
-with the client's `_handlers` and `_hooks`; `ConnectionState.parse_message_create(data)`
+Relies on: `AutoShardedClient._get_state(**options)` making the connection state, called from
+`Client.__init__`, with the client's `_handlers` and `_hooks`; `parse_message_create(data)`
 called with each MESSAGE_CREATE payload; `ConnectionState._get_guild`, a guild's channels in
 `Guild._channels`, `self_id`; the `Asset._from_guild_avatar`, `_from_avatar` and
 `_from_default_avatar` constructors, for the same avatar URLs a `Member` gives.
@@ -25,7 +25,7 @@ from bot.chat import Chat, ChatSink, PrefixLookup, chat_of
 log = logging.getLogger(__name__)
 
 RELIES_ON = (
-    "discord.client:Client._get_state(self, **options)",
+    "discord.shard:AutoShardedClient._get_state(self, **options)",
     "discord.client:Client._handlers",
     "discord.client:Client._hooks",
     "discord.state:ConnectionState.parse_message_create(self, data)",
