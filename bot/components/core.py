@@ -339,7 +339,8 @@ class Press:
     owner_id: int | None = None
     expires_at: float = 0.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-    _deferred: str | None = field(default=None, repr=False)  # "update" or "reply"
+    # How the press was deferred: "update", "reply" (a public "thinking..."), "reply_ephemeral".
+    _deferred: str | None = field(default=None, repr=False)
 
     @property
     def bot(self) -> Guildhouse:
@@ -410,7 +411,7 @@ class Press:
             response = self.interaction.response
             if not response.is_done():
                 await response.edit_message(content=content, embed=embed, view=view)
-            elif self._deferred == "update" or self.interaction.message is None:
+            elif self._deferred in ("update", None) or self.interaction.message is None:
                 await self.interaction.edit_original_response(
                     content=content, embed=embed, view=view
                 )
@@ -443,9 +444,14 @@ class Press:
             response = self.interaction.response
             if not response.is_done():
                 await response.send_message(text, ephemeral=True)
-            else:
-                await self.interaction.followup.send(text, ephemeral=True, wait=True)
-                self._deferred = None
+                return
+            if self._deferred == "reply":
+                # The first follow-up would take the place of a public "thinking..." message,
+                # public itself: that one goes, so that this stays between bot and user.
+                with contextlib.suppress(discord.HTTPException):
+                    await self.interaction.delete_original_response()
+            await self.interaction.followup.send(text, ephemeral=True, wait=True)
+            self._deferred = None
 
     async def acknowledge(self) -> None:
         """Answer without a change the user sees (a second press of a single-use button)."""
@@ -464,7 +470,7 @@ class Press:
             async with self._lock:
                 if not self.interaction.response.is_done():
                     await self.interaction.response.edit_message(view=rest)
-                else:
+                elif self._deferred == "update":  # @original is the component's message
                     with contextlib.suppress(discord.HTTPException):
                         await self.interaction.edit_original_response(view=rest)
         await self.tell(EXPIRED)
@@ -487,10 +493,9 @@ class Press:
                 await self.interaction.response.defer()
                 self._deferred = "update"
             else:
-                await self.interaction.response.defer(
-                    thinking=True, ephemeral=kind == "reply_ephemeral"
-                )
-                self._deferred = "reply"
+                ephemeral = kind == "reply_ephemeral"
+                await self.interaction.response.defer(thinking=True, ephemeral=ephemeral)
+                self._deferred = "reply_ephemeral" if ephemeral else "reply"
 
     async def _defer_at_deadline(self) -> None:
         created = self.interaction.created_at.timestamp()
@@ -527,7 +532,12 @@ async def run(
             outcome = "repeat"
             return
         deadline = asyncio.create_task(press._defer_at_deadline())
-        stored = await handler.load(bot, custom) if cls is not None else None
+        from bot.components.forms import Form
+
+        # A form's custom_id comes back in a submission, any other in a press: the other way
+        # round it is not a live component of ours.
+        known = cls is not None and (fields is not None) == isinstance(handler, Form)
+        stored = await handler.load(bot, custom) if known else None
         if stored is None or stored.expires_at < time.time():
             outcome = "expired"
             await press.expire()
@@ -543,24 +553,21 @@ async def run(
             await press.tell(refusal)
             return
         if fields is not None:
-            from bot.components.forms import Form, check
+            from bot.components.forms import check
 
-            assert isinstance(handler, Form)
-            ok = await check(press, handler, fields)
-            if not ok:
+            if not await check(press, handler, fields):
                 outcome = "user_error"
                 return
         claim = f"{interaction.message.id if interaction.message else 0}:{custom}"
-        if handler.once and not await component_state.claim(bot.pool, claim, stored.expires_at):
+        if handler.once and not await _claim(bot, claim, stored.expires_at):
             outcome = "repeat"
             await press.acknowledge()
             return
         try:
             await handler.pressed(press)
         except BaseException:
-            if handler.once:
-                with contextlib.suppress(Exception):
-                    await component_state.release(bot.pool, claim)  # let them try again
+            if handler.once:  # let them try again
+                await _release(bot, claim)
             raise
     except Exception as exc:
         outcome = await _failed(press, exc)
@@ -570,6 +577,24 @@ async def run(
         metrics.COMMANDS.labels(
             str(bot.config.cluster_id), f"component:{custom.name}", "component", outcome
         ).inc()
+
+
+async def _claim(bot: Guildhouse, key: str, expires_at: float) -> bool:
+    try:
+        return await component_state.claim(bot.pool, key, expires_at)
+    except Exception as exc:
+        if outages.note(exc, "single-use components") != outages.POSTGRES:
+            raise
+    # While PostgreSQL is away, Redis holds the claim: a double click is a second apart, and
+    # what a Redis wipe would forget, PostgreSQL is back to keep for the next press.
+    return await component_state.claim_in_redis(bot.redis, bot.keys, key, expires_at)
+
+
+async def _release(bot: Guildhouse, key: str) -> None:
+    with contextlib.suppress(Exception):
+        await component_state.release(bot.pool, key)
+    with contextlib.suppress(Exception):
+        await component_state.release_in_redis(bot.redis, bot.keys, key)
 
 
 async def _first_delivery(bot: Guildhouse, interaction_id: int) -> bool:

@@ -232,9 +232,10 @@ def validate(form: type[Form], raw: dict[str, Any]) -> tuple[dict[str, Any], lis
     return values, problems
 
 
-async def check(press: Press, form: Form, raw: dict[str, Any]) -> bool:
+async def check(press: Press, form: Handler, raw: dict[str, Any]) -> bool:
     """True and `press.fields` set if the submission is right; else the user is told what to
     fix (ephemeral), with a button to fix it."""
+    assert isinstance(form, Form)
     values, problems = validate(type(form), raw)
     if not problems:
         press.fields = values

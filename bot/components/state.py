@@ -5,6 +5,7 @@ single-use claims (both must outlive restarts and a Redis wipe), Redis for what 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -80,6 +81,16 @@ async def claim(pool: asyncpg.Pool, key: str, expires_at: float) -> bool:
         _at(expires_at),
     )
     return bool(taken)
+
+
+async def claim_in_redis(redis: aioredis.Redis, keys: Keys, key: str, expires_at: float) -> bool:
+    """`claim`, for while PostgreSQL is away."""
+    ttl = max(1, int(expires_at - time.time()))
+    return bool(await redis.set(keys("component", "claim", key), b"1", nx=True, ex=ttl))
+
+
+async def release_in_redis(redis: aioredis.Redis, keys: Keys, key: str) -> None:
+    await redis.delete(keys("component", "claim", key))
 
 
 async def release(pool: asyncpg.Pool, key: str) -> None:

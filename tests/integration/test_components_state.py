@@ -122,3 +122,17 @@ async def test_an_interaction_id_is_first_delivered_once(redis: aioredis.Redis, 
         "values": {"a": "1"},
     }
     assert await state.for_retry(redis, keys, "gone") is None
+
+
+async def test_while_postgres_is_away_redis_holds_the_claim(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    later = time.time() + 60
+    won = await asyncio.gather(
+        *(state.claim_in_redis(redis, keys, "m1:gh:x::1", later) for _ in range(10))
+    )
+    assert won.count(True) == 1
+    ttl = await redis.ttl(keys("component", "claim", "m1:gh:x::1"))
+    assert 0 < ttl <= 60
+    await state.release_in_redis(redis, keys, "m1:gh:x::1")
+    assert await state.claim_in_redis(redis, keys, "m1:gh:x::1", later)
