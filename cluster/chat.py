@@ -1249,10 +1249,10 @@ class Console:
             if answer is None:
                 raise EOFError
             value = answer.rstrip("\r\n")
+            # A text input takes the line as typed; every menu in a form (string, user, role,
+            # channel, mentionable) takes a list of values, one per word.
             fields[str(field_["custom_id"])] = (
-                value.split()
-                if field_.get("type") != TEXT_INPUT and field_.get("options")
-                else value
+                value if field_.get("type", TEXT_INPUT) == TEXT_INPUT else value.split()
             )
             if not self.interactive:
                 self.say(f"  {label}: {value}")
