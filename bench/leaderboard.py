@@ -119,7 +119,7 @@ async def flush(database_url: str, rows: int) -> dict[str, Any]:
                         e.user_id,
                         e.amount,
                         e.kind,
-                        e.created_at,
+                        e.at,
                     )
                     if inserted.endswith(" 1"):
                         await conn.execute(
