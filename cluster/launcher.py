@@ -9,10 +9,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import asyncpg
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from bot.entry import WorkerConfig
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 IDENTIFY_INTERVAL = 5  # Discord: one IDENTIFY per 5 s per max_concurrency bucket
 
@@ -433,19 +435,29 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> int:
     return 0
 
 
-async def status(settings: Settings, *, as_json: bool) -> int:
-    """`guildhouse status`: clusters and shards from the registry."""
+async def _with_running_redis(
+    settings: Settings, use: Callable[[Redis, Keys], Awaitable[T]]
+) -> T | None:
+    """`use` the running bot's Redis (a helper command's); None, said in one line, when
+    nothing runs or Redis can't be reached."""
     try:
         urls = running_services(settings, postgres=False)
     except NothingRunning as exc:
         print(f"guildhouse: {exc}", file=sys.stderr)
-        return 1
+        return None
     async with create_redis(urls.redis_url) as redis:
         try:
-            clusters = await Registry(redis, Keys(settings.redis_prefix)).clusters()
+            return await use(redis, Keys(settings.redis_prefix))
         except (RedisError, OSError) as exc:
             print(f"guildhouse: cannot reach Redis: {exc}", file=sys.stderr)
-            return 1
+            return None
+
+
+async def status(settings: Settings, *, as_json: bool) -> int:
+    """`guildhouse status`: clusters and shards from the registry."""
+    clusters = await _with_running_redis(settings, lambda r, k: Registry(r, k).clusters())
+    if clusters is None:
+        return 1
     if as_json:
         print(orjson.dumps([orjson.loads(c.to_json()) for c in clusters]).decode())
         return 0 if clusters else 1
@@ -513,14 +525,5 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 async def rolling_restart(settings: Settings) -> int:
     """`guildhouse restart --rolling`."""
-    try:
-        urls = running_services(settings, postgres=False)
-    except NothingRunning as exc:
-        print(f"guildhouse: {exc}", file=sys.stderr)
-        return 1
-    async with create_redis(urls.redis_url) as redis:
-        try:
-            return await request_rolling_restart(redis, Keys(settings.redis_prefix))
-        except (RedisError, OSError) as exc:
-            print(f"guildhouse: cannot reach Redis: {exc}", file=sys.stderr)
-            return 1
+    code = await _with_running_redis(settings, request_rolling_restart)
+    return 1 if code is None else code
