@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.cogs.tabletop.dice import Die, RollResult, SegmentResult, SideResult
+from bot.cogs.tabletop.dice import Die, RollResult, SegmentResult, SetResult, SideResult
 
 __all__ = ["DISCORD_LIMIT", "SUMMARY_LIMIT", "render", "render_die", "summary"]
 
@@ -60,6 +60,18 @@ def _side_dice(side: SideResult) -> list[str]:
     return [render_die(d) for d in side.dice]
 
 
+def _successes(n: int) -> str:
+    return "success" if n == 1 else "successes"
+
+
+def _result(st: SetResult, *, bold: bool = True) -> str:
+    """A set's result: its successes when it counts them, else its total."""
+    b = "**" if bold else ""
+    if st.counts_successes:
+        return f"{b}{st.successes}{b} {_successes(st.successes)}"
+    return f"{b}{st.total}{b}"
+
+
 def _note(seg: SegmentResult) -> list[str]:
     return [f" — {_escape(seg.note)}"] if seg.note else []
 
@@ -73,19 +85,19 @@ def _lines(seg: SegmentResult) -> list[_Line]:
         if len(seg.sets) == 1:
             st = seg.sets[0]
             dice = [a for t in st.terms for a in _side_dice(t)]
-            res = f"**{st.successes}** successes" if st.counts_successes else f"**{st.total}**"
+            res = _result(st)
             return [_Line([*head, res], dice, _note(seg))]
         out = [_Line(head, [], _note(seg))]
         for n, st in enumerate(seg.sets, 1):
             dice = [a for t in st.terms for a in _side_dice(t)]
-            res = f"**{st.successes}** successes" if st.counts_successes else f"**{st.total}**"
+            res = _result(st)
             out.append(_Line([f"{n}. ", res], dice))
         return out
     if k == "shadowrun":
         side = seg.sides[0]
         mod = f" ({spec.modifier:+d})" if spec.modifier else ""
         if side.counts_successes:
-            res = f"**{side.successes}** successes (TN {side.target})"
+            res = f"**{side.successes}** {_successes(side.successes)} (TN {side.target})"
         elif spec.show_total or spec.modifier:
             res = f"total **{seg.total}**{mod}"
         else:
@@ -161,11 +173,11 @@ def _segment_summary(seg: SegmentResult, *, compact: bool = False) -> str:
             shown = [str(s.successes) if s.counts_successes else str(s.total) for s in seg.sets]
             return "set: " + ", ".join(shown)
         st = seg.sets[0]
-        return f"{st.successes} successes" if st.counts_successes else str(st.total)
+        return _result(st, bold=False)
     if k == "shadowrun":
         side = seg.sides[0]
         if side.counts_successes:
-            return f"{side.successes} successes (TN {side.target})"
+            return f"{side.successes} {_successes(side.successes)} (TN {side.target})"
         if seg.spec.show_total or seg.spec.modifier:
             return f"total {seg.total}"
         if compact and side.dice:

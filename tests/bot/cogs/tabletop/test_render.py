@@ -20,7 +20,7 @@ class Scripted:
 
 def test_highlights() -> None:
     text = render(evaluate("2! tn5", Scripted(6, 3, 2)))
-    assert "__**6+3**__" in text and "**1** successes" in text
+    assert "__**6+3**__" in text and "**1** success" in text and "**1** successes" not in text
     text = render(evaluate("4d6kh3", Scripted(3, 5, 1, 4)))
     assert "~~1~~" in text and "**12**" in text
     text = render(evaluate("cpr +2", Scripted(10, 4)))
