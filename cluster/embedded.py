@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import importlib.util
 import logging
 import os
@@ -49,10 +48,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import psutil
 from prometheus_client import Counter, Gauge
+
+from cluster.lifecycle import OwnerLock as _OwnerLock
 
 log = logging.getLogger(__name__)
 
@@ -200,30 +201,6 @@ def _log_size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-class _OwnerLock:
-    """An exclusive flock held for the owner's lifetime (released by the kernel on death)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh: IO[str] | None = None
-
-    def try_acquire(self) -> bool:
-        fh = self.path.open("a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            return False
-        self._fh = fh
-        return True
-
-    def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
 
 
 def _postgres_bin() -> Path:

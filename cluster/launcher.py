@@ -69,15 +69,10 @@ def backing_services(
 ) -> Iterator[BackingUrls]:
     """URLs of PostgreSQL and Redis: from settings, or embedded servers started (or adopted)
     for this run. Only `run` and `migrate` start servers; helpers use `running_services`."""
-    want_pg = postgres and settings.database_url is None
-    want_redis = redis and settings.redis_url is None
+    want_pg, want_redis = _embedded_wanted(settings, postgres=postgres, redis=redis)
     try:
         with services(settings.data_dir, postgres=want_pg, redis=want_redis) as found:
-            yield BackingUrls(
-                database_url=settings.database_url or (found["postgres"].url if want_pg else ""),
-                redis_url=settings.redis_url or (found["redis"].url if want_redis else ""),
-                embedded=dict(found),
-            )
+            yield _urls(settings, found)
     except EmbeddedError as exc:
         raise SystemExit(f"guildhouse: {exc}") from None
 
@@ -91,17 +86,31 @@ def running_services(
 ) -> BackingUrls:
     """URLs of the servers a running launcher uses: from settings, or the embedded ones found
     under DATA_DIR. Starts nothing; raises NothingRunning."""
-    want_pg = postgres and settings.database_url is None
-    want_redis = redis and settings.redis_url is None
+    want_pg, want_redis = _embedded_wanted(settings, postgres=postgres, redis=redis)
     found: dict[str, Service] = {}
     if want_pg or want_redis:
         try:
             found = locate(settings.data_dir, postgres=want_pg, redis=want_redis)
         except NotRunning as exc:
             raise NothingRunning(str(exc)) from None
+    return _urls(settings, found)
+
+
+def _embedded_wanted(settings: Settings, *, postgres: bool, redis: bool) -> tuple[bool, bool]:
+    """Which of the servers asked for are embedded ones (no URL given for them)."""
+    return postgres and settings.database_url is None, redis and settings.redis_url is None
+
+
+def _urls(settings: Settings, found: dict[str, Service]) -> BackingUrls:
+    """The URLs given in the settings, else those of the embedded servers found."""
+
+    def url(name: str) -> str:
+        return found[name].url if name in found else ""
+
     return BackingUrls(
-        database_url=settings.database_url or (found["postgres"].url if want_pg else ""),
-        redis_url=settings.redis_url or (found["redis"].url if want_redis else ""),
+        database_url=settings.database_url or url("postgres"),
+        redis_url=settings.redis_url or url("redis"),
+        embedded=dict(found),
     )
 
 

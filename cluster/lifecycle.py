@@ -56,6 +56,34 @@ def _names(cluster_id: int | None) -> tuple[str, str]:
     return f"launcher-{cluster_id}.lock", f"launcher-{cluster_id}.json"
 
 
+class OwnerLock:
+    """An exclusive flock held for the owner's lifetime (released by the kernel on death)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fh is not None
+
+    def try_acquire(self) -> bool:
+        fh = self.path.open("a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return False
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
 def _process_key(pid: int) -> list[float] | None:
     """[pid, start time] of a live process, the pair that names it across pid reuse."""
     try:
@@ -70,9 +98,8 @@ class LauncherLock:
     def __init__(self, data_dir: Path, cluster_id: int | None = None) -> None:
         lock_name, state_name = _names(cluster_id)
         self.data_dir = data_dir
-        self.lock_path = data_dir / lock_name
+        self.lock = OwnerLock(data_dir / lock_name)
         self.state_path = data_dir / state_name
-        self._fh: IO[str] | None = None
         self._state: dict[str, Any] = {}
 
     def acquire(self) -> dict[str, Any] | None:
@@ -80,13 +107,8 @@ class LauncherLock:
 
         Raises LauncherBusy if a live launcher holds it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        fh = self.lock_path.open("a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise LauncherBusy(self._busy_message()) from None
-        self._fh = fh
+        if not self.lock.try_acquire():
+            raise LauncherBusy(self._busy_message())
         previous = self._read()
         self._state = {"pid": os.getpid(), "started": time.time(), "http_port": None}
         self._write()
@@ -130,12 +152,9 @@ class LauncherLock:
         self._write()
 
     def release(self) -> None:
-        if self._fh is None:
-            return
-        self.state_path.unlink(missing_ok=True)
-        fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-        self._fh.close()
-        self._fh = None
+        if self.lock.held:
+            self.state_path.unlink(missing_ok=True)
+            self.lock.release()
 
 
 def reap_leftovers(previous: dict[str, Any] | None, *, timeout: float = 10.0) -> list[str]:
