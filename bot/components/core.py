@@ -196,6 +196,10 @@ class Ref:
             row=row,
         )
 
+    def _menu(self, kind: type[Any], action: str, row: int | None, **options: Any) -> Persistent:
+        # Every kind of menu is made the same way: its custom_id names this handler.
+        return Persistent(kind(custom_id=self.custom_id(action), **options), row=row)
+
     def select(
         self,
         options: Sequence[discord.SelectOption],
@@ -207,15 +211,14 @@ class Ref:
         row: int | None = None,
     ) -> Persistent:
         """A menu of fixed options (`press.values`: the chosen options' values)."""
-        return Persistent(
-            discord.ui.Select(
-                custom_id=self.custom_id(action),
-                options=list(options),
-                placeholder=placeholder,
-                min_values=min_values,
-                max_values=max_values,
-            ),
-            row=row,
+        return self._menu(
+            discord.ui.Select,
+            action,
+            row,
+            placeholder=placeholder,
+            min_values=min_values,
+            max_values=max_values,
+            options=list(options),
         )
 
     def user_select(
@@ -228,14 +231,13 @@ class Ref:
         row: int | None = None,
     ) -> Persistent:
         """A menu of members (`press.values`: discord.Member in a server, else discord.User)."""
-        return Persistent(
-            discord.ui.UserSelect(
-                custom_id=self.custom_id(action),
-                placeholder=placeholder,
-                min_values=min_values,
-                max_values=max_values,
-            ),
-            row=row,
+        return self._menu(
+            discord.ui.UserSelect,
+            action,
+            row,
+            placeholder=placeholder,
+            min_values=min_values,
+            max_values=max_values,
         )
 
     def role_select(
@@ -248,14 +250,13 @@ class Ref:
         row: int | None = None,
     ) -> Persistent:
         """A menu of the server's roles (`press.values`: discord.Role)."""
-        return Persistent(
-            discord.ui.RoleSelect(
-                custom_id=self.custom_id(action),
-                placeholder=placeholder,
-                min_values=min_values,
-                max_values=max_values,
-            ),
-            row=row,
+        return self._menu(
+            discord.ui.RoleSelect,
+            action,
+            row,
+            placeholder=placeholder,
+            min_values=min_values,
+            max_values=max_values,
         )
 
     def channel_select(
@@ -269,15 +270,14 @@ class Ref:
         row: int | None = None,
     ) -> Persistent:
         """A menu of channels (`press.values`: app_commands.AppCommandChannel or Thread)."""
-        return Persistent(
-            discord.ui.ChannelSelect(
-                custom_id=self.custom_id(action),
-                channel_types=list(channel_types),
-                placeholder=placeholder,
-                min_values=min_values,
-                max_values=max_values,
-            ),
-            row=row,
+        return self._menu(
+            discord.ui.ChannelSelect,
+            action,
+            row,
+            placeholder=placeholder,
+            min_values=min_values,
+            max_values=max_values,
+            channel_types=list(channel_types),
         )
 
 
