@@ -1,6 +1,8 @@
 """One error hierarchy, one handler for prefix and slash commands.
 
-Features raise `UserError` (or a subclass) with a message written for the user. An error that
+Features raise `UserError` (bot/user_error.py, pure: what pure cores subclass) or one of the
+`CommandUserError`s below with a message written for the user; the handler shows it as it is,
+whichever wrapper discord.py put around it. An error that
 means PostgreSQL or Redis is out of reach (bot/outages.py decides) is not a bug: the user is
 told the database (or the feature) is unavailable for now, and the outage is logged once, not
 per command. Anything else that escapes a command is unexpected: the user gets a short line
@@ -22,6 +24,17 @@ from discord.ext import commands
 from bot import outages
 from bot.checks import NotAllowed
 from bot.ui import safe_text
+from bot.user_error import UserError
+
+__all__ = [
+    "BadInput",
+    "CommandDisabled",
+    "CommandUserError",
+    "Throttled",
+    "UserError",
+    "handle",
+    "user_message",
+]
 
 if TYPE_CHECKING:
     from bot.core import Guildhouse
@@ -35,15 +48,16 @@ UNAVAILABLE = {
 }
 
 
-class UserError(commands.CommandError):
-    """An error whose message is meant for the user (already safe to show)."""
+class CommandUserError(UserError, commands.CommandError):
+    """A `UserError` discord.py also treats as a command error: what checks and converters
+    raise (discord.py passes only `CommandError`s from those to the error handler)."""
 
 
-class BadInput(UserError):
+class BadInput(CommandUserError):
     """The user's input can't be used; says which part and why."""
 
 
-class CommandDisabled(UserError):
+class CommandDisabled(CommandUserError):
     def __init__(self, name: str) -> None:
         super().__init__(f"`{name}` is disabled in this server.")
 
@@ -55,7 +69,7 @@ def _retry(seconds: float) -> str:
     return f"{minutes}m {secs}s" if secs else f"{minutes}m"
 
 
-class Throttled(UserError):
+class Throttled(CommandUserError):
     """A throttle refused the call. `tell` is False for refusals after the first in one wait:
     those are dropped silently, so spamming a command doesn't make the bot spam back."""
 
@@ -93,6 +107,8 @@ def unwrap(error: BaseException) -> BaseException:
             error.__cause__, Exception
         ):
             error = error.__cause__
+        elif isinstance(error, commands.BadArgument) and isinstance(error.__cause__, UserError):
+            error = error.__cause__  # a plain function as a converter raised it
         else:
             return error
 
@@ -111,12 +127,14 @@ def user_message(ctx: commands.Context[Any], error: Exception) -> str | None:
     server = unavailable(error)
     if server is not None:
         return UNAVAILABLE[server]
-    if isinstance(error, commands.HybridCommandError):
-        error = error.original
-    if isinstance(error, app_commands.TransformerError | app_commands.CommandInvokeError):
-        error = error.__cause__ if isinstance(error.__cause__, Exception) else error
-    if isinstance(error, commands.CommandInvokeError) and isinstance(error.original, UserError):
-        error = error.original
+    cause = unwrap(error)
+    if isinstance(cause, UserError):
+        error = cause
+    else:
+        if isinstance(error, commands.HybridCommandError):
+            error = error.original
+        if isinstance(error, app_commands.TransformerError | app_commands.CommandInvokeError):
+            error = error.__cause__ if isinstance(error.__cause__, Exception) else error
 
     if isinstance(error, commands.CommandNotFound):
         return None
@@ -173,10 +191,15 @@ def user_message(ctx: commands.Context[Any], error: Exception) -> str | None:
 def is_unexpected(error: Exception) -> bool:
     if unavailable(error) is not None:
         return False
+    if isinstance(unwrap(error), UserError):
+        return False
     if isinstance(error, commands.HybridCommandError):
         error = error.original
-    if isinstance(error, commands.CommandInvokeError | app_commands.CommandInvokeError):
-        return not isinstance(error.original, UserError)
+    if isinstance(
+        error,
+        commands.CommandInvokeError | commands.ConversionError | app_commands.CommandInvokeError,
+    ):
+        return True  # the command or a converter raised something that is not a UserError
     return not isinstance(error, commands.CommandError | app_commands.AppCommandError)
 
 
