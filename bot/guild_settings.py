@@ -23,6 +23,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from bot.guild_cache import GuildCache
+from bot.user_error import UserError
 from ipc.client import Keys
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class GuildSettings:
         return replace(self, **changes)
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting value is not acceptable; the message is safe to show the user."""
 
 

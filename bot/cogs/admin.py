@@ -11,7 +11,7 @@ from discord.ext import commands
 from bot import audit, throttles
 from bot.checks import Level, requires
 from bot.errors import BadInput
-from bot.guild_settings import MAX_ROLES, GuildSettings, SettingsError, validate_prefix
+from bot.guild_settings import MAX_ROLES, GuildSettings, validate_prefix
 from bot.rpc import ReloadExtension, SetPresence
 from bot.ui import pages_from_lines, safe_text, send_pages
 from ipc.bus import GatherResult
@@ -106,10 +106,7 @@ class Admin(commands.Cog, name="Server admin"):
     @app_commands.describe(prefix="The new prefix, 1-16 characters, no spaces")
     async def settings_prefix(self, ctx: Ctx, *, prefix: str) -> None:
         """Change the command prefix of this server."""
-        try:
-            prefix = validate_prefix(prefix)
-        except SettingsError as exc:
-            raise BadInput(str(exc)) from None
+        prefix = validate_prefix(prefix)
         current = await self._current(ctx)
         await self._change(ctx, "settings.prefix", current.with_changes(prefix=prefix))
         await ctx.send(f"Prefix is now `{prefix}` (mentioning me works too).")

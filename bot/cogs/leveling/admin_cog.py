@@ -21,7 +21,6 @@ from bot.cogs.leveling.settings import (
     MAX_OVERRIDES,
     MAX_REWARDS,
     XpSettings,
-    XpSettingsError,
     parse_multiplier,
     validate_cooldown,
     validate_rate,
@@ -70,10 +69,7 @@ def _amount(amount: int) -> int:
 
 def _with_override(current: dict[int, float], key: int, value: str) -> dict[int, float]:
     """`current` multipliers with the one of `key` set from `value` (or removed)."""
-    try:
-        mult = parse_multiplier(value)
-    except XpSettingsError as exc:
-        raise BadInput(str(exc)) from None
+    mult = parse_multiplier(value)
     out = dict(current)
     if mult is None:
         out.pop(key, None)
@@ -207,10 +203,7 @@ class LevelingAdmin(commands.Cog, name="Leveling admin"):
     @app_commands.describe(minimum="Least XP per message", maximum="Most XP per message")
     async def xp_rate(self, ctx: Ctx, minimum: int, maximum: int) -> None:
         """Set the random XP per message (default 15-25)."""
-        try:
-            lo, hi = validate_rate(minimum, maximum)
-        except XpSettingsError as exc:
-            raise BadInput(str(exc)) from None
+        lo, hi = validate_rate(minimum, maximum)
         new = (await self._current(ctx)).with_changes(min_xp=lo, max_xp=hi)
         await self._save(ctx, "xp.rate", new)
         await ctx.send(f"Messages now earn {lo}-{hi} XP.")
@@ -219,10 +212,7 @@ class LevelingAdmin(commands.Cog, name="Leveling admin"):
     @app_commands.describe(seconds="Seconds between a member's XP-earning messages (0-86400)")
     async def xp_cooldown(self, ctx: Ctx, seconds: int) -> None:
         """Set how long a member waits between messages that earn XP (default 60 s)."""
-        try:
-            seconds = validate_cooldown(seconds)
-        except XpSettingsError as exc:
-            raise BadInput(str(exc)) from None
+        seconds = validate_cooldown(seconds)
         new = (await self._current(ctx)).with_changes(cooldown=seconds)
         await self._save(ctx, "xp.cooldown", new)
         await ctx.send(f"XP cooldown is now {seconds}s.")

@@ -12,6 +12,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from bot.guild_cache import GuildCache
+from bot.user_error import UserError
 from ipc.client import Keys
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ MAX_REWARDS = 50
 ANNOUNCE_MODES = ("here", "channel", "dm", "off")
 
 
-class XpSettingsError(ValueError):
+class XpSettingsError(UserError, ValueError):
     """A setting value is not acceptable; the message is safe to show the user."""
 
 
