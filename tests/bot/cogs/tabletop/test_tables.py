@@ -71,7 +71,7 @@ def test_summary_of_a_long_roll_keeps_every_total() -> None:
 
 
 def test_history_line_shows_each_result() -> None:
-    from bot.cogs.tabletop.cog import history_result
+    from bot.cogs.tabletop.dice_commands import history_result
 
     assert history_result("d20 → 14") == " → 14"
     # Several rolls: each with its label (the old line showed "7; d20 → 13" after `2d6; d20`).
