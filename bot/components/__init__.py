@@ -17,26 +17,20 @@ state in PostgreSQL) and nothing else:
     await ctx.send("Vote!", view=components.view(ref.button("Yes", action="yes"),
                                                  ref.button("No", action="no")))
 
-See core.py for what a press goes through (expiry, who may press, retries, single use, the
-3 s deadline), forms.py for modals, paginator.py for the paginator, ids.py for the custom_id.
+See dispatch.py for what a press goes through (expiry, who may press, retries, single use,
+the 3 s deadline), handlers.py for `Handler`, items.py for the buttons and menus it makes,
+press.py for what a handler gets, forms.py for modals, paginator.py for the paginator, ids.py
+for the custom_id.
 """
 
 from __future__ import annotations
 
-from bot.components.core import (
-    EXPIRED,
-    TASK_NAME,
-    Handler,
-    Installed,
-    Persistent,
-    Press,
-    Ref,
-    Who,
-    install,
-    view,
-)
+from bot.components.dispatch import TASK_NAME, Installed, install
 from bot.components.forms import Field, FieldError, Form, Number, Text, open_form
+from bot.components.handlers import Handler, Who
+from bot.components.items import Persistent, Ref, view
 from bot.components.paginator import send_pages
+from bot.components.press import EXPIRED, Press
 
 __all__ = [
     "EXPIRED",

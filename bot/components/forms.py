@@ -17,8 +17,10 @@ import discord
 
 from bot import outages
 from bot.components import state
-from bot.components.core import REGISTRY, Handler, Press, Ref, view
+from bot.components.handlers import REGISTRY, Handler
 from bot.components.ids import CustomId
+from bot.components.items import Ref, view
+from bot.components.press import Press
 from bot.ui import safe_text
 
 if TYPE_CHECKING:

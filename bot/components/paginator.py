@@ -15,8 +15,10 @@ import discord
 
 from bot import outages
 from bot.components import state
-from bot.components.core import Handler, Press, Ref, Who, view
+from bot.components.handlers import Handler, Who
 from bot.components.ids import CustomId
+from bot.components.items import Ref, view
+from bot.components.press import Press
 
 if TYPE_CHECKING:
     from bot.core import Guildhouse

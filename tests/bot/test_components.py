@@ -12,8 +12,9 @@ import pytest
 
 from bot import components, outages, ui
 from bot.components import forms, ids, paginator
-from bot.components.core import REGISTRY, Handler, Ref
+from bot.components.handlers import REGISTRY, Handler
 from bot.components.ids import CustomId
+from bot.components.items import Ref
 
 
 class NoPool:

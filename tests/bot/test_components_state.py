@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.components import ids, paginator, state
-from bot.components.core import Handler
+from bot.components.handlers import Handler
 from bot.components.ids import CustomId
 from bot.db import migrations
 from bot.db.pool import connect, create_pool
