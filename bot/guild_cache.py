@@ -16,7 +16,8 @@ While PostgreSQL is unreachable, a guild with a cached value keeps it. A guild w
 `fallback(guild_id)` if the cache has one (not cached: the first use after the outage loads the
 real value); without a fallback the error reaches the caller. The subscription outlives Redis
 outages: it subscribes again when Redis is back, and drops everything cached, since changes
-announced meanwhile were missed.
+announced meanwhile were missed. The subscription is one of the process's one pub/sub
+connection (ipc/subscriber.py), which reconnects and logs the outage.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from bot import outages
+from ipc.subscriber import Subscriber, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,7 @@ class GuildCache(Generic[T]):
         self._epoch = 0
         # guild id -> (the invalidation state it began in, the load): one load at a time.
         self._loading: dict[int, tuple[tuple[int, int], asyncio.Task[T]]] = {}
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self._subscription: Subscription | None = None
 
     def cached(self, guild_id: int) -> T | None:
         """The value if this worker has it cached (no I/O), else None. One past its `ttl` is
@@ -146,49 +147,30 @@ class GuildCache(Generic[T]):
             log.warning("could not announce a change of the %s of guild %s", self.what, guild_id)
 
     async def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name=f"{self.what} listener")
+        """Listen for announcements on the process's pub/sub connection (ipc/subscriber.py),
+        waiting up to 10 s for the subscription (without Redis, the cache works on its ttl
+        until the subscriber gets through)."""
+        self._subscription = await Subscriber.of(self.redis).subscribe(
+            self.channel,
+            self._on_announcement,
+            on_subscribed=self._forget_all,
+            on_lost=self._on_lost,
+        )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), 10)
+            await asyncio.wait_for(self._subscription.subscribed(), 10)
 
     async def stop(self) -> None:
         for _, task in list(self._loading.values()):
             task.cancel()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        if self._subscription is not None:
+            await self._subscription.close()
+            self._subscription = None
 
-    async def _listen(self) -> None:
-        backoff = outages.Backoff()
-        failing = False
-        while True:
-            try:
-                async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    async for message in pubsub.listen():
-                        kind = message.get("type") if message else None
-                        if kind == "message":
-                            with contextlib.suppress(ValueError):
-                                self.forget(int(message["data"]))
-                        elif kind == "subscribe":
-                            # Confirmed: the first subscription, or one redis-py renewed after
-                            # a dropped connection. Anything announced while we were away was
-                            # missed, so nothing cached can be trusted.
-                            self._forget_all()
-                            self._subscribed.set()
-                            outages.redis.reachable()
-                            if failing:
-                                log.debug("%s subscription is back", self.what)
-                            failing = False
-                            backoff.reset()
-            except Exception as exc:
-                # Not only Redis errors: whatever ended the subscription, without it every
-                # worker would keep stale values until their ttl, so it is always renewed.
-                self._subscribed.clear()
-                delay = backoff.next()
-                if outages.note(exc, f"the {self.what} subscription") is None and not failing:
-                    log.warning("%s subscription lost (%s); retrying", self.what, exc)
-                else:
-                    log.debug("%s subscription lost (%s); retrying in %.1fs", self.what, exc, delay)
-                failing = True
-                await asyncio.sleep(delay)
+    def _on_announcement(self, _: str, data: bytes) -> None:
+        with contextlib.suppress(ValueError):
+            self.forget(int(data))
+
+    def _on_lost(self) -> None:
+        # Announcements may be missed from now on; when the subscription is confirmed again
+        # (`_forget_all`) nothing cached is trusted.
+        log.debug("%s subscription lost; dropping the cache when it is back", self.what)

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from cluster.workers import Supervisor
 from ipc.client import Keys, is_outage, redis_outage
 from ipc.registry import Registry
+from ipc.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -73,41 +74,34 @@ async def restart_all(
 async def control_loop(
     redis: aioredis.Redis, keys: Keys, supervisor: Supervisor, *, ready_timeout: float = 120.0
 ) -> None:
-    """Run in every launcher: carry out rolling restarts asked for on the control channel."""
+    """Run in every launcher: carry out rolling restarts asked for on the control channel.
+
+    The channel is one of the process's one pub/sub connection (ipc/subscriber.py), which
+    subscribes again after an outage and logs it; requests are taken one at a time."""
     channel, _ = _channels(keys)
-    failing = False
-    while True:
-        try:
-            async with redis.pubsub(ignore_subscribe_messages=True) as ps:
-                await ps.subscribe(channel)
-                redis_outage.reachable()
-                if failing:
-                    log.info("control: subscribed again")
-                failing = False
-                async for message in ps.listen():
-                    try:
-                        request = orjson.loads(message["data"])
-                        action, reply = request["action"], str(request["reply"])
-                    except (orjson.JSONDecodeError, KeyError, TypeError):
-                        log.warning("control: ignored a malformed request")
-                        continue
-                    if action != "rolling_restart":
-                        await _report(
-                            redis, reply, state="error", error=f"unknown action {action!r}"
-                        )
-                        continue
-                    log.info("control: rolling restart of %d worker(s)", len(supervisor.workers))
-                    await restart_all(redis, keys, supervisor, reply, ready_timeout)
-        except (RedisError, OSError) as exc:
-            outage = is_outage(exc)
-            if outage:
-                redis_outage.failed(exc, "the rolling-restart control channel")
-            # Once per outage, not every 2 s; at INFO when the outage is the reason, which the
-            # process's record (ipc.client.redis_outage) has already warned about.
-            level = logging.DEBUG if failing else logging.INFO if outage else logging.WARNING
-            log.log(level, "control: subscription lost (%s); retrying every 2s", exc)
-            failing = True
-            await asyncio.sleep(2)
+    subscription = await Subscriber.of(redis).subscribe(channel)
+    try:
+        async for _, data in subscription:
+            try:
+                request = orjson.loads(data)
+                action, reply = request["action"], str(request["reply"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                log.warning("control: ignored a malformed request")
+                continue
+            try:
+                if action != "rolling_restart":
+                    await _report(redis, reply, state="error", error=f"unknown action {action!r}")
+                    continue
+                log.info("control: rolling restart of %d worker(s)", len(supervisor.workers))
+                await restart_all(redis, keys, supervisor, reply, ready_timeout)
+            except (RedisError, OSError) as exc:
+                # Redis went away during the restart: the CLI waiting for it gives up after
+                # its own timeout; the next request is taken when Redis is back.
+                if is_outage(exc):
+                    redis_outage.failed(exc, "the rolling restart")
+                log.warning("control: rolling restart interrupted (%s)", exc)
+    finally:
+        await subscription.close()
 
 
 async def request_rolling_restart(
@@ -122,8 +116,9 @@ async def request_rolling_restart(
     channel, _ = _channels(keys)
     done: set[int] = set()
     failed: set[int] = set()
-    async with redis.pubsub(ignore_subscribe_messages=True) as ps:
-        await ps.subscribe(reply)
+    subscription = await Subscriber.of(redis).subscribe(reply)
+    try:
+        await asyncio.wait_for(subscription.subscribed(), 10)
         listeners = await redis.publish(
             channel, orjson.dumps({"action": "rolling_restart", "reply": reply})
         )
@@ -136,16 +131,18 @@ async def request_rolling_restart(
         )
         deadline = time.monotonic() + give_up_after
         while done | failed < expected and time.monotonic() < deadline:
-            message = await ps.get_message(timeout=1.0)
-            if not message:
+            message = await subscription.get(within=1.0)
+            if message is None:
                 continue
-            event = orjson.loads(message["data"])
+            event = orjson.loads(message[1])
             cluster, state = event.get("cluster"), event.get("state")
             print(f"cluster {cluster}: {state}", flush=True)
             if state == "ready":
                 done.add(int(cluster))
             elif state == "failed":
                 failed.add(int(cluster))
+    finally:
+        await subscription.close()
     if failed or done < expected:
         print(f"not back: {sorted(expected - done)}")
         return 1

@@ -1,4 +1,4 @@
-"""The IPC bus: named, typed requests between clusters over Redis pub/sub, and broadcasts.
+"""The IPC bus: named, typed requests between clusters over Redis pub/sub.
 
 Why pub/sub: requests and answers are short-lived and only useful to a process that is
 listening right now; a cluster that is down should not find a backlog of stale requests when
@@ -12,16 +12,17 @@ nothing is ever evaluated. Unknown names and bad payloads get an error answer; a
 handler gets an error answer too, and the listener keeps running.
 
 The transport is lean because a gather is CPU-bound on small machines (every cluster parses a
-request and publishes an answer): the subscription is one redis-py connection read directly
-(no PubSub object's per-message layers), and requests and answers go out on a second
+request and publishes an answer): the bus's channels (this cluster's, every cluster's, this
+node's replies) are three of the process's one pub/sub connection (ipc/subscriber.py), read
+directly with no PubSub object's per-message layers, and requests and answers go out on a second
 connection switched to `CLIENT REPLY OFF`, so a publish is one socket write with no receiver
 count to wait for and parse. Pub/sub delivery is at-most-once anyway (a subscriber that is
 away misses the message); a publish nobody confirms does not weaken that, and the asker's
 timeout covers either loss. Where `CLIENT REPLY` is refused (an ACL, a proxy), publishes
 fall back to the ordinary confirmed PUBLISH.
 
-A lost subscription is tried again, with a backoff, until Redis answers; the bus says so at
-INFO, once per outage: the outage's one WARNING is the process's (`ipc.client.redis_outage`).
+A lost subscription is the subscriber's to renew (with its one backoff) and to report, once
+per outage; the bus drops its publishing connection then, which went to the same server.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -44,6 +44,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from ipc.client import Keys, is_outage, redis_outage
 from ipc.registry import Registry
+from ipc.subscriber import Subscriber, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,6 @@ class _Pending:
     expected: set[int]
     result: GatherResult
     done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-_MESSAGE = (b"message", "message")  # a pub/sub message, raw or decoded
 
 
 def _connection_of(redis: aioredis.Redis) -> Any:
@@ -187,12 +185,9 @@ class Bus:
         self.own = keys("rpc", cluster_id)
         self.all = keys("rpc", "all")
         self.reply = keys("rpc", "reply", self.node)
-        self.events = keys("rpc", "events")
         self._handlers: dict[str, tuple[type[Any] | None, Handler]] = {}
-        self._listeners: dict[str, list[Callable[[dict[str, Any]], Awaitable[None]]]] = {}
         self._pending: dict[str, _Pending] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
+        self._subscriptions: list[Subscription] = []
         self._jobs: set[asyncio.Task[None]] = set()
         self._publisher = _Publisher(redis)
 
@@ -204,76 +199,43 @@ class Bus:
             raise TypeError("payload types must be dataclasses")
         self._handlers[name] = (payload, fn)
 
-    def on_event(self, name: str, fn: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        self._listeners.setdefault(name, []).append(fn)
-
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._listen(), name="ipc-bus")
-        await asyncio.wait_for(self._ready.wait(), 10)
+        """Subscribe to this cluster's channel, every cluster's and this node's replies, on
+        the process's one pub/sub connection (ipc/subscriber.py); wait up to 10 s for Redis
+        to confirm them (TimeoutError past that)."""
+        subscriber = Subscriber.of(self.redis)
+        self._subscriptions = [
+            await subscriber.subscribe(self.reply, self._on_reply, on_lost=self._on_lost),
+            await subscriber.subscribe(self.own, self._on_request),
+            await subscriber.subscribe(self.all, self._on_request),
+        ]
+        async with asyncio.timeout(10):
+            for subscription in self._subscriptions:
+                await subscription.subscribed()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for subscription in self._subscriptions:
+            await subscription.close()
+        self._subscriptions = []
         for job in list(self._jobs):
             job.cancel()
         await self._publisher.reset()
 
-    async def _listen(self) -> None:
-        delay = 0.5
-        failing = False
-        channels = (self.own, self.all, self.reply, self.events)
-        while True:
-            conn = _connection_of(self.redis)
-            try:
-                await conn.connect()
-                await conn.send_command("SUBSCRIBE", *channels)
-                for _ in channels:  # one confirmation per channel
-                    await conn.read_response(timeout=math.inf, push_request=True)
-                self._ready.set()
-                redis_outage.reachable()
-                if failing:
-                    log.info("ipc bus: subscribed again")
-                failing = False
-                delay = 0.5
-                while True:
-                    message = await conn.read_response(timeout=math.inf, push_request=True)
-                    if isinstance(message, list) and len(message) == 3 and message[0] in _MESSAGE:
-                        self._on_message(message[1], message[2])
-            except (RedisError, OSError) as exc:
-                outage = is_outage(exc)
-                if outage:
-                    redis_outage.failed(exc, "the IPC bus subscription")
-                # Once per outage, not with every retry of it; at INFO when the outage is the
-                # reason, which the process's record has already warned about.
-                level = logging.DEBUG if failing else logging.INFO if outage else logging.WARNING
-                log.log(level, "ipc bus: subscription lost (%s); retrying in %.1fs", exc, delay)
-                failing = True
-                # The publishing connection went to the same server: don't trust it either.
-                await self._publisher.reset()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5)
-            finally:
-                await conn.disconnect(nowait=True)
+    def _on_lost(self) -> None:
+        # The publishing connection went to the same server: don't trust it either. (The
+        # subscriber reports the outage and subscribes again.)
+        self._spawn(self._publisher.reset())
 
-    def _on_message(self, channel: bytes | str, data: bytes | str) -> None:
-        try:
-            msg = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            log.warning("ipc bus: dropped a message that is not JSON")
-            return
-        if not isinstance(msg, dict):
-            return
-        name = channel.decode() if isinstance(channel, bytes) else channel
-        if name == self.reply:
+    def _on_reply(self, _: str, data: bytes) -> None:
+        msg = _decoded(data)
+        if msg is not None:
             self._on_answer(msg)
-        elif name == self.events:
-            for fn in self._listeners.get(str(msg.get("event")), []):
-                self._spawn(fn(msg.get("payload") or {}))
-        elif msg.get("reply") != self.reply:  # our own requests are answered in _ask
+
+    def _on_request(self, _: str, data: bytes) -> None:
+        msg = _decoded(data)
+        if msg is not None and msg.get("reply") != self.reply:  # ours are answered in _ask
             self._spawn(self._answer(msg))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -406,10 +368,14 @@ class Bus:
             raise BusError(f"cluster {cluster_id} did not answer within {within:.0f}s")
         return result.results[cluster_id]
 
-    async def broadcast(self, event: str, payload: Any = None) -> None:
-        await self._publisher.publish(
-            self.events, orjson.dumps({"event": event, "payload": _plain(payload)})
-        )
+
+def _decoded(data: bytes) -> dict[str, Any] | None:
+    try:
+        msg = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        log.warning("ipc bus: dropped a message that is not JSON")
+        return None
+    return msg if isinstance(msg, dict) else None
 
 
 def _plain(payload: Any) -> Any:

@@ -47,7 +47,8 @@ from prometheus_client import Counter
 from redis.exceptions import NoScriptError, RedisError
 
 from ipc.batch import Batcher
-from ipc.client import Degraded, Keys, ScriptCall, is_outage, process_cluster, redis_outage
+from ipc.client import Degraded, Keys, ScriptCall, process_cluster
+from ipc.subscriber import Subscriber, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class Throttle:
         self._lost_prefix = keys("throttle", "lost", "")
         self._held: dict[str, _Held] = {}  # Redis key of a window -> what this process knows
         self._listening = False  # decide here only while the lost-channel is subscribed
-        self._listener: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
         # Counts on their way to Redis, with the windows they count in.
         # A count lingers a moment (COUNT_AFTER), so its round trip follows the command's
         # answer out of the process instead of running ahead of it.
@@ -269,20 +270,23 @@ class Throttle:
 
     async def start(self) -> None:
         """Listen for lost windows, which lets this process decide calls on windows it holds.
-        Without it every call asks Redis."""
-        if self._listener is None:
-            ready = asyncio.Event()
-            self._listener = asyncio.create_task(self._listen(ready), name="throttle-holds")
+        Without it every call asks Redis. The channel is one of the process's one pub/sub
+        connection (ipc/subscriber.py), which reconnects and logs the outage."""
+        if self._subscription is None:
+            self._subscription = await Subscriber.of(self.redis).subscribe(
+                self._lost_prefix + self.me,
+                self._on_lost_window,
+                on_subscribed=self._on_subscribed,
+                on_lost=self._drop_holds,
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ready.wait(), 5)
+                await asyncio.wait_for(self._subscription.subscribed(), 5)
 
     async def close(self) -> None:
         """Stop listening; wait for the counts still on their way to Redis."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        if self._subscription is not None:
+            await self._subscription.close()
+            self._subscription = None
         self._drop_holds()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._counts.drain(), 5)
@@ -291,33 +295,14 @@ class Throttle:
         self._listening = False
         self._held.clear()
 
-    async def _listen(self, ready: asyncio.Event) -> None:
-        delay = 0.5
-        channel = self._lost_prefix + self.me
-        while True:
-            try:
-                async with self.redis.pubsub() as ps:
-                    await ps.subscribe(channel)
-                    async for message in ps.listen():
-                        kind = message.get("type")
-                        if kind == "subscribe":
-                            # The first subscription, or one redis-py renewed after a dropped
-                            # connection: what was published meanwhile is lost, so start over.
-                            self._held.clear()
-                            self._listening = True
-                            ready.set()
-                            redis_outage.reachable()
-                            delay = 0.5
-                        elif kind == "message":
-                            self._held.pop(message["data"].decode(), None)
-                self._drop_holds()  # the subscription ended without an error
-            except (RedisError, OSError) as exc:
-                self._drop_holds()
-                if is_outage(exc):
-                    redis_outage.failed(exc, "the throttles' lost-window channel")
-                log.debug("throttles: lost-window channel dropped (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+    def _on_subscribed(self) -> None:
+        # The first subscription, or one renewed after a dropped connection: what was
+        # published meanwhile is lost, so start over.
+        self._held.clear()
+        self._listening = True
+
+    def _on_lost_window(self, _: str, data: bytes) -> None:
+        self._held.pop(data.decode(), None)
 
     def _decide_here(self, keys: list[str], windows: list[tuple[str, Rule]], now: float) -> bool:
         """Admit the call here if this process holds every window and each has room."""

@@ -206,6 +206,54 @@ async def test_every_subscription_comes_back_after_client_kill(
         await subscriber.close()
 
 
+async def test_one_connection_for_every_listener_of_a_worker(
+    redis_url: str, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """What a worker listens to (the guild caches, the throttles, the IPC bus, the reminders'
+    wake-up) shares one pub/sub connection; before, each held its own (about five)."""
+    from bot.guild_cache import GuildCache
+    from ipc.bus import Bus
+    from ipc.registry import Registry
+    from ipc.throttle import Throttle
+
+    worker = create_redis(redis_url)  # the worker's one client
+
+    async def load(guild_id: int) -> str:
+        return str(guild_id)
+
+    def subscribed_connections(clients: list[dict[str, str]]) -> list[dict[str, str]]:
+        return [c for c in clients if int(c["sub"]) + int(c["psub"]) > 0]
+
+    before = {c["id"] for c in subscribed_connections(await redis.client_list())}
+    caches = [
+        GuildCache(worker, keys("events", "guild-settings"), load, what="guild settings"),
+        GuildCache(worker, keys("events", "xp-settings"), load, what="XP settings"),
+    ]
+    throttle = Throttle(worker, keys)
+    bus = Bus(worker, keys, 0, Registry(worker, keys))
+    wake = await Subscriber.of(worker).subscribe(keys("reminders", "wake"))
+    try:
+        for cache in caches:
+            await cache.start()
+        await throttle.start()
+        await bus.start()
+        await subscribed(wake)
+        now = subscribed_connections(await redis.client_list())
+        new = [c for c in now if c["id"] not in before]
+        assert len(new) == 1, new
+        assert new[0]["name"] == Subscriber.of(worker).name
+        # Both caches, the throttles' lost-window channel, the bus's three, the wake-up.
+        assert int(new[0]["sub"]) == 7
+    finally:
+        await wake.close()
+        await bus.stop()
+        await throttle.close()
+        for cache in caches:
+            await cache.stop()
+        assert await connections_named(redis, Subscriber.of(worker).name) == []
+        await worker.aclose()
+
+
 # -- a Redis of the test's own, killed and brought back --------------------------------------
 
 
