@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from discord.ext import commands
 
 from bot import components, errors, gate, logcontext, metrics, outages, rest_limits, throttles
-from bot.chat import ChatSink
+from bot.chat_light_path import ChatSink
 from bot.config import WorkerConfig
 from bot.dpy import chat_state, http_session
 from bot.dpy.chat_state import ChatState
@@ -150,7 +150,7 @@ class Guildhouse(commands.AutoShardedBot):
         self._event_counters: dict[str, Any] = {}
         self._components: components.Installed | None = None
         # Chat (guild messages that are not commands) reaches the features that count it on a
-        # light path: bot/chat.py. Features register with `add_chat_sink`.
+        # light path: bot/chat_light_path.py. Features register with `add_chat_sink`.
         self.chat_state.chat_prefix = self._cached_prefix
 
     # -- chat ----------------------------------------------------------------------------------
@@ -168,8 +168,9 @@ class Guildhouse(commands.AutoShardedBot):
         return settings.prefix if settings is not None else None
 
     def add_chat_sink(self, sink: ChatSink) -> None:
-        """Call `sink(chat)` for every message that takes the light path (see bot/chat.py).
-        It runs inside the gateway parser: it must not block; start a task for real work."""
+        """Call `sink(chat)` for every message that takes the light path (see
+        bot/chat_light_path.py). It runs inside the gateway parser: it must not block; start a
+        task for real work."""
         self.chat_state.chat_sinks.append(sink)
 
     def remove_chat_sink(self, sink: ChatSink) -> None:
@@ -261,8 +262,8 @@ class Guildhouse(commands.AutoShardedBot):
             logcontext.shard.set(message.guild.shard_id)
         ctx = await self.get_context(message)
         if ctx.prefix is None:
-            # Not addressed to the bot: chat that took discord.py's full path (bot/chat.py
-            # says when). It reaches the chat sinks as the light path's does, so a feature that
+            # Not addressed to the bot: chat that took discord.py's full path
+            # (bot/chat_light_path.py says when). It reaches the chat sinks as the light path's does, so a feature that
             # counts chat has one input, and a command costs it nothing.
             self.chat_state.deliver_message(message)
             return

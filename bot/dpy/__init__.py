@@ -1,7 +1,7 @@
 """Every place Guildhouse reaches past discord.py's public API, one module a patch, and the
 check that they fit the discord.py that is installed.
 
-- chat_state.py    the gateway parser: chat on a light path (bot/chat.py)
+- chat_state.py    the gateway parser: chat on a light path (bot/chat_light_path.py)
 - heartbeat.py     a heartbeat's send time recorded before it is sent (upstream's fix, until
                    a release has it)
 - compression.py   the gateway connections' transport compression

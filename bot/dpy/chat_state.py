@@ -1,5 +1,5 @@
-"""The gateway parser, with MESSAGE_CREATE split into chat and the rest (bot/chat.py says what
-chat is, and why it takes a light path).
+"""The gateway parser, with MESSAGE_CREATE split into chat and the rest (bot/chat_light_path.py
+says what chat is, and why it takes a light path).
 
 discord.py builds its connection state in `AutoShardedClient._get_state`; Guildhouse overrides
 that to return `ChatState` (`create`), whose `parse_message_create` hands chat to the sinks as a
@@ -20,7 +20,7 @@ from typing import Any
 import discord
 from discord.state import AutoShardedConnectionState
 
-from bot.chat import Chat, ChatSink, PrefixLookup, chat_of
+from bot.chat_light_path import Chat, ChatSink, PrefixLookup, chat_of
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.chat import Chat
+from bot.chat_light_path import Chat
 from bot.cogs.leveling import rules
 from bot.cogs.leveling.service import Outcome
 from bot.cogs.leveling.settings import XpSettings

@@ -1,6 +1,6 @@
-"""What earns XP and achievements comes in here: chat (bot/chat.py, whichever path a message
-took), completed commands, dice rolls. This cog has no commands; it runs the feature's pipeline
-while it is loaded: the settings' invalidation, the flusher (Redis stream -> PostgreSQL), the
+"""What earns XP and achievements comes in here: chat (bot/chat_light_path.py, whichever path
+a message took), completed commands, dice rolls. This cog has no commands; it runs the
+feature's pipeline while it is loaded: the settings' invalidation, the flusher (Redis stream -> PostgreSQL), the
 check for boards to rebuild."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import asyncpg
 from discord.ext import commands
 from redis.exceptions import RedisError
 
-from bot.chat import Chat
+from bot.chat_light_path import Chat
 from bot.cogs.leveling.announcer import Announcer
 from bot.cogs.leveling.flusher import Flusher
 from bot.cogs.leveling.service import LevelingService

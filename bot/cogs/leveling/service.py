@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bot import metrics, outages
-from bot.chat import Chat
+from bot.chat_light_path import Chat
 from bot.cogs.leveling import rules, store
 from bot.cogs.leveling.achievements import CACHE_SIZE, Achievements, Lru
 from bot.cogs.leveling.rebuild import rebuild

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from discord.utils import time_snowflake
 
-from bot.chat import Chat
+from bot.chat_light_path import Chat
 from bot.cogs.leveling import store
 from bot.cogs.leveling.flusher import Flusher, stream_group
 from bot.cogs.leveling.rebuild import rebuild

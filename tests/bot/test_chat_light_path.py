@@ -1,5 +1,5 @@
-"""The light path for chat (bot/chat.py): which gateway payloads become a `Chat`, which take
-discord.py's full path, and that nothing is dispatched twice."""
+"""The light path for chat (bot/chat_light_path.py): which gateway payloads become a `Chat`,
+which take discord.py's full path, and that nothing is dispatched twice."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import discord
 import pytest
 
-from bot.chat import Chat
+from bot.chat_light_path import Chat
 from bot.core import intents
 from bot.dpy.chat_state import ChatState
 
