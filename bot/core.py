@@ -263,8 +263,8 @@ class Guildhouse(commands.AutoShardedBot):
         ctx = await self.get_context(message)
         if ctx.prefix is None:
             # Not addressed to the bot: chat that took discord.py's full path
-            # (bot/chat_light_path.py says when). It reaches the chat sinks as the light path's does, so a feature that
-            # counts chat has one input, and a command costs it nothing.
+            # (bot/chat_light_path.py says when). It reaches the chat sinks as the light path's
+            # does, so a feature that counts chat has one input, and a command costs it nothing.
             self.chat_state.deliver_message(message)
             return
         await self.invoke(ctx)

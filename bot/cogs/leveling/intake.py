@@ -1,7 +1,7 @@
 """What earns XP and achievements comes in here: chat (bot/chat_light_path.py, whichever path
 a message took), completed commands, dice rolls. This cog has no commands; it runs the
-feature's pipeline while it is loaded: the settings' invalidation, the flusher (Redis stream -> PostgreSQL), the
-check for boards to rebuild."""
+feature's pipeline while it is loaded: the settings' invalidation, the flusher (Redis stream ->
+PostgreSQL), the check for boards to rebuild."""
 
 from __future__ import annotations
 
