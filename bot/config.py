@@ -34,7 +34,7 @@ class WorkerConfig:
     rest_rate: int = 50
     # Transport compression of the gateway connections (bot/dpy/compression.py).
     gateway_compression: str = "zlib-stream"
-    # Command throttle defaults (None: off in that scope); see bot/throttles.py.
+    # Command throttle defaults (None: off in that scope); see bot/command_throttles.py.
     throttle_user: Rule | None = DEFAULT_USER
     throttle_command: Rule | None = DEFAULT_COMMAND
     throttle_guild: Rule | None = DEFAULT_GUILD

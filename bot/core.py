@@ -14,7 +14,16 @@ import discord
 import redis.asyncio as aioredis
 from discord.ext import commands
 
-from bot import components, errors, gate, logcontext, metrics, outages, rest_limits, throttles
+from bot import (
+    command_throttles,
+    components,
+    errors,
+    gate,
+    logcontext,
+    metrics,
+    outages,
+    rest_limits,
+)
 from bot.chat_light_path import ChatSink
 from bot.config import WorkerConfig
 from bot.dpy import chat_state, http_session
@@ -143,7 +152,7 @@ class Guildhouse(commands.AutoShardedBot):
         self._close_task: asyncio.Future[None] | None = None
         self.extension_names = config.extensions or EXTENSIONS
         self.throttle = Throttle(redis, keys)
-        self.throttle_defaults = throttles.Defaults.of(config)
+        self.throttle_defaults = command_throttles.Defaults.of(config)
         self.add_check(gate.not_disabled, call_once=True)
         self.add_check(gate.not_throttled, call_once=True)
         self.before_invoke(self._started)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot import errors, metrics, throttles
+from bot import command_throttles, errors, metrics
 from bot.checks import Level, level_of
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ async def not_disabled(ctx: Ctx) -> bool:
 
 
 async def not_throttled(ctx: Ctx) -> bool:
-    """Refuse a command over one of its throttle windows (bot/throttles.py); owners, and
+    """Refuse a command over one of its throttle windows (bot/command_throttles.py); owners, and
     moderators where the guild exempts them, pass."""
     if ctx.command is None:
         return True
@@ -66,10 +66,10 @@ async def not_throttled(ctx: Ctx) -> bool:
     settings = await bot.guild_settings.get(ctx.guild.id) if ctx.guild else None
     level = await level_of(bot, ctx.author, ctx.guild)
     if level >= Level.OWNER or (
-        level >= Level.MODERATOR and throttles.exempt_mods(bot.throttle_defaults, settings)
+        level >= Level.MODERATOR and command_throttles.exempt_mods(bot.throttle_defaults, settings)
     ):
         return True
-    windows = throttles.windows(
+    windows = command_throttles.windows(
         ctx.command,
         ctx.author.id,
         ctx.guild.id if ctx.guild else None,

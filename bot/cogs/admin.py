@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import audit, throttles
+from bot import audit, command_throttles
 from bot.checks import Level, requires
 from bot.errors import BadInput
 from bot.guild_settings import MAX_ROLES, GuildSettings, validate_prefix
@@ -235,7 +235,7 @@ class Admin(commands.Cog, name="Server admin"):
             mine.pop(scope, None)
         else:
             try:
-                mine[scope] = throttles.parse_override(rule)
+                mine[scope] = command_throttles.parse_override(rule)
             except RuleError as exc:
                 raise BadInput(f"Bad `rule`: {exc}") from None
         if not mine:
@@ -243,7 +243,7 @@ class Admin(commands.Cog, name="Server admin"):
         if len(overrides) > 100:
             raise BadInput("At most 100 commands can have their own limits.")
         await self._change(ctx, "settings.throttle", current.with_changes(throttles=overrides))
-        effective = throttles.rules_for(
+        effective = command_throttles.rules_for(
             cmd, self.bot.throttle_defaults, current.with_changes(throttles=overrides)
         )[scope]
         who = "per user" if scope == "command" else "for the whole server"
@@ -267,7 +267,7 @@ class Admin(commands.Cog, name="Server admin"):
         await self._change(
             ctx, "settings.throttleexempt", current.with_changes(throttle_exempt_mods=exempt)
         )
-        effective = throttles.exempt_mods(
+        effective = command_throttles.exempt_mods(
             self.bot.throttle_defaults, current.with_changes(throttle_exempt_mods=exempt)
         )
         await ctx.send(
