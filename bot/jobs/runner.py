@@ -1,0 +1,390 @@
+"""The job runner: one per worker process, for every feature's kinds of job.
+
+Its loop: claim what is due (bot/jobs/store.py: `FOR UPDATE SKIP LOCKED`, this worker's token,
+each kind's lease), run each claimed job's handler as a task under a timeout shorter than the
+lease, then mark it done, or put it back for a retry with backoff, or mark it failed (after
+`max_attempts`, or when the handler says it is hopeless). Then sleep until the next due time
+(at most `max_sleep`), or until woken: by a job scheduled in this process, by a notice on the
+Redis wake channel (bot/jobs/wake.py), or by a running job finishing when all slots were full.
+
+Restarts and crashes: on start, the claims of this cluster's earlier processes are expired
+(one process per cluster runs at a time, so they are dead) and their jobs run at once; a
+claim of a dead runner elsewhere passes with its lease. Jobs that came due while no runner was
+up are claimed on the first round, marked `late` by how long ago they were due. `stop` lets
+running jobs finish (up to a grace) and gives back the rest at once.
+
+Outages: a round that can't reach PostgreSQL is retried after a short backoff, quietly (the
+outage is logged once, bot/outages.py). A job whose completion couldn't be written is left to
+its lease, and its next attempt runs with `attempt > 1` (see bot/jobs/kinds.py for what that
+asks of a handler).
+
+The clock: `clock=None` uses the database's `now()` for due times and leases (one clock for
+every cluster). A test passes its own (`clock=lambda: fake_now`) to make a job due "in a
+minute" due now, without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from prometheus_client import Counter, Gauge
+
+from bot import outages
+from bot.jobs import store
+from bot.jobs.kinds import ClaimLost, Failed, Job, Kind, Retry, Run
+from bot.jobs.wake import WakeChannel
+
+log = logging.getLogger(__name__)
+
+# The database and its driver failing under us: retry the loop, never crash it.
+DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+JOBS_RUN = Counter(
+    "guildhouse_jobs_total",
+    "Job attempts by kind and outcome: done, retry, failed, lost (the claim had passed to "
+    "another runner), left (to its lease: the database was unreachable), error (a bug).",
+    ["cluster", "kind", "outcome"],
+)
+JOBS_DUE = Gauge(
+    "guildhouse_jobs_due",
+    "Jobs due now and not yet claimed that this cluster may run, by kind (jobs without a guild "
+    "count on every cluster).",
+    ["cluster", "kind"],
+    multiprocess_mode="livemostrecent",
+)
+
+
+def worker_token(cluster_id: int | str, unique: str) -> str:
+    """'c<cluster>:<unique>': the prefix `c<cluster>:` finds this cluster's earlier processes."""
+    return f"c{cluster_id}:{unique}"
+
+
+class JobRunner:
+    """Claims and runs due jobs of the kinds registered with it (see the module docstring)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        worker: str,
+        shard_count: int,
+        shard_ids: list[int],
+        cluster: str = "0",
+        redis: aioredis.Redis | None = None,
+        wake_channel: str | None = None,
+        accepting: Callable[[], bool] = lambda: True,
+        clock: Callable[[], datetime] | None = None,
+        batch: int = 10,
+        max_sleep: float = 30.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.pool = pool
+        self.worker = worker
+        self.cluster = cluster
+        self.accepting = accepting
+        self.clock = clock
+        self.batch = batch
+        self.max_sleep = max_sleep
+        self.max_backoff = max_backoff
+        self.kinds: dict[str, Kind] = {}
+        self._routing = (shard_count, list(shard_ids))
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._held: set[int] = set()  # claimed by us, not finished with
+        self.channel = (
+            WakeChannel(redis, wake_channel, self.wake, cap=max_backoff)
+            if redis is not None and wake_channel is not None
+            else None
+        )
+        self.rounds = 0  # loop iterations that went to sleep (tests wait on it)
+        self.failed_rounds = 0  # of which ended in an error (tests wait on it)
+
+    # -- what features call --------------------------------------------------------------------
+
+    def register(self, kind: Kind) -> None:
+        """Run jobs of this kind (from the next round on)."""
+        self.kinds[kind.name] = kind
+        self.wake()
+
+    def unregister(self, name: str) -> None:
+        """Stop claiming jobs of this kind (those running finish)."""
+        self.kinds.pop(name, None)
+
+    async def schedule(
+        self,
+        kind: str,
+        key: str,
+        due_at: datetime,
+        *,
+        guild_id: int | None = None,
+        payload: Any = None,
+    ) -> store.Scheduled:
+        """Schedule a job (one per (kind, key): a second call returns the first job as it is)
+        and wake every runner. Inside your own transaction, call `store.schedule(conn, ...)`
+        and then `notify()` after the commit."""
+        found = await store.schedule(
+            self.pool, kind, key, due_at, guild_id=guild_id, payload=payload
+        )
+        await self.notify()
+        return found
+
+    async def reschedule(
+        self, kind: str, key: str, due_at: datetime, *, payload: Any = None
+    ) -> store.Scheduled | None:
+        """Move a pending job (see store.reschedule) and wake every runner."""
+        found = await store.reschedule(self.pool, kind, key, due_at, payload=payload)
+        await self.notify()
+        return found
+
+    async def cancel(self, kind: str, key: str) -> store.Scheduled | None:
+        """Cancel a pending job (see store.cancel)."""
+        return await store.cancel(self.pool, kind, key)
+
+    async def notify(self) -> None:
+        """Wake this runner and, over Redis, every other one."""
+        self.wake()
+        if self.channel is not None:
+            await self.channel.publish()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def now(self) -> datetime | None:
+        """The injected clock's time; None: the database's."""
+        return self.clock() if self.clock is not None else None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Free the claims of this cluster's earlier processes, then start the loop."""
+        prefix = self.worker.split(":", 1)[0] + ":"
+        try:
+            n = await store.expire_predecessors(self.pool, prefix, self.worker, now=self.now())
+            if n:
+                log.info("jobs: %d jobs of this cluster's last process are reclaimable", n)
+        except DB_ERRORS as exc:
+            log.warning("jobs: could not free the last process's claims: %s", exc)
+        self._stopping = False
+        self._task = asyncio.create_task(self._loop(), name="jobs-runner")
+        if self.channel is not None:
+            self._listener = asyncio.create_task(self.channel.listen(), name="jobs-wake")
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def subscribed(self) -> None:
+        """Returns once the wake channel is subscribed (for tests and start-up logs)."""
+        assert self.channel is not None
+        await self.channel.subscribed.wait()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; let running jobs finish (up to `grace` s); give back what this
+        worker still holds, so another runner (or this cluster's next process) takes it at
+        once."""
+        self._stopping = True
+        self._wake.set()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._running:
+            _, late = await asyncio.wait(set(self._running), timeout=grace)
+            if late:
+                log.warning("jobs: %d jobs still running after %.0fs; stopping", len(late), grace)
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late)
+        if self._held:
+            try:
+                n = await store.release(self.pool, self.worker, sorted(self._held), now=self.now())
+                log.info("jobs: gave back %d claimed jobs", n)
+            except DB_ERRORS as exc:
+                log.warning("jobs: could not give back claimed jobs: %s", exc)
+            self._held.clear()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _routing_now(self) -> store.Routing:
+        return store.Routing(list(self.kinds), *self._routing)
+
+    async def _loop(self) -> None:
+        backoff = outages.Backoff(first=1.0, cap=self.max_backoff)
+        while not self._stopping:
+            self._wake.clear()
+            delay = self.max_sleep
+            try:
+                free = self.batch - len(self._running)
+                if self.accepting() and free > 0 and await self.run_due(free) == free:
+                    continue  # more may be due: no sleep (or, when full, until a slot frees)
+                outlook = await store.outlook(self.pool, self._routing_now(), now=self.now())
+                for name in self.kinds:
+                    JOBS_DUE.labels(self.cluster, name).set(outlook.due.get(name, 0))
+                if outlook.wait is not None:
+                    delay = min(max(outlook.wait + 0.02, 0.05), self.max_sleep)
+                backoff.reset()
+            except Exception as exc:
+                delay = backoff.next()
+                self.failed_rounds += 1
+                if outages.note(exc, "the job runner") is not None:
+                    log.debug("jobs: round failed (%s); retrying in %.1fs", exc, delay)
+                elif isinstance(exc, DB_ERRORS):
+                    log.warning("jobs: round failed: %s", exc)
+                else:
+                    # The loop outlives its bugs: every feature's jobs would otherwise stop for
+                    # the process's lifetime. Leases bring back whatever was claimed.
+                    log.exception("jobs: round failed")
+            if self._stopping:
+                break
+            self.rounds += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def run_due(self, limit: int | None = None) -> int:
+        """One round: claim up to `limit` (default: the batch) due jobs and start their
+        handlers; the number claimed. (Tests may call it directly, with the loop not started,
+        and wait with `idle()`.)"""
+        claimed = await store.claim(
+            self.pool,
+            self._routing_now(),
+            worker=self.worker,
+            leases={k.name: k.lease for k in self.kinds.values()},
+            limit=self.batch if limit is None else limit,
+            now=self.now(),
+        )
+        for row in claimed:
+            kind = self.kinds.get(row.kind)
+            if kind is None:  # unregistered since the round began: its lease brings it back
+                continue
+            self._held.add(row.id)
+            task = asyncio.create_task(self._attempt(kind, self._job(kind, row)))
+            task.set_name(f"job {row.kind} {row.id}")
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        return len(claimed)
+
+    async def idle(self) -> None:
+        """Returns when no handler of this runner is running."""
+        while self._running:
+            await asyncio.wait(set(self._running))
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()  # a slot is free
+
+    def _job(self, kind: Kind, row: store.Claimed) -> Job:
+        late_by = max(0.0, (row.claimed_at - row.due_at).total_seconds())
+        return Job(
+            id=row.id,
+            kind=row.kind,
+            key=row.key,
+            guild_id=row.guild_id,
+            due_at=row.due_at,
+            payload=row.payload,
+            attempt=row.attempts,
+            first_claimed_at=row.first_claimed_at,
+            claimed_at=row.claimed_at,
+            late_by=late_by,
+            late=late_by >= kind.late_after,
+        )
+
+    # -- one attempt ---------------------------------------------------------------------------
+
+    def _count(self, job: Job, outcome: str) -> None:
+        JOBS_RUN.labels(self.cluster, job.kind, outcome).inc()
+
+    async def _attempt(self, kind: Kind, job: Job) -> None:
+        """Run one claimed job's handler and record the outcome. Never raises."""
+        try:
+            await self._attempt_one(kind, job)
+            self._held.discard(job.id)
+        except asyncio.CancelledError:
+            raise  # stop(): the job is still held, and given back
+        except Exception as exc:
+            # Writing the outcome failed: the row stays claimed; when its lease passes it is
+            # claimed again, with attempt + 1.
+            self._count(job, "left")
+            if outages.note(exc, "a job's completion") is None:
+                log.warning("jobs: %s %s left to its lease: %s", job.kind, job.key, exc)
+
+    async def _attempt_one(self, kind: Kind, job: Job) -> None:
+        if job.attempt > kind.max_attempts:  # a job whose runners keep dying mid-run
+            await self._fail(kind, job, f"gave up after {kind.max_attempts} attempts")
+            return
+        run = Run(job, self.pool, self.worker, time.monotonic() + kind.lease - kind.margin)
+        try:
+            async with asyncio.timeout(kind.lease - kind.margin):
+                await kind.run(run)
+        except ClaimLost:
+            log.warning("jobs: lost the claim on %s %s while running it", job.kind, job.key)
+            self._count(job, "lost")
+            return
+        except Failed as exc:
+            await self._fail(kind, job, str(exc) or exc.__class__.__name__)
+            return
+        except Retry as exc:
+            await self._retry(kind, job, str(exc), exc.delay)
+            return
+        except TimeoutError:
+            if not run.completed:
+                await self._retry(kind, job, "timed out", None)
+                return
+        except Exception as exc:
+            if outages.server_of(exc) == outages.POSTGRES and not run.completed:
+                raise  # left to its lease (the database is away)
+            log.exception("jobs: %s %s failed unexpectedly", job.kind, job.key)
+            self._count(job, "error")
+            if not run.completed:
+                await self._retry(kind, job, f"{exc.__class__.__name__}: {exc}", None)
+            return
+        if not run.completed and not await store.finish(
+            self.pool, job.id, self.worker, state="done"
+        ):
+            log.warning("jobs: lost the claim on %s %s while running it", job.kind, job.key)
+            self._count(job, "lost")
+            return
+        self._count(job, "done")
+
+    async def _retry(self, kind: Kind, job: Job, reason: str, delay: float | None) -> None:
+        if job.attempt >= kind.max_attempts:
+            await self._fail(kind, job, f"{reason} (attempt {job.attempt})")
+            return
+        delay = kind.retry_delay(job.attempt) if delay is None else delay
+        log.info("jobs: %s %s: %s; retrying in %.0fs", job.kind, job.key, reason, delay)
+        await store.retry_later(
+            self.pool, job.id, self.worker, delay=delay, error=reason, now=self.now()
+        )
+        self._count(job, "retry")
+
+    async def _fail(self, kind: Kind, job: Job, reason: str) -> None:
+        log.warning("jobs: %s %s failed: %s; giving up", job.kind, job.key, reason)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                if not await store.finish(conn, job.id, self.worker, state="failed", error=reason):
+                    self._count(job, "lost")
+                    return
+                if kind.on_failed is not None:
+                    await kind.on_failed(conn, job, reason)
+        except Exception as exc:
+            if kind.on_failed is None or outages.server_of(exc) is not None:
+                raise
+            # A bug in on_failed must not keep the job coming back: fail it without.
+            log.exception("jobs: on_failed of %s %s failed", job.kind, job.key)
+            await store.finish(self.pool, job.id, self.worker, state="failed", error=reason)
+        self._count(job, "failed")
