@@ -2,8 +2,17 @@
 
 With DATABASE_URL / REDIS_URL in the environment the tests use those servers; without them,
 embedded servers from the wheels are started once, under a temporary DATA_DIR, and stopped at
-the end. Each test that needs a clean database gets its own (`fresh_dsn`); each test that needs
-Redis gets its own key prefix (`redis_prefix`), so tests never see each other's data.
+the end. Each test that needs an empty database gets its own (`fresh_dsn`); one that needs the
+schema gets a clone of a template database migrated once a session (`migrated_dsn`, and `pool`
+on it); each test that needs Redis gets its own key prefix (`redis_prefix`), so tests never see
+each other's data.
+
+The kind of a test follows from what it uses, not from where it lives (the folders mirror the
+packages): `pytest_collection_modifyitems` marks `integration` every test that uses the servers
+(the `backing` fixture, directly or through another) or whose module starts embedded or
+killable servers of its own, and `e2e` every test under tests/e2e. `backing` refuses a test that
+reached it without the mark (through `request.getfixturevalue`), so the fast set,
+`-m "not e2e and not integration"`, never needs a server.
 """
 
 from __future__ import annotations
@@ -20,8 +29,44 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from bot.db import migrations
+from bot.db.pool import connect, create_pool
 from cluster.embedded import services
 from ipc.client import Keys, create_redis
+
+TESTS = Path(__file__).resolve().parent
+# A module that holds one of these names starts PostgreSQL or Redis of its own.
+_OWN_SERVERS = (
+    "services",
+    "EmbeddedPostgres",
+    "EmbeddedRedis",
+    "KillablePostgres",
+    "KillableRedis",
+)
+
+
+def _kind(item: pytest.Item) -> str | None:
+    path = Path(str(item.path)).resolve()
+    if (TESTS / "e2e") in path.parents:
+        return "e2e"
+    if "backing" in getattr(item, "fixturenames", ()):
+        return "integration"
+    module = getattr(item, "module", None)
+    if module is not None and any(hasattr(module, name) for name in _OWN_SERVERS):
+        return "integration"
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        kind = _kind(item)
+        if kind is not None and item.get_closest_marker(kind) is None:
+            item.add_marker(kind)
+
+
+def _marked(request: pytest.FixtureRequest) -> bool:
+    node = request.node
+    return any(node.get_closest_marker(k) is not None for k in ("integration", "e2e"))
 
 
 @pytest.fixture(scope="session")
@@ -52,22 +97,87 @@ def redis_url(backing: dict[str, str]) -> str:
     return backing["redis_url"]
 
 
+@pytest.fixture(autouse=True)
+def _servers_only_when_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that asked for the servers at run time (`getfixturevalue`) escaped the marking
+    at collection: it errors, naming the mark it needs, rather than sit in the fast set."""
+    yield
+    if "backing" in request.fixturenames and not _marked(request):
+        pytest.fail(f"{request.node.nodeid} uses PostgreSQL/Redis: mark it integration")
+
+
 def _with_database(dsn: str, name: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path="/" + name))
 
 
-@pytest.fixture
-async def fresh_dsn(database_url: str) -> AsyncIterator[str]:
-    """A new, empty database on the session's server, dropped after the test."""
-    name = "t_" + uuid.uuid4().hex[:12]
+async def _create(database_url: str, name: str, template: str | None = None) -> str:
     admin = await asyncpg.connect(database_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield _with_database(database_url, name)
+        clause = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
+    finally:
+        await admin.close()
+    return _with_database(database_url, name)
+
+
+async def _drop(database_url: str, name: str) -> None:
+    admin = await asyncpg.connect(database_url)
+    try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def template_db(database_url: str) -> AsyncIterator[str]:
+    """A database migrated once a session; `migrated_dsn` clones it (CREATE DATABASE ...
+    TEMPLATE copies files, far quicker than applying every migration again). Nothing may stay
+    connected to it, or the copy is refused."""
+    name = "tpl_" + uuid.uuid4().hex[:12]
+    conn = await connect(await _create(database_url, name))
+    try:
+        await migrations.apply(conn)
+    finally:
+        await conn.close()
+    yield name
+    await _drop(database_url, name)
+
+
+async def clone_template(database_url: str, template: str, prefix: str = "t_") -> str:
+    """A new database copied from `template`; the caller drops it (`drop_database`)."""
+    return await _create(database_url, prefix + uuid.uuid4().hex[:12], template)
+
+
+async def drop_database(database_url: str, dsn: str) -> None:
+    await _drop(database_url, urlsplit(dsn).path.lstrip("/"))
+
+
+@pytest.fixture
+async def fresh_dsn(database_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the session's server, dropped after the test."""
+    dsn = await _create(database_url, "t_" + uuid.uuid4().hex[:12])
+    yield dsn
+    await drop_database(database_url, dsn)
+
+
+@pytest.fixture
+async def migrated_dsn(database_url: str, template_db: str) -> AsyncIterator[str]:
+    """A new database with every migration applied (a clone of `template_db`), dropped after
+    the test."""
+    dsn = await clone_template(database_url, template_db)
+    yield dsn
+    await drop_database(database_url, dsn)
+
+
+@pytest.fixture
+async def pool(migrated_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool (at most 10 connections) on a migrated database of the test's own."""
+    p = await create_pool(migrated_dsn, min_size=1, max_size=10)
+    try:
+        yield p
+    finally:
+        await p.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +16,6 @@ import redis.asyncio as aioredis
 from bot.components import ids, paginator, state
 from bot.components.handlers import Handler
 from bot.components.ids import CustomId
-from bot.db import migrations
-from bot.db.pool import connect, create_pool
 from ipc.client import Keys
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,16 +28,6 @@ class Note(Handler, name="t_note"):
 @dataclass
 class Bot:
     pool: asyncpg.Pool
-
-
-@pytest.fixture
-async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    conn = await connect(fresh_dsn)
-    await migrations.apply(conn)
-    await conn.close()
-    p = await create_pool(fresh_dsn)
-    yield p
-    await p.close()
 
 
 async def rows(pool: asyncpg.Pool, table: str) -> int:

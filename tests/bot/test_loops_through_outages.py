@@ -298,22 +298,11 @@ async def test_xp_counted_before_a_postgres_outage_is_written_once_after_it(
 # -- Redis ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def shared_pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    """A database on the session's PostgreSQL, which stays up."""
-    conn = await asyncpg.connect(fresh_dsn)
-    await migrations.apply(conn)
-    await conn.close()
-    pool = await create_pool(fresh_dsn, min_size=1, max_size=4)
-    yield pool
-    await pool.close()
-
-
 async def test_xp_in_the_stream_outlives_a_redis_outage_and_is_written_once(
-    rd: KillableRedis, shared_pool: asyncpg.Pool, keys: Keys
+    rd: KillableRedis, pool: asyncpg.Pool, keys: Keys
 ) -> None:
     client = create_redis(rd.url)
-    flusher = Flusher(shared_pool, client, keys, "redis-outage", max_backoff=0.3)
+    flusher = Flusher(pool, client, keys, "redis-outage", max_backoff=0.3)
     try:
         await count_awards(client, keys, 20)
         await asyncio.to_thread(rd.kill)
@@ -321,7 +310,7 @@ async def test_xp_in_the_stream_outlives_a_redis_outage_and_is_written_once(
         await until(lambda: _true(flusher.failed_rounds >= 3))
         assert outages.redis.down
         await asyncio.to_thread(rd.restart)
-        await until(lambda: _equal(xp_rows(shared_pool), (20, 20, 200)))
+        await until(lambda: _equal(xp_rows(pool), (20, 20, 200)))
         # The flusher's rounds are how the worker learns that Redis answers again.
         await until(lambda: _true(not outages.redis.down))
         assert await client.ping()  # the same client, reconnected
@@ -336,7 +325,7 @@ class Echo:
 
 
 async def test_redis_subscribers_subscribe_again_after_a_restart(
-    rd: KillableRedis, shared_pool: asyncpg.Pool, keys: Keys, caplog: pytest.LogCaptureFixture
+    rd: KillableRedis, pool: asyncpg.Pool, keys: Keys, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.outages")
     one, other = create_redis(rd.url), create_redis(rd.url)
@@ -359,7 +348,7 @@ async def test_redis_subscribers_subscribe_again_after_a_restart(
     answerer.handle("echo", Echo, echo)
     throttle = Throttle(other, keys)
     wake = keys("reminders", "wake")
-    woken = scheduler(shared_pool, Sink(), "woken", max_sleep=3600, redis=other, wake_channel=wake)
+    woken = scheduler(pool, Sink(), "woken", max_sleep=3600, redis=other, wake_channel=wake)
     for cache in (here, there):
         await cache.start()
     await asker.start()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -11,19 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot import audit
-from bot.db import migrations
-from bot.db.pool import create_pool
 from bot.guild_settings import GuildSettings, GuildSettingsStore, SettingsError, validate_prefix
 from ipc.client import Keys
-
-
-@pytest.fixture
-async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(fresh_dsn, min_size=1, max_size=4)
-    async with p.acquire() as conn:
-        await migrations.apply(conn)
-    yield p
-    await p.close()
 
 
 async def _store(pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys) -> GuildSettingsStore:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
 import redis.asyncio as aioredis
 from discord.utils import time_snowflake
 
@@ -17,24 +15,10 @@ from bot.cogs.leveling.flusher import Flusher, stream_group
 from bot.cogs.leveling.rebuild import rebuild
 from bot.cogs.leveling.service import LevelingService
 from bot.cogs.leveling.settings import XpSettings
-from bot.db import migrations
-from bot.db.pool import connect, create_pool
 from ipc.client import Keys
 from ipc.leaderboard import PERIODS, Award, Leaderboard, Profile, period_end
 
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    conn = await connect(fresh_dsn)
-    await migrations.apply(conn)
-    await conn.close()
-    p = await create_pool(fresh_dsn, min_size=1, max_size=4)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 def chat(n: int, user: int, name: str = "ann") -> Chat:

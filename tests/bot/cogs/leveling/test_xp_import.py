@@ -7,7 +7,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,8 +15,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.cogs.leveling import importer, rules, store
-from bot.db import migrations
-from bot.db.pool import connect, create_pool
 from bot.entry import ImportRefused, import_xp
 from ipc.client import Keys
 from ipc.leaderboard import Award, Leaderboard
@@ -28,22 +25,8 @@ NOW = datetime.now(UTC)
 
 
 @pytest.fixture
-async def dsn(fresh_dsn: str) -> str:
-    conn = await connect(fresh_dsn)
-    try:
-        await migrations.apply(conn)
-    finally:
-        await conn.close()
-    return fresh_dsn
-
-
-@pytest.fixture
-async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(dsn, min_size=1, max_size=4)
-    try:
-        yield p
-    finally:
-        await p.close()
+def dsn(migrated_dsn: str) -> str:
+    return migrated_dsn
 
 
 def csv(rows: dict[int, int], header: bool = True) -> bytes:

@@ -26,7 +26,6 @@ from bot.cogs.reminders.render import Rendered
 from bot.cogs.reminders.schedule import Plan, Series
 from bot.cogs.reminders.scheduler import DeliveryError, Scheduler
 from bot.cogs.reminders.store import Due
-from bot.db import migrations
 from bot.db.pool import create_pool
 from ipc.client import Keys
 
@@ -89,18 +88,9 @@ class SinkTransport:
 
 
 @pytest.fixture
-async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(fresh_dsn, min_size=1, max_size=10)
-    async with p.acquire() as conn:
-        await migrations.apply(conn)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def pools(fresh_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[list[asyncpg.Pool]]:
+async def pools(migrated_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[list[asyncpg.Pool]]:
     """Two more pools on the same database: two workers, each with its own connections."""
-    made = [await create_pool(fresh_dsn, min_size=1, max_size=5) for _ in range(2)]
+    made = [await create_pool(migrated_dsn, min_size=1, max_size=5) for _ in range(2)]
     yield made
     for p in made:
         await p.close()
