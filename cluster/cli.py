@@ -283,7 +283,7 @@ def cmd_commands_sync(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
-    from cluster.chat import ChatError, chat, find_control_url
+    from cluster.console import ChatError, chat, find_control_url
     from cluster.launcher import NothingRunning, running_services
 
     try:

@@ -20,7 +20,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from cluster.chat import (
+from cluster.console import (
     SANDBOX_FILE,
     ChatError,
     remove_sandbox_file,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cluster.chat import (
+from cluster.console import (
     Directory,
     InputError,
     Screen,
