@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cluster import logs
 from cluster.settings import Settings, SettingsError, load
@@ -351,7 +351,21 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 # -- parser ------------------------------------------------------------------------------------
 
 
+class _Add(Protocol):
+    """Adds a subcommand to `guildhouse` (name, the function it runs, help, description)."""
+
+    def __call__(
+        self,
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help_: str,
+        description: str | None = None,
+    ) -> argparse.ArgumentParser: ...
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """`guildhouse`'s parser: a function per subcommand group adds its parsers, in the order
+    `guildhouse --help` lists them."""
     parser = argparse.ArgumentParser(
         prog="guildhouse",
         description="Guildhouse: a Discord bot for gaming communities, run as a sharded cluster.",
@@ -370,6 +384,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    _run_and_migrate(add)
+    _config_and_commands(add)
+    _leaderboards(add)
+    _operations(add)
+    _chat(add)
+    # Listed here for `guildhouse --help`; main() hands its arguments to the sandbox untouched.
+    add(
+        "sandbox",
+        lambda a: run_sandbox([]),
+        "run the built-in Discord sandbox on its own",
+        "Run the local Discord emulator (gateway + REST). See `guildhouse sandbox --help`.",
+    )
+    return parser
+
+
+def _run_and_migrate(add: _Add) -> None:
     add(
         "run",
         cmd_run,
@@ -397,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="read migrations from DIR instead of the built-in ones",
     )
 
+
+def _config_and_commands(add: _Add) -> None:
     cfg = add("config", lambda a: _usage(cfg), "inspect settings")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     check = cfg_sub.add_parser(
@@ -421,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.set_defaults(func=cmd_commands_sync)
 
+
+def _leaderboards(add: _Add) -> None:
     lb = add("leaderboards", lambda a: _usage(lb), "manage the XP leaderboards")
     lb_sub = lb.add_subparsers(dest="leaderboards_command", metavar="SUBCOMMAND")
     rebuild = lb_sub.add_parser(
@@ -465,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.set_defaults(func=cmd_leaderboards_import)
 
+
+def _operations(add: _Add) -> None:
     st = add(
         "status",
         cmd_status,
@@ -483,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rs.add_argument("--rolling", action="store_true", help="one worker at a time (required)")
 
+
+def _chat(add: _Add) -> None:
     ch = add(
         "chat",
         cmd_chat,
@@ -529,15 +567,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="the sandbox's control URL (default: from DATA_DIR/sandbox.json)",
     )
-
-    # Listed here for `guildhouse --help`; main() hands its arguments to the sandbox untouched.
-    add(
-        "sandbox",
-        lambda a: run_sandbox([]),
-        "run the built-in Discord sandbox on its own",
-        "Run the local Discord emulator (gateway + REST). See `guildhouse sandbox --help`.",
-    )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
