@@ -7,8 +7,6 @@ Leaderboard.award, as the bot writes them.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from browser import OFFLINE, check_screenshot, chromium, headless
 
 from bot.entry import xp_progress
 from bot.rpc import FindGuild
@@ -328,44 +327,12 @@ def test_avatar_urls() -> None:
 # -- in a real browser ------------------------------------------------------------------------
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if found := shutil.which(name):
-            return found
-    pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
-
-
-def _headless(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            # Hermetic: Discord's CDN is unreachable, so every avatar falls back to its initial.
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-
-
 async def test_page_in_chromium(ranked: Leaderboard, site: Site, tmp_path: Path) -> None:
     import asyncio
 
-    chromium = _chromium()
+    browser = chromium()
     url = f"{site.base}/leaderboard/{GUILD}"
-    dom = await asyncio.to_thread(_headless, chromium, tmp_path / "p1", "--dump-dom", url)
+    dom = await asyncio.to_thread(headless, browser, tmp_path / "p1", OFFLINE, "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
     rows = re.findall(r'<li class="r(\d+)" data-rank="(\d+)" data-user="(\d+)">', html)
@@ -381,24 +348,19 @@ async def test_page_in_chromium(ranked: Leaderboard, site: Site, tmp_path: Path)
     assert re.search(r'class="avatar"[^>]*>A</span>', html)
     assert 'aria-current="page">All time</a>' in html
     week = await asyncio.to_thread(
-        _headless, chromium, tmp_path / "p2", "--dump-dom", url + "?period=week"
+        headless, browser, tmp_path / "p2", OFFLINE, "--dump-dom", url + "?period=week"
     )
     assert 'aria-current="page">This week</a>' in week.stdout
     assert f'data-user="{DEE}"' not in week.stdout  # 40-day-old XP isn't this week's
     shot = tmp_path / "leaderboard.png"
     result = await asyncio.to_thread(
-        _headless,
-        chromium,
+        headless,
+        browser,
         tmp_path / "p3",
+        OFFLINE,
         f"--screenshot={shot}",
         "--window-size=1100,800",
         url,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
-    import os
-
-    keep = os.environ.get("GUILDHOUSE_SCREENSHOT_DIR")
-    if keep:
-        shutil.copy(shot, Path(keep) / "leaderboard.png")
+    check_screenshot(shot, min_size=20_000, keep_as="leaderboard.png")
