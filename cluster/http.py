@@ -90,11 +90,36 @@ def build_app(
     services: Callable[[], dict[str, Any]] | None = None,
     guilds: lbp.GuildLookup | None = None,
 ) -> web.Application:
-    """The launcher's routes. The leaderboards read `leaderboard` (default: the registry's
-    Redis and key prefix); `progress` is the level curve (default: the bot's); `services`
-    describes the embedded servers this launcher keeps alive (none when they are external);
-    `guilds` names the servers on their pages (default: asked of the workers over the bus)."""
+    """The launcher's routes, added by area: health (`/healthz`, `/readyz`, `/metrics`), the
+    leaderboards, the status page. The leaderboards read `leaderboard` (default: the
+    registry's Redis and key prefix); `progress` is the level curve (default: the bot's);
+    `services` describes the embedded servers this launcher keeps alive (none when they are
+    external); `guilds` names the servers on their pages (default: asked of the workers over
+    the bus)."""
 
+    async def index(_: web.Request) -> web.Response:
+        # Someone who opens the bare address wants to see the bot, not a 404.
+        raise web.HTTPFound("/status")
+
+    board = leaderboard
+    if board is None and registry is not None:
+        board = Leaderboard(registry.redis, registry.keys)
+    if guilds is None and registry is not None:
+        guilds = lbp.GuildDirectory(registry, shard_count)
+    if progress is None:
+        from bot.entry import xp_progress
+
+        progress = xp_progress
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    _add_leaderboard_routes(app, board, progress, guilds)
+    _add_health_routes(app, supervisor, probes)
+    _add_status_routes(app, probes, registry, shard_count, services)
+    return app
+
+
+def _add_health_routes(app: web.Application, supervisor: Supervisor, probes: Probes) -> None:
     async def healthz(_: web.Request) -> web.Response:
         # Answering at all shows the launcher's loop is responsive; workers' loops are watched
         # by the supervisor, which restarts a hung one.
@@ -114,6 +139,18 @@ def build_app(
         body, content_type = await asyncio.to_thread(render)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+
+def _add_status_routes(
+    app: web.Application,
+    probes: Probes,
+    registry: Registry | None,
+    shard_count: int,
+    services: Callable[[], dict[str, Any]] | None,
+) -> None:
     page = resources.files("cluster").joinpath("static", "status.html").read_bytes()
 
     async def status_page(_: web.Request) -> web.Response:
@@ -161,17 +198,37 @@ def build_app(
                 return web.json_response({"error": f"Redis unreachable: {exc}"}, status=503)
         return web.json_response({"guild_id": raw, "shard_id": shard, "cluster_id": cluster})
 
-    board = leaderboard
-    if board is None and registry is not None:
-        board = Leaderboard(registry.redis, registry.keys)
-    if guilds is None and registry is not None:
-        guilds = lbp.GuildDirectory(registry, shard_count)
-    if progress is None:
-        from bot.entry import xp_progress
+    app.router.add_get("/status", status_page)
+    app.router.add_get("/status.json", status_json)
+    app.router.add_get("/status/guild/{guild_id}", which_shard)
 
-        progress = xp_progress
-    curve: lbp.Progress = progress
 
+LEADERBOARDS_UNAVAILABLE = "the leaderboards are unavailable right now; try again in a minute"
+LEADERBOARD_HEADERS = {
+    "Cache-Control": "public, max-age=10",
+    # No script or style from elsewhere; avatars only from Discord's CDN.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; img-src https://cdn.discordapp.com "
+    "https://media.discordapp.net; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _html_response(status: int, text: str) -> web.Response:
+    headers = dict(LEADERBOARD_HEADERS)
+    if status != 200:
+        headers["Cache-Control"] = "no-store"
+    return web.Response(
+        status=status, text=text, content_type="text/html", charset="utf-8", headers=headers
+    )
+
+
+def _add_leaderboard_routes(
+    app: web.Application,
+    board: Leaderboard | None,
+    curve: lbp.Progress,
+    guilds: lbp.GuildLookup | None,
+) -> None:
     async def board_data(request: web.Request) -> tuple[lbp.Query, dict[str, Any]]:
         """Raises BadRequest, RedisError/OSError, or LookupError when there is no Redis."""
         query = lbp.parse_query(request.match_info["scope"], request.query)
@@ -179,33 +236,15 @@ def build_app(
             raise LookupError("no Redis")
         return query, await lbp.board_page(board, query, curve, guilds=guilds)
 
-    unavailable = "the leaderboards are unavailable right now; try again in a minute"
-    page_headers = {
-        "Cache-Control": "public, max-age=10",
-        # No script or style from elsewhere; avatars only from Discord's CDN.
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-        "script-src 'unsafe-inline'; img-src https://cdn.discordapp.com "
-        "https://media.discordapp.net; base-uri 'none'; form-action 'none'",
-        "X-Content-Type-Options": "nosniff",
-    }
-
-    def html_response(status: int, text: str) -> web.Response:
-        headers = dict(page_headers)
-        if status != 200:
-            headers["Cache-Control"] = "no-store"
-        return web.Response(
-            status=status, text=text, content_type="text/html", charset="utf-8", headers=headers
-        )
-
     async def leaderboard_html(request: web.Request) -> web.Response:
         try:
             query, data = await board_data(request)
         except lbp.BadRequest as exc:
-            return html_response(400, lbp.render_error_html(400, exc.message))
+            return _html_response(400, lbp.render_error_html(400, exc.message))
         except (RedisError, OSError, LookupError) as exc:
             log.warning("leaderboard page: Redis unreachable: %s", exc)
-            return html_response(503, lbp.render_error_html(503, unavailable))
-        return html_response(200, lbp.render_html(query, data))
+            return _html_response(503, lbp.render_error_html(503, LEADERBOARDS_UNAVAILABLE))
+        return _html_response(200, lbp.render_html(query, data))
 
     async def leaderboard_json(request: web.Request) -> web.Response:
         try:
@@ -214,7 +253,7 @@ def build_app(
             return web.json_response({"error": exc.message, "field": exc.field}, status=400)
         except (RedisError, OSError, LookupError) as exc:
             log.warning("leaderboard API: Redis unreachable: %s", exc)
-            return web.json_response({"error": unavailable}, status=503)
+            return web.json_response({"error": LEADERBOARDS_UNAVAILABLE}, status=503)
         return web.Response(
             body=orjson.dumps(data),
             content_type="application/json",
@@ -224,22 +263,9 @@ def build_app(
     async def leaderboard_index(_: web.Request) -> web.Response:
         raise web.HTTPFound("/leaderboard/global")
 
-    async def index(_: web.Request) -> web.Response:
-        # Someone who opens the bare address wants to see the bot, not a 404.
-        raise web.HTTPFound("/status")
-
-    app = web.Application()
-    app.router.add_get("/", index)
     app.router.add_get("/leaderboard", leaderboard_index)
     app.router.add_get("/leaderboard/{scope}", leaderboard_html)
     app.router.add_get("/api/leaderboard/{scope}", leaderboard_json)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/status", status_page)
-    app.router.add_get("/status.json", status_json)
-    app.router.add_get("/status/guild/{guild_id}", which_shard)
-    return app
 
 
 async def serve(app: web.Application, port: int) -> tuple[web.AppRunner, int]:
