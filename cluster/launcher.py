@@ -311,95 +311,132 @@ async def _serve(
     watch: ServiceWatch,
     stop: asyncio.Event,
 ) -> int:
-    from bot.entry import MigrationError, apply_migrations
-
-    try:
-        applied = await apply_migrations(urls.database_url)
-    except MigrationError as exc:
-        log.error("migration failed: %s", exc)
+    """Migrate, plan the shards, run the workers and the HTTP side until `stop`."""
+    if not await _stores_ready(urls):
         return 1
-    log.info("database ready (%d migration(s) applied now)", len(applied))
-    async with create_redis(urls.redis_url) as redis:
-        await redis.ping()
-    log.info("redis ready")
     async with discord_endpoint(settings, lock) as endpoint:
-        try:
-            info = await fetch_gateway(endpoint.api_url, endpoint.token)
-            shard_count = settings.shard_count or info.shards
-            configs = worker_configs(
-                settings,
-                endpoint=endpoint,
-                urls=urls,
-                shard_count=shard_count,
-                gateway_url=endpoint.gateway_url or info.url,
-                max_concurrency=info.max_concurrency,
-            )
-            check_session_starts(info, sum(len(c.shard_ids) for c in configs))
-        except PlanningError as exc:
-            log.error("cannot start: %s", exc)
+        planned = await _plan(settings, endpoint, urls)
+        if planned is None:
             return 1
-        log.info(
-            "%d shards in %d clusters (this launcher runs %s); max_concurrency %d",
-            shard_count,
-            settings.clusters_for(shard_count),
-            [c.cluster_id for c in configs],
-            info.max_concurrency,
-        )
+        configs, shard_count = planned
         if settings.uses_sandbox:
             # The sandbox starts empty every run, so its slash commands are registered
             # now. Against Discord this is `guildhouse commands sync`, run on demand.
             from bot.entry import sync_commands
 
             await sync_commands(configs[0])
-        async with create_redis(urls.redis_url) as redis:
-            registry = Registry(redis, Keys(settings.redis_prefix))
+        return await _supervise(
+            settings, lock, urls, watch, stop, configs=configs, shard_count=shard_count
+        )
 
-            async def count_restart(cluster_id: int) -> None:
-                with contextlib.suppress(RedisError, OSError):
-                    await registry.count_restart(cluster_id)
 
+async def _stores_ready(urls: BackingUrls) -> bool:
+    """Migrations applied and Redis answering; False (logged) when the migrations fail."""
+    from bot.entry import MigrationError, apply_migrations
+
+    try:
+        applied = await apply_migrations(urls.database_url)
+    except MigrationError as exc:
+        log.error("migration failed: %s", exc)
+        return False
+    log.info("database ready (%d migration(s) applied now)", len(applied))
+    async with create_redis(urls.redis_url) as redis:
+        await redis.ping()
+    log.info("redis ready")
+    return True
+
+
+async def _plan(
+    settings: Settings, endpoint: DiscordEndpoint, urls: BackingUrls
+) -> tuple[list[WorkerConfig], int] | None:
+    """This launcher's workers and the shard count, from `GET /gateway/bot`; None (logged)
+    when the bot can't start (too few session starts left, a bad answer)."""
+    try:
+        info = await fetch_gateway(endpoint.api_url, endpoint.token)
+        shard_count = settings.shard_count or info.shards
+        configs = worker_configs(
+            settings,
+            endpoint=endpoint,
+            urls=urls,
+            shard_count=shard_count,
+            gateway_url=endpoint.gateway_url or info.url,
+            max_concurrency=info.max_concurrency,
+        )
+        check_session_starts(info, sum(len(c.shard_ids) for c in configs))
+    except PlanningError as exc:
+        log.error("cannot start: %s", exc)
+        return None
+    log.info(
+        "%d shards in %d clusters (this launcher runs %s); max_concurrency %d",
+        shard_count,
+        settings.clusters_for(shard_count),
+        [c.cluster_id for c in configs],
+        info.max_concurrency,
+    )
+    return configs, shard_count
+
+
+async def _supervise(
+    settings: Settings,
+    lock: LauncherLock,
+    urls: BackingUrls,
+    watch: ServiceWatch,
+    stop: asyncio.Event,
+    *,
+    configs: list[WorkerConfig],
+    shard_count: int,
+) -> int:
+    """The workers under the supervisor, the rolling-restart control loop and the HTTP side,
+    until `stop`; then the workers are drained and the HTTP server closed."""
+    async with create_redis(urls.redis_url) as redis:
+        registry = Registry(redis, Keys(settings.redis_prefix))
+
+        async def count_restart(cluster_id: int) -> None:
             with contextlib.suppress(RedisError, OSError):
-                await registry.reset_restarts([c.cluster_id for c in configs])
-            supervisor = Supervisor(
-                configs,
-                log_level=settings.log_level,
-                log_format=settings.log_format,
-                on_restart=count_restart,
-                on_spawn=lambda cid, pid: lock.record_child(f"cluster-{cid}", pid),
+                await registry.count_restart(cluster_id)
+
+        with contextlib.suppress(RedisError, OSError):
+            await registry.reset_restarts([c.cluster_id for c in configs])
+        supervisor = Supervisor(
+            configs,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
+            on_restart=count_restart,
+            on_spawn=lambda cid, pid: lock.record_child(f"cluster-{cid}", pid),
+        )
+        await supervisor.start()
+        control = asyncio.create_task(
+            control_loop(redis, Keys(settings.redis_prefix), supervisor), name="control"
+        )
+        probes = Probes(
+            {
+                "postgres": partial(ping_postgres, urls.database_url),
+                "redis": partial(ping_redis, redis),
+            }
+        )
+        try:
+            http, port = await serve(
+                build_app(supervisor, probes, registry, shard_count, services=watch.snapshot),
+                settings.http_port,
             )
-            await supervisor.start()
-            control = asyncio.create_task(
-                control_loop(redis, Keys(settings.redis_prefix), supervisor), name="control"
+        except OSError as exc:
+            log.error(
+                "cannot serve HTTP on port %d (HTTP_PORT): %s; stopping",
+                settings.http_port,
+                exc.strerror or exc,
             )
-            probes = Probes(
-                {
-                    "postgres": partial(ping_postgres, urls.database_url),
-                    "redis": partial(ping_redis, redis),
-                }
-            )
-            try:
-                http, port = await serve(
-                    build_app(supervisor, probes, registry, shard_count, services=watch.snapshot),
-                    settings.http_port,
-                )
-            except OSError as exc:
-                log.error(
-                    "cannot serve HTTP on port %d (HTTP_PORT): %s; stopping",
-                    settings.http_port,
-                    exc.strerror or exc,
-                )
-                control.cancel()
-                await supervisor.stop()
-                return 1
-            lock.record(http_port=port)
-            log.info("guildhouse is up; press Ctrl-C to stop")
-            try:
-                await stop.wait()
-            finally:
-                log.info("stopping: draining workers")
-                control.cancel()
-                await supervisor.stop()
-                await http.cleanup()
+            control.cancel()
+            await supervisor.stop()
+            return 1
+        lock.record(http_port=port)
+        log.info("guildhouse is up; press Ctrl-C to stop")
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping: draining workers")
+            control.cancel()
+            await supervisor.stop()
+            await http.cleanup()
     return 0
 
 
