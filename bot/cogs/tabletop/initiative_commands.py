@@ -154,16 +154,13 @@ class InitiativeCommands:
                 raise BadInput(
                     f"**{escape_markdown(name)}** belongs to someone else at this table."
                 )
-        try:
-            new = await store.add_combatant(
-                self.bot.pool,
-                ctx.channel.id,
-                ctx.guild.id if ctx.guild else None,
-                store.Combatant(name, None if npc else ctx.author.id, npc, dice, modifier),
-                replace=True,
-            )
-        except store.StoreError as exc:
-            raise BadInput(str(exc)) from None
+        new = await store.add_combatant(
+            self.bot.pool,
+            ctx.channel.id,
+            ctx.guild.id if ctx.guild else None,
+            store.Combatant(name, None if npc else ctx.author.id, npc, dice, modifier),
+            replace=True,
+        )
         what = "NPC" if npc else "character"
         verb = "Added" if new else "Updated"
         await ctx.send(f"{verb} {what} **{escape_markdown(name)}** ({dice} dice, {modifier:+d}).")

@@ -76,19 +76,16 @@ class MacroCommands:
     @app_commands.describe(name="1-32 letters, digits, - or _", expression="What it rolls")
     async def macro_save(self, ctx: Ctx, name: str, *, expression: str) -> None:
         """Save a macro of your own in this channel (replaces one of the same name)."""
-        try:
-            name = store.validate_macro_name(name)
-            expression = await self._parsed(expression)
-            new = await store.save_macro(
-                self.bot.pool,
-                scope="channel",
-                scope_id=ctx.channel.id,
-                owner_id=ctx.author.id,
-                name=name,
-                expression=expression,
-            )
-        except store.StoreError as exc:
-            raise BadInput(str(exc)) from None
+        name = store.validate_macro_name(name)
+        expression = await self._parsed(expression)
+        new = await store.save_macro(
+            self.bot.pool,
+            scope="channel",
+            scope_id=ctx.channel.id,
+            owner_id=ctx.author.id,
+            name=name,
+            expression=expression,
+        )
         verb = "Saved" if new else "Updated"
         await ctx.send(
             f"{verb} macro **{name}**: `{safe_text(expression, 300)}`. Roll it: `roll {name}`."
@@ -101,19 +98,16 @@ class MacroCommands:
     async def macro_server_save(self, ctx: Ctx, name: str, *, expression: str) -> None:
         """Save a macro everyone in this server can roll (moderators)."""
         assert ctx.guild is not None
-        try:
-            name = store.validate_macro_name(name)
-            expression = await self._parsed(expression)
-            new = await store.save_macro(
-                self.bot.pool,
-                scope="guild",
-                scope_id=ctx.guild.id,
-                owner_id=0,
-                name=name,
-                expression=expression,
-            )
-        except store.StoreError as exc:
-            raise BadInput(str(exc)) from None
+        name = store.validate_macro_name(name)
+        expression = await self._parsed(expression)
+        new = await store.save_macro(
+            self.bot.pool,
+            scope="guild",
+            scope_id=ctx.guild.id,
+            owner_id=0,
+            name=name,
+            expression=expression,
+        )
         verb = "Saved" if new else "Updated"
         await ctx.send(f"{verb} server macro **{name}**: `{safe_text(expression, 300)}`.")
 
@@ -123,10 +117,7 @@ class MacroCommands:
     @app_commands.describe(name="The macro", note="Optional words to add as a note")
     async def macro_roll(self, ctx: Ctx, name: str, *, note: str = "") -> None:
         """Roll a saved macro (yours in this channel first, then the server's)."""
-        try:
-            wanted = store.validate_macro_name(name)
-        except store.StoreError as exc:
-            raise BadInput(str(exc)) from None
+        wanted = store.validate_macro_name(name)
         macro = await store.find_macro(
             self.bot.pool,
             channel_id=ctx.channel.id,
@@ -142,10 +133,7 @@ class MacroCommands:
     @app_commands.describe(name="Your macro to remove")
     async def macro_remove(self, ctx: Ctx, name: str) -> None:
         """Remove one of your macros in this channel."""
-        try:
-            wanted = store.validate_macro_name(name)
-        except store.StoreError as exc:
-            raise BadInput(str(exc)) from None
+        wanted = store.validate_macro_name(name)
         if not await store.remove_macro(
             self.bot.pool,
             scope="channel",
@@ -163,10 +151,7 @@ class MacroCommands:
     async def macro_server_remove(self, ctx: Ctx, name: str) -> None:
         """Remove a server macro (moderators)."""
         assert ctx.guild is not None
-        try:
-            wanted = store.validate_macro_name(name)
-        except store.StoreError as exc:
-            raise BadInput(str(exc)) from None
+        wanted = store.validate_macro_name(name)
         if not await store.remove_macro(
             self.bot.pool, scope="guild", scope_id=ctx.guild.id, owner_id=0, name=wanted
         ):

@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from bot.user_error import UserError
+
 __all__ = [
     "MACRO_NAME",
     "Combatant",
@@ -41,8 +43,9 @@ __all__ = [
 MACRO_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
-class StoreError(ValueError):
-    """A write refused for a reason the user can fix; the message is safe to show."""
+class StoreError(UserError, ValueError):
+    """A write refused for a reason the user can fix; the message is safe to show. A
+    `UserError`: the one command handler shows it as it is."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.user_error import UserError
+
 __all__ = [
     "DEFAULT_LIMITS",
     "BinOp",
@@ -25,8 +27,9 @@ __all__ = [
 ]
 
 
-class DiceError(ValueError):
-    """A roll expression the engine refuses; the message is safe to show users."""
+class DiceError(UserError, ValueError):
+    """A roll expression the engine refuses; the message says what and where (the token and
+    its position in the line). A `UserError`: the one command handler shows it as it is."""
 
     def __init__(self, message: str, position: int, token: str) -> None:
         super().__init__(message)
