@@ -49,6 +49,7 @@ EXTENSIONS = (
     "bot.cogs.tabletop",
     "bot.cogs.reminders",
     "bot.cogs.leveling",
+    "bot.cogs.moderation",
 )
 
 
@@ -59,6 +60,8 @@ def intents() -> discord.Intents:
       guilds table.
     - guild_messages, dm_messages, message_content: prefix commands read message text.
       message_content is privileged: enable it for the bot in the Developer Portal.
+    - moderation: GUILD_BAN_ADD/REMOVE, so a ban made in Discord's own UI becomes a case
+      (bot/cogs/moderation/bans.py).
     - members and presences are NOT requested: no feature needs the member list yet; the
       member who sends a message comes with the message.
     """
@@ -68,6 +71,7 @@ def intents() -> discord.Intents:
     flags.dm_messages = True
     flags.message_content = True
     flags.guild_reactions = True
+    flags.moderation = True
     return flags
 
 
