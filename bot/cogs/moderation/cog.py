@@ -1,0 +1,338 @@
+"""Acting on members (moderators): warn, kick, ban (tempban), softban, unban, timeout,
+untimeout. Each is a numbered case; a warning that reaches a threshold applies it as its own
+case. Thin: rules in `rules`, SQL in `store`, the Discord side in `actions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import jobs
+from bot.checks import Level, requires
+from bot.cogs.moderation import rules, store
+from bot.cogs.moderation.actions import (
+    Moderator,
+    Refused,
+    audit_reason,
+    check_hierarchy,
+    details,
+    discord_call,
+)
+from bot.cogs.moderation.rules import RuleError, Threshold, format_duration
+from bot.cogs.moderation.store import Case, NewCase
+from bot.errors import BadInput
+
+if TYPE_CHECKING:
+    from bot.core import Guildhouse
+
+Ctx = commands.Context["Guildhouse"]
+
+
+class BanFlags(commands.FlagConverter, prefix="--", delimiter=" ", case_insensitive=True):
+    reason: str | None = commands.flag(
+        default=None, positional=True, description="Why (shown in the case, and DM'd)"
+    )
+    days: commands.Range[int, 0, 7] = commands.flag(
+        default=0, description="Days of their messages to delete, 0-7"
+    )
+    duration: str | None = commands.flag(
+        default=None, description="Make it a tempban: 3d, 12h, 2w (at most 365 days)"
+    )
+
+
+class SoftbanFlags(commands.FlagConverter, prefix="--", delimiter=" ", case_insensitive=True):
+    reason: str | None = commands.flag(default=None, positional=True, description="Why")
+    days: commands.Range[int, 1, 7] = commands.flag(
+        default=1, description="Days of their messages to delete, 1-7"
+    )
+
+
+def _reason(text: str | None) -> str | None:
+    try:
+        return rules.check_reason(text)
+    except RuleError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _guild_member(ctx: Ctx) -> tuple[discord.Guild, discord.Member]:
+    assert ctx.guild is not None and isinstance(ctx.author, discord.Member)
+    return ctx.guild, ctx.author
+
+
+def _told(sent: bool) -> str:
+    return " They were told by DM." if sent else ""
+
+
+class MemberActions(commands.Cog, name="Moderation"):
+    """Warn, kick, ban and time out members; every action is a numbered case."""
+
+    def __init__(self, bot: Guildhouse, mod: Moderator) -> None:
+        self.bot = bot
+        self.mod = mod
+
+    def _new(self, ctx: Ctx, action: str, target: int, reason: str | None, **kw: Any) -> NewCase:
+        assert ctx.guild is not None
+        return NewCase(
+            guild_id=ctx.guild.id,
+            action=action,
+            target_id=target,
+            moderator_id=ctx.author.id,
+            reason=reason,
+            channel_id=ctx.channel.id,
+            **kw,
+        )
+
+    # -- warn and thresholds -------------------------------------------------------------------
+
+    @commands.hybrid_command(extras={"examples": ["warn @Ann spamming in #general"]})
+    @commands.guild_only()
+    @requires(Level.MODERATOR)
+    @app_commands.describe(member="Who to warn", reason="Why (they see it in the case)")
+    async def warn(self, ctx: Ctx, member: discord.Member, *, reason: str | None = None) -> None:
+        """Warn a member: a case; enough active warnings apply the server's threshold."""
+        guild, author = _guild_member(ctx)
+        reason = _reason(reason)
+        check_hierarchy("warn", author, member)
+        case = await self.mod.record(self._new(ctx, "warn", member.id, reason))
+        settings = await store.get_settings(self.bot.pool, guild.id)
+        active = await store.active_warnings(
+            self.bot.pool, guild.id, member.id, expiry=settings.warn_expiry, now=self.mod.clock()
+        )
+        text = f"Case {case.number}: warned {member.mention} ({len(active)} active warning(s))."
+        threshold = rules.reached(settings.thresholds, len(active))
+        if threshold is not None:
+            text += " " + await self._apply_threshold(ctx, member, threshold, active)
+        await ctx.send(text)
+
+    async def _apply_threshold(
+        self, ctx: Ctx, member: discord.Member, t: Threshold, cites: list[int]
+    ) -> str:
+        """The threshold's action as its own case, by the bot, citing the warnings."""
+        guild = member.guild
+        me = guild.me
+        reason = f"Reached {t.count} warnings (cases {', '.join(str(n) for n in cites)})"
+        try:
+            if me.top_role.position <= member.top_role.position or member.id == guild.owner_id:
+                raise Refused(f"I rank at or below {member.mention}, so I can't {t.action} them.")
+            case = await self._threshold_action(
+                guild=guild, me=me, member=member, t=t, reason=reason, cites=cites, ctx=ctx
+            )
+        except Refused as exc:
+            return f"The threshold ({t.describe()}) was reached but not applied: {exc}"
+        return f"Threshold reached ({t.describe()}): case {case.number}."
+
+    async def _threshold_action(
+        self,
+        *,
+        guild: discord.Guild,
+        me: discord.Member,
+        member: discord.Member,
+        t: Threshold,
+        reason: str,
+        cites: list[int],
+        ctx: Ctx,
+    ) -> Case:
+        header = audit_reason(me, reason)
+        new = NewCase(
+            guild_id=guild.id,
+            action=t.action,
+            target_id=member.id,
+            moderator_id=me.id,
+            reason=reason,
+            cites=cites,
+            channel_id=ctx.channel.id,
+        )
+        if t.action == "timeout":
+            assert t.duration is not None
+            until = discord.utils.utcnow() + t.duration
+            await discord_call("time them out", member.timeout(until, reason=header))
+            return await self.mod.record(replace(new, duration=t.duration, expires_at=until))
+        if t.action == "kick":
+            await self.mod.tell(guild, member, "kicked from", reason)
+            await discord_call("kick them", member.kick(reason=header))
+            return await self.mod.record(new)
+        await self.mod.tell(guild, member, "banned from", reason)
+        return await self._ban(guild=guild, new=new, duration=t.duration, days=0, header=header)
+
+    # -- kick, ban, softban, unban -------------------------------------------------------------
+
+    @commands.hybrid_command(extras={"examples": ["kick @Ann ignoring warnings"]})
+    @commands.guild_only()
+    @requires(Level.MODERATOR)
+    @app_commands.describe(member="Who to kick", reason="Why (DM'd to them if the server wants)")
+    async def kick(self, ctx: Ctx, member: discord.Member, *, reason: str | None = None) -> None:
+        """Kick a member (they can rejoin with an invite)."""
+        guild, author = _guild_member(ctx)
+        reason = _reason(reason)
+        check_hierarchy("kick", author, member)
+        told = await self.mod.tell(guild, member, "kicked from", reason)
+        await discord_call("kick them", member.kick(reason=audit_reason(author, reason)))
+        case = await self.mod.record(self._new(ctx, "kick", member.id, reason))
+        await ctx.send(f"Case {case.number}: kicked {member.mention}.{_told(told)}")
+
+    @commands.hybrid_command(
+        extras={
+            "examples": [
+                "ban @Ann raiding",
+                "ban @Ann raiding --days 1",
+                "ban @Ann cool off --duration 3d",
+            ]
+        }
+    )
+    @commands.guild_only()
+    @requires(Level.MODERATOR)
+    @app_commands.describe(user="Who to ban (a member, or anyone by id)")
+    async def ban(self, ctx: Ctx, user: discord.Member | discord.User, *, flags: BanFlags) -> None:
+        """Ban someone; `--duration 3d` makes it a tempban that ends by itself, `--days 0-7`
+        deletes their recent messages."""
+        guild, author = _guild_member(ctx)
+        reason = _reason(flags.reason)
+        duration = None
+        if flags.duration:
+            try:
+                duration = rules.bounded(
+                    rules.parse_duration(flags.duration), rules.MAX_TEMPBAN, what="tempban"
+                )
+            except RuleError as exc:
+                raise BadInput(str(exc)) from None
+        check_hierarchy("ban", author, user)
+        told = False
+        if isinstance(user, discord.Member):
+            told = await self.mod.tell(guild, user, "banned from", reason)
+        new = self._new(ctx, "ban", user.id, reason, details=details(deleted_days=flags.days))
+        header = audit_reason(author, reason)
+        case = await self._ban(
+            guild=guild, new=new, duration=duration, days=flags.days, header=header
+        )
+        how = f"banned {user.mention}"
+        if duration is not None and case.expires_at is not None:
+            ends = int(case.expires_at.timestamp())
+            how += f" for {format_duration(duration)} (ends <t:{ends}:R>)"
+        await ctx.send(f"Case {case.number}: {how}.{_told(told)}")
+
+    async def _ban(
+        self,
+        *,
+        guild: discord.Guild,
+        new: NewCase,
+        duration: timedelta | None,
+        days: int,
+        header: str,
+    ) -> Case:
+        self.mod.expect(guild.id, new.target_id, "ban")
+        await discord_call(
+            "ban them",
+            guild.ban(
+                discord.Object(new.target_id), reason=header, delete_message_seconds=days * 86400
+            ),
+        )
+        if duration is None:
+            return await self.mod.record(new)
+        runner = jobs.of(self.bot)
+        due = (runner.now() or self.mod.clock()) + duration
+        tempban = replace(new, action="tempban", duration=duration, expires_at=due)
+
+        async def end(conn: asyncpg.Connection, case: Case) -> None:
+            await store.schedule_unban(conn, guild.id, new.target_id, due, case.number)
+
+        case = await self.mod.record(tempban, end)
+        await runner.notify()
+        return case
+
+    @commands.hybrid_command(
+        extras={"examples": ["softban @Ann spam bot", "softban @Ann --days 7"]}
+    )
+    @commands.guild_only()
+    @requires(Level.MODERATOR)
+    @app_commands.describe(member="Whose messages to clear (they are removed, not banned)")
+    async def softban(self, ctx: Ctx, member: discord.Member, *, flags: SoftbanFlags) -> None:
+        """Ban and at once unban a member, to delete their recent messages (1-7 days)."""
+        guild, author = _guild_member(ctx)
+        reason = _reason(flags.reason)
+        check_hierarchy("softban", author, member)
+        told = await self.mod.tell(guild, member, "removed from", reason)
+        header = audit_reason(author, reason)
+        self.mod.expect(guild.id, member.id, "ban")
+        self.mod.expect(guild.id, member.id, "unban")
+        await discord_call(
+            "ban them",
+            guild.ban(member, reason=header, delete_message_seconds=flags.days * 86400),
+        )
+        await discord_call("unban them", guild.unban(member, reason=header))
+        case = await self.mod.record(
+            self._new(ctx, "softban", member.id, reason, details={"deleted_days": flags.days})
+        )
+        await ctx.send(
+            f"Case {case.number}: softbanned {member.mention} ({flags.days} day(s) of messages "
+            f"deleted; they can rejoin).{_told(told)}"
+        )
+
+    @commands.hybrid_command(extras={"examples": ["unban 123456789012345678 appeal accepted"]})
+    @commands.guild_only()
+    @requires(Level.MODERATOR)
+    @app_commands.describe(user="Who to unban (their id)", reason="Why")
+    async def unban(self, ctx: Ctx, user: discord.User, *, reason: str | None = None) -> None:
+        """Lift a ban (a tempban's scheduled end is then dropped)."""
+        guild, author = _guild_member(ctx)
+        reason = _reason(reason)
+        self.mod.expect(guild.id, user.id, "unban")
+        await discord_call("unban them", guild.unban(user, reason=audit_reason(author, reason)))
+        case = await self.mod.record(self._new(ctx, "unban", user.id, reason))
+        await ctx.send(f"Case {case.number}: unbanned {user.mention}.")
+
+    # -- timeouts ------------------------------------------------------------------------------
+
+    @commands.hybrid_command(extras={"examples": ["timeout @Ann 1h cool down", "timeout @Ann 7d"]})
+    @commands.guild_only()
+    @requires(Level.MODERATOR)
+    @app_commands.describe(
+        member="Who to time out", duration="How long: 10m, 1h, 3d (at most 28 days)", reason="Why"
+    )
+    async def timeout(
+        self, ctx: Ctx, member: discord.Member, duration: str, *, reason: str | None = None
+    ) -> None:
+        """Time a member out: they can read but not write, talk or react (Discord's own)."""
+        _guild, author = _guild_member(ctx)
+        reason = _reason(reason)
+        try:
+            span = rules.bounded(rules.parse_duration(duration), rules.MAX_TIMEOUT, what="timeout")
+        except RuleError as exc:
+            raise BadInput(str(exc)) from None
+        check_hierarchy("timeout", author, member)
+        until = discord.utils.utcnow() + span
+        await discord_call(
+            "time them out", member.timeout(until, reason=audit_reason(author, reason))
+        )
+        case = await self.mod.record(
+            self._new(ctx, "timeout", member.id, reason, duration=span, expires_at=until)
+        )
+        await ctx.send(
+            f"Case {case.number}: timed out {member.mention} for {format_duration(span)} "
+            f"(until <t:{int(until.timestamp())}:f>)."
+        )
+
+    @commands.hybrid_command(extras={"examples": ["untimeout @Ann"]})
+    @commands.guild_only()
+    @requires(Level.MODERATOR)
+    @app_commands.describe(member="Whose timeout to end", reason="Why")
+    async def untimeout(
+        self, ctx: Ctx, member: discord.Member, *, reason: str | None = None
+    ) -> None:
+        """End a member's timeout now."""
+        _guild, author = _guild_member(ctx)
+        reason = _reason(reason)
+        if not member.is_timed_out():
+            raise BadInput(f"{member.mention} is not timed out.")
+        check_hierarchy("untimeout", author, member)
+        await discord_call(
+            "end their timeout", member.timeout(None, reason=audit_reason(author, reason))
+        )
+        case = await self.mod.record(self._new(ctx, "untimeout", member.id, reason))
+        await ctx.send(f"Case {case.number}: {member.mention}'s timeout is over.")
