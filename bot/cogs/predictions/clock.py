@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from bot import outages
-from bot.cogs.predictions import store
+from bot.cogs.predictions import settle
 from bot.cogs.predictions.store import Prediction
 
 log = logging.getLogger(__name__)
@@ -85,15 +85,15 @@ class Clock:
 
     async def round(self) -> tuple[int, int, int]:
         """One look: (closed, paid, refunded) by this call."""
-        closed = await store.close_due(self.pool)
+        closed = await settle.close_due(self.pool)
         for prediction in closed:
             log.info("predictions: #%s closed for bets", prediction.id)
             await self._tell(self.on_closed, prediction)
-        paid = await store.pay_pending(self.pool)
-        refunded = await store.refund_due(self.pool)
+        paid = await settle.pay_pending(self.pool)
+        refunded = await settle.refund_due(self.pool)
         for settled, _ in refunded:
             log.info("predictions: #%s refunded automatically", settled.id)
-        for prediction_id in await store.unannounced(self.pool):
+        for prediction_id in await settle.unannounced(self.pool):
             await self._tell(self.on_settled, prediction_id)
         return len(closed), len(paid), len(refunded)
 

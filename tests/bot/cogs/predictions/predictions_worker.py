@@ -17,7 +17,7 @@ import sys
 import asyncpg
 import orjson
 
-from bot.cogs.predictions import store
+from bot.cogs.predictions import settle, store
 from bot.points.ledger import InsufficientPoints
 from bot.points.settings import PointsSettings
 
@@ -60,7 +60,7 @@ async def pay(dsn: str, prediction: int) -> None:
             print("PAUSED", flush=True)
             await asyncio.Event().wait()  # until SIGKILL
 
-    await store.pay(pool, prediction, hook=hook)
+    await settle.pay(pool, prediction, hook=hook)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import asyncpg
 import orjson
 import pytest
 
-from bot.cogs.predictions import store
+from bot.cogs.predictions import settle, store
 from bot.cogs.predictions.clock import Clock
 from bot.db import migrations
 from bot.points import ledger
@@ -140,15 +140,15 @@ async def test_bet_close_resolve_pays_by_hand(pool: asyncpg.Pool) -> None:
     await past_close(pool, p.id)
     with pytest.raises(store.PredictionError, match="closed"):
         await store.bet(pool, S, prediction_id=p.id, user_id=2, option=0, amount=5, key="late")
-    closed = await store.close_due(pool)
-    assert [c.id for c in closed] == [p.id] and await store.close_due(pool) == []
-    await store.choose(pool, G, p.id, 0, actor_id=9)
-    done = await store.pay(pool, p.id)
+    closed = await settle.close_due(pool)
+    assert [c.id for c in closed] == [p.id] and await settle.close_due(pool) == []
+    await settle.choose(pool, G, p.id, 0, actor_id=9)
+    done = await settle.pay(pool, p.id)
     assert done is not None
     # pool 751 to stakes 150 and 200: 751*150/350 = 321.86, 751*200/350 = 429.14 -> 321 + 429
     # = 750, one point left: the larger fraction (.86, member 1) gets it.
     assert done[1] == {1: 322, 2: 429, 3: 0}
-    assert await store.pay(pool, p.id) is None
+    assert await settle.pay(pool, p.id) is None
     assert [await balance(pool, u) for u in (1, 2, 3)] == [1172, 1229, 599]
     assert await ledger.balance(pool, G, ledger.pool(p.id)) == 0
 
@@ -188,18 +188,18 @@ async def test_vote_needs_the_minimum_and_a_majority(pool: asyncpg.Pool) -> None
             pool, voting, prediction_id=p.id, user_id=user, option=option, amount=30, key=str(user)
         )
     with pytest.raises(store.PredictionError, match="still open"):
-        await store.vote(pool, voting, p.id, 1, 0)
+        await settle.vote(pool, voting, p.id, 1, 0)
     await past_close(pool, p.id)
-    await store.close_due(pool)
+    await settle.close_due(pool)
     with pytest.raises(store.PredictionError, match="Only members who bet"):
-        await store.vote(pool, voting, p.id, 99, 0)
-    first = await store.vote(pool, voting, p.id, 1, 0)
+        await settle.vote(pool, voting, p.id, 99, 0)
+    first = await settle.vote(pool, voting, p.id, 1, 0)
     assert first.counts == [1, 0] and first.decided is None  # below the minimum
-    tie = await store.vote(pool, voting, p.id, 2, 1)
+    tie = await settle.vote(pool, voting, p.id, 2, 1)
     assert tie.counts == [1, 1] and tie.decided is None  # no majority
-    last = await store.vote(pool, voting, p.id, 3, 1)
+    last = await settle.vote(pool, voting, p.id, 3, 1)
     assert last.decided is not None and last.decided.winner == 1
-    paid = await store.pay(pool, p.id)
+    paid = await settle.pay(pool, p.id)
     assert paid is not None and paid[1] == {1: 0, 2: 45, 3: 45}
 
 
@@ -209,10 +209,10 @@ async def test_void_refunds_every_bet_once(pool: asyncpg.Pool) -> None:
     p = await new(pool)
     await store.bet(pool, S, prediction_id=p.id, user_id=1, option=0, amount=40, key="a")
     await store.bet(pool, S, prediction_id=p.id, user_id=2, option=1, amount=70, key="b")
-    _, back = await store.void(pool, G, p.id, actor_id=9)
+    _, back = await settle.void(pool, G, p.id, actor_id=9)
     assert back == {1: 40, 2: 70}
     with pytest.raises(store.PredictionError, match="void already"):
-        await store.void(pool, G, p.id, actor_id=9)
+        await settle.void(pool, G, p.id, actor_id=9)
     assert [await balance(pool, u) for u in (1, 2)] == [100, 100]
 
 
@@ -230,7 +230,7 @@ async def test_clocks_close_and_refund_exactly_once_also_across_a_restart(
         events.append(("closed", p.id))
 
     async def settled(pid: int) -> None:
-        if await store.claim_announcement(pool, pid):
+        if await settle.claim_announcement(pool, pid):
             events.append(("settled", pid))
 
     async with asyncpg.create_pool(fresh_dsn, min_size=1, max_size=4) as other:
@@ -299,7 +299,7 @@ async def test_a_payout_killed_midway_is_finished_once(pool: asyncpg.Pool, fresh
         await store.bet(
             pool, S, prediction_id=p.id, user_id=user, option=option, amount=amount, key=str(user)
         )
-    await store.choose(pool, G, p.id, 0, actor_id=9)
+    await settle.choose(pool, G, p.id, 0, actor_id=9)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -329,7 +329,7 @@ async def test_a_payout_killed_midway_is_finished_once(pool: asyncpg.Pool, fresh
     assert [await balance(pool, u) for u in (1, 2, 3)] == [400, 450, 375]
     # two workers' clocks finish it: once
     async with asyncpg.create_pool(fresh_dsn, min_size=1, max_size=2) as other:
-        done = await asyncio.gather(store.pay_pending(pool), store.pay_pending(other))
+        done = await asyncio.gather(settle.pay_pending(pool), settle.pay_pending(other))
     assert sum(len(d) for d in done) == 1
     # pool 275 to 100 and 50: 183.33 and 91.67 -> 183 + 91, the point left to the larger
     # fraction (member 2's .67)
