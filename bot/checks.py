@@ -7,7 +7,7 @@ what the caller may use, and is enforced by a check that runs for prefix and sla
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,6 +16,7 @@ from discord.ext import commands
 
 if TYPE_CHECKING:
     from bot.core import Guildhouse
+    from bot.guild_settings import GuildSettings
 
 T = TypeVar("T")
 
@@ -43,13 +44,28 @@ class NotAllowed(commands.CheckFailure):
 
 
 async def level_of(bot: Guildhouse, user: discord.abc.User, guild: discord.Guild | None) -> Level:
-    if user.id in bot.config.owner_ids:
+    """The level of `user` in `guild`, looking the guild's settings up; a command has it as
+    `ctx.level` (bot/context.py), looked up once."""
+    settings = None
+    if guild is not None and isinstance(user, discord.Member) and user.id != guild.owner_id:
+        settings = await bot.guild_settings.get(guild.id)
+    return level_in(bot.config.owner_ids, user, guild, settings)
+
+
+def level_in(
+    owner_ids: Collection[int],
+    user: discord.abc.User,
+    guild: discord.Guild | None,
+    settings: GuildSettings | None,
+) -> Level:
+    """The level of `user` in `guild`, whose settings (its moderator and admin roles) are
+    `settings` (None: none configured)."""
+    if user.id in owner_ids:
         return Level.OWNER
     if not isinstance(user, discord.Member) or guild is None:
         return Level.EVERYONE
     if guild.owner_id == user.id:
         return Level.ADMIN
-    settings = await bot.guild_settings.get(guild.id)
     # The member's guild-wide permissions, as `Member.guild_permissions` computes them, in one
     # pass over the role ids (it sorts the member's roles, and this runs for every command).
     value = guild.default_role.permissions.value
@@ -62,11 +78,11 @@ async def level_of(bot: Guildhouse, user: discord.abc.User, guild: discord.Guild
     if not perms.administrator and user.is_timed_out():
         # As discord.py: a timeout leaves only reading, none of the permissions looked at here.
         perms = discord.Permissions.none()
-    if perms.administrator or perms.manage_guild or not settings.admin_roles.isdisjoint(role_ids):
+    admin_roles = settings.admin_roles if settings is not None else frozenset[int]()
+    mod_roles = settings.mod_roles if settings is not None else frozenset[int]()
+    if perms.administrator or perms.manage_guild or not admin_roles.isdisjoint(role_ids):
         return Level.ADMIN
-    if any(getattr(perms, p) for p in _MOD_PERMISSIONS) or not settings.mod_roles.isdisjoint(
-        role_ids
-    ):
+    if any(getattr(perms, p) for p in _MOD_PERMISSIONS) or not mod_roles.isdisjoint(role_ids):
         return Level.MODERATOR
     return Level.EVERYONE
 
@@ -87,9 +103,18 @@ async def check_level(ctx: commands.Context[Guildhouse], level: Level) -> bool:
     `cog_check` (and declares the level on each command, for help)."""
     if level >= Level.MODERATOR and ctx.guild is None and level < Level.OWNER:
         raise commands.NoPrivateMessage()
-    if await level_of(ctx.bot, ctx.author, ctx.guild) < level:
+    if await caller_level(ctx) < level:
         raise NotAllowed(level)
     return True
+
+
+async def caller_level(ctx: commands.Context[Guildhouse]) -> Level:
+    """The caller's level: the one the command's context resolved (bot/context.py), or, for a
+    context made elsewhere, looked up."""
+    known = getattr(ctx, "level", None)
+    if isinstance(known, Level):
+        return known
+    return await level_of(ctx.bot, ctx.author, ctx.guild)
 
 
 def requires(level: Level) -> Callable[[T], T]:

@@ -13,10 +13,12 @@ import asyncpg
 import discord
 import redis.asyncio as aioredis
 from discord.ext import commands
+from discord.utils import MISSING
 
 from bot import (
     command_throttles,
     components,
+    context,
     errors,
     gate,
     logcontext,
@@ -26,6 +28,7 @@ from bot import (
 )
 from bot.chat_light_path import ChatSink
 from bot.config import WorkerConfig
+from bot.context import CommandContext
 from bot.dpy import chat_state, http_session
 from bot.dpy.chat_state import ChatState
 from bot.guild_settings import GuildSettingsStore
@@ -282,11 +285,23 @@ class Guildhouse(commands.AutoShardedBot):
             return
         await self.invoke(ctx)
 
+    async def get_context(
+        self, origin: discord.Message | discord.Interaction[Any], /, *, cls: type[Any] = MISSING
+    ) -> Any:
+        # A CommandContext: the guild's settings looked up once, the caller's level from them.
+        return await context.resolve(self, origin, CommandContext if cls is MISSING else cls)
+
     async def invoke(self, ctx: commands.Context[Any], /) -> None:
         # In the command's own task, so the checks' and the command's log lines carry it.
         if ctx.command is not None:
             logcontext.command.set(ctx.command.qualified_name)
-        await super().invoke(ctx)
+        try:
+            await super().invoke(ctx)
+        finally:
+            # What the command reserved for its answer and did not spend goes back.
+            reservation = getattr(ctx, "reservation", None)
+            if reservation is not None:
+                self.rest_limiter.settle(reservation)
 
     async def _started(self, ctx: commands.Context[Any]) -> None:
         ctx.guildhouse_started = time.perf_counter()  # type: ignore[attr-defined]
@@ -333,7 +348,7 @@ class Guildhouse(commands.AutoShardedBot):
         self, interaction: discord.Interaction[Any], error: discord.app_commands.AppCommandError
     ) -> None:
         # Hybrid commands report through on_command_error; this catches pure app commands.
-        ctx = await commands.Context.from_interaction(interaction)
+        ctx = await self.get_context(interaction)
         await errors.handle(self, ctx, error)
 
     # -- shards and guilds ---------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """What a command passes before it runs: the guild's prefix, then two checks that every
 command has, prefix or slash: not disabled in the guild, not throttled.
 
-Plain functions of the context (its `bot` is the Guildhouse): the bot registers them once
+Plain functions of the context (a `CommandContext`, bot/context.py: the guild's settings and
+the caller's level come with it, looked up once per command); the bot registers them once
 (`command_prefix`, `add_check(..., call_once=True)`); commands add their own checks on top.
+The throttle check also reserves the command's answer with the REST limiter (`reserve_reply`).
 """
 
 from __future__ import annotations
@@ -10,81 +12,77 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import discord
-from discord.ext import commands
 
-from bot import command_throttles, errors, metrics
-from bot.checks import Level, level_of
+from bot import command_throttles, errors, metrics, rest_limits
+from bot.checks import Level
+from bot.context import CommandContext, prefixes
+from ipc.ratelimit import Reservation
 
 if TYPE_CHECKING:
     from bot.core import Guildhouse
 
-    Ctx = commands.Context[Guildhouse]
+# A prefix command's answer: a message in its channel.
+ANSWER_ROUTE = "POST /channels/{major}/messages"
 
 
 async def prefix_for(bot: Guildhouse, message: discord.Message) -> list[str]:
-    """A mention of the bot, or the guild's prefix (`!` in DMs)."""
-    mention = commands.when_mentioned(bot, message)
-    if message.guild is None:
-        return [*mention, "!"]
-    settings = await bot.guild_settings.get(message.guild.id)
-    return [*mention, settings.prefix]
+    """A mention of the bot, or the guild's prefix (`!` in DMs): discord.py's `get_prefix`.
+    A command's context reads its prefix from the settings it looks up (bot/context.py)."""
+    settings = await bot.guild_settings.get(message.guild.id) if message.guild else None
+    return list(prefixes(bot, settings))
 
 
-async def not_disabled(ctx: Ctx) -> bool:
+async def not_disabled(ctx: CommandContext) -> bool:
     """Refuse a command (or its group) that the guild's admins disabled."""
-    if ctx.guild is None or ctx.command is None:
+    settings = ctx.settings
+    if settings is None or ctx.command is None or not settings.disabled:
         return True
-    settings = await ctx.bot.guild_settings.get(ctx.guild.id)
     root = ctx.command.root_parent or ctx.command
     if ctx.command.qualified_name in settings.disabled or root.name in settings.disabled:
         raise errors.CommandDisabled(ctx.command.qualified_name)
     return True
 
 
-async def not_throttled(ctx: Ctx) -> bool:
+def reserve_reply(ctx: CommandContext) -> Reservation:
+    """Reserve the command's answer with the REST limiter (ipc/ratelimit.py, `reserve`): a
+    prefix command nearly always answers with a message in its channel, whose slot of the
+    global window comes from this process's allotment when it has one (no round trip); the
+    command's channel and guild, of this process's shards, are buckets no other process sends
+    in. Its requests spend the reservation (bot/rest_limits.py, `answering`);
+    `Guildhouse.invoke` settles it when the command ends."""
+    channel = str(ctx.channel.id)
+    owns = (channel, str(ctx.guild.id)) if ctx.guild is not None else ()
+    route, major = (ANSWER_ROUTE, channel) if ctx.interaction is None else ("", "")
+    reservation = ctx.bot.rest_limiter.reserve(route, major, owns=owns)
+    ctx.reservation = reservation
+    rest_limits.answering(reservation)
+    return reservation
+
+
+async def not_throttled(ctx: CommandContext) -> bool:
     """Refuse a command over one of its throttle windows (bot/command_throttles.py); owners, and
-    moderators where the guild exempts them, pass."""
+    moderators where the guild exempts them, pass. A reply slot the allotment had none for is
+    bought with the throttle's verdict (in its round trip, or with the background count of a
+    verdict made here), so the answer waits for no round trip of its own, or only what is left
+    of one. Refused or unused, it is settled when the command ends."""
     if ctx.command is None:
         return True
     bot = ctx.bot
-    limiter = bot.rest_limiter
-    # A prefix command nearly always answers with a message in its channel: the REST slot
-    # for that message comes from this process's allotment of the global window when it
-    # has one (no round trip), else it is asked for with the throttle's verdict (in its
-    # round trip, or with the background count of a verdict made here), so the answer
-    # waits for no round trip of its own, or only what is left of one (ipc/ratelimit.py,
-    # `Prepaid`). Refused or unused, the slot lapses.
-    if ctx.guild is not None:
-        # A command is answered in its own channel, of a guild of this process's shards:
-        # those buckets are this process's own (ipc/ratelimit.py, `own_buckets`).
-        limiter.own_buckets(str(ctx.channel.id), str(ctx.guild.id))
-    first = None
-    if ctx.interaction is None:
-        first = ("POST /channels/{major}/messages", str(ctx.channel.id))
-        if limiter.prepay_from_allotment(*first):
-            first = None
-    settings = await bot.guild_settings.get(ctx.guild.id) if ctx.guild else None
-    level = await level_of(bot, ctx.author, ctx.guild)
+    reservation = reserve_reply(ctx)
+    settings, level = ctx.settings, ctx.level
     if level >= Level.OWNER or (
         level >= Level.MODERATOR and command_throttles.exempt_mods(bot.throttle_defaults, settings)
     ):
         return True
+    guild_id = ctx.guild.id if ctx.guild else None
     windows = command_throttles.windows(
-        ctx.command,
-        ctx.author.id,
-        ctx.guild.id if ctx.guild else None,
-        bot.throttle_defaults,
-        settings,
+        ctx.command, ctx.author.id, guild_id, bot.throttle_defaults, settings
     )
     root = (ctx.command.root_parent or ctx.command).name
-    route = first if windows else None
-    verdict = await bot.throttle.hit(
-        windows,
-        told_key=f"{ctx.author.id}:{root}",
-        also=limiter.prepay_call(*route) if route else None,
-    )
-    if route is not None and verdict.also is not None:
-        limiter.prepaid(*route, verdict.also)
+    buy = bot.rest_limiter.buy_call(reservation) if windows else None
+    verdict = await bot.throttle.hit(windows, told_key=f"{ctx.author.id}:{root}", also=buy)
+    if buy is not None:
+        bot.rest_limiter.bought(reservation, verdict.also)
     if verdict.allowed:
         return True
     metrics.THROTTLED.labels(bot.cluster_label, root).inc()

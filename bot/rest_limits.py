@@ -10,18 +10,36 @@ A middleware, not an aiohttp `TraceConfig` (discord.py's `http_trace=`): tracing
 ten signals a request, and cost several times the middleware's CPU a request (README,
 Benchmarks). discord.py takes no middlewares: bot/dpy/http_session.py puts this one on every
 session its HTTP client makes.
+
+A command's reservation (ipc/ratelimit.py, `Reservation`: the slot prepaid for its answer, the
+buckets it owns) reaches the requests it sends through `answering`, here and nowhere else:
+discord.py's HTTP client takes nothing per request (`ctx.send` -> `Messageable.send` ->
+`HTTPClient.request` -> aiohttp), so the reservation travels in a ContextVar of the command's
+task, set by `answering` (the gate, when it reserves) and read by this middleware, which hands
+it to the limiter explicitly. asyncio gives every task its own context, so a command's
+reservation reaches its own requests (and those of tasks it starts), no other command's.
 """
 
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 
 import aiohttp
 
 from bot import metrics
-from ipc.ratelimit import GlobalLimiter, InvalidRequestGuard, is_exempt, route_of
+from ipc.ratelimit import GlobalLimiter, InvalidRequestGuard, Reservation, is_exempt, route_of
 
 log = logging.getLogger(__name__)
+
+# The reservation of the command the current task runs (see the module's docstring).
+_answering: ContextVar[Reservation | None] = ContextVar("guildhouse_answering", default=None)
+
+
+def answering(reservation: Reservation) -> None:
+    """The REST requests of the current task (a command's), and of the tasks it starts from
+    now on, spend `reservation`."""
+    _answering.set(reservation)
 
 
 def _number(value: str | None, default: float) -> float:
@@ -42,12 +60,14 @@ def middleware(
         route = route_of(request.method, request.url.path)
         if guard is not None:
             await guard.check()
+        reservation = _answering.get()
         waited = limiter.waited
-        await limiter.acquire(*route)
+        await limiter.acquire(*route, reservation=reservation)
         if limiter.waited > waited:
             metrics.REST_WAIT.labels(cluster).observe(limiter.waited - waited)
         response = await handler(request)
-        await _learn(limiter, guard, cluster, route, response)
+        owned = reservation is not None and route[1] in reservation.owns
+        await _learn(limiter, guard, cluster, route, response, owned=owned)
         return response
 
     return limit
@@ -59,6 +79,8 @@ async def _learn(
     cluster: str,
     route: tuple[str, str],
     response: aiohttp.ClientResponse,
+    *,
+    owned: bool,
 ) -> None:
     """What a response's status and headers say: counted, and shared with every process."""
     headers = response.headers
@@ -87,4 +109,5 @@ async def _learn(
         int(_number(headers.get("X-RateLimit-Remaining"), 1)),
         reset_after,
         max(retry, reset_after) if response.status == 429 else 0.0,
+        owned=owned,
     )

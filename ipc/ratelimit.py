@@ -20,6 +20,12 @@ and goes back to the shared window when Redis answers again.
 
 Interaction callbacks and webhook follow-ups are exempt from the global limit on Discord, and
 here.
+
+A command's answer has one seam here: `reserve` a `Reservation` when the command is known (a
+slot of this process's allotment, when there is one, and the buckets the command owns),
+`buy_call`/`bought` to buy the slot in a round trip the caller makes anyway, pass the
+reservation to `acquire` and `learn` for each request the command sends, and `settle` it when
+the command ends (an unspent allotted slot goes back to the allotment).
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ import logging
 import math
 import time
 from collections import deque
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,27 +175,33 @@ PREPAID_FOR = 0.05
 REFILL_AFTER = 0.005
 
 
-@dataclass
-class Prepaid:
-    """A slot of the global window (and of the route's bucket) asked for ahead of the request,
-    in a round trip the caller made anyway (a command's throttle check): the command's first
-    message then costs no round trip of its own, or only what is left of one already on its
-    way (`pending`). Good once, for this route and major parameter, until `until` (monotonic,
-    counted from when it was asked for: Redis granted it no earlier)."""
+@dataclass(eq=False)
+class Reservation:
+    """What a command may spend on its answer (`GlobalLimiter.reserve`).
 
-    route: str
-    major: str
-    until: float
-    used: bool = False
+    A slot of the global window (and of the route's bucket) for its first request to
+    `route`/`major`, taken ahead: from this process's allotment (`allotment` >= 0, no round
+    trip), or bought in a round trip the caller made anyway (`GlobalLimiter.buy_call`, a
+    command's throttle check), possibly still on its way (`pending`). The command's first
+    message then costs no round trip of its own, or only what is left of one. Good once, until
+    `until` (monotonic); 0 while no slot is held.
+
+    `owns`: the major parameters (the command's channel and guild, on this process's shards)
+    whose buckets no other process sends in, so their calls skip the shared bucket.
+    """
+
+    route: str = ""
+    major: str = ""
+    owns: tuple[str, ...] = ()
+    until: float = 0.0
     pending: asyncio.Future[Any] | None = None
+    allotment: int = -1  # the allotment the slot came from (GlobalLimiter's count), or -1
+    spent: bool = False
+    settled: bool = False
 
-
-# The current task's prepaid slot, if any: set by the command's check, read by the REST hook
-# in the same task (asyncio tasks keep their own context).
-_prepaid: ContextVar[Prepaid | None] = ContextVar("guildhouse_prepaid_rest_slot", default=None)
-
-# The major parameters whose buckets the current task's calls own (`GlobalLimiter.own_buckets`).
-_own: ContextVar[tuple[str, ...]] = ContextVar("guildhouse_own_rest_buckets", default=())
+    @property
+    def holds_slot(self) -> bool:
+        return (self.until > 0 or self.pending is not None) and not (self.spent or self.settled)
 
 
 def is_exempt(path: str) -> bool:
@@ -273,6 +284,7 @@ class GlobalLimiter:
         # The current allotment: members first..first+granted-1 of the window, `used` of them
         # taken, good until `_allot_until` (monotonic). One refill in flight at a time.
         self._allot_first = 0
+        self._allot_count = 0  # which allotment is current (a Reservation's `allotment`)
         self._allot_granted = 0
         self._allot_used = 0
         self._allot_until = 0.0
@@ -284,43 +296,65 @@ class GlobalLimiter:
         self.waited = 0.0  # seconds spent waiting, for metrics and benchmarks
         self.calls = 0
         self.prepaid_used = 0
+        self.released = 0  # allotted slots a command reserved and gave back unspent
         self.learned = 0  # round trips spent sharing bucket news
 
     def _admit_args(self, route: str, major: str, exempt: bool) -> list[str | int]:
         return [self.rate, int(self.window * 1000), int(exempt), route, major, self.bucket_prefix]
 
-    def prepay_call(self, route: str, major: str) -> ScriptCall:
-        """The script call that grants a slot for a request to `route`/`major`, for a caller to
-        send along with a round trip of its own; hand its answer to `prepaid`."""
-        return ScriptCall(self._admit, self.keys, self._admit_args(route, major, False))
+    def reserve(
+        self, route: str = "", major: str = "", *, owns: tuple[str, ...] = ()
+    ) -> Reservation:
+        """A command's reservation: a slot of this process's allotment for its first request to
+        `route`/`major` when there is one left (no round trip; else a refill is on its way, for
+        the next commands, and `buy_call` can buy one), and the buckets it owns (`owns`: the
+        channel it answers in and its guild, on this process's shards; no other process answers
+        there, other clusters find a guild's owner over IPC, so their buckets need no sharing).
+        Allotted slots skip the shared per-route bucket, as owned buckets do.
 
-    def prepaid(self, route: str, major: str, answer: int | asyncio.Future[Any] | None) -> None:
-        """Keep the slot that `prepay_call`'s script granted (its answer, 0: granted) for this
-        task; `answer` may be a future of that answer, still on its way."""
+        No `route`: nothing to prepay (a slash command's answer is an exempt callback)."""
+        reservation = Reservation(route, major, owns)
+        if route:
+            until = self._allotted()
+            if until is not None:
+                reservation.until, reservation.allotment = until, self._allot_count
+        return reservation
+
+    def buy_call(self, reservation: Reservation) -> ScriptCall | None:
+        """The script call that grants `reservation`'s slot, for a caller to send along with a
+        round trip of its own and hand the answer to `bought`; None if it needs none (it holds
+        a slot already, or has no route)."""
+        if not reservation.route or reservation.holds_slot or reservation.settled:
+            return None
+        args = self._admit_args(reservation.route, reservation.major, False)
+        return ScriptCall(self._admit, self.keys, args)
+
+    def bought(self, reservation: Reservation, answer: int | asyncio.Future[Any] | None) -> None:
+        """The answer of `buy_call`'s script (0: granted; None: it did not run), or a future of
+        that answer still on its way: the slot is `reservation`'s from now on."""
         if isinstance(answer, asyncio.Future):
-            _prepaid.set(Prepaid(route, major, time.monotonic() + PREPAID_FOR, pending=answer))
-        elif answer is not None and int(answer) == 0:
-            _prepaid.set(Prepaid(route, major, time.monotonic() + PREPAID_FOR))
+            reservation.pending = answer
+        elif answer is None or int(answer) != 0:
+            return
+        reservation.until = time.monotonic() + PREPAID_FOR
 
-    def own_buckets(self, *majors: str) -> None:
-        """Mark these major parameters (channel, guild ids) as this process's own for the rest
-        of the current task (and the tasks it starts): the channel a command answers in and its
-        guild, on this process's shards. No other process answers there (other clusters find
-        a guild's owner over IPC), so their buckets need no sharing: see `acquire`, `learn`."""
-        _own.set(majors)
-
-    def prepay_from_allotment(self, route: str, major: str) -> bool:
-        """Keep a slot of this process's allotment for this task's next request to
-        `route`/`major` (as `prepaid` does), without a round trip; False if there is none left
-        (a refill is then on its way, for the next calls).
-
-        Meant for a command's first message, which a user waits for, taken before its checks.
-        These slots skip the shared per-route bucket, as owned buckets do (`own_buckets`)."""
-        until = self._allotted()
-        if until is None:
+    def settle(self, reservation: Reservation) -> bool:
+        """The command has ended: its reservation buys nothing more. A slot it did not spend
+        goes back to the allotment it came from, if that is still the current one (a bought
+        slot lapses in Redis with its window). True if a slot went back."""
+        if reservation.settled:
             return False
-        _prepaid.set(Prepaid(route, major, until))
-        return True
+        reservation.settled = True
+        back = (
+            not reservation.spent
+            and reservation.allotment == self._allot_count
+            and reservation.until > time.monotonic()
+            and self._allot_used > 0
+        )
+        if back:
+            self._allot_used -= 1
+            self.released += 1
+        return back
 
     def _allotted(self) -> float | None:
         """Take a slot of the allotment: the last moment it may be used, or None if none is
@@ -357,6 +391,7 @@ class GlobalLimiter:
         at which slots were asked for in the last second."""
         back, unused = self._allot_first + self._allot_used, self._allot_granted - self._allot_used
         self._allot_granted = self._allot_used = 0  # no slot of it is used from here on
+        self._allot_count += 1
         want = min(max(2, math.ceil(len(self._allot_asks) * ALLOT_FOR * 1.5)), self.rate // 4)
         if want < 1 or self._redis_state.down:
             return
@@ -381,32 +416,41 @@ class GlobalLimiter:
         # Nothing granted (the window is busy): don't ask again with every call.
         self._allot_next_ask = 0.0 if granted else sent + ALLOT_FOR / 2
 
-    async def _take_prepaid(self, route: str, major: str) -> bool:
-        slot = _prepaid.get()
-        if slot is None or slot.used or slot.route != route or slot.major != major:
+    @staticmethod
+    async def _spend(reservation: Reservation, route: str, major: str) -> bool:
+        """Spend `reservation`'s slot on this request, if it is one for it and still good."""
+        if not reservation.holds_slot or (route, major) != (reservation.route, reservation.major):
             return False
-        slot.used = True  # one request per slot, even if this one is refused
-        if slot.pending is not None:
-            answer = await asyncio.shield(slot.pending)
+        reservation.spent = True  # one request per slot, even if this one is refused
+        if reservation.pending is not None:
+            answer = await asyncio.shield(reservation.pending)
             if answer is None or int(answer) != 0:
                 return False
-        return time.monotonic() <= slot.until
+        return time.monotonic() <= reservation.until
 
-    async def acquire(self, route: str = "", major: str = "", *, exempt: bool = False) -> None:
+    async def acquire(
+        self,
+        route: str = "",
+        major: str = "",
+        *,
+        exempt: bool = False,
+        reservation: Reservation | None = None,
+    ) -> None:
         """Wait for a slot in the shared global window and, when `route` is given and its
         bucket is known, for room in that per-route bucket (without Redis: the local window).
-        A slot this task prepaid for the same route is used instead, without a round trip.
 
-        A call in a bucket this task owns (`own_buckets`) takes a slot of the allotment when
-        there is one, also without a round trip, and skips the shared bucket: discord.py tracks
-        that bucket in this process, and no other process sends in it.
+        A request of a command (`reservation`) spends the slot it reserved for this route, once,
+        without a round trip. One in a bucket the command owns takes a slot of the allotment
+        when there is one, also without a round trip, and skips the shared bucket: discord.py
+        tracks that bucket in this process, and no other process sends in it.
         """
         self.calls += 1
-        if not exempt and route and await self._take_prepaid(route, major):
-            self.prepaid_used += 1
-            return
-        if not exempt and major and major in _own.get() and self._allotted() is not None:
-            return
+        if not exempt and reservation is not None:
+            if route and await self._spend(reservation, route, major):
+                self.prepaid_used += 1
+                return
+            if major and major in reservation.owns and self._allotted() is not None:
+                return
         started = time.monotonic()
         args = self._admit_args(route, major, exempt)
         while True:
@@ -433,13 +477,16 @@ class GlobalLimiter:
         remaining: int,
         reset_after: float,
         retry_after: float = 0.0,
+        *,
+        owned: bool = False,
     ) -> None:
         """Share what a response's `X-RateLimit-*` headers (or a bucket 429) said.
 
         Costs a round trip only for news: a route not yet mapped, a new window, an exhausted
         bucket or a 429. Within a known window Redis already counts every process's calls.
-        For a bucket this task owns (`own_buckets`) only an exhausted bucket or a 429 is news:
-        no other process sends in it, save the odd call from another cluster.
+        For a bucket the request's command owns (`owned`: `major` is in its reservation's
+        `owns`) only an exhausted bucket or a 429 is news: no other process sends in it, save
+        the odd call from another cluster.
         """
         now = time.monotonic()
         window_key = (bucket, major)
@@ -447,7 +494,7 @@ class GlobalLimiter:
         if self._redis_state.down or (
             no_news
             and (
-                major in _own.get()
+                owned
                 or (self._routes.get(route) == bucket and self._windows.get(window_key, 0.0) > now)
             )
         ):

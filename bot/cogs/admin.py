@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from bot import audit, command_throttles
 from bot.checks import Level, requires
+from bot.context import guild_settings_of
 from bot.errors import BadInput
 from bot.guild_settings import MAX_ROLES, GuildSettings, validate_prefix
 from bot.rpc import ReloadExtension, SetPresence
@@ -71,15 +72,14 @@ class Admin(commands.Cog, name="Server admin"):
     ) -> None:
         assert ctx.guild is not None
         store = self.bot.guild_settings
-        old = await store.get(ctx.guild.id)
+        old = await guild_settings_of(ctx)
         await audit.audited_settings(
             self.bot, ctx, action, old=old, new=new, save=store.save, target_id=target_id
         )
         await store.announce(ctx.guild.id)
 
     async def _current(self, ctx: Ctx) -> GuildSettings:
-        assert ctx.guild is not None
-        return await self.bot.guild_settings.get(ctx.guild.id)
+        return await guild_settings_of(ctx)
 
     @commands.hybrid_group(
         name="settings",

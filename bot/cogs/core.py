@@ -10,14 +10,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import Level, command_level, level_of
+from bot.checks import Level, caller_level, command_level
+from bot.context import CommandContext
 from bot.errors import BadInput
 from bot.ui import fit_embed, pages_from_lines, safe_text, send_pages
 
 if TYPE_CHECKING:
     from bot.core import Guildhouse
 
-Ctx = commands.Context["Guildhouse"]
+Ctx = CommandContext
 
 
 def _version() -> str:
@@ -46,10 +47,9 @@ class Core(commands.Cog, name="General"):
         self.bot = bot
 
     async def _visible(self, ctx: Ctx) -> list[commands.Command[Any, ..., Any]]:
-        caller = await level_of(self.bot, ctx.author, ctx.guild)
-        disabled = (
-            (await self.bot.guild_settings.get(ctx.guild.id)).disabled if ctx.guild else set()
-        )
+        caller = await caller_level(ctx)
+        settings = getattr(ctx, "settings", None)
+        disabled = settings.disabled if settings is not None else frozenset()
         return [
             cmd
             for cmd in self.bot.walk_commands()

@@ -28,7 +28,7 @@ HAMMER = textwrap.dedent("""
     import asyncio, sys
     import aiohttp
     import redis.asyncio as aioredis
-    from bot.rest_limits import middleware
+    from bot.rest_limits import answering, middleware
     from ipc.client import Keys
     from ipc.ratelimit import GlobalLimiter
 
@@ -44,7 +44,7 @@ HAMMER = textwrap.dedent("""
                     ch = channels[i % len(channels)]
                     async with busy:
                         if allot and i % 2:  # half of them as a command's first message
-                            limiter.prepay_from_allotment("GET /channels/{major}", ch)
+                            answering(limiter.reserve("GET /channels/{major}", ch))
                         async with http.get(f"{api}/channels/{ch}") as resp:
                             return resp.status
                 statuses = await asyncio.gather(*(one(i) for i in range(count)))
@@ -114,9 +114,9 @@ async def test_an_allotment_prepays_first_messages_without_a_round_trip(
     route = ("POST /channels/{major}/messages", "42")
 
     async def command() -> bool:
-        took = limiter.prepay_from_allotment(*route)
-        await limiter.acquire(*route)
-        return took
+        reservation = limiter.reserve(*route)
+        await limiter.acquire(*route, reservation=reservation)
+        return reservation.allotment >= 0
 
     # The first command finds no allotment (it asks Redis itself) and starts a refill.
     assert await asyncio.create_task(command()) is False
@@ -147,20 +147,20 @@ async def test_no_allotment_when_the_window_is_three_quarters_full(
     for _ in range(5):
         await limiter.acquire("GET /users/{id}", "")
     # 5 of 8 taken: a refill may take the window to 6 (three quarters), no further.
-    limiter.prepay_from_allotment("GET /users/{id}", "")
+    limiter.reserve("GET /users/{id}", "")
     assert limiter._allot_job is not None
     await limiter._allot_job
     assert limiter._allot_granted == 1
     await limiter.acquire("GET /users/{id}", "")
     limiter._allot_until = 0.0  # lapsed: the next ask refills, and gets nothing
-    assert not limiter.prepay_from_allotment("GET /users/{id}", "")
+    assert not limiter.reserve("GET /users/{id}", "").holds_slot
     await limiter._allot_job
     assert limiter._allot_granted == 0
     # The unused slot was given back: 6 acquired, nothing held.
     assert await redis.zcard(keys("rest", "global", "window")) == 6
     # A busy window is not asked again with every call.
     job = limiter._allot_job
-    assert not limiter.prepay_from_allotment("GET /users/{id}", "")
+    assert not limiter.reserve("GET /users/{id}", "").holds_slot
     assert limiter._allot_job is job
 
 
@@ -502,17 +502,18 @@ async def test_a_commands_own_channel_takes_allotted_slots_and_shares_only_bad_n
     edit = ("PATCH /channels/{major}/messages/{id}", "42")
 
     async def command() -> tuple[int, int]:
-        limiter.own_buckets("42", "7")  # the command's channel and guild
-        await limiter.acquire(*edit)  # e.g. its answer's edit
-        await limiter.acquire("PATCH /channels/{major}/messages/{id}", "43")  # elsewhere
+        reservation = limiter.reserve(owns=("42", "7"))  # the command's channel and guild
+        await limiter.acquire(*edit, reservation=reservation)  # e.g. its answer's edit
+        elsewhere = ("PATCH /channels/{major}/messages/{id}", "43")
+        await limiter.acquire(*elsewhere, reservation=reservation)
         # A new window in its own bucket is no news for anyone; an empty one is.
-        await limiter.learn(edit[0], "42", "b1", remaining=4, reset_after=5.0)
+        await limiter.learn(edit[0], "42", "b1", remaining=4, reset_after=5.0, owned=True)
         learned = limiter.learned
-        await limiter.learn(edit[0], "42", "b1", remaining=0, reset_after=5.0)
+        await limiter.learn(edit[0], "42", "b1", remaining=0, reset_after=5.0, owned=True)
         return learned, limiter.learned
 
     # Prime an allotment (the first ask finds none and starts a refill).
-    assert not limiter.prepay_from_allotment("POST /channels/{major}/messages", "1")
+    assert not limiter.reserve("POST /channels/{major}/messages", "1").holds_slot
     await refilled(limiter)
     in_window = await redis.zcard(window)
     learned, after = await asyncio.create_task(command())
@@ -521,7 +522,7 @@ async def test_a_commands_own_channel_takes_allotted_slots_and_shares_only_bad_n
     assert await redis.zcard(window) == in_window + 1
     assert (learned, after) == (0, 1)
     assert await redis.hget(keys("rest", "bucket", "b1:42"), "remaining") == b"0"
-    # Outside a command's task nothing is owned: a call in that channel asks Redis.
+    # Without the command's reservation nothing is owned: a call in that channel asks Redis.
     await limiter.acquire("POST /channels/{major}/messages", "42")
     assert limiter.allotted_used == 1 and await redis.zcard(window) == in_window + 2
 

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from cluster.embedded import free_port
 from ipc.client import Keys
-from ipc.ratelimit import GlobalLimiter
+from ipc.ratelimit import GlobalLimiter, Reservation
 from ipc.throttle import Rule, RuleError, Throttle, Verdict
 
 
@@ -100,15 +100,17 @@ async def test_a_prepaid_rest_slot_rides_along_and_is_used_once(
     route = ("POST /channels/{major}/messages", "42")
 
     async def command() -> tuple[int, int]:
+        reservation = Reservation(*route)
         verdict = await t.hit(
-            [("user:1", Rule(10, 60))], "1:ping", also=limiter.prepay_call(*route)
+            [("user:1", Rule(10, 60))], "1:ping", also=limiter.buy_call(reservation)
         )
         assert verdict.allowed and verdict.also == 0
-        limiter.prepaid(*route, verdict.also)
+        limiter.bought(reservation, verdict.also)
         before = limiter.prepaid_used
-        await limiter.acquire(*route)  # the prepaid slot
+        await limiter.acquire(*route, reservation=reservation)  # the prepaid slot
         used = limiter.prepaid_used - before
-        await limiter.acquire("PATCH /channels/{major}/messages/{id}", "42")  # a round trip
+        edit = ("PATCH /channels/{major}/messages/{id}", "42")
+        await limiter.acquire(*edit, reservation=reservation)  # a round trip
         return used, limiter.prepaid_used - before
 
     # Each command runs in its own task, as discord.py runs each message's handlers.
@@ -119,10 +121,15 @@ async def test_a_prepaid_rest_slot_rides_along_and_is_used_once(
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(limiter.acquire("GET /users/{id}", ""), 0.3)
     # A slot for another channel, or one that lapsed, is not used.
-    assert not await limiter._take_prepaid("POST /channels/{major}/messages", "43")
+    other = Reservation("POST /channels/{major}/messages", "43")
+    limiter.bought(other, 0)
+    await limiter.acquire(*route, reservation=other)
+    assert limiter.prepaid_used == 1 and not other.spent
     monkeypatch.setattr("ipc.ratelimit.PREPAID_FOR", -1.0)
-    limiter.prepaid(*route, 0)
-    assert not await limiter._take_prepaid(*route)
+    lapsed = Reservation(*route)
+    limiter.bought(lapsed, 0)
+    await limiter.acquire(*route, reservation=lapsed)
+    assert limiter.prepaid_used == 1 and lapsed.spent
 
 
 async def test_a_refused_call_still_answers_the_script_sent_along(
@@ -131,7 +138,8 @@ async def test_a_refused_call_still_answers_the_script_sent_along(
     limiter = GlobalLimiter(redis, keys, rate=50)
     t = Throttle(redis, keys)
     rule = [("user:9", Rule(1, 60))]
-    call = limiter.prepay_call("POST /channels/{major}/messages", "7")
+    call = limiter.buy_call(Reservation("POST /channels/{major}/messages", "7"))
+    assert call is not None
     assert (await t.hit(rule, "9:x", also=call)).allowed
     refused = await t.hit(rule, "9:x", also=call)
     assert not refused.allowed and refused.also == 0
@@ -278,9 +286,10 @@ async def test_a_rest_slot_asked_for_with_a_call_decided_here(
     async with processes(redis_url, keys, 1) as (t,):
 
         async def command() -> tuple[Any, int]:
-            verdict = await t.hit(rule, "5:ping", also=limiter.prepay_call(*route))
-            limiter.prepaid(*route, verdict.also)
-            await limiter.acquire(*route)
+            reservation = Reservation(*route)
+            verdict = await t.hit(rule, "5:ping", also=limiter.buy_call(reservation))
+            limiter.bought(reservation, verdict.also)
+            await limiter.acquire(*route, reservation=reservation)
             return verdict.also, limiter.prepaid_used
 
         first, used = await asyncio.create_task(command())
