@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, web
 
 if TYPE_CHECKING:
     from sandbox.server import SandboxConfig
-    from sandbox.world import World
+    from sandbox.world import Guild, World
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ EVENT_INTENTS: dict[str, tuple[int, int]] = {
     "MESSAGE_CREATE": (GUILD_MESSAGES, DIRECT_MESSAGES),
     "MESSAGE_UPDATE": (GUILD_MESSAGES, DIRECT_MESSAGES),
     "MESSAGE_DELETE": (GUILD_MESSAGES, DIRECT_MESSAGES),
+    "MESSAGE_DELETE_BULK": (GUILD_MESSAGES, 0),
     "MESSAGE_REACTION_ADD": (GUILD_MESSAGE_REACTIONS, DIRECT_MESSAGE_REACTIONS),
     "GUILD_MEMBER_ADD": (GUILD_MEMBERS, 0),
     "GUILD_MEMBER_UPDATE": (GUILD_MEMBERS, 0),
@@ -58,6 +59,9 @@ EVENT_INTENTS: dict[str, tuple[int, int]] = {
     "GUILD_BAN_REMOVE": (GUILD_MODERATION, 0),
     "PRESENCE_UPDATE": (GUILD_PRESENCES, 0),
     "CHANNEL_UPDATE": (GUILDS, 0),
+    "GUILD_UPDATE": (GUILDS, 0),
+    "GUILD_ROLE_CREATE": (GUILDS, 0),
+    "GUILD_ROLE_UPDATE": (GUILDS, 0),
     "GUILD_CREATE": (GUILDS, 0),
     "GUILD_DELETE": (GUILDS, 0),
 }
@@ -407,12 +411,9 @@ class Gateway:
         await self.dispatch_to(session, "RESUMED", {})
 
     async def _request_members(self, conn: Connection, data: Any) -> None:
-        """REQUEST_GUILD_MEMBERS (op 8), with the limits Discord documents: the GUILD_MEMBERS
-        intent only for the entire member list (query "" with limit 0), whose absence closes
-        the connection with 4014; a prefix query (of username or nickname) returns at most 100
-        members, as do user_ids; presences only with GUILD_PRESENCES (else silently none); a
-        nonce of up to 32 bytes is echoed, a longer one ignored; a malformed request is a decode
-        error (4002), as for any payload."""
+        """REQUEST_GUILD_MEMBERS (op 8): see member_chunks. Asking for the entire member list
+        without the GUILD_MEMBERS intent closes the connection with 4014; a malformed request
+        is a decode error (4002), as for any payload."""
         session = conn.session
         assert session is not None
         req = MembersRequest.parse(data)
@@ -422,40 +423,7 @@ class Gateway:
         guild = self.world.guilds.get(req.guild_id)
         if guild is None or guild.id not in session.guild_ids:
             return  # not a guild of this session: nothing to answer
-        not_found: list[str] = []
-        if req.user_ids is not None:
-            wanted = list(dict.fromkeys(req.user_ids))[:MEMBERS_PER_QUERY]
-            members = [guild.members[u] for u in wanted if u in guild.members]
-            not_found = [str(u) for u in wanted if u not in guild.members]
-        else:
-            prefix = req.query.casefold()
-            members = [
-                m
-                for m in guild.members.values()
-                if self.world.users[m.user_id].username.casefold().startswith(prefix)
-                or (m.nick is not None and m.nick.casefold().startswith(prefix))
-            ]
-            if not whole_list:
-                members = members[: min(req.limit or MEMBERS_PER_QUERY, MEMBERS_PER_QUERY)]
-        presences = req.presences and bool(session.intents & GUILD_PRESENCES)
-        chunks = [
-            members[i : i + MEMBERS_PER_CHUNK] for i in range(0, len(members), MEMBERS_PER_CHUNK)
-        ] or [[]]
-        for i, chunk in enumerate(chunks):
-            payload: dict[str, Any] = {
-                "guild_id": str(guild.id),
-                "members": [m.to_dict(self.world) for m in chunk],
-                "chunk_index": i,
-                "chunk_count": len(chunks),
-            }
-            if req.user_ids is not None:
-                payload["not_found"] = not_found if i == 0 else []
-            if presences:
-                payload["presences"] = [
-                    guild.presence(m.user_id) for m in chunk if m.user_id in guild.presences
-                ]
-            if req.nonce is not None:
-                payload["nonce"] = req.nonce
+        for payload in member_chunks(self.world, guild, req, session.intents):
             await self.dispatch_to(session, "GUILD_MEMBERS_CHUNK", payload)
 
     # -- dispatching ---------------------------------------------------------------------------
@@ -540,3 +508,50 @@ class Gateway:
         for conn in list(self.connections):
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=1001, message=b"Going away")
+
+
+def member_chunks(
+    world: World, guild: Guild, req: MembersRequest, intents: int
+) -> list[dict[str, Any]]:
+    """The GUILD_MEMBERS_CHUNK payloads answering a request, with the limits Discord
+    documents: a prefix query (of username or nickname) returns at most 100 members, as do
+    user_ids; presences only with GUILD_PRESENCES (else silently none); a nonce of up to 32
+    bytes is echoed, a longer one ignored; chunks of up to 1,000 members."""
+    whole_list = req.user_ids is None and req.query == "" and req.limit == 0
+    out: list[dict[str, Any]] = []
+    not_found: list[str] = []
+    if req.user_ids is not None:
+        wanted = list(dict.fromkeys(req.user_ids))[:MEMBERS_PER_QUERY]
+        members = [guild.members[u] for u in wanted if u in guild.members]
+        not_found = [str(u) for u in wanted if u not in guild.members]
+    else:
+        prefix = req.query.casefold()
+        members = [
+            m
+            for m in guild.members.values()
+            if world.users[m.user_id].username.casefold().startswith(prefix)
+            or (m.nick is not None and m.nick.casefold().startswith(prefix))
+        ]
+        if not whole_list:
+            members = members[: min(req.limit or MEMBERS_PER_QUERY, MEMBERS_PER_QUERY)]
+    presences = req.presences and bool(intents & GUILD_PRESENCES)
+    chunks = [
+        members[i : i + MEMBERS_PER_CHUNK] for i in range(0, len(members), MEMBERS_PER_CHUNK)
+    ] or [[]]
+    for i, chunk in enumerate(chunks):
+        payload: dict[str, Any] = {
+            "guild_id": str(guild.id),
+            "members": [m.to_dict(world) for m in chunk],
+            "chunk_index": i,
+            "chunk_count": len(chunks),
+        }
+        if req.user_ids is not None:
+            payload["not_found"] = not_found if i == 0 else []
+        if presences:
+            payload["presences"] = [
+                guild.presence(m.user_id) for m in chunk if m.user_id in guild.presences
+            ]
+        if req.nonce is not None:
+            payload["nonce"] = req.nonce
+        out.append(payload)
+    return out

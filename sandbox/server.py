@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from sandbox.control import (
-    Fields,
-    parse_body,
-    query_count,
-    query_seconds,
-    query_snowflake,
-    snowflake,
-)
-from sandbox.errors import ApiError, BadInput
+from sandbox.control_http import ControlHttp
+from sandbox.errors import BadInput
+from sandbox.events import WorldEvents
 from sandbox.gateway import Gateway
 from sandbox.ratelimit import Fault, Limits
 from sandbox.rest import Rest
+from sandbox.users import Users
 from sandbox.world import World
 
 log = logging.getLogger(__name__)
 
 GATEWAY_FAULTS = ("drop", "reconnect", "invalidate", "stall_acks", "close")
 REST_FAULTS = ("status", "ratelimit")
-OUTBOX_MAX_WAIT = 60.0
 
 
 @dataclass
@@ -62,6 +55,8 @@ class Sandbox:
         )
         self.gateway = Gateway(self.world, self.config)
         self.rest = Rest(self.world, self.gateway, self.config)
+        self.users = Users(self.rest.state, self.rest.messages_api)
+        self.events = WorldEvents(self.rest.state, self.rest.bans)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -104,18 +99,12 @@ class Sandbox:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=25 * 1024 * 1024)
         app.router.add_route("*", "/api/v{version:\\d+}/{tail:.*}", self.rest.handle)
+        app.router.add_get(
+            "/attachments/{channel_id}/{attachment_id}/{filename}", self.rest.attachments.serve
+        )
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_get("/", self.gateway.handle)
-        app.router.add_get("/_sandbox/world", _control(self._world))
-        app.router.add_post("/_sandbox/messages", _control(self._messages))
-        app.router.add_post("/_sandbox/interactions", _control(self._interactions))
-        app.router.add_get("/_sandbox/interactions/{id}", _control(self._interaction))
-        app.router.add_post("/_sandbox/redeliveries", _control(self._redeliveries))
-        app.router.add_get("/_sandbox/modals", _control(self._modals))
-        app.router.add_get("/_sandbox/outbox", _control(self._outbox))
-        app.router.add_post("/_sandbox/faults", _control(self._faults))
-        app.router.add_post("/_sandbox/events", _control(self._events))
-        app.router.add_get("/_sandbox/stats", _control(self._stats))
+        ControlHttp(self).add_routes(app)
         return app
 
     async def start(self) -> None:
@@ -129,6 +118,7 @@ class Sandbox:
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         self.gateway.url = self.gateway_url
+        self.rest.state.base_url = self.base_url
 
     async def stop(self) -> None:
         await self.gateway.close_all()
@@ -145,8 +135,11 @@ class Sandbox:
 
     # -- Python control API ----------------------------------------------------------------------
 
-    async def send_message(self, channel_id: int, author_id: int, content: str) -> dict[str, Any]:
-        return await self.rest.user_message(channel_id, author_id, content)
+    async def send_message(
+        self, channel_id: int, author_id: int, content: str, age: float = 0.0
+    ) -> dict[str, Any]:
+        """A user says something (with `age`: said that many seconds ago, into the history)."""
+        return await self.users.user_message(channel_id, author_id, content, age)
 
     async def send_interaction(
         self,
@@ -157,20 +150,20 @@ class Sandbox:
     ) -> dict[str, Any]:
         """Run a slash command; `options` as Discord writes them (a list of {name, value}) or
         as {name: value}."""
-        return await self.rest.user_interaction(channel_id, user_id, name, options)
+        return await self.users.user_interaction(channel_id, user_id, name, options)
 
     async def click(
         self, channel_id: int, user_id: int, message_id: int, custom_id: str
     ) -> dict[str, Any]:
         """A user clicks a button of a message."""
-        return await self.rest.user_component(channel_id, user_id, message_id, custom_id)
+        return await self.users.user_component(channel_id, user_id, message_id, custom_id)
 
     async def pick(
         self, channel_id: int, user_id: int, message_id: int, custom_id: str, values: list[Any]
     ) -> dict[str, Any]:
         """A user picks `values` from a select menu: option values, or the ids of users, roles
         or channels (as the menu's kind takes)."""
-        return await self.rest.user_component(channel_id, user_id, message_id, custom_id, values)
+        return await self.users.user_component(channel_id, user_id, message_id, custom_id, values)
 
     async def submit(
         self,
@@ -180,16 +173,16 @@ class Sandbox:
         custom_id: str | None = None,
     ) -> dict[str, Any]:
         """A user submits the modal the bot opened for them: {input custom_id: text}."""
-        return await self.rest.user_submit(channel_id, user_id, fields, custom_id)
+        return await self.users.user_submit(channel_id, user_id, fields, custom_id)
 
     async def redeliver(self, interaction_id: int) -> dict[str, Any]:
         """Discord delivers an interaction again, with the same id and token."""
-        return await self.rest.redeliver(interaction_id)
+        return await self.users.redeliver(interaction_id)
 
     async def outbox(
         self, channel_id: int | None = None, after: int = 0, wait: float = 0
     ) -> list[dict[str, Any]]:
-        return await self.rest.wait_outbox(
+        return await self.rest.state.wait_outbox(
             None if channel_id is None else str(channel_id), after, wait
         )
 
@@ -232,7 +225,7 @@ class Sandbox:
 
     async def event(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         """A user joins or leaves, reacts, changes presence; or the bot is removed."""
-        return await self.rest.world_event(kind, data)
+        return await self.events.event(kind, data)
 
     def stats(self) -> dict[str, Any]:
         gw = self.gateway.stats
@@ -251,114 +244,3 @@ class Sandbox:
             "invalid_requests": rl["invalid_requests"],
             "banned": rl["banned"],
         }
-
-    # -- HTTP control API -----------------------------------------------------------------------
-    # Each handler returns what to answer as JSON; a BadInput (or any ApiError) it raises is
-    # answered with its status and body, by _control.
-
-    async def _world(self, _: web.Request) -> Any:
-        return self.world.summary(self.base_url)
-
-    async def _messages(self, request: web.Request) -> Any:
-        body = Fields(parse_body(await request.read()))
-        msg = await self.send_message(
-            body.snowflake("channel_id"),
-            body.snowflake("author_id"),
-            body.string("content", default=""),
-        )
-        return {"id": msg["id"]}
-
-    async def _interactions(self, request: web.Request) -> Any:
-        body = Fields(parse_body(await request.read()))
-        channel_id, user_id = body.snowflake("channel_id"), body.snowflake("user_id")
-        if body.has("fields"):
-            for other in ("name", "options", "message_id", "values"):
-                if body.has(other):
-                    raise BadInput(other, "a modal's submission takes fields (and custom_id) only")
-            custom_id = body.string("custom_id", max_length=100) if body.has("custom_id") else None
-            payload = await self.submit(channel_id, user_id, body.data["fields"], custom_id)
-        elif body.has("custom_id") or body.has("message_id"):
-            for other in ("name", "options"):
-                if body.has(other):
-                    raise BadInput(
-                        other, "a click or a pick takes message_id, custom_id (and values) only"
-                    )
-            message_id = body.snowflake("message_id")
-            custom_id = body.string("custom_id", max_length=100)
-            payload = await self.rest.user_component(
-                channel_id, user_id, message_id, custom_id, body.data.get("values")
-            )
-        else:
-            if body.has("values"):
-                raise BadInput("values", "picks values from a menu: give message_id and custom_id")
-            if not body.has("name"):
-                raise BadInput(
-                    "name",
-                    "is required (or message_id and custom_id, to click a button or pick from a "
-                    "menu; or fields, to submit a modal)",
-                )
-            name = body.string("name", max_length=32)
-            payload = await self.send_interaction(
-                channel_id, user_id, name, body.data.get("options")
-            )
-        return {"id": payload["id"]}
-
-    async def _interaction(self, request: web.Request) -> Any:
-        return self.rest.interaction_state(snowflake(request.match_info["id"], "id"))
-
-    async def _redeliveries(self, request: web.Request) -> Any:
-        body = Fields(parse_body(await request.read()))
-        payload = await self.redeliver(body.snowflake("id"))
-        return {"id": payload["id"]}
-
-    async def _modals(self, request: web.Request) -> Any:
-        user_id = query_snowflake(request.query, "user_id")
-        if user_id is None:
-            raise BadInput("user_id", "is required")
-        if user_id not in self.world.users:
-            raise BadInput("user_id", f"no user {user_id}", 10013)
-        return {"modal": self.rest.open_modal(user_id)}
-
-    async def _outbox(self, request: web.Request) -> Any:
-        after = query_count(request.query, "after", default=0)
-        wait = query_seconds(request.query, "wait", default=0.0, high=OUTBOX_MAX_WAIT)
-        channel_id = query_snowflake(request.query, "channel_id")
-        if channel_id is not None and self.world.channel(channel_id) is None:
-            raise BadInput("channel_id", f"no channel {channel_id}", 10003)
-        return await self.outbox(channel_id, after, wait)
-
-    async def _faults(self, request: web.Request) -> Any:
-        body = Fields(parse_body(await request.read()))
-        hit = await self.fault(
-            body.string("kind"),
-            shard=body.integer("shard", default=0, low=0, high=1 << 20)
-            if body.has("shard")
-            else None,
-            route=body.string("route", default="*", max_length=200),
-            count=body.integer("count", default=1, low=1, high=1_000_000),
-            status=body.integer("status", default=500, low=400, high=599),
-            is_global=body.boolean("global", default=False),
-            retry_after=body.number("retry_after", default=1.0, low=0.0, high=3600.0),
-            code=body.integer("code", default=4000, low=4000, high=4999),
-        )
-        return {"applied": hit}
-
-    async def _events(self, request: web.Request) -> Any:
-        body = Fields(parse_body(await request.read()))
-        kind = body.string("kind")
-        return await self.event(kind, {k: v for k, v in body.data.items() if k != "kind"})
-
-    async def _stats(self, _: web.Request) -> Any:
-        return self.stats()
-
-
-def _control(
-    handler: Callable[[web.Request], Awaitable[Any]],
-) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def answer(request: web.Request) -> web.Response:
-        try:
-            return web.json_response(await handler(request))
-        except ApiError as err:
-            return web.json_response(err.body(), status=err.status)
-
-    return answer

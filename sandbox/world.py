@@ -26,6 +26,7 @@ ADMINISTRATOR = 1 << 3
 MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
 ADD_REACTIONS = 1 << 6
+VIEW_AUDIT_LOG = 1 << 7
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 MANAGE_MESSAGES = 1 << 13
@@ -37,6 +38,7 @@ USE_EXTERNAL_EMOJIS = 1 << 18
 CONNECT = 1 << 20
 SPEAK = 1 << 21
 CHANGE_NICKNAME = 1 << 26
+MANAGE_NICKNAMES = 1 << 27
 MANAGE_ROLES = 1 << 28
 USE_APPLICATION_COMMANDS = 1 << 31
 MODERATE_MEMBERS = 1 << 40
@@ -65,6 +67,8 @@ BOT_PERMISSIONS = (
     | BAN_MEMBERS
     | MODERATE_MEMBERS
     | MANAGE_CHANNELS
+    | MANAGE_NICKNAMES
+    | VIEW_AUDIT_LOG
 )
 
 # A member's status as a presence event sets it; "offline" is also how "invisible" shows.
@@ -200,6 +204,7 @@ class Channel:
     recipients: list[int] = field(default_factory=list)
     last_message_id: int | None = None
     renames: list[float] = field(default_factory=list)
+    rate_limit_per_user: int = 0  # slowmode, seconds
 
     def to_dict(self, world: World) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -233,7 +238,7 @@ class Channel:
             data.update(
                 {
                     "topic": self.topic,
-                    "rate_limit_per_user": 0,
+                    "rate_limit_per_user": self.rate_limit_per_user,
                     "last_pin_timestamp": None,
                     "default_auto_archive_duration": 1440,
                 }
@@ -303,9 +308,10 @@ class Guild:
     def shard(self, shard_count: int) -> int:
         return (self.id >> 22) % shard_count
 
-    def to_dict(self, world: World) -> dict[str, Any]:
-        """The REST guild object."""
-        return {
+    def to_dict(self, world: World, *, with_counts: bool = False) -> dict[str, Any]:
+        """The REST guild object; `with_counts`: with its approximate member and presence
+        counts (`GET /guilds/{id}?with_counts=true`)."""
+        data: dict[str, Any] = {
             "id": str(self.id),
             "name": self.name,
             "icon": None,
@@ -339,8 +345,6 @@ class Guild:
             "public_updates_channel_id": None,
             "max_video_channel_users": 25,
             "max_stage_video_channel_users": 50,
-            "approximate_member_count": len(self.members),
-            "approximate_presence_count": 0,
             "welcome_screen": None,
             "nsfw_level": 0,
             "stickers": [],
@@ -351,6 +355,12 @@ class Guild:
             "nsfw": False,
             "incidents_data": None,
         }
+        if with_counts:
+            data["approximate_member_count"] = len(self.members)
+            # Members who are not offline, as presence events set them (the bot is online).
+            online = set(self.presences) | ({world.bot.id} & set(self.members))
+            data["approximate_presence_count"] = len(online)
+        return data
 
     def presence(self, user_id: int) -> dict[str, Any]:
         """A member's presence object, as PRESENCE_UPDATE and member chunks carry it."""
@@ -500,6 +510,8 @@ class World:
             )
 
         self.dm_channels: dict[int, Channel] = {}  # by recipient user id
+        # Users who accept no direct messages (from the bot's servers): a DM to them is 50007.
+        self.closed_dms: set[int] = set()
 
     # -- lookups -----------------------------------------------------------------------------
 

@@ -269,9 +269,9 @@ async def test_every_select_kind_sends_values_and_resolved(
     ]
     for custom_id, values, field in refused:
         with pytest.raises(ValueError, match="^" + re.escape(field)):
-            await sb.rest.user_component(ch, user, mid, custom_id, values)
+            await sb.users.user_component(ch, user, mid, custom_id, values)
     with pytest.raises(ValueError, match=r"^values"):
-        await sb.rest.user_component(ch, user, mid, "pick", None)
+        await sb.users.user_component(ch, user, mid, "pick", None)
 
 
 # -- callback types -------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ async def test_update_deferred_update_and_original_edits(
         assert resp.status == 200 and edited["id"] == msg["id"]
     assert conforms(openapi, "MessageResponse", edited) == []
     assert edited["content"] == "later" and edited["components"] == []
-    state = sb.rest.interaction_state(int(deferred["id"]))
+    state = sb.users.interaction_state(int(deferred["id"]))
     assert state["response_type"] == 6 and not state["late"]
 
 
@@ -449,7 +449,7 @@ async def test_a_callback_after_the_deadline_is_an_unknown_interaction(
     await asyncio.sleep(sb.config.interaction_deadline + 0.2)
     status, body = await callback(http, late, {"type": 6})
     assert status == 404 and body == {"message": "Unknown Interaction", "code": 10062}
-    state = sb.rest.interaction_state(int(late["id"]))
+    state = sb.users.interaction_state(int(late["id"]))
     assert state["late"] and state["response_type"] is None
     # Follow-ups need an answer first: there is none.
     status, body = await post(http, webhook(sb, late), {"content": "x"})
