@@ -10,11 +10,26 @@ import time
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from waits import until
 
 from bot import outages
 from bot.guild_cache import GuildCache
 from bot.guild_settings import GuildSettings, GuildSettingsStore
 from ipc.client import Keys
+
+
+def past_ttl(cache: GuildCache[str], guild_id: int) -> None:
+    """Age a cached entry past the cache's ttl (rather than wait that long)."""
+    value, _ = cache._entries[guild_id]
+    cache._entries[guild_id] = (value, time.monotonic() - cache.ttl)
+
+
+async def reload_done(cache: GuildCache[str], guild_id: int) -> None:
+    """Wait for the background reload of a guild's entry to end, however it ends."""
+    running = cache._loading.get(guild_id)
+    if running is not None:
+        await asyncio.wait([running[1]], timeout=5)
+    await asyncio.sleep(0)  # its done-callback
 
 
 async def test_a_load_that_raced_a_change_is_not_cached(redis: aioredis.Redis, keys: Keys) -> None:
@@ -65,10 +80,8 @@ async def test_a_change_announced_elsewhere_drops_the_copy(
         assert await b.get(7) == "old"
         stored["value"] = "new"
         await a.announce(7)
-        for _ in range(200):  # pub/sub delivery is asynchronous but prompt
-            if b.cached(7) is None:
-                break
-            await asyncio.sleep(0.01)
+        # pub/sub delivery is asynchronous but prompt
+        await until("b dropped its copy", lambda: b.cached(7) is None, within=2)
         assert await b.get(7) == "new"
     finally:
         await a.stop()
@@ -94,11 +107,11 @@ async def test_an_old_entry_is_served_while_it_is_reloaded(
                 raise OSError("database unreachable")
         return stored["value"]
 
-    cache: GuildCache[str] = GuildCache(redis, keys("events", "t"), load, what="test", ttl=0.05)
+    cache: GuildCache[str] = GuildCache(redis, keys("events", "t"), load, what="test", ttl=60)
     await cache.start()
     try:
         assert await cache.get(3) == "old"
-        await asyncio.sleep(0.06)  # past its ttl
+        past_ttl(cache, 3)
         stored["value"] = "new"
         # Served at once, without waiting for the reload it starts; asking again doesn't start
         # a second one.
@@ -106,21 +119,18 @@ async def test_an_old_entry_is_served_while_it_is_reloaded(
         assert cache.cached(3) == "old"
         await asyncio.wait_for(reloading.wait(), 1)
         release.set()
-        for _ in range(100):
-            if cache.cached(3) == "new":
-                break
-            await asyncio.sleep(0.01)
+        await reload_done(cache, 3)
         assert cache.cached(3) == "new" and loads == 2
 
         # A reload that fails leaves the value in use; the next use after the ttl tries again.
         release.clear()
         reloading.clear()
         stored["value"] = "boom"
-        await asyncio.sleep(0.06)
+        past_ttl(cache, 3)
         assert await cache.get(3) == "new"
         await asyncio.wait_for(reloading.wait(), 1)
         release.set()
-        await asyncio.sleep(0.05)
+        await reload_done(cache, 3)
         assert await cache.get(3) == "new" and loads >= 3
     finally:
         await cache.stop()
@@ -130,12 +140,14 @@ async def test_callers_missing_one_guild_at_once_share_one_load(
     redis: aioredis.Redis, keys: Keys
 ) -> None:
     release = asyncio.Event()
+    began: asyncio.Queue[int] = asyncio.Queue()
     loads = 0
 
     async def load(guild_id: int) -> str:
         nonlocal loads
         loads += 1
         this = loads
+        began.put_nowait(this)
         await release.wait()
         return f"settings of {guild_id} #{this}"
 
@@ -143,13 +155,14 @@ async def test_callers_missing_one_guild_at_once_share_one_load(
     await cache.start()
     try:
         first = [asyncio.create_task(cache.get(5)) for _ in range(5)]
-        await asyncio.sleep(0.01)
+        # The first load begins after all five callers asked (tasks run in order).
+        assert await asyncio.wait_for(began.get(), 1) == 1
         assert loads == 1
         # A change announced meanwhile: what that load reads may predate it, so a caller
         # from now on gets a load of its own.
         await cache.announce(5)
         after = asyncio.create_task(cache.get(5))
-        await asyncio.sleep(0.01)
+        assert await asyncio.wait_for(began.get(), 1) == 2
         assert loads == 2
         release.set()
         assert [await t for t in first] == ["settings of 5 #1"] * 5
@@ -174,11 +187,8 @@ async def test_a_subscription_redis_py_renews_by_itself_drops_the_cache(
     try:
         assert await cache.get(3) == "value"
         assert await redis.client_kill_filter(_type="pubsub") >= 1
-        for _ in range(500):  # redis-py reconnects and subscribes again at once
-            if cache.cached(3) is None:
-                break
-            await asyncio.sleep(0.01)
-        assert cache.cached(3) is None
+        # redis-py reconnects and subscribes again at once
+        await until("the renewal dropped the cache", lambda: cache.cached(3) is None, within=5)
     finally:
         await cache.stop()
 

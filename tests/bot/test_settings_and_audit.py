@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from waits import until
 
 from bot import audit
 from bot.guild_settings import GuildSettings, GuildSettingsStore, SettingsError, validate_prefix
@@ -33,10 +33,11 @@ async def test_change_on_one_worker_is_seen_by_another(
         async with pool.acquire() as conn:
             await a.save(conn, new)
         await a.announce(1)
-        for _ in range(100):  # pub/sub delivery is asynchronous but prompt
-            if (await b.get(1)).prefix == "?":
-                break
-            await asyncio.sleep(0.01)
+
+        async def seen() -> bool:  # pub/sub delivery is asynchronous but prompt
+            return (await b.get(1)).prefix == "?"
+
+        await until("the other worker sees the change", seen, within=2)
         assert await b.get(1) == new
     finally:
         await a.stop()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import redis.asyncio as aioredis
 from discord.utils import time_snowflake
+from waits import until
 
 from bot.chat_light_path import Chat
 from bot.cogs.leveling import store
@@ -134,7 +135,12 @@ async def test_a_dead_consumers_entries_are_claimed(
     alive = Flusher(pool, redis, keys, "alive-worker", claim_idle=0.3)
     assert await alive.drain() == 0  # nothing new; the dead one's entries are not idle yet
     assert await pg_totals(pool) == {}
-    await asyncio.sleep(0.4)
+
+    async def idle() -> bool:  # Redis's own clock: idle past claim_idle (0.3 s)
+        rows = await redis.xpending_range(dead.stream, dead.group, min="-", max="+", count=100)
+        return len(rows) == 30 and all(r["time_since_delivered"] >= 300 for r in rows)
+
+    await until("the dead consumer's entries idle", idle, within=10)
     assert await alive.drain(claim=True) == 30
     assert sum((await pg_totals(pool)).values()) == 150
     summary = await redis.xpending(alive.group.stream, alive.group.group)
@@ -258,8 +264,8 @@ async def test_level_up_is_announced_once_and_survives_a_wipe(
     await flusher.group.ensure()
     out = await svc.award_message(msg(6), settings)
     assert out.status == "awarded" and out.total == 180 and out.level_up is None
-    while svc._rebuild_task is not None and not svc._rebuild_task.done():
-        await asyncio.sleep(0.05)
+    if svc._rebuild_task is not None:
+        await asyncio.wait([svc._rebuild_task])
     assert await svc.board.is_ready()
     assert await svc.board.score(1, "alltime", 10) == 180
     out = await svc.award_message(msg(7), settings)  # 210
