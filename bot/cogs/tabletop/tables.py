@@ -1,4 +1,5 @@
-"""Initiative orders: kept as JSON with the table, shown as lines. Pure."""
+"""Initiative orders: kept as JSON with the table, shown as lines. No database or Discord
+objects; names are escaped with discord.py's `escape_markdown`, the one import of discord."""
 
 from __future__ import annotations
 

@@ -277,3 +277,18 @@ def test_worst_case_allocation_is_small() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 2_000_000
+
+
+def test_the_engine_imports_no_discord_redis_or_database() -> None:
+    """The pure cores (the dice package, initiative, render) stay importable without Discord,
+    Redis or asyncpg, as the architecture's import rules say."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import bot.cogs.tabletop.dice, bot.cogs.tabletop.initiative, bot.cogs.tabletop.render\n"
+        "print(sorted(m for m in ('discord', 'redis', 'asyncpg', 'aiohttp') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
