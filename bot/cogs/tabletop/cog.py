@@ -1,9 +1,9 @@
 """The tabletop cog: dice (roll, history), macros and initiative, one cog in `help`.
 
-Its commands live by area in mixins, each thin (arguments parsed there, the work done by dice/,
-initiative.py, render.py, tables.py and store.py, which tests call without Discord):
-dice_commands.py, macro_commands.py, initiative_commands.py. discord.py collects the commands
-of every class a cog inherits from.
+Its commands live by area in mixins: dice_commands.py, macro_commands.py,
+initiative_commands.py. Each is thin: arguments are parsed there, the work is done by dice/,
+initiative.py, roll_render.py, initiative_orders.py and store.py, which tests call without
+Discord. discord.py collects the commands of every class a cog inherits from.
 """
 
 from __future__ import annotations

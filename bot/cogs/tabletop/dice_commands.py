@@ -1,6 +1,6 @@
 """The dice commands of the tabletop cog: `roll` (with its Reroll button) and `history`.
 
-Thin: arguments are parsed here, the work is done by dice/, render.py and store.py, which
+Thin: arguments are parsed here, the work is done by dice/, roll_render.py and store.py, which
 tests call without Discord. A mixin of `Tabletop` (cog.py), which is the cog.
 """
 
@@ -18,7 +18,7 @@ from discord.utils import escape_markdown, format_dt
 from bot import components, outages
 from bot.cogs.tabletop import store
 from bot.cogs.tabletop.dice import SYNTAX_HELP, DiceError, RollResult, evaluate
-from bot.cogs.tabletop.render import SUMMARY_LIMIT, render, summary
+from bot.cogs.tabletop.roll_render import SUMMARY_LIMIT, render, summary
 from bot.errors import BadInput
 from bot.ui import MESSAGE_CONTENT, pages_from_lines, safe_text, send_pages
 
@@ -88,7 +88,7 @@ async def reroll_view(bot: Guildhouse, expression: str, owner_id: int) -> discor
 
 def history_result(stored: str) -> str:
     """What a history line shows after the expression: one roll's result (`→ 7`), or, for
-    several, each with its label (`: 2d6 → 7; d20 → 13`), whole (render.summary keeps every
+    several, each with its label (`: 2d6 → 7; d20 → 13`), whole (roll_render.summary keeps every
     result within SUMMARY_LIMIT)."""
     text = safe_text(stored, SUMMARY_LIMIT)
     arrows = stored.count(" → ")

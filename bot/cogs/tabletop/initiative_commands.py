@@ -1,8 +1,8 @@
 """The initiative commands of the tabletop cog: `init` (show), `gm`, `system`, `add`, `npc`,
 `remove`, `clear`, `roll` and `flip`.
 
-Thin: the rolling and ordering are initiative.py's, the display tables.py's, the SQL store.py's.
-A mixin of `Tabletop` (cog.py), which is the cog.
+Thin: the rolling and ordering are initiative.py's, the display initiative_orders.py's, the
+SQL store.py's. A mixin of `Tabletop` (cog.py), which is the cog.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from discord.utils import escape_markdown
 
 from bot.checks import Level, level_of
 from bot.cogs.tabletop import initiative, store
-from bot.cogs.tabletop.tables import SYSTEM_NAMES, order_from_json, order_to_json, render_order
+from bot.cogs.tabletop.initiative_orders import (
+    SYSTEM_NAMES,
+    order_from_json,
+    order_to_json,
+    render_order,
+)
 from bot.errors import BadInput
 from bot.ui import pages_from_lines, safe_text, send_pages
 

@@ -1,6 +1,6 @@
 """What a roll returns: every die with its faces, per term, per set, per `;` roll.
 
-Pure: no Discord, no database; plain data that render.py turns into text.
+Pure: no Discord, no database; plain data that roll_render.py turns into text.
 """
 
 from __future__ import annotations

@@ -287,7 +287,8 @@ def test_the_engine_imports_no_discord_redis_or_database() -> None:
 
     code = (
         "import sys\n"
-        "import bot.cogs.tabletop.dice, bot.cogs.tabletop.initiative, bot.cogs.tabletop.render\n"
+        "import bot.cogs.tabletop.dice, bot.cogs.tabletop.initiative\n"
+        "import bot.cogs.tabletop.roll_render\n"
         "print(sorted(m for m in ('discord', 'redis', 'asyncpg', 'aiohttp') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -12,7 +12,7 @@ import pytest
 from bot.cogs.tabletop import store
 from bot.cogs.tabletop.initiative import Combatant as InitCombatant
 from bot.cogs.tabletop.initiative import roll_initiative
-from bot.cogs.tabletop.tables import order_from_json, order_to_json, render_order
+from bot.cogs.tabletop.initiative_orders import order_from_json, order_to_json, render_order
 from bot.db import migrations
 from bot.db.pool import create_pool
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.cogs.tabletop.dice import evaluate
 from bot.cogs.tabletop.initiative import Combatant, flip, roll_initiative
-from bot.cogs.tabletop.render import summary
-from bot.cogs.tabletop.tables import render_order
+from bot.cogs.tabletop.initiative_orders import render_order
+from bot.cogs.tabletop.roll_render import summary
 
 
 class Scripted:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.cogs.tabletop.dice import Limits, evaluate
-from bot.cogs.tabletop.render import render
+from bot.cogs.tabletop.roll_render import render
 
 
 class Scripted:
