@@ -28,8 +28,9 @@ import weakref
 from typing import TYPE_CHECKING
 
 from bot.jobs import store
+from bot.jobs.attempt import DB_ERRORS
 from bot.jobs.kinds import ClaimLost, Failed, Handler, Job, Kind, OnFailed, Retry, Run
-from bot.jobs.runner import DB_ERRORS, JobRunner, worker_token
+from bot.jobs.runner import JobRunner, worker_token
 from bot.jobs.store import Scheduled
 
 if TYPE_CHECKING:

@@ -89,6 +89,9 @@ class Kind:
     max_attempts: int = 6
     retry_delays: tuple[float, ...] = (5, 30, 120, 600)  # after attempt 1, 2, ...; the last repeats
     late_after: float = 60.0  # a claim this many seconds after due_at is `late`
+    # Called every round with the number of this kind's jobs due and not yet claimed that this
+    # runner may run (for a feature's own gauge; guildhouse_jobs_due has it by kind anyway).
+    on_due: Callable[[int], None] | None = None
 
     def retry_delay(self, attempt: int) -> float:
         return self.retry_delays[min(attempt, len(self.retry_delays)) - 1]

@@ -28,31 +28,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 
 from bot import outages
 from bot.jobs import store
-from bot.jobs.kinds import ClaimLost, Failed, Job, Kind, Retry, Run
+from bot.jobs.attempt import DB_ERRORS, Attempt
+from bot.jobs.kinds import Job, Kind
 from bot.jobs.wake import WakeChannel
 
 log = logging.getLogger(__name__)
 
-# The database and its driver failing under us: retry the loop, never crash it.
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-
-JOBS_RUN = Counter(
-    "guildhouse_jobs_total",
-    "Job attempts by kind and outcome: done, retry, failed, lost (the claim had passed to "
-    "another runner), left (to its lease: the database was unreachable), error (a bug).",
-    ["cluster", "kind", "outcome"],
-)
 JOBS_DUE = Gauge(
     "guildhouse_jobs_due",
     "Jobs due now and not yet claimed that this cluster may run, by kind (jobs without a guild "
@@ -99,11 +90,10 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._listener: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._held: set[int] = set()  # claimed by us, not finished with
         self.channel = (
-            WakeChannel(redis, wake_channel, self.wake, cap=max_backoff)
+            WakeChannel(redis, wake_channel, self.wake)
             if redis is not None and wake_channel is not None
             else None
         )
@@ -178,7 +168,7 @@ class JobRunner:
         self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="jobs-runner")
         if self.channel is not None:
-            self._listener = asyncio.create_task(self.channel.listen(), name="jobs-wake")
+            await self.channel.start()
 
     @property
     def started(self) -> bool:
@@ -187,7 +177,7 @@ class JobRunner:
     async def subscribed(self) -> None:
         """Returns once the wake channel is subscribed (for tests and start-up logs)."""
         assert self.channel is not None
-        await self.channel.subscribed.wait()
+        await self.channel.subscribed()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; let running jobs finish (up to `grace` s); give back what this
@@ -195,11 +185,8 @@ class JobRunner:
         once."""
         self._stopping = True
         self._wake.set()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        if self.channel is not None:
+            await self.channel.stop()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -234,8 +221,11 @@ class JobRunner:
                 if self.accepting() and free > 0 and await self.run_due(free) == free:
                     continue  # more may be due: no sleep (or, when full, until a slot frees)
                 outlook = await store.outlook(self.pool, self._routing_now(), now=self.now())
-                for name in self.kinds:
-                    JOBS_DUE.labels(self.cluster, name).set(outlook.due.get(name, 0))
+                for name, kind in list(self.kinds.items()):
+                    due = outlook.due.get(name, 0)
+                    JOBS_DUE.labels(self.cluster, name).set(due)
+                    if kind.on_due is not None:
+                        kind.on_due(due)
                 if outlook.wait is not None:
                     delay = min(max(outlook.wait + 0.02, 0.05), self.max_sleep)
                 backoff.reset()
@@ -273,7 +263,15 @@ class JobRunner:
             if kind is None:  # unregistered since the round began: its lease brings it back
                 continue
             self._held.add(row.id)
-            task = asyncio.create_task(self._attempt(kind, self._job(kind, row)))
+            attempt = Attempt(
+                kind,
+                self._job(kind, row),
+                pool=self.pool,
+                worker=self.worker,
+                cluster=self.cluster,
+                now=self.now,
+            )
+            task = asyncio.create_task(self._attempt(attempt))
             task.set_name(f"job {row.kind} {row.id}")
             self._running.add(task)
             task.add_done_callback(self._finished)
@@ -283,6 +281,10 @@ class JobRunner:
         """Returns when no handler of this runner is running."""
         while self._running:
             await asyncio.wait(set(self._running))
+
+    async def _attempt(self, attempt: Attempt) -> None:
+        if await attempt.run():
+            self._held.discard(attempt.job.id)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -303,88 +305,3 @@ class JobRunner:
             late_by=late_by,
             late=late_by >= kind.late_after,
         )
-
-    # -- one attempt ---------------------------------------------------------------------------
-
-    def _count(self, job: Job, outcome: str) -> None:
-        JOBS_RUN.labels(self.cluster, job.kind, outcome).inc()
-
-    async def _attempt(self, kind: Kind, job: Job) -> None:
-        """Run one claimed job's handler and record the outcome. Never raises."""
-        try:
-            await self._attempt_one(kind, job)
-            self._held.discard(job.id)
-        except asyncio.CancelledError:
-            raise  # stop(): the job is still held, and given back
-        except Exception as exc:
-            # Writing the outcome failed: the row stays claimed; when its lease passes it is
-            # claimed again, with attempt + 1.
-            self._count(job, "left")
-            if outages.note(exc, "a job's completion") is None:
-                log.warning("jobs: %s %s left to its lease: %s", job.kind, job.key, exc)
-
-    async def _attempt_one(self, kind: Kind, job: Job) -> None:
-        if job.attempt > kind.max_attempts:  # a job whose runners keep dying mid-run
-            await self._fail(kind, job, f"gave up after {kind.max_attempts} attempts")
-            return
-        run = Run(job, self.pool, self.worker, time.monotonic() + kind.lease - kind.margin)
-        try:
-            async with asyncio.timeout(kind.lease - kind.margin):
-                await kind.run(run)
-        except ClaimLost:
-            log.warning("jobs: lost the claim on %s %s while running it", job.kind, job.key)
-            self._count(job, "lost")
-            return
-        except Failed as exc:
-            await self._fail(kind, job, str(exc) or exc.__class__.__name__)
-            return
-        except Retry as exc:
-            await self._retry(kind, job, str(exc), exc.delay)
-            return
-        except TimeoutError:
-            if not run.completed:
-                await self._retry(kind, job, "timed out", None)
-                return
-        except Exception as exc:
-            if outages.server_of(exc) == outages.POSTGRES and not run.completed:
-                raise  # left to its lease (the database is away)
-            log.exception("jobs: %s %s failed unexpectedly", job.kind, job.key)
-            self._count(job, "error")
-            if not run.completed:
-                await self._retry(kind, job, f"{exc.__class__.__name__}: {exc}", None)
-            return
-        if not run.completed and not await store.finish(
-            self.pool, job.id, self.worker, state="done"
-        ):
-            log.warning("jobs: lost the claim on %s %s while running it", job.kind, job.key)
-            self._count(job, "lost")
-            return
-        self._count(job, "done")
-
-    async def _retry(self, kind: Kind, job: Job, reason: str, delay: float | None) -> None:
-        if job.attempt >= kind.max_attempts:
-            await self._fail(kind, job, f"{reason} (attempt {job.attempt})")
-            return
-        delay = kind.retry_delay(job.attempt) if delay is None else delay
-        log.info("jobs: %s %s: %s; retrying in %.0fs", job.kind, job.key, reason, delay)
-        await store.retry_later(
-            self.pool, job.id, self.worker, delay=delay, error=reason, now=self.now()
-        )
-        self._count(job, "retry")
-
-    async def _fail(self, kind: Kind, job: Job, reason: str) -> None:
-        log.warning("jobs: %s %s failed: %s; giving up", job.kind, job.key, reason)
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                if not await store.finish(conn, job.id, self.worker, state="failed", error=reason):
-                    self._count(job, "lost")
-                    return
-                if kind.on_failed is not None:
-                    await kind.on_failed(conn, job, reason)
-        except Exception as exc:
-            if kind.on_failed is None or outages.server_of(exc) is not None:
-                raise
-            # A bug in on_failed must not keep the job coming back: fail it without.
-            log.exception("jobs: on_failed of %s %s failed", job.kind, job.key)
-            await store.finish(self.pool, job.id, self.worker, state="failed", error=reason)
-        self._count(job, "failed")

@@ -116,7 +116,8 @@ async def finish(
     assert state in ("done", "failed")
     done = await conn.fetchval(
         """
-        UPDATE jobs SET state = $3, finished_at = now(), lease_until = NULL, error = $4
+        UPDATE jobs SET state = $3, finished_at = now(), lease_until = NULL,
+            error = coalesce($4, error)
         WHERE id = $1 AND state = 'running' AND claimed_by = $2
         RETURNING id
         """,

@@ -26,13 +26,13 @@ import redis.asyncio as aioredis
 from killable import KillablePostgres, KillableRedis
 from redis.exceptions import RedisError
 
-from bot import metrics, outages
+from bot import jobs, metrics, outages
 from bot.cogs.leveling.flusher import Flusher
 from bot.cogs.reminders import store as reminders
+from bot.cogs.reminders.outbox import Due
+from bot.cogs.reminders.plan import Plan, Series
 from bot.cogs.reminders.render import Rendered
-from bot.cogs.reminders.schedule import Plan, Series
-from bot.cogs.reminders.scheduler import Scheduler
-from bot.cogs.reminders.store import Due
+from bot.cogs.reminders.sender import Sender
 from bot.db import migrations
 from bot.db.pool import create_pool
 from bot.guild_cache import GuildCache
@@ -188,18 +188,22 @@ async def statuses(pool: asyncpg.Pool) -> dict[str, int]:
     return {r["status"]: r["n"] for r in rows}
 
 
-def scheduler(pool: asyncpg.Pool, sink: Sink, name: str, **options: object) -> Scheduler:
-    kw: dict[str, object] = {"max_sleep": 0.2, "lease": 5.0, "max_backoff": 0.3}
+def scheduler(
+    pool: asyncpg.Pool, sink: Sink, name: str, *, lease: float = 5.0, **options: object
+) -> jobs.JobRunner:
+    """A worker's job runner with the reminders' kind (bot/cogs/reminders/sender.py)."""
+    kw: dict[str, object] = {"max_sleep": 0.2, "max_backoff": 0.3}
     kw.update(options)
-    return Scheduler(
+    runner = jobs.JobRunner(
         pool,
-        sink,
         worker=name,
         shard_count=1,
         shard_ids=[0],
         cluster=name,
         **kw,  # type: ignore[arg-type]
     )
+    runner.register(Sender(pool, sink, cluster=name, lease=lease).kind())
+    return runner
 
 
 async def test_a_reminder_due_during_a_postgres_outage_is_sent_once_after_it(
@@ -210,7 +214,7 @@ async def test_a_reminder_due_during_a_postgres_outage_is_sent_once_after_it(
     due = datetime.now(UTC) + timedelta(seconds=1)
     await add_dm_reminder(pool, due)
     s = scheduler(pool, sink, "outage")
-    s.start()
+    await s.start()
     try:
         await asyncio.to_thread(pg.kill)
         # The scheduler keeps trying while the reminder falls due.
@@ -237,7 +241,7 @@ async def test_a_send_whose_mark_the_outage_lost_is_not_sent_again(
     await add_dm_reminder(pool, datetime.now(UTC) - timedelta(seconds=1))
     already = counter(metrics.REMINDERS_FIRED, "lost-mark", "already_sent")
     s = scheduler(pool, sink, "lost-mark", lease=2.0)
-    s.start()
+    await s.start()
     try:
         await until(lambda: _true(len(sink.sent) == 1 and s.failed_rounds >= 1))
         sink.on_send = None
@@ -354,7 +358,7 @@ async def test_redis_subscribers_subscribe_again_after_a_restart(
     await asker.start()
     await answerer.start()
     await throttle.start()
-    woken.start()
+    await woken.start()
     try:
         await woken.subscribed()
         assert await there.get(7) == "old"

@@ -220,8 +220,8 @@ async def test_players_target_mentions_the_table(env: Env, driver: Driver) -> No
 
 
 async def test_missed_reminder_is_sent_marked_late(env: Env, driver: Driver) -> None:
-    """As if the bot had been down when it was due: its time is moved two hours back, and the
-    schedulers are woken over Redis as a new reminder would wake them."""
+    """As if the bot had been down when it was due: its time (and its job's) is moved two hours
+    back, and the job runners are woken over Redis as a new reminder would wake them."""
     p = env.on_cluster(1)
     await driver.drain(p.channel_id)
     rid = await create(driver, p, p.owner_id, "!remind in 1h Missed session")
@@ -232,11 +232,17 @@ async def test_missed_reminder_is_sent_marked_late(env: Env, driver: Driver) -> 
             "event_at = now() - interval '2 hours 5 minutes' WHERE reminder_id = $1",
             rid,
         )
+        await conn.execute(
+            "UPDATE jobs SET due_at = d.fire_at FROM reminder_deliveries d "
+            "WHERE d.reminder_id = $1 AND jobs.kind = 'reminders.deliver' "
+            "AND jobs.key = 'delivery:' || d.id",
+            rid,
+        )
     finally:
         await conn.close()
     redis = aioredis.Redis.from_url(env.redis_url)
     try:
-        await redis.publish(f"{env.prefix}reminders:wake", b"test")
+        await redis.publish(f"{env.prefix}jobs:wake", b"test")
     finally:
         await redis.aclose()
     entry = await reminder_in(driver, p.channel_id, rid)

@@ -1,15 +1,14 @@
 """Reminder commands: `remind` (create, list, cancel) and `timezone` (set, show).
 
-Thin: arguments go to `parsing`/`schedule` (pure), storage to `store`, delivery to the
-`Scheduler` this cog starts in `cog_load` and stops in `cog_unload`.
+Thin: arguments go to `options`/`parsing`/`plan` (pure), storage to `store`; deliveries are
+jobs of the shared scheduler (bot/jobs/), whose kind (`sender.Sender`) this cog installs in
+`cog_load` and removes in `cog_unload`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
@@ -18,17 +17,15 @@ import asyncpg
 import discord
 from discord import app_commands
 from discord.ext import commands
-from redis.exceptions import RedisError
 
-from bot import audit
+from bot import audit, jobs
 from bot.checks import Level, level_of
-from bot.cogs.reminders import parsing, schedule, store
-from bot.cogs.reminders.delivery import DiscordTransport
-from bot.cogs.reminders.parsing import ParseError, Raw
-from bot.cogs.reminders.scheduler import DB_ERRORS, Scheduler, worker_token
+from bot.cogs.reminders import options, outbox, parsing, plan, store
+from bot.cogs.reminders.options import Raw
+from bot.cogs.reminders.sender import Sender
+from bot.cogs.reminders.transport import DiscordTransport
 from bot.errors import BadInput
 from bot.ui import pages_from_lines, safe_text, send_pages
-from ipc.client import count_redis_error
 
 if TYPE_CHECKING:
     from bot.core import Guildhouse
@@ -74,37 +71,15 @@ class Reminders(commands.Cog, name="Reminders"):
 
     def __init__(self, bot: Guildhouse) -> None:
         self.bot = bot
-        cfg = bot.config
-        self.worker = worker_token(cfg.cluster_id, f"{os.getpid()}:{secrets.token_hex(3)}")
-        self.wake_channel = bot.keys("reminders", "wake")
-        self.scheduler = Scheduler(
-            bot.pool,
-            DiscordTransport(bot),
-            worker=self.worker,
-            shard_count=cfg.shard_count,
-            shard_ids=list(cfg.shard_ids),
-            cluster=str(cfg.cluster_id),
-            redis=bot.redis,
-            wake_channel=self.wake_channel,
-            accepting=lambda: bot.accepting,
-        )
+        self.sender = Sender(bot.pool, DiscordTransport(bot), cluster=str(bot.config.cluster_id))
 
     async def cog_load(self) -> None:
-        if self.bot.rest_only:
-            return  # `guildhouse commands sync`: no deliveries, and this cluster's claims stay
-        try:
-            n = await store.expire_predecessors(
-                self.bot.pool, worker_token(self.bot.config.cluster_id, ""), self.worker
-            )
-            if n:
-                log.info("reminders: %d deliveries of this cluster's last process reclaimable", n)
-        except DB_ERRORS as exc:
-            log.warning("reminders: could not free the last process's claims: %s", exc)
-        self.scheduler.start()
+        # The worker's job runner delivers them (not in `guildhouse commands sync`'s REST-only
+        # bot, which runs no jobs).
+        await jobs.install(self.bot, self.sender.kind())
 
     async def cog_unload(self) -> None:
-        if not self.bot.rest_only:
-            await self.scheduler.stop()
+        await jobs.uninstall(self.bot, outbox.KIND)
 
     async def _zone(self, user_id: int) -> tuple[str, bool]:
         """The user's zone, and whether it is the default (UTC, none set)."""
@@ -118,12 +93,8 @@ class Reminders(commands.Cog, name="Reminders"):
         return zone, False
 
     async def _announce(self) -> None:
-        self.scheduler.wake()
-        try:
-            await self.bot.redis.publish(self.wake_channel, b"new")
-        except (RedisError, OSError) as exc:
-            count_redis_error("reminders")
-            log.info("reminders: could not announce a new reminder: %s", exc)
+        """Wake the job runners: a reminder due in seconds must not wait for their poll."""
+        await jobs.of(self.bot).notify()
 
     # -- remind ----------------------------------------------------------------------------------
 
@@ -181,66 +152,64 @@ class Reminders(commands.Cog, name="Reminders"):
         `--here`. At most 25 active reminders each. Reminders the bot missed while down are
         sent when it is back, marked late.
         """
-        zone, default = await self._zone(ctx.author.id)
-        now = datetime.now(UTC)
-        try:
-            if ctx.interaction is None:
-                text = when
-                if text.split(None, 1)[:1] == ["create"]:
-                    text = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
-                parsed, raw = parsing.split_prefix_text(text, now, zone)
-            else:
-                parsed = None
-                raw = Raw(
-                    when=when,
-                    message=message or "",
-                    before=before,
-                    repeat=repeat,
-                    times=str(times) if times is not None else None,
-                    until=until,
-                    to=to,
-                    via=via,
-                )
-            plan = schedule.build(
-                raw,
-                now=now,
-                zone=zone,
-                in_guild=ctx.guild is not None,
-                when=parsed,
-                zone_is_default=default,
+        raw = None
+        if ctx.interaction is not None:
+            raw = Raw(
+                when=when,
+                message=message or "",
+                before=before,
+                repeat=repeat,
+                times=str(times) if times is not None else None,
+                until=until,
+                to=to,
+                via=via,
             )
-        except ParseError as exc:
-            raise BadInput(str(exc)) from None
-        if plan.target == "players":
-            players = await store.table_players(self.bot.pool, ctx.channel.id)
-            if players is None:
-                raise BadInput(
-                    "Reminders `to players` need the tabletop player list, which this bot "
-                    "doesn't have."
-                )
-            if not players:
-                raise BadInput(
-                    "This channel's table has no players yet: the GM adds them with `init add`."
-                )
-        try:
-            reminder_id = await store.create(
-                self.bot.pool,
-                plan,
-                author_id=ctx.author.id,
-                guild_id=ctx.guild.id if ctx.guild else None,
-                channel_id=ctx.channel.id,
-                limit=schedule.ACTIVE_LIMIT,
-            )
-        except store.LimitReached as exc:
-            raise BadInput(
-                f"You have {exc.active} active reminders, the most there may be; "
-                "cancel one first (`remind list`, `remind cancel ID`)."
-            ) from None
+        planned = await self._plan(ctx, when, raw)
+        if planned.target == "players":
+            await self._check_players(ctx)
+        reminder_id = await store.create(
+            self.bot.pool,
+            planned,
+            author_id=ctx.author.id,
+            guild_id=ctx.guild.id if ctx.guild else None,
+            channel_id=ctx.channel.id,
+            limit=plan.ACTIVE_LIMIT,
+        )
         await self._announce()
-        text = f"Reminder #{reminder_id} set: {schedule.describe(plan)}"
-        for note in plan.notes:
+        text = f"Reminder #{reminder_id} set: {plan.describe(planned)}"
+        for note in planned.notes:
             text += f"\n{note}"
         await ctx.send(text)
+
+    async def _plan(self, ctx: Ctx, text: str, raw: Raw | None) -> plan.Plan:
+        """The checked plan of what was typed: the prefix text (`raw` None) or the slash
+        options. A ParseError (a UserError) says what was wrong."""
+        zone, default = await self._zone(ctx.author.id)
+        now = datetime.now(UTC)
+        parsed = None
+        if raw is None:
+            if text.split(None, 1)[:1] == ["create"]:
+                text = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
+            parsed, raw = options.split_prefix_text(text, now, zone)
+        return plan.build(
+            raw,
+            now=now,
+            zone=zone,
+            in_guild=ctx.guild is not None,
+            when=parsed,
+            zone_is_default=default,
+        )
+
+    async def _check_players(self, ctx: Ctx) -> None:
+        players = await outbox.table_players(self.bot.pool, ctx.channel.id)
+        if players is None:
+            raise BadInput(
+                "Reminders `to players` need the tabletop player list, which this bot doesn't have."
+            )
+        if not players:
+            raise BadInput(
+                "This channel's table has no players yet: the GM adds them with `init add`."
+            )
 
     @remind.command(name="list", extras={"examples": ["remind list", "remind list server"]})
     @app_commands.describe(
@@ -346,10 +315,7 @@ class Reminders(commands.Cog, name="Reminders"):
         """Set your timezone (an IANA name such as Europe/Berlin), for local times in reminders.
 
         Reminders already set keep the zone they were set in."""
-        try:
-            name = parsing.canonical_zone(zone)
-        except ParseError as exc:
-            raise BadInput(str(exc)) from None
+        name = parsing.canonical_zone(zone)
         await store.set_zone(self.bot.pool, ctx.author.id, name)
         now = datetime.now(ZoneInfo(name))
         await ctx.send(f"Your timezone is now {name} (now {now:%H:%M}, UTC{now:%z}).")

@@ -1,4 +1,5 @@
-"""Reading what a user typed: durations, times, repeats, lead times and the prefix syntax.
+"""Reading what a user typed: durations, zones and times (repeats, lead times and the prefix
+command's options are in `options.py`).
 
 Pure: no Discord, no database, no clock (the caller passes `now`). Every error is a
 `ParseError` whose message names the token that could not be used, so the cog can pass it to
@@ -16,13 +17,15 @@ Local times are resolved in a zone (`zoneinfo`); the daylight-saving rules are d
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from bot.user_error import UserError
+
 MINUTE, HOUR, DAY, WEEK = 60, 3600, 86400, 7 * 86400
 
-_UNITS = {
+UNITS = {
     "s": 1,
     "sec": 1,
     "secs": 1,
@@ -49,9 +52,9 @@ _UNITS = {
 }
 _COMPOUND = re.compile(r"(?:\d+[a-z]+)+")
 _PART = re.compile(r"(\d+)([a-z]+)")
-_NUMBER = re.compile(r"\d+")
-_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+NUMBER = re.compile(r"\d+")
+CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # A date with a time in one token: 2026-12-05T19:30, optionally with seconds, fraction, offset.
 _DATETIME = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?P<offset>Z|[+-]\d{2}(?::?\d{2})?)?",
@@ -62,11 +65,12 @@ _OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)", re.IGNORECASE)
 _MAX_DURATION = 400 * DAY
 
 
-class ParseError(ValueError):
-    """Input that can't be used; the message is for the user and names the bad token."""
+class ParseError(UserError, ValueError):
+    """Input that can't be used; the message is for the user and names the bad token (the
+    command handler shows it as it is: a UserError)."""
 
 
-def _clean(token: str) -> str:
+def clean(token: str) -> str:
     return token if len(token) <= 40 else token[:40] + "…"
 
 
@@ -80,13 +84,13 @@ def duration_token(token: str) -> int | None:
         return None
     total = 0
     for number, unit in _PART.findall(t):
-        if unit not in _UNITS:
+        if unit not in UNITS:
             raise ParseError(
-                f"`{_clean(token)}`: unknown unit `{unit}`; use s, m, h, d or w (e.g. `1h30m`)."
+                f"`{clean(token)}`: unknown unit `{unit}`; use s, m, h, d or w (e.g. `1h30m`)."
             )
-        total += int(number) * _UNITS[unit]
+        total += int(number) * UNITS[unit]
         if total > _MAX_DURATION:
-            raise ParseError(f"`{_clean(token)}` is too long a time.")
+            raise ParseError(f"`{clean(token)}` is too long a time.")
     return total
 
 
@@ -105,15 +109,15 @@ def take_duration(tokens: list[str], start: int) -> tuple[int, int]:
             total += seconds
             i += 1
             continue
-        if _NUMBER.fullmatch(word) and i + 1 < len(tokens):
+        if NUMBER.fullmatch(word) and i + 1 < len(tokens):
             unit = tokens[i + 1].lower().rstrip(",")
-            if unit in _UNITS:
-                total += int(word) * _UNITS[unit]
+            if unit in UNITS:
+                total += int(word) * UNITS[unit]
                 i += 2
                 continue
         break
     if total > _MAX_DURATION:
-        raise ParseError(f"`{_clean(' '.join(tokens[start:i]))}` is too long a time.")
+        raise ParseError(f"`{clean(' '.join(tokens[start:i]))}` is too long a time.")
     if i > start and tokens[i - 1].lower() == "and":
         i -= 1
     return total, i - start
@@ -127,7 +131,7 @@ def parse_duration(text: str) -> int:
     seconds, used = take_duration(tokens, 0)
     if used != len(tokens):
         bad = tokens[used]
-        raise ParseError(f"`{_clean(bad)}` is not a duration; write e.g. `30m`, `2h` or `1d`.")
+        raise ParseError(f"`{clean(bad)}` is not a duration; write e.g. `30m`, `2h` or `1d`.")
     return seconds
 
 
@@ -169,13 +173,13 @@ def canonical_zone(name: str) -> str:
             else ""
         )
         raise ParseError(
-            f"`{_clean(wanted)}` is not a timezone I know.{hint} "
+            f"`{clean(wanted)}` is not a timezone I know.{hint} "
             "Use a name like `Europe/Berlin`, `America/New_York` or `UTC`."
         )
     try:
         ZoneInfo(found)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ParseError(f"`{_clean(wanted)}` is not a timezone I know.") from None
+        raise ParseError(f"`{clean(wanted)}` is not a timezone I know.") from None
     return found
 
 
@@ -225,12 +229,12 @@ class When:
 
 
 def _parse_clock(token: str) -> time | None:
-    m = _CLOCK.fullmatch(token)
+    m = CLOCK.fullmatch(token)
     if not m:
         return None
     hour, minute, second = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
     if hour > 23 or minute > 59 or second > 59:
-        raise ParseError(f"`{_clean(token)}` is not a time of day; write e.g. `19:30`.")
+        raise ParseError(f"`{clean(token)}` is not a time of day; write e.g. `19:30`.")
     return time(hour, minute, second)
 
 
@@ -238,7 +242,7 @@ def _parse_date(token: str) -> date:
     try:
         return date.fromisoformat(token)
     except ValueError:
-        raise ParseError(f"`{_clean(token)}` is not a date; write e.g. `2026-12-05`.") from None
+        raise ParseError(f"`{clean(token)}` is not a date; write e.g. `2026-12-05`.") from None
 
 
 def _with_offset(token: str) -> datetime:
@@ -246,7 +250,7 @@ def _with_offset(token: str) -> datetime:
         value = datetime.fromisoformat(token.upper().replace("Z", "+00:00"))
     except ValueError:
         raise ParseError(
-            f"`{_clean(token)}` is not an ISO 8601 time; write e.g. `2026-12-05T19:30+01:00`."
+            f"`{clean(token)}` is not an ISO 8601 time; write e.g. `2026-12-05T19:30+01:00`."
         ) from None
     return value
 
@@ -256,7 +260,7 @@ def _local_when(local: datetime, zone: str, typed: str) -> When:
     if r.shifted:
         suggestion = r.at.astimezone(ZoneInfo(zone)).strftime("%H:%M")
         raise ParseError(
-            f"`{_clean(typed)}` doesn't exist in {zone}: the clocks go forward that night. "
+            f"`{clean(typed)}` doesn't exist in {zone}: the clocks go forward that night. "
             f"Pick another time, e.g. {suggestion}."
         )
     notes: tuple[str, ...] = ()
@@ -285,7 +289,7 @@ def take_when(tokens: list[str], now: datetime, zone: str) -> tuple[When, int]:
         return _take_when(tokens, now, zone)
     except OverflowError:
         shown = " ".join(tokens[:2])
-        raise ParseError(f"`{_clean(shown)}` is out of range; pick a time within a year.") from None
+        raise ParseError(f"`{clean(shown)}` is out of range; pick a time within a year.") from None
 
 
 def _take_when(tokens: list[str], now: datetime, zone: str) -> tuple[When, int]:
@@ -306,7 +310,7 @@ def _take_when(tokens: list[str], now: datetime, zone: str) -> tuple[When, int]:
             if not bad:
                 raise ParseError("`in` needs a duration after it, e.g. `in 2h` or `in 1d 30m`.")
             raise ParseError(
-                f"`{_clean(bad)}` is not a duration; write e.g. `in 2h` or `in 1d 30m`."
+                f"`{clean(bad)}` is not a duration; write e.g. `in 2h` or `in 1d 30m`."
             )
         return _relative(seconds, now, zone), 1 + used
     seconds, used = take_duration(tokens, 0)
@@ -337,11 +341,11 @@ def _take_when(tokens: list[str], now: datetime, zone: str) -> tuple[When, int]:
         local = _with_offset(token)
         zone, extra = _zone_after(tokens, i + 1, zone)
         return _local_when(local, zone, token), i + 1 + extra
-    if _DATE.fullmatch(token):
+    if DATE.fullmatch(token):
         day = _parse_date(token)
         clock = _parse_clock(tokens[i + 1]) if i + 1 < len(tokens) else None
         if clock is None:
-            raise ParseError(f"`{_clean(token)}` needs a time too, e.g. `{token} 19:30`.")
+            raise ParseError(f"`{clean(token)}` needs a time too, e.g. `{token} 19:30`.")
         used = i + 2
         if used < len(tokens) and _OFFSET.fullmatch(tokens[used]):
             value = _with_offset(f"{token}T{tokens[i + 1]}{tokens[used]}")
@@ -360,9 +364,9 @@ def _take_when(tokens: list[str], now: datetime, zone: str) -> tuple[When, int]:
             local += timedelta(days=1)
         return _local_when(local, zone, token), i + 1 + extra
     if re.fullmatch(r"\d{4}-\S*", token):
-        raise ParseError(f"`{_clean(token)}` is not a date; write e.g. `2026-12-05 19:30`.")
+        raise ParseError(f"`{clean(token)}` is not a date; write e.g. `2026-12-05 19:30`.")
     raise ParseError(
-        f"`{_clean(token)}` is not a time I understand; write e.g. `in 2h`, `19:30`, "
+        f"`{clean(token)}` is not a time I understand; write e.g. `in 2h`, `19:30`, "
         "`2026-12-05 19:30` or `2026-12-05T19:30+01:00`."
     )
 
@@ -390,278 +394,16 @@ def parse_when(text: str, now: datetime, zone: str) -> When:
     when, used = take_when(tokens, now, zone)
     if used != len(tokens):
         raise ParseError(
-            f"`{_clean(tokens[used])}` after the time is not part of a time; "
+            f"`{clean(tokens[used])}` after the time is not part of a time; "
             "put the message in `message`."
         )
     return when
 
 
-# -- repeats and lead times -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Repeat:
-    """Every `every` hours (fixed instants) or days (the same wall time in the zone)."""
-
-    unit: str  # "hour" or "day"
-    every: int
-
-    @property
-    def seconds(self) -> int:
-        return self.every * (HOUR if self.unit == "hour" else DAY)
-
-    def describe(self) -> str:
-        if self.unit == "day" and self.every % 7 == 0:
-            n, name = self.every // 7, "week"
-        else:
-            n, name = self.every, self.unit
-        return f"every {name}" if n == 1 else f"every {n} {name}s"
-
-
-MIN_REPEAT = HOUR
-MAX_REPEAT = 365 * DAY
-_NAMED_REPEATS = {
-    "hourly": Repeat("hour", 1),
-    "daily": Repeat("day", 1),
-    "weekly": Repeat("day", 7),
-    "fortnightly": Repeat("day", 14),
-    "biweekly": Repeat("day", 14),
-}
-
-
-def parse_repeat(text: str) -> Repeat:
-    """`daily`, `weekly`, `hourly`, `every 2 days`, `every week`, `12h`, `2d`, `1w`.
-
-    Whole days (and weeks) keep the wall time in the reminder's zone across daylight-saving
-    changes; hours are fixed intervals. At least an hour, at most a year."""
-    raw = text.strip()
-    t = raw.lower()
-    if t in _NAMED_REPEATS:
-        return _NAMED_REPEATS[t]
-    words = t.split()
-    if words and words[0] == "every":
-        words = words[1:]
-        if len(words) == 1 and words[0] in _UNITS:
-            words = ["1", words[0]]
-    if not words:
-        raise ParseError(
-            f"`{_clean(raw) or 'repeat'}`: say how often, e.g. `daily`, `weekly` or `every 2 days`."
-        )
-    try:
-        seconds = parse_duration(" ".join(words))
-    except ParseError:
-        raise ParseError(
-            f"`{_clean(raw)}` is not a repeat; write `daily`, `weekly`, `hourly`, "
-            "`every 2 days` or `12h`."
-        ) from None
-    if seconds < MIN_REPEAT:
-        raise ParseError(f"`{_clean(raw)}` repeats too often; at least an hour apart.")
-    if seconds > MAX_REPEAT:
-        raise ParseError(f"`{_clean(raw)}` is too long between repeats; at most a year.")
-    if seconds % DAY == 0:
-        return Repeat("day", seconds // DAY)
-    if seconds % HOUR == 0:
-        return Repeat("hour", seconds // HOUR)
-    raise ParseError(f"`{_clean(raw)}`: repeats go by whole hours or days (e.g. `12h`, `2d`).")
-
-
-MAX_LEADS = 5
-MAX_LEAD = 30 * DAY
-
-
-def take_lead(tokens: list[str], i: int) -> tuple[int, int]:
-    """One lead time at tokens[i]: `30m`, `1h30m`, `0`, or `2 hours`. Unlike `take_duration`,
-    `30m 6h` is two lead times, not one of 6h30m. Returns (seconds, tokens used)."""
-    word = tokens[i].strip(",").lower()
-    if word in ("0", "now"):
-        return 0, 1
-    seconds = duration_token(word)
-    if seconds is not None:
-        return seconds, 1
-    if _NUMBER.fullmatch(word) and i + 1 < len(tokens):
-        unit = tokens[i + 1].strip(",").lower()
-        if unit in _UNITS:
-            return int(word) * _UNITS[unit], 2
-    return 0, 0
-
-
-def parse_leads(tokens: list[str]) -> tuple[int, ...]:
-    """Lead times such as `30m 6h 1d` (`0` means at the time itself), largest first."""
-    leads: list[int] = []
-    i = 0
-    while i < len(tokens):
-        seconds, used = take_lead(tokens, i)
-        if used == 0:
-            raise ParseError(
-                f"`{_clean(tokens[i])}` is not a lead time; write e.g. `--before 30m 6h 1d`."
-            )
-        shown = " ".join(tokens[i : i + used])
-        if seconds > MAX_LEAD:
-            raise ParseError(f"Lead time `{_clean(shown)}` is too long; at most 30 days.")
-        if seconds in leads:
-            raise ParseError(f"Lead time `{_clean(shown)}` is given twice.")
-        leads.append(seconds)
-        i += used
-    if not leads:
-        raise ParseError("`--before` needs lead times, e.g. `--before 30m 6h 1d`.")
-    if len(leads) > MAX_LEADS:
-        raise ParseError(f"At most {MAX_LEADS} lead times.")
-    return tuple(sorted(leads, reverse=True))
-
-
-# -- the prefix command's text ------------------------------------------------------------------
-
-TARGETS = ("me", "channel", "players")
-VIAS = ("dm", "channel")
-OPTIONS = (
-    "--before",
-    "--repeat",
-    "--times",
-    "--until",
-    "--to",
-    "--dm",
-    "--here",
-)
-_ALIASES = {
-    "before": "before",
-    "lead": "before",
-    "leads": "before",
-    "repeat": "repeat",
-    "every": "repeat",
-    "times": "times",
-    "count": "times",
-    "until": "until",
-    "to": "to",
-    "for": "to",
-    "dm": "dm",
-    "here": "here",
-    "via": "via",
-}
-
-
-@dataclass
-class Raw:
-    """A reminder as typed, before it is checked: the same fields as the slash options."""
-
-    when: str = ""
-    message: str = ""
-    before: str | None = None
-    repeat: str | None = None
-    times: str | None = None
-    until: str | None = None
-    to: str | None = None
-    via: str | None = None
-    # Tokens of `when` as read from the prefix text (so the time is parsed once).
-    when_tokens: list[str] = field(default_factory=list)
-
-
-def _is_option(token: str) -> bool:
-    return token.startswith("--") and len(token) > 2 and token[2].isalpha()
-
-
-def split_prefix_text(text: str, now: datetime, zone: str) -> tuple[When, Raw]:
-    """`in 2h Session at Ann's --before 30m --repeat weekly --times 6 --to players --dm`.
-
-    The time comes first; options (`--name value`) may come anywhere after it; everything
-    else is the message, its spacing kept."""
-    spans = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-    words = [s[0] for s in spans]
-    if not words:
-        raise ParseError(
-            "Missing the time and the message: e.g. `remind in 2h Check the oven` "
-            "or `remind 2026-12-05 19:30 Session --before 1d 30m`."
-        )
-    if _is_option(words[0]):
-        raise ParseError(f"Start with the time, then the message; `{_clean(words[0])}` came first.")
-    when, used = take_when(words, now, zone)
-    raw = Raw(when=" ".join(words[:used]), when_tokens=words[:used])
-    runs: list[tuple[int, int]] = []
-    i = used
-    while i < len(words):
-        token = words[i]
-        if not _is_option(token):
-            start = spans[i][1]
-            while i < len(words) and not _is_option(words[i]):
-                i += 1
-            runs.append((start, spans[i - 1][2]))
-            continue
-        name, _, inline = token[2:].partition("=")
-        key = _ALIASES.get(name.lower())
-        if key is None:
-            raise ParseError(
-                f"Unknown option `{_clean(token)}`; options are " + ", ".join(OPTIONS) + "."
-            )
-        i += 1
-        values: list[str] = [inline] if inline else []
-        if key in ("dm", "here"):
-            if inline:
-                raise ParseError(f"`--{name}` takes no value.")
-            _set_once(raw, "via", "dm" if key == "dm" else "channel", token)
-            continue
-        if not inline:
-            i, values = _option_values(key, words, i)
-        if not values:
-            raise ParseError(f"`--{name}` needs a value, e.g. {_EXAMPLE[key]}.")
-        _set_once(raw, key, " ".join(values), token)
-    raw.message = " ".join(text[a:b] for a, b in runs)
-    return when, raw
-
-
-_EXAMPLE = {
-    "before": "`--before 30m 6h 1d`",
-    "repeat": "`--repeat weekly`",
-    "times": "`--times 10`",
-    "until": "`--until 2027-03-01`",
-    "to": "`--to players`",
-    "via": "`--via dm`",
-}
-
-
-def _option_values(key: str, words: list[str], i: int) -> tuple[int, list[str]]:
-    """The tokens an option takes, starting at words[i]; returns (next index, values)."""
-    if i >= len(words) or _is_option(words[i]):
-        return i, []
-    if key == "before":
-        values = []
-        while i < len(words) and not _is_option(words[i]):
-            _, used = take_lead(words, i)
-            if used == 0:
-                break
-            values.extend(words[i : i + used])
-            i += used
-        if not values:
-            raise ParseError(
-                f"`{_clean(words[i])}` is not a lead time; write e.g. `--before 30m 6h 1d`."
-            )
-        return i, values
-    if key == "repeat":
-        first = words[i].lower()
-        if first == "every":
-            _, used = take_duration(words, i + 1)
-            if used == 0 and i + 1 < len(words) and words[i + 1].lower() in _UNITS:
-                used = 1
-            return i + 1 + used, words[i : i + 1 + used]
-        if first in _NAMED_REPEATS:
-            return i + 1, [words[i]]
-        _, used = take_duration(words, i)
-        return i + max(used, 1), words[i : i + max(used, 1)]
-    if key == "until":
-        if _DATE.fullmatch(words[i]) and i + 1 < len(words) and _CLOCK.fullmatch(words[i + 1]):
-            return i + 2, words[i : i + 2]
-        return i + 1, [words[i]]
-    return i + 1, [words[i]]
-
-
-def _set_once(raw: Raw, key: str, value: str, token: str) -> None:
-    if getattr(raw, key) is not None:
-        raise ParseError(f"`{_clean(token)}` is given twice.")
-    setattr(raw, key, value)
-
-
 def parse_until(text: str, now: datetime, zone: str) -> datetime:
     """The end of a repeat: a date (through the end of that day, local) or a time."""
     tokens = text.split()
-    if len(tokens) == 1 and _DATE.fullmatch(tokens[0]):
+    if len(tokens) == 1 and DATE.fullmatch(tokens[0]):
         day = _parse_date(tokens[0])
         end = datetime.combine(day, time(23, 59, 59))
         return resolve_local(end, zone).at
@@ -670,32 +412,5 @@ def parse_until(text: str, now: datetime, zone: str) -> datetime:
     except ParseError as exc:
         raise ParseError(f"`--until`: {exc}") from None
     if used != len(tokens):
-        raise ParseError(f"`{_clean(tokens[used])}` is not part of the `--until` time.")
+        raise ParseError(f"`{clean(tokens[used])}` is not part of the `--until` time.")
     return when.at
-
-
-def parse_times(text: str) -> int:
-    t = text.strip()
-    if not t.isdigit():
-        raise ParseError(f"`{_clean(t)}` is not a number of times; write e.g. `--times 10`.")
-    return int(t)
-
-
-def parse_target(text: str) -> str:
-    t = text.strip().lower()
-    if t in ("me", "myself", "self"):
-        return "me"
-    if t in ("channel", "here", "everyone"):
-        return "channel"
-    if t in ("players", "party", "table", "group"):
-        return "players"
-    raise ParseError(f"`{_clean(text)}` is not a target; use `me`, `channel` or `players`.")
-
-
-def parse_via(text: str) -> str:
-    t = text.strip().lower()
-    if t in ("dm", "dms", "pm", "direct"):
-        return "dm"
-    if t in ("channel", "here"):
-        return "channel"
-    raise ParseError(f"`{_clean(text)}` is not a delivery; use `dm` or `channel`.")

@@ -2,7 +2,7 @@
 
 The footer carries the delivery's nonce: after a lease expired (the claiming worker died, or
 could not tell whether its send went through) the next claimer looks for it in the channel's
-recent messages before sending again; see `scheduler.py`.
+recent messages before sending again; see `sender.py`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.cogs.reminders.parsing import format_duration
-from bot.cogs.reminders.schedule import LATE_AFTER
+from bot.cogs.reminders.plan import LATE_AFTER
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot import jobs
-from bot.db import migrations
 from bot.db.pool import create_pool
 from ipc.client import Keys
 
@@ -32,20 +31,15 @@ HOLDER = Path(__file__).with_name("claim_holder.py")
 GUILD_ON = {0: 2 << 22, 1: 3 << 22}
 
 
-@pytest.fixture
-async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(fresh_dsn, min_size=1, max_size=10)
-    async with p.acquire() as conn:
-        await migrations.apply(conn)
-        await conn.execute("CREATE TABLE effects (key TEXT NOT NULL, attempt INT, late BOOL)")
-    yield p
-    await p.close()
+@pytest.fixture(autouse=True)
+async def effects_table(pool: asyncpg.Pool) -> None:
+    await pool.execute("CREATE TABLE effects (key TEXT NOT NULL, attempt INT, late BOOL)")
 
 
 @pytest.fixture
-async def pools(fresh_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[list[asyncpg.Pool]]:
+async def pools(migrated_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[list[asyncpg.Pool]]:
     """Two more pools on the same database: two workers, each with its own connections."""
-    made = [await create_pool(fresh_dsn, min_size=1, max_size=5) for _ in range(2)]
+    made = [await create_pool(migrated_dsn, min_size=1, max_size=5) for _ in range(2)]
     yield made
     for p in made:
         await p.close()
@@ -186,11 +180,11 @@ async def test_two_runners_racing_run_each_job_exactly_once(
 
 
 async def test_a_sigkilled_claimer_s_job_runs_once_after_its_lease(
-    pool: asyncpg.Pool, fresh_dsn: str
+    pool: asyncpg.Pool, migrated_dsn: str
 ) -> None:
     await jobs.store.schedule(pool, KIND, "held", ago(seconds=1))
     holder = subprocess.Popen(
-        [sys.executable, str(HOLDER), fresh_dsn, "c7:holder", KIND, "2"],
+        [sys.executable, str(HOLDER), migrated_dsn, "c7:holder", KIND, "2"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.cogs.reminders import parsing, schedule
-from bot.cogs.reminders.parsing import ParseError, Repeat
+from bot.cogs.reminders import options, parsing, plan
+from bot.cogs.reminders.options import Repeat
+from bot.cogs.reminders.parsing import ParseError
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # 13:00 in Berlin (CET, +01:00)
 BERLIN = "Europe/Berlin"
@@ -208,7 +209,7 @@ def test_zone_autocomplete() -> None:
     ],
 )
 def test_repeats(text: str, repeat: Repeat) -> None:
-    assert parsing.parse_repeat(text) == repeat
+    assert options.parse_repeat(text) == repeat
 
 
 @pytest.mark.parametrize(
@@ -224,7 +225,7 @@ def test_repeats(text: str, repeat: Repeat) -> None:
 )
 def test_bad_repeats_name_the_token(text: str, named: str) -> None:
     with pytest.raises(ParseError) as err:
-        parsing.parse_repeat(text)
+        options.parse_repeat(text)
     assert named in str(err.value)
 
 
@@ -236,9 +237,9 @@ def test_repeat_describe() -> None:
 
 
 def test_leads_are_separate_and_sorted() -> None:
-    assert parsing.parse_leads(["30m", "6h", "1d"]) == (86400, 21600, 1800)
-    assert parsing.parse_leads(["0", "15m"]) == (900, 0)
-    assert parsing.parse_leads(["2", "hours", "1h30m"]) == (7200, 5400)
+    assert options.parse_leads(["30m", "6h", "1d"]) == (86400, 21600, 1800)
+    assert options.parse_leads(["0", "15m"]) == (900, 0)
+    assert options.parse_leads(["2", "hours", "1h30m"]) == (7200, 5400)
 
 
 @pytest.mark.parametrize(
@@ -252,7 +253,7 @@ def test_leads_are_separate_and_sorted() -> None:
 )
 def test_bad_leads_name_the_token(tokens: str, named: str) -> None:
     with pytest.raises(ParseError) as err:
-        parsing.parse_leads(tokens.split())
+        options.parse_leads(tokens.split())
     assert named in str(err.value)
 
 
@@ -260,7 +261,7 @@ def test_bad_leads_name_the_token(tokens: str, named: str) -> None:
 
 
 def test_prefix_text_splits_time_message_and_options() -> None:
-    w, raw = parsing.split_prefix_text(
+    w, raw = options.split_prefix_text(
         "2026-12-05 19:30 Session at Ann's\nbring dice --before 1d 30m --repeat weekly "
         "--times 6 --to players",
         NOW,
@@ -272,12 +273,12 @@ def test_prefix_text_splits_time_message_and_options() -> None:
 
 
 def test_options_may_sit_inside_the_message() -> None:
-    _, raw = parsing.split_prefix_text("in 2h feed --dm the cat", NOW, BERLIN)
+    _, raw = options.split_prefix_text("in 2h feed --dm the cat", NOW, BERLIN)
     assert raw.message == "feed the cat" and raw.via == "dm"
 
 
 def test_option_forms() -> None:
-    _, raw = parsing.split_prefix_text(
+    _, raw = options.split_prefix_text(
         "in 2h x --every 2 days --until 2026-06-01 --here --before=30m", NOW, BERLIN
     )
     assert (raw.repeat, raw.until, raw.via, raw.before) == (
@@ -286,7 +287,7 @@ def test_option_forms() -> None:
         "channel",
         "30m",
     )
-    _, raw = parsing.split_prefix_text("in 2h x --until 2026-06-01 18:00 --repeat 12h", NOW, BERLIN)
+    _, raw = options.split_prefix_text("in 2h x --until 2026-06-01 18:00 --repeat 12h", NOW, BERLIN)
     assert (raw.until, raw.repeat) == ("2026-06-01 18:00", "12h")
 
 
@@ -305,7 +306,7 @@ def test_option_forms() -> None:
 )
 def test_bad_prefix_text_names_the_token(text: str, named: str) -> None:
     with pytest.raises(ParseError) as err:
-        parsing.split_prefix_text(text, NOW, BERLIN)
+        options.split_prefix_text(text, NOW, BERLIN)
     assert named in str(err.value)
 
 
@@ -317,9 +318,9 @@ def test_until_a_date_means_the_end_of_that_day_locally() -> None:
 @pytest.mark.parametrize(
     ("fn", "text", "named"),
     [
-        (parsing.parse_target, "gm", "`gm` is not a target"),
-        (parsing.parse_via, "pigeon", "`pigeon` is not a delivery"),
-        (parsing.parse_times, "many", "`many` is not a number of times"),
+        (options.parse_target, "gm", "`gm` is not a target"),
+        (options.parse_via, "pigeon", "`pigeon` is not a delivery"),
+        (options.parse_times, "many", "`many` is not a number of times"),
     ],
 )
 def test_bad_option_values_name_the_token(fn: object, text: str, named: str) -> None:
@@ -343,7 +344,7 @@ def test_bad_option_values_name_the_token(fn: object, text: str, named: str) -> 
 )
 def test_calendar_ends_are_refused_not_overflowed(text: str) -> None:
     with pytest.raises(ParseError, match="out of range"):
-        parsing.split_prefix_text(text, NOW, BERLIN)
+        options.split_prefix_text(text, NOW, BERLIN)
 
 
 _PIECES = st.sampled_from(
@@ -391,7 +392,7 @@ _PIECES = st.sampled_from(
 def test_any_text_reads_or_raises_parse_error_only(pieces: list[str]) -> None:
     text = " ".join(pieces)
     try:
-        w, raw = parsing.split_prefix_text(text, NOW, BERLIN)
-        schedule.build(raw, now=NOW, zone=BERLIN, in_guild=True, when=w)
+        w, raw = options.split_prefix_text(text, NOW, BERLIN)
+        plan.build(raw, now=NOW, zone=BERLIN, in_guild=True, when=w)
     except ParseError as exc:
         assert str(exc)

@@ -1,9 +1,12 @@
-"""Reminder storage and scheduling against real PostgreSQL and Redis: exactly-once delivery with
-concurrent schedulers, a dead claimer's lease reclaimed (and its completed send recognised),
+"""Reminder storage and delivery against real PostgreSQL and Redis: exactly-once delivery with
+concurrent job runners, a dead claimer's lease reclaimed (and its completed send recognised),
 late delivery, repeats scheduled with the send, cancel, shard routing, limits, wake-ups.
 
-Discord is the one thing not running here: deliveries go to `Sink`, a recording channel with
-the same two operations the scheduler uses on Discord (send; find a message by its nonce).
+Deliveries are jobs of the shared scheduler (bot/jobs/, tested on its own in
+tests/bot/jobs/test_job_runner.py); here its runner runs the reminders' kind
+(bot/cogs/reminders/sender.py). Discord is the one thing not running: deliveries go to `Sink`,
+a recording channel with the two operations the sender uses on Discord (send; find a message
+by its nonce).
 The real Discord path is tested end to end in tests/e2e/test_reminders.py.
 """
 
@@ -19,17 +22,17 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from bot import metrics
-from bot.cogs.reminders import store
-from bot.cogs.reminders.parsing import Repeat
+from bot import jobs, metrics
+from bot.cogs.reminders import outbox, store
+from bot.cogs.reminders.options import Repeat
+from bot.cogs.reminders.outbox import Due
+from bot.cogs.reminders.plan import Plan, Series
 from bot.cogs.reminders.render import Rendered
-from bot.cogs.reminders.schedule import Plan, Series
-from bot.cogs.reminders.scheduler import DeliveryError, Scheduler
-from bot.cogs.reminders.store import Due
+from bot.cogs.reminders.sender import DeliveryError, Sender
 from bot.db.pool import create_pool
 from ipc.client import Keys
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 SHARDS = 2
 # Guild ids whose shard, (id >> 22) % 2, is 0 and 1.
@@ -133,19 +136,89 @@ async def add(
 
 
 def scheduler(
-    pool: asyncpg.Pool, sink: Sink, name: str, *, shards: list[int] | None = None, **kw: object
-) -> Scheduler:
-    options: dict[str, object] = {"lease": 5.0, "batch": 10, "max_sleep": 0.2}
+    pool: asyncpg.Pool,
+    sink: Sink,
+    name: str,
+    *,
+    shards: list[int] | None = None,
+    lease: float = 5.0,
+    max_attempts: int = 6,
+    retry_delays: tuple[float, ...] = (5, 30, 120, 600),
+    **kw: object,
+) -> jobs.JobRunner:
+    """A worker's job runner with the reminders' kind, sending to `sink`."""
+    options: dict[str, object] = {"batch": 10, "max_sleep": 0.2}
     options.update(kw)
-    return Scheduler(
+    runner = jobs.JobRunner(
         pool,
-        sink.transport(name),
         worker=name,
         shard_count=SHARDS,
         shard_ids=[0, 1] if shards is None else shards,
         cluster=name,
         **options,  # type: ignore[arg-type]
     )
+    sender = Sender(
+        pool,
+        sink.transport(name),
+        cluster=name,
+        lease=lease,
+        max_attempts=max_attempts,
+        retry_delays=retry_delays,
+    )
+    runner.register(sender.kind())
+    return runner
+
+
+def as_job(row: jobs.store.Claimed) -> jobs.Job:
+    late_by = max(0.0, (row.claimed_at - row.due_at).total_seconds())
+    return jobs.Job(
+        id=row.id,
+        kind=row.kind,
+        key=row.key,
+        guild_id=row.guild_id,
+        due_at=row.due_at,
+        payload=row.payload,
+        attempt=row.attempts,
+        first_claimed_at=row.first_claimed_at,
+        claimed_at=row.claimed_at,
+        late_by=late_by,
+        late=late_by >= 60,
+    )
+
+
+async def claim(
+    pool: asyncpg.Pool,
+    worker: str,
+    *,
+    shards: list[int] | None = None,
+    limit: int = 10,
+    lease: float = 60.0,
+) -> list[tuple[jobs.Job, Due]]:
+    """Claim due deliveries' jobs as a runner would, without running them."""
+    rows = await jobs.store.claim(
+        pool,
+        jobs.store.Routing([outbox.KIND], SHARDS, [0, 1] if shards is None else shards),
+        worker=worker,
+        leases={outbox.KIND: lease},
+        limit=limit,
+        now=None,
+    )
+    found = []
+    for row in rows:
+        job = as_job(row)
+        due = await outbox.load(pool, job)
+        assert due is not None
+        found.append((job, due))
+    return found
+
+
+async def mark_sent(pool: asyncpg.Pool, job: jobs.Job, due: Due, worker: str) -> bool:
+    """What the sender does after a send: the job done and the delivery marked, together."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await jobs.store.finish(conn, job.id, worker, state="done"):
+            return False
+        await outbox.finish(conn, due, status="sent", message_id=1)
+    return True
 
 
 async def until(check: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
@@ -159,6 +232,11 @@ async def until(check: Callable[[], Awaitable[bool]], within: float = 60.0) -> N
 async def statuses(pool: asyncpg.Pool) -> dict[str, int]:
     rows = await pool.fetch("SELECT status, count(*) AS n FROM reminder_deliveries GROUP BY 1")
     return {r["status"]: r["n"] for r in rows}
+
+
+async def job_states(pool: asyncpg.Pool) -> dict[str, int]:
+    rows = await pool.fetch("SELECT state, count(*) AS n FROM jobs GROUP BY 1")
+    return {r["state"]: r["n"] for r in rows}
 
 
 async def all_sent(pool: asyncpg.Pool, n: int) -> bool:
@@ -176,28 +254,24 @@ async def test_concurrent_claims_never_overlap(
     pool: asyncpg.Pool, pools: list[asyncpg.Pool]
 ) -> None:
     past = datetime.now(UTC) - timedelta(seconds=1)
-    async with pool.acquire() as conn:
-        await conn.execute("SELECT 1")
     for i in range(120):
         await add(pool, one_off(past + timedelta(microseconds=i), via="dm"))
 
     async def claimer(p: asyncpg.Pool, name: str) -> list[int]:
         got: list[int] = []
         while True:
-            batch = await store.claim(
-                p, worker=name, shard_count=SHARDS, shard_ids=[0, 1], limit=7, lease=60
-            )
+            batch = await claim(p, name, limit=7)
             if not batch:
                 return got
-            got += [d.id for d in batch]
+            got += [due.id for _, due in batch]
 
     results = await asyncio.gather(
         claimer(pools[0], "a"), claimer(pools[1], "b"), claimer(pool, "c"), claimer(pools[0], "d")
     )
     claimed = [i for r in results for i in r]
     assert len(claimed) == len(set(claimed)) == 120
-    owners = await pool.fetch("SELECT claimed_by, attempts FROM reminder_deliveries")
-    assert all(r["attempts"] == 1 for r in owners)
+    owners = await pool.fetch("SELECT claimed_by, attempts FROM jobs")
+    assert len(owners) == 120 and all(r["attempts"] == 1 for r in owners)
     by = {name: len(r) for name, r in zip("abcd", results, strict=True)}
     assert {r["claimed_by"] for r in owners} == {k for k, v in by.items() if v}
 
@@ -214,8 +288,8 @@ async def test_two_schedulers_deliver_each_reminder_exactly_once(
         await add(pool, one_off(soon), guild=GUILD_ON[i % 2], channel=200 + i)
     a = scheduler(pools[0], sink, "a")
     b = scheduler(pools[1], sink, "b")
-    a.start()
-    b.start()
+    await a.start()
+    await b.start()
     try:
         await until(lambda: all_sent(pool, n_dm + n_channel))
     finally:
@@ -224,6 +298,7 @@ async def test_two_schedulers_deliver_each_reminder_exactly_once(
     nonces = sink.nonces()
     assert len(nonces) == len(set(nonces)) == n_dm + n_channel
     rows = await pool.fetch("SELECT nonce, message_id, attempts FROM reminder_deliveries")
+    assert await job_states(pool) == {"done": n_dm + n_channel}
     assert {r["nonce"] for r in rows} == set(nonces)
     by_nonce = {s.nonce: s.message_id for s in sink.sent}
     assert all(r["message_id"] == by_nonce[r["nonce"]] for r in rows)
@@ -243,11 +318,11 @@ async def test_channel_reminders_go_to_the_cluster_owning_the_shard(
         await add(pool, one_off(past, via="dm"), author=50 + i)
     zero = scheduler(pools[0], sink, "zero", shards=[0])
     one = scheduler(pools[1], sink, "one", shards=[1])
-    zero.start()
+    await zero.start()
     try:
         await until(lambda: all_sent(pool, 5 + 6))  # shard 0's channels and every DM
         assert {s.channel[1] for s in sink.sent if s.channel[0] == "channel"} == set(range(5))
-        one.start()
+        await one.start()
         await until(lambda: all_sent(pool, 16))
     finally:
         await zero.stop()
@@ -270,16 +345,14 @@ async def test_dead_claimers_leases_are_reclaimed_and_sent_once(
     past = datetime.now(UTC) - timedelta(seconds=1)
     for i in range(3):
         await add(pool, one_off(past + timedelta(milliseconds=i)), channel=300 + i)
-    dead = await store.claim(
-        pools[0], worker="c9:dead", shard_count=SHARDS, shard_ids=[0, 1], limit=3, lease=1.0
-    )
+    dead = [due for _, due in await claim(pools[0], "c9:dead", limit=3, lease=1.0)]
     assert [d.channel_id for d in dead] == [300, 301, 302]
     # It sent the first; then it was killed.
     await sink.transport("dead").send(dead[0], Rendered("x", "t", "d", "f", (1,)))
     already = counter(metrics.REMINDERS_FIRED, "live", "already_sent")
     reclaimed = counter(metrics.REMINDERS_RECLAIMED, "live")
     live = scheduler(pools[1], sink, "live")
-    live.start()
+    await live.start()
     try:
         await until(lambda: all_sent(pool, 3))
     finally:
@@ -287,9 +360,9 @@ async def test_dead_claimers_leases_are_reclaimed_and_sent_once(
     assert sorted(sink.nonces()) == sorted(d.nonce for d in dead)  # each exactly once
     assert [s.by for s in sink.sent].count("dead") == 1
     rows = await pool.fetch(
-        "SELECT r.channel_id, d.attempts, d.claimed_by, d.message_id "
+        "SELECT r.channel_id, d.attempts, j.claimed_by, d.message_id "
         "FROM reminder_deliveries d JOIN reminders r ON r.id = d.reminder_id "
-        "ORDER BY r.channel_id"
+        "JOIN jobs j ON j.key = 'delivery:' || d.id ORDER BY r.channel_id"
     )
     assert [r["attempts"] for r in rows] == [2, 2, 2]
     assert {r["claimed_by"] for r in rows} == {"live"}
@@ -300,31 +373,26 @@ async def test_dead_claimers_leases_are_reclaimed_and_sent_once(
 
 async def test_a_live_lease_is_not_taken(pool: asyncpg.Pool) -> None:
     await add(pool, one_off(datetime.now(UTC) - timedelta(seconds=1)))
-    first = await store.claim(
-        pool, worker="a", shard_count=SHARDS, shard_ids=[0, 1], limit=5, lease=60
-    )
-    second = await store.claim(
-        pool, worker="b", shard_count=SHARDS, shard_ids=[0, 1], limit=5, lease=60
-    )
+    first = await claim(pool, "a", limit=5)
+    second = await claim(pool, "b", limit=5)
     assert len(first) == 1 and second == []
     # And b can't mark a's delivery.
-    assert not await store.finish(pool, first[0], "b", status="sent", nxt=None, message_id=1)
-    assert await store.finish(pool, first[0], "a", status="sent", nxt=None, message_id=1)
+    job, due = first[0]
+    assert not await mark_sent(pool, job, due, "b")
+    assert await statuses(pool) == {"pending": 1}
+    assert await mark_sent(pool, job, due, "a")
+    assert await statuses(pool) == {"sent": 1}
 
 
 async def test_restarted_cluster_frees_its_predecessors_claims(pool: asyncpg.Pool) -> None:
     await add(pool, one_off(datetime.now(UTC) - timedelta(seconds=1)))
     await add(pool, one_off(datetime.now(UTC) - timedelta(seconds=1)), guild=GUILD_ON[1])
-    await store.claim(pool, worker="c1:old", shard_count=SHARDS, shard_ids=[0], limit=5, lease=60)
-    await store.claim(
-        pool, worker="c10:other", shard_count=SHARDS, shard_ids=[1], limit=5, lease=60
-    )
-    assert await store.expire_predecessors(pool, "c1:", "c1:new") == 1
-    again = await store.claim(
-        pool, worker="c1:new", shard_count=SHARDS, shard_ids=[0, 1], limit=5, lease=60
-    )
-    assert [d.guild_id for d in again] == [GUILD_ON[0]]  # cluster 10's live lease is kept
-    assert again[0].attempts == 2
+    await claim(pool, "c1:old", shards=[0])
+    await claim(pool, "c10:other", shards=[1])
+    assert await jobs.store.expire_predecessors(pool, "c1:", "c1:new", now=None) == 1
+    again = await claim(pool, "c1:new")
+    assert [d.guild_id for _, d in again] == [GUILD_ON[0]]  # cluster 10's live lease is kept
+    assert again[0][1].attempts == 2
 
 
 async def test_stop_gives_back_what_it_could_not_send(
@@ -333,17 +401,17 @@ async def test_stop_gives_back_what_it_could_not_send(
     sink = Sink(block=asyncio.Event())  # every send hangs
     await add(pool, one_off(datetime.now(UTC) - timedelta(seconds=1)))
     hung = scheduler(pools[0], sink, "hung", lease=600)
-    hung.start()
+    await hung.start()
 
     async def claimed() -> bool:
-        return (await statuses(pool)).get("firing", 0) == 1
+        return (await job_states(pool)).get("running", 0) == 1
 
     await until(claimed)
     await hung.stop(grace=0.2)
     assert sink.sent == []
     sink.block = None
     other = scheduler(pools[1], sink, "other")
-    other.start()
+    await other.start()
     try:
         await until(lambda: all_sent(pool, 1))  # at once, not after the 600 s lease
     finally:
@@ -356,10 +424,10 @@ async def test_no_claims_while_draining(pool: asyncpg.Pool) -> None:
     accepting = False
     s = scheduler(pool, sink, "draining", accepting=lambda: accepting)
     await add(pool, one_off(datetime.now(UTC) - timedelta(seconds=1)))
-    s.start()
+    await s.start()
     try:
-        await asyncio.sleep(0.5)
-        assert (await statuses(pool)) == {"pending": 1}
+        await until(lambda: _asleep(s))  # a round went by, claiming nothing
+        assert (await job_states(pool)) == {"pending": 1}
         accepting = True
         s.wake()
         await until(lambda: all_sent(pool, 1))
@@ -376,12 +444,12 @@ async def test_transient_failure_is_retried_after_checking_for_an_earlier_send(
     sink = Sink(fail_with=DeliveryError("503 unavailable", permanent=False))
     await add(pool, one_off(datetime.now(UTC) - timedelta(seconds=1)))
     s = scheduler(pool, sink, "r", retry_delays=(0.2,))
-    s.start()
+    await s.start()
     try:
 
         async def retrying() -> bool:
-            row = await pool.fetchrow("SELECT status, attempts, error FROM reminder_deliveries")
-            return row["status"] == "pending" and row["attempts"] >= 1 and row["error"] is not None
+            row = await pool.fetchrow("SELECT state, attempts, error FROM jobs")
+            return row["state"] == "pending" and row["attempts"] >= 1 and row["error"] is not None
 
         await until(retrying)
         sink.fail_with = None
@@ -390,6 +458,7 @@ async def test_transient_failure_is_retried_after_checking_for_an_earlier_send(
         await s.stop()
     assert len(sink.sent) == 1
     assert await pool.fetchval("SELECT attempts FROM reminder_deliveries") >= 2
+    assert "503 unavailable" in await pool.fetchval("SELECT error FROM jobs")
 
 
 async def test_permanent_failure_is_marked_failed_and_a_repeat_continues(
@@ -399,7 +468,7 @@ async def test_permanent_failure_is_marked_failed_and_a_repeat_continues(
     first = datetime.now(UTC) - timedelta(seconds=1)
     await add(pool, one_off(first, via="dm", repeat=Repeat("hour", 1), times=3))
     s = scheduler(pool, sink, "p")
-    s.start()
+    await s.start()
     try:
 
         async def failed() -> bool:
@@ -420,8 +489,8 @@ async def test_a_delivery_that_keeps_crashing_is_given_up(pool: asyncpg.Pool) ->
     sink = Sink(fail_with=RuntimeError("a bug in rendering"))
     await add(pool, one_off(datetime.now(UTC) - timedelta(seconds=1)))
     errors = counter(metrics.REMINDERS_FIRED, "buggy", "error")
-    s = scheduler(pool, sink, "buggy", lease=1.0, max_attempts=2)
-    s.start()
+    s = scheduler(pool, sink, "buggy", max_attempts=2, retry_delays=(0.1,))
+    await s.start()
     try:
 
         async def failed() -> bool:
@@ -431,7 +500,7 @@ async def test_a_delivery_that_keeps_crashing_is_given_up(pool: asyncpg.Pool) ->
     finally:
         await s.stop()
     row = await pool.fetchrow("SELECT attempts, error FROM reminder_deliveries")
-    assert (row["attempts"], row["error"]) == (2, "bug")
+    assert (row["attempts"], row["error"]) == (2, "RuntimeError: a bug in rendering (attempt 2)")
     assert counter(metrics.REMINDERS_FIRED, "buggy", "error") == errors + 2
     assert sink.sent == []
 
@@ -445,7 +514,7 @@ async def test_missed_reminders_fire_on_start_marked_late(pool: asyncpg.Pool) ->
     await add(pool, one_off(two_hours_ago, message="Missed"))
     late = counter(metrics.REMINDERS_LATE, "late")
     s = scheduler(pool, sink, "late")
-    s.start()
+    await s.start()
     try:
         await until(lambda: all_sent(pool, 1))
     finally:
@@ -464,7 +533,7 @@ async def test_repeat_is_scheduled_with_the_send_and_missed_repeats_collapse(
     first = datetime.now(UTC) - timedelta(hours=5, minutes=10)
     rid = await add(pool, one_off(first, repeat=Repeat("hour", 1), times=10, leads=(600, 0)))
     s = scheduler(pool, sink, "rep")
-    s.start()
+    await s.start()
     try:
         await until(lambda: all_sent(pool, 2))
     finally:
@@ -491,17 +560,15 @@ async def test_cancel_stops_pending_and_future_repeats(pool: asyncpg.Pool) -> No
     past = datetime.now(UTC) - timedelta(seconds=1)
     rid = await add(pool, one_off(past, repeat=Repeat("hour", 1), times=5, leads=(60, 0)))
     # One delivery is being sent right now; the other is still pending.
-    (claimed,) = await store.claim(
-        pool, worker="w", shard_count=SHARDS, shard_ids=[0, 1], limit=1, lease=60
-    )
+    ((job, due),) = await claim(pool, "w", limit=1)
     async with pool.acquire() as conn, conn.transaction():
         result = await store.cancel(conn, rid, by=1)
     assert result == store.Cancelled(deliveries=1, firing=1)
-    nxt = claimed.series.next_delivery(claimed.occurrence, claimed.lead, datetime.now(UTC))
-    assert nxt is not None
+    assert await job_states(pool) == {"running": 1, "cancelled": 1}
     # The send in flight completes; no repeat is added to a cancelled reminder.
-    assert await store.finish(pool, claimed, "w", status="sent", nxt=store.Next(*nxt))
+    assert await mark_sent(pool, job, due, "w")
     assert await statuses(pool) == {"sent": 1, "cancelled": 1}
+    assert await job_states(pool) == {"done": 1, "cancelled": 1}
     assert await pool.fetchval("SELECT status FROM reminders WHERE id = $1", rid) == "cancelled"
     async with pool.acquire() as conn, conn.transaction():
         assert await store.cancel(conn, rid, by=1) is None
@@ -511,24 +578,20 @@ async def test_cancel_racing_a_finish_never_leaves_a_pending_repeat(pool: asyncp
     for _ in range(20):
         past = datetime.now(UTC) - timedelta(seconds=1)
         rid = await add(pool, one_off(past, repeat=Repeat("hour", 1), times=5))
-        (claimed,) = await store.claim(
-            pool, worker="w", shard_count=SHARDS, shard_ids=[0, 1], limit=1, lease=60
-        )
-        nxt = store.Next(*claimed.series.next_delivery(0, 0, datetime.now(UTC)))  # type: ignore[misc]
+        ((job, due),) = await claim(pool, "w", limit=1)
 
         async def cancel(reminder_id: int = rid) -> None:
             async with pool.acquire() as conn, conn.transaction():
                 await store.cancel(conn, reminder_id, by=1)
 
-        await asyncio.gather(
-            store.finish(pool, claimed, "w", status="sent", nxt=nxt, message_id=1), cancel()
-        )
+        await asyncio.gather(mark_sent(pool, job, due, "w"), cancel())
         pending = await pool.fetchval(
             "SELECT count(*) FROM reminder_deliveries "
             "WHERE reminder_id = $1 AND status = 'pending'",
             rid,
         )
         assert pending == 0
+    assert (await job_states(pool)).get("pending", 0) == 0
 
 
 # -- creating, limits, lists, players, zones --------------------------------------------------
@@ -565,7 +628,7 @@ async def test_list_shows_the_next_fire_of_active_reminders(pool: asyncpg.Pool) 
 
 
 async def test_players_come_from_the_tabletop_table(pool: asyncpg.Pool) -> None:
-    assert await store.table_players(pool, 900) == ()
+    assert await outbox.table_players(pool, 900) == ()
     await pool.execute(
         "INSERT INTO tabletop_tables (channel_id, guild_id, gm_id) VALUES (900, 1, 50)"
     )
@@ -574,7 +637,7 @@ async def test_players_come_from_the_tabletop_table(pool: asyncpg.Pool) -> None:
         "(900, 'Ann', 51, false), (900, 'Bob', 52, false), (900, 'Goblin', NULL, true), "
         "(900, 'Spirit', 53, true)"
     )
-    assert await store.table_players(pool, 900) == (50, 51, 52)
+    assert await outbox.table_players(pool, 900) == (50, 51, 52)
 
 
 async def test_players_target_pings_the_table(pool: asyncpg.Pool) -> None:
@@ -589,7 +652,7 @@ async def test_players_target_pings_the_table(pool: asyncpg.Pool) -> None:
     )
     sink = Sink()
     s = scheduler(pool, sink, "players")
-    s.start()
+    await s.start()
     try:
         await until(lambda: all_sent(pool, 1))
     finally:
@@ -616,7 +679,7 @@ async def test_sleeps_until_the_next_due_time_not_the_poll(pool: asyncpg.Pool) -
     sink = Sink()
     await add(pool, one_off(datetime.now(UTC) + timedelta(seconds=1)))
     s = scheduler(pool, sink, "sleepy", max_sleep=3600)
-    s.start()
+    await s.start()
     try:
         await until(lambda: all_sent(pool, 1), within=30)
     finally:
@@ -632,7 +695,7 @@ async def test_a_new_reminder_elsewhere_wakes_the_scheduler_over_redis(
     sink = Sink()
     channel = keys("reminders", "wake")
     s = scheduler(pool, sink, "woken", max_sleep=3600, redis=redis, wake_channel=channel)
-    s.start()
+    await s.start()
     try:
         await asyncio.wait_for(s.subscribed(), 10)
         await until(lambda: _asleep(s))
@@ -644,6 +707,6 @@ async def test_a_new_reminder_elsewhere_wakes_the_scheduler_over_redis(
     assert len(sink.sent) == 1
 
 
-async def _asleep(s: Scheduler) -> bool:
+async def _asleep(s: jobs.JobRunner) -> bool:
     # The loop has read the (empty) outlook and gone to sleep, for up to an hour.
     return s.rounds >= 1

@@ -1,5 +1,5 @@
-"""What a reminder is and when it fires: building a checked plan from what the user typed, the
-instants of repeats, and the next delivery after one has fired.
+"""What a reminder is and when it fires: the checked `Plan` built from what the user typed, the
+`Series` of its event times (repeats), and the next delivery after one has fired.
 
 Pure (the caller passes `now`). A reminder has an event time (the session), one delivery per
 lead time before it (`--before 1d 30m`; no lead times means one at the time itself), and
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.cogs.reminders import parsing
-from bot.cogs.reminders.parsing import DAY, ParseError, Raw, Repeat, When
+from bot.cogs.reminders import options, parsing
+from bot.cogs.reminders.options import Raw, Repeat
+from bot.cogs.reminders.parsing import DAY, ParseError, When
 
 MAX_MESSAGE = 1000
 MAX_AHEAD = 366 * DAY  # nothing further ahead than this (a year, with a day for leap years)
@@ -124,6 +125,26 @@ def build(
         raise ParseError(
             f"The message is {len(message)} characters long; at most {MAX_MESSAGE}, please."
         )
+    _check_time(raw, when, now)
+    leads = _leads(raw, when, now)
+    repeat, times, until = _repeat(raw, when, now, zone)
+    target, via = _target_and_via(raw, in_guild)
+    series = Series(
+        first_at=when.at,
+        local_at=when.local,
+        zone=when.zone,
+        leads=leads,
+        repeat=repeat,
+        times=times,
+        until=until,
+    )
+    notes = list(when.notes)
+    if zone_is_default and not _relative_only(raw, when, now):
+        notes.append("Times are in UTC for you; set your zone with `timezone set Europe/Berlin`.")
+    return Plan(message=message, series=series, target=target, via=via, notes=tuple(notes))
+
+
+def _check_time(raw: Raw, when: When, now: datetime) -> None:
     shown = raw.when.strip() or "the time"
     if when.at <= now:
         ago = parsing.format_duration((now - when.at).total_seconds())
@@ -131,23 +152,31 @@ def build(
     if when.at - now > timedelta(seconds=MAX_AHEAD):
         raise ParseError(f"`{shown}` is more than a year ahead; at most a year, please.")
 
-    leads: tuple[int, ...] = (0,)
-    if raw.before is not None:
-        leads = parsing.parse_leads(raw.before.split())
-        for lead in leads:
-            if when.at - timedelta(seconds=lead) <= now:
-                ahead = parsing.format_duration((when.at - now).total_seconds())
-                raise ParseError(
-                    f"Lead time `{parsing.format_duration(lead)}` would be in the past: "
-                    f"the time is only {ahead} away."
-                )
 
-    repeat = parsing.parse_repeat(raw.repeat) if raw.repeat is not None else None
+def _leads(raw: Raw, when: When, now: datetime) -> tuple[int, ...]:
+    if raw.before is None:
+        return (0,)
+    leads = options.parse_leads(raw.before.split())
+    for lead in leads:
+        if when.at - timedelta(seconds=lead) <= now:
+            ahead = parsing.format_duration((when.at - now).total_seconds())
+            raise ParseError(
+                f"Lead time `{parsing.format_duration(lead)}` would be in the past: "
+                f"the time is only {ahead} away."
+            )
+    return leads
+
+
+def _repeat(
+    raw: Raw, when: When, now: datetime, zone: str
+) -> tuple[Repeat | None, int | None, datetime | None]:
+    """The repeat, its number of times and its end (a year from now at the latest)."""
+    repeat = options.parse_repeat(raw.repeat) if raw.repeat is not None else None
     times = None
     if raw.times is not None:
         if repeat is None:
             raise ParseError("`times` only goes with a repeat, e.g. `--repeat weekly --times 6`.")
-        times = parsing.parse_times(raw.times)
+        times = options.parse_times(raw.times)
         if not 2 <= times <= MAX_TIMES:
             raise ParseError(f"`{raw.times}` times: a repeat runs 2 to {MAX_TIMES} times.")
     until = None
@@ -163,9 +192,12 @@ def build(
         # Unbounded repeats end a year from now: nothing is scheduled further ahead than that.
         horizon = now + timedelta(seconds=MAX_AHEAD)
         until = horizon if until is None else min(until, horizon)
+    return repeat, times, until
 
-    target = parsing.parse_target(raw.to) if raw.to is not None else "me"
-    via = parsing.parse_via(raw.via) if raw.via is not None else ("channel" if in_guild else "dm")
+
+def _target_and_via(raw: Raw, in_guild: bool) -> tuple[str, str]:
+    target = options.parse_target(raw.to) if raw.to is not None else "me"
+    via = options.parse_via(raw.via) if raw.via is not None else ("channel" if in_guild else "dm")
     if not in_guild:
         if target != "me":
             raise ParseError(f"`to {target}` only works in a server channel.")
@@ -178,20 +210,7 @@ def build(
         raise ParseError(
             "Players are reminded in the channel, each mentioned; leave out `--dm` for them."
         )
-
-    series = Series(
-        first_at=when.at,
-        local_at=when.local,
-        zone=when.zone,
-        leads=leads,
-        repeat=repeat,
-        times=times,
-        until=until,
-    )
-    notes = list(when.notes)
-    if zone_is_default and not _relative_only(raw, when, now):
-        notes.append("Times are in UTC for you; set your zone with `timezone set Europe/Berlin`.")
-    return Plan(message=message, series=series, target=target, via=via, notes=tuple(notes))
+    return target, via
 
 
 def _relative_only(raw: Raw, when: When, now: datetime) -> bool:

@@ -1,5 +1,5 @@
-"""Sending reminders through Discord (REST only: no cache needed, so a worker can deliver
-before its shards are READY), and finding an earlier send by its nonce."""
+"""The reminders' Discord side: sending a reminder (REST only: no cache needed, so a worker can
+deliver before its shards are READY), and finding an earlier send by its nonce."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import aiohttp
 import discord
 
+from bot.cogs.reminders.outbox import Due
 from bot.cogs.reminders.render import Rendered
-from bot.cogs.reminders.scheduler import DeliveryError
-from bot.cogs.reminders.store import Due
+from bot.cogs.reminders.sender import DeliveryError
 from bot.ui import fit_embed
 
 if TYPE_CHECKING:

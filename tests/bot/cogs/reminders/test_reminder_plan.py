@@ -10,46 +10,47 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.cogs.reminders import parsing, schedule
-from bot.cogs.reminders.parsing import ParseError, Raw, Repeat
-from bot.cogs.reminders.schedule import Series
+from bot.cogs.reminders import options, parsing, plan
+from bot.cogs.reminders.options import Raw, Repeat
+from bot.cogs.reminders.parsing import ParseError
+from bot.cogs.reminders.plan import Series
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 BERLIN = "Europe/Berlin"
 
 
-def plan(text: str, *, in_guild: bool = True, now: datetime = NOW, zone: str = BERLIN):
-    w, raw = parsing.split_prefix_text(text, now, zone)
-    return schedule.build(raw, now=now, zone=zone, in_guild=in_guild, when=w)
+def planned(text: str, *, in_guild: bool = True, now: datetime = NOW, zone: str = BERLIN):
+    w, raw = options.split_prefix_text(text, now, zone)
+    return plan.build(raw, now=now, zone=zone, in_guild=in_guild, when=w)
 
 
 def refused(text: str, **kw: object) -> str:
     with pytest.raises(ParseError) as err:
-        plan(text, **kw)  # type: ignore[arg-type]
+        planned(text, **kw)  # type: ignore[arg-type]
     return str(err.value)
 
 
 def test_simple_plan() -> None:
-    p = plan("in 2h Check the oven")
+    p = planned("in 2h Check the oven")
     assert p.message == "Check the oven"
     assert p.target == "me" and p.via == "channel"
     assert p.first_fires() == [(0, NOW + timedelta(hours=2))]
 
 
 def test_lead_times_each_fire_once_before_the_event() -> None:
-    p = plan("2026-12-05 19:30 Session --before 1d 6h 30m")
+    p = planned("2026-12-05 19:30 Session --before 1d 6h 30m")
     event = datetime(2026, 12, 5, 18, 30, tzinfo=UTC)
     assert p.first_fires() == [
         (86400, event - timedelta(days=1)),
         (21600, event - timedelta(hours=6)),
         (1800, event - timedelta(minutes=30)),
     ]
-    assert "Fires 1d before, 6h before, 30m before." in schedule.describe(p)
+    assert "Fires 1d before, 6h before, 30m before." in plan.describe(p)
 
 
 def test_dm_is_the_default_outside_servers() -> None:
-    assert plan("in 2h x", in_guild=False).via == "dm"
-    assert plan("in 2h x --dm").via == "dm"
+    assert planned("in 2h x", in_guild=False).via == "dm"
+    assert planned("in 2h x --dm").via == "dm"
 
 
 @pytest.mark.parametrize(
@@ -76,7 +77,7 @@ def test_refusals_name_what_was_wrong(text: str, named: str) -> None:
 
 def test_message_length_limit() -> None:
     assert "1001 characters long; at most 1000" in refused("in 2h " + "x" * 1001)
-    assert len(plan("in 2h " + "x" * 1000).message) == 1000
+    assert len(planned("in 2h " + "x" * 1000).message) == 1000
 
 
 def test_only_me_outside_servers() -> None:
@@ -85,23 +86,23 @@ def test_only_me_outside_servers() -> None:
 
 
 def test_unbounded_repeat_ends_a_year_ahead() -> None:
-    p = plan("in 2h x --repeat daily")
+    p = planned("in 2h x --repeat daily")
     assert p.series.until == NOW + timedelta(days=366)
 
 
 def test_default_zone_note() -> None:
-    w, raw = parsing.split_prefix_text("2026-12-05 19:30 x", NOW, "UTC")
-    p = schedule.build(raw, now=NOW, zone="UTC", in_guild=True, when=w, zone_is_default=True)
+    w, raw = options.split_prefix_text("2026-12-05 19:30 x", NOW, "UTC")
+    p = plan.build(raw, now=NOW, zone="UTC", in_guild=True, when=w, zone_is_default=True)
     assert any("timezone set" in n for n in p.notes)
-    w, raw = parsing.split_prefix_text("in 2h x", NOW, "UTC")
-    p = schedule.build(raw, now=NOW, zone="UTC", in_guild=True, when=w, zone_is_default=True)
+    w, raw = options.split_prefix_text("in 2h x", NOW, "UTC")
+    p = plan.build(raw, now=NOW, zone="UTC", in_guild=True, when=w, zone_is_default=True)
     assert p.notes == ()  # a relative time doesn't depend on the zone
 
 
 def test_slash_fields_build_the_same_plan() -> None:
-    prefix = plan("2026-12-05 19:30 Session --before 1d --repeat weekly --times 3")
+    prefix = planned("2026-12-05 19:30 Session --before 1d --repeat weekly --times 3")
     raw = Raw(when="2026-12-05 19:30", message="Session", before="1d", repeat="weekly", times="3")
-    slash = schedule.build(raw, now=NOW, zone=BERLIN, in_guild=True)
+    slash = plan.build(raw, now=NOW, zone=BERLIN, in_guild=True)
     assert slash == prefix
 
 
