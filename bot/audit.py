@@ -20,7 +20,7 @@ from discord.ext import commands
 from bot.ui import fit_embed, truncate
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 

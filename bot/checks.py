@@ -15,8 +15,8 @@ import discord
 from discord.ext import commands
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
     from bot.guild_settings import GuildSettings
+    from bot.guildhouse import Guildhouse
 
 T = TypeVar("T")
 

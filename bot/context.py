@@ -23,7 +23,7 @@ from bot.guild_settings import DEFAULT_PREFIX, GuildSettings
 from ipc.ratelimit import Reservation
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 
 class CommandContext(commands.Context["Guildhouse"]):

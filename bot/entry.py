@@ -151,8 +151,8 @@ async def sync_commands(config: WorkerConfig, guild_id: int | None = None) -> li
     import asyncpg
     from redis.asyncio import Redis
 
-    from bot.core import Guildhouse
     from bot.dpy import urls
+    from bot.guildhouse import Guildhouse
 
     urls.install(config.api_url, config.gateway_url)
     # The cogs are built with a pool and a Redis client, but a rest_only bot starts nothing

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from bot.context import CommandContext, prefixes
 from ipc.ratelimit import Reservation
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 # A prefix command's answer: a message in its channel.
 ANSWER_ROUTE = "POST /channels/{major}/messages"

@@ -21,8 +21,8 @@ from redis.exceptions import RedisError
 
 from bot import dpy, logcontext, outages
 from bot.config import WorkerConfig
-from bot.core import Guildhouse
 from bot.db.pool import create_pool
+from bot.guildhouse import Guildhouse
 from bot.shards import FATAL_CLOSES, Reporter, ShardState
 from ipc.client import count_redis_error, create_redis, set_metrics_cluster
 

@@ -148,7 +148,7 @@ class GuildDirectory:
     """Server names and icons for the pages, asked of the worker that has the guild.
 
     The launcher keeps no Discord cache, and the boards store members, not servers; the worker
-    whose shard holds the guild answers the IPC bus's `find_guild` (bot/core.py) from its
+    whose shard holds the guild answers the IPC bus's `find_guild` (bot/guildhouse.py) from its
     cache. Answers are remembered for `ttl` seconds (a renamed server shows its new name after
     that), unknown guilds and silent workers for `miss_ttl`, so a page view costs no round trip
     most of the time; lookups of one guild at the same moment share one request. A lookup

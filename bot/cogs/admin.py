@@ -19,7 +19,7 @@ from ipc.bus import GatherResult
 from ipc.throttle import RuleError
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 Ctx = commands.Context["Guildhouse"]
 # Commands an admin may not disable: they are how one turns things back on.
@@ -316,7 +316,7 @@ class Admin(commands.Cog, name="Server admin"):
         result = await self.bot.bus.gather("set_presence", SetPresence(status, activity), within=10)
         await ctx.send(_gathered("Presence set", result))
 
-    @commands.command(name="reload", hidden=True, extras={"examples": ["reload bot.cogs.core"]})
+    @commands.command(name="reload", hidden=True, extras={"examples": ["reload bot.cogs.general"]})
     @requires(Level.OWNER)
     async def reload(self, ctx: Ctx, extension: str) -> None:
         """Reload a cog on every cluster, e.g. after a hot fix (owners)."""

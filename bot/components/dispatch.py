@@ -36,12 +36,12 @@ from bot.components.items import Persistent
 from bot.components.press import Press
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 
 # The name of the task that runs a handler: a worker's drain waits for tasks of this name, as
-# for commands (bot/core.py).
+# for commands (bot/guildhouse.py).
 TASK_NAME = "guildhouse: component"
 RESTARTING = "I'm restarting; try again in a few seconds."
 

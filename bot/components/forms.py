@@ -24,7 +24,7 @@ from bot.components.press import Press
 from bot.ui import safe_text
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 MAX_FIELDS = 5  # Discord shows at most 5 fields in a modal
 TITLE_MAX = 45

@@ -20,7 +20,7 @@ from bot.components.items import Ref
 
 if TYPE_CHECKING:
     from bot.components.press import Press
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 REGISTRY: dict[str, type[Handler]] = {}
 

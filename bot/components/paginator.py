@@ -21,7 +21,7 @@ from bot.components.items import Ref, view
 from bot.components.press import Press
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 PAGES_TTL = 60 * 60
 

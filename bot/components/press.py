@@ -20,7 +20,7 @@ from bot.components.items import without
 
 if TYPE_CHECKING:
     from bot.components.handlers import Handler
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from bot.jobs.runner import JobRunner, worker_token
 from bot.jobs.store import Scheduled
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 __all__ = [
     "DB_ERRORS",

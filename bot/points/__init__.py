@@ -19,7 +19,7 @@ from bot.points.board import Board
 from bot.points.settings import SettingsStore
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 
 @dataclass

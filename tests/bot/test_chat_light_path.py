@@ -9,8 +9,8 @@ import discord
 import pytest
 
 from bot.chat_light_path import Chat
-from bot.core import intents
 from bot.dpy.chat_state import ChatState
+from bot.guildhouse import intents
 
 GUILD, CHANNEL, CATEGORY, BOT, USER = 111, 222, 333, 999, 4242 << 22
 

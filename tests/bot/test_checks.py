@@ -13,8 +13,8 @@ import discord
 import pytest
 
 from bot.checks import _MOD_PERMISSIONS, Level, level_of
-from bot.core import intents
 from bot.guild_settings import GuildSettings
+from bot.guildhouse import intents
 
 GUILD, OWNER, USER, BOT_OWNER = 111, 1 << 40, 2 << 40, 3 << 40
 P = discord.Permissions

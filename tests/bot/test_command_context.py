@@ -19,7 +19,7 @@ from discord.ext import commands
 
 from bot.config import WorkerConfig
 from bot.context import CommandContext
-from bot.core import Guildhouse
+from bot.guildhouse import Guildhouse
 from ipc.ratelimit import Reservation
 from sandbox import Sandbox, SandboxConfig
 
@@ -97,7 +97,7 @@ async def running(
             api_url=sb.api_url,
             gateway_url=sb.gateway_url,
             identify_interval=0.1,
-            extensions=("bot.cogs.core", "bot.cogs.admin"),
+            extensions=("bot.cogs.general", "bot.cogs.admin"),
         )
         bot = Guildhouse(config, pool=pool, redis=redis)
         probe = Probe()

@@ -11,7 +11,7 @@ import pytest
 from redis import exceptions as redis_errors
 
 from bot import outages, worker
-from bot.core import Guildhouse
+from bot.guildhouse import Guildhouse
 
 
 class Registry:

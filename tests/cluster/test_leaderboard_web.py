@@ -234,7 +234,7 @@ async def test_the_bare_address_opens_the_status_page(site: Site) -> None:
 
 
 class Worker:
-    """A worker's side of the IPC bus as bot/core.py registers it: in the registry with its
+    """A worker's side of the IPC bus as bot/guildhouse.py registers it: in the registry with its
     shards, answering `find_guild` (with the same payload type) from what it knows."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, guilds: dict[int, dict[str, Any]]):

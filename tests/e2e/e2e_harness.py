@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from bot.config import WorkerConfig
-from bot.core import EXTENSIONS
+from bot.guildhouse import EXTENSIONS
 from cluster.launcher import BackingUrls, DiscordEndpoint, worker_configs
 from cluster.settings import load
 from cluster.workers import RestartPolicy, Supervisor

@@ -19,7 +19,7 @@ from bot.db.pool import connect
 from cluster.workers import Supervisor
 
 # What moderation needs (the admin cog has `settings` and the log channel), and no more.
-EXTENSIONS = ("bot.cogs.core", "bot.cogs.admin", "bot.cogs.moderation")
+EXTENSIONS = ("bot.cogs.general", "bot.cogs.admin", "bot.cogs.moderation")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -25,7 +25,7 @@ from bot.db.pool import connect
 from cluster.workers import Supervisor
 from ipc.client import Keys
 
-EXTENSIONS = ("bot.cogs.core", "bot.cogs.admin", "bot.cogs.moderation")
+EXTENSIONS = ("bot.cogs.general", "bot.cogs.admin", "bot.cogs.moderation")
 SHARDS, CLUSTERS = 4, 2
 UNBAN_ROUTE = "DELETE /guilds/{guild_id}/bans/{user_id}"
 

@@ -29,7 +29,7 @@ from bot.errors import BadInput
 from bot.ui import fit_embed, pages_from_lines, send_pages
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 Ctx = commands.Context["Guildhouse"]
 MAX_ADJUST = 1_000_000

@@ -17,7 +17,7 @@ from bot.cogs.leveling.settings import XpSettings
 from bot.ui import safe_text
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from bot.ui import fit_embed, pages_from_lines, safe_text, send_pages
 from ipc.leaderboard import PERIODS, Leaderboard
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 Ctx = commands.Context["Guildhouse"]
 Period = Literal["alltime", "month", "week", "day"]

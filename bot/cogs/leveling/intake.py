@@ -22,7 +22,7 @@ from bot.cogs.leveling.service import LevelingService
 from bot.shards import ShardState
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from bot.errors import UserError
 from bot.ui import fit_embed, safe_text, truncate
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

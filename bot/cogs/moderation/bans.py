@@ -32,7 +32,7 @@ from bot.cogs.moderation.actions import UNKNOWN_BAN, Moderator
 from bot.cogs.moderation.store import NewCase
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 

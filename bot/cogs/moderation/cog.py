@@ -30,7 +30,7 @@ from bot.cogs.moderation.store import Case, NewCase
 from bot.errors import BadInput
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 Ctx = commands.Context["Guildhouse"]
 

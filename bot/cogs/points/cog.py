@@ -28,7 +28,7 @@ from bot.ui import fit_embed, pages_from_lines, send_pages
 from bot.user_error import UserError
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from bot.ui import safe_text
 from bot.user_error import UserError
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 # Buttons outlive the longest window (30 days) and the longest wait for votes after it.
 BUTTON_TTL = 60 * 24 * 3600

@@ -27,7 +27,7 @@ from bot.points import Services, ledger
 from bot.ui import pages_from_lines, safe_text, send_pages
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 

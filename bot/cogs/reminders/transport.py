@@ -16,7 +16,7 @@ from bot.cogs.reminders.sender import DeliveryError
 from bot.ui import fit_embed
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 

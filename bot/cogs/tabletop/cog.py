@@ -17,7 +17,7 @@ from bot.cogs.tabletop.initiative_commands import InitiativeCommands
 from bot.cogs.tabletop.macro_commands import MacroCommands
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 
 # The bases' order makes the commands' order: dice, macros, initiative.

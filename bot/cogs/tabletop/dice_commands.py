@@ -23,7 +23,7 @@ from bot.errors import BadInput
 from bot.ui import MESSAGE_CONTENT, pages_from_lines, safe_text, send_pages
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 

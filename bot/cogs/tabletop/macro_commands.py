@@ -19,7 +19,7 @@ from bot.errors import BadInput
 from bot.ui import pages_from_lines, safe_text, send_pages
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 Ctx = commands.Context["Guildhouse"]
 

@@ -11,8 +11,8 @@ import discord.gateway
 import discord.http
 import pytest
 
-from bot.core import intents
 from bot.dpy import compression, urls
+from bot.guildhouse import intents
 from sandbox import Sandbox, SandboxConfig
 
 

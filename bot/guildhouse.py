@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 # Cogs loaded in every worker. A feature is one module (or package) here.
 EXTENSIONS = (
-    "bot.cogs.core",
+    "bot.cogs.general",
     "bot.cogs.admin",
     "bot.cogs.tabletop",
     "bot.cogs.reminders",

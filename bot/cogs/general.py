@@ -1,4 +1,4 @@
-"""Core commands: help, ping, about."""
+"""General commands: help, ping, about."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from bot.errors import BadInput
 from bot.ui import fit_embed, pages_from_lines, safe_text, send_pages
 
 if TYPE_CHECKING:
-    from bot.core import Guildhouse
+    from bot.guildhouse import Guildhouse
 
 Ctx = CommandContext
 
