@@ -178,6 +178,7 @@ class Bus:
         self.redis = redis
         self._live_ids: frozenset[int] = frozenset()
         self._live_at = -LIVE_TTL
+        self._reading_live: asyncio.Future[None] | None = None
         self.keys = keys
         self.cluster_id = cluster_id
         self.registry = registry
@@ -221,6 +222,8 @@ class Bus:
         self._subscriptions = []
         for job in list(self._jobs):
             job.cancel()
+        if self._reading_live is not None:
+            self._reading_live.cancel()
         await self._publisher.reset()
 
     def _on_lost(self) -> None:
@@ -339,13 +342,29 @@ class Bus:
         return result
 
     async def _live(self) -> frozenset[int]:
-        """Live cluster ids from the registry, read at most once per LIVE_TTL seconds: a
-        request then costs one publish and the answers, not three registry reads first."""
-        now = time.monotonic()
-        if now - self._live_at > LIVE_TTL:
-            self._live_ids = frozenset(c.cluster_id for c in await self.registry.clusters())
-            self._live_at = now
+        """Live cluster ids from the registry, never older than LIVE_TTL seconds: a request
+        then costs one publish and the answers, not three registry reads first. Past half the
+        TTL the next read starts in the background, so a bus in use keeps its view fresh
+        without a request ever waiting for it; one idle for longer reads before asking."""
+        age = time.monotonic() - self._live_at
+        if age > LIVE_TTL:
+            await self._read_live()
+        elif age > LIVE_TTL / 2 and self._reading_live is None:
+            self._reading_live = asyncio.ensure_future(self._read_live())
+            self._reading_live.add_done_callback(self._read_live_done)
         return self._live_ids
+
+    async def _read_live(self) -> None:
+        started = time.monotonic()  # what is read is at least this fresh
+        ids = frozenset(c.cluster_id for c in await self.registry.clusters())
+        if started > self._live_at:
+            self._live_ids, self._live_at = ids, started
+
+    def _read_live_done(self, task: asyncio.Future[None]) -> None:
+        self._reading_live = None
+        if not task.cancelled() and task.exception() is not None:
+            # The next request past the TTL reads again, and its caller gets the error.
+            log.debug("ipc bus: reading the registry failed: %s", task.exception())
 
     async def gather(self, name: str, payload: Any = None, *, within: float = 5.0) -> GatherResult:
         """Ask every live cluster; partial results name the clusters that didn't answer."""

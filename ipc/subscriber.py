@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import weakref
@@ -60,9 +61,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ConnectionError, RedisError, ResponseError
 
 from ipc.client import is_outage, redis_outage
+
+try:
+    import hiredis
+except ImportError:  # an install without redis's [hiredis] extra
+    hiredis = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +244,7 @@ class Subscriber:
         self._task: asyncio.Task[None] | None = None
         self._failing = False
         self.connections = 0  # connections made (the first, then one per reconnect)
+        self._reads = 0  # replies read (for the watchdog)
 
     # -- the API ---------------------------------------------------------------------------------
 
@@ -390,20 +397,58 @@ class Subscriber:
                 await asyncio.sleep(self.backoff.next())
 
     async def _read(self, conn: Any) -> None:
-        pinged = False
-        while True:
-            reply = await conn.read_response(
-                timeout=self.health_every, disable_decoding=True, push_request=True
-            )
-            if reply is None:  # nothing for health_every seconds
-                if pinged:
-                    raise TimeoutError(f"no answer to a PING in {self.health_every:.0f}s")
-                await conn.send_command("PING", check_health=False)
-                pinged = True
-                continue
+        """Read and dispatch until the connection fails, with a watchdog beside it: a read with
+        a timeout would cost every message a timer (about 4 µs each), so the reader blocks and
+        the watchdog counts what it read."""
+        reader = asyncio.ensure_future(self._dispatch(conn))
+        try:
             pinged = False
-            if isinstance(reply, list) and reply:
-                self._on_reply(reply)
+            while True:
+                seen = self._reads
+                done, _ = await asyncio.wait((reader,), timeout=self.health_every)
+                if done:
+                    reader.result()  # the connection's error
+                    return
+                if self._reads != seen:
+                    pinged = False
+                elif pinged:  # nothing at all, not even the PING's answer
+                    raise TimeoutError(f"no answer to a PING in {self.health_every:.0f}s")
+                else:
+                    await conn.send_command("PING", check_health=False)
+                    pinged = True
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await reader
+
+    async def _dispatch(self, conn: Any) -> None:
+        stream = getattr(conn, "_reader", None)
+        if hiredis is None or not isinstance(stream, asyncio.StreamReader):
+            while True:  # redis-py's own parser: the same replies, more layers
+                reply = await conn.read_response(
+                    timeout=math.inf, disable_decoding=True, push_request=True
+                )
+                self._reads += 1
+                if isinstance(reply, list) and reply:
+                    self._on_reply(reply)
+        # Read the socket with a parser of our own: redis-py's handles every pub/sub message
+        # as a push notification, formatting it for a debug line each time, and hands them
+        # over one read call at a time. Here one read of the socket dispatches everything it
+        # brought. (The connection was made and set up by redis-py, which read every reply
+        # it asked for: nothing of it is left in its parser.)
+        parser = hiredis.Reader()
+        while True:
+            data = await stream.read(65536)
+            if not data:
+                raise ConnectionError("Connection closed by server.")
+            parser.feed(data)
+            try:
+                while (reply := parser.gets()) is not False:
+                    self._reads += 1
+                    if isinstance(reply, list) and reply:
+                        self._on_reply(reply)
+            except hiredis.ProtocolError as exc:
+                raise ConnectionError(f"unreadable reply from Redis: {exc}") from exc
 
     def _on_reply(self, reply: list[Any]) -> None:
         kind = _KINDS.get(reply[0])

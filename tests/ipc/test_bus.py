@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 import redis.asyncio as aioredis
 
-from ipc.bus import Bus, BusError, ClusterDown
+from ipc.bus import LIVE_TTL, Bus, BusError, ClusterDown
 from ipc.client import Keys
 from ipc.registry import ClusterInfo, Registry
 
@@ -165,3 +165,22 @@ async def test_where_client_reply_is_refused_publishes_are_confirmed_ones(
             await r.aclose()
         await admin.execute_command("ACL", "DELUSER", user)
         await admin.aclose()
+
+
+async def test_the_registry_is_read_ahead_not_inside_a_request(
+    nodes: list[tuple[Bus, aioredis.Redis]], keys: Keys
+) -> None:
+    """Past half its TTL the bus's view of the live clusters is read again in the background
+    (the request uses the view it has, at most LIVE_TTL old); past the TTL, before asking."""
+    bus, r = nodes[0]
+    assert sorted((await bus.gather("echo", Echo("a"))).results) == [0, 1, 2]
+    await Registry(r, keys).remove(2)  # cluster 2 leaves the registry (still listening)
+    bus._live_at -= LIVE_TTL * 0.6  # the view is older than half the TTL
+    ahead = await bus.gather("echo", Echo("b"))
+    assert sorted(ahead.results) == [0, 1, 2]  # the view it had: no read in the request
+    assert bus._reading_live is not None
+    await bus._reading_live  # the read it started meanwhile
+    assert sorted((await bus.gather("echo", Echo("c"))).results) == [0, 1]
+    await Registry(r, keys).publish(ClusterInfo(2, [2], os.getpid(), "test", "ready", time.time()))
+    bus._live_at -= LIVE_TTL * 1.5  # too old to use: read first
+    assert sorted((await bus.gather("echo", Echo("d"))).results) == [0, 1, 2]

@@ -123,7 +123,7 @@ async def test_subscriptions_come_and_go_at_run_time(redis: aioredis.Redis, keys
         await again.close()
         await two.close()  # the last one: the connection goes too
         assert subscriber.channels == []
-        assert await connections_named(redis, subscriber.name) == []
+        await eventually(lambda: _equal(connections_named(redis, subscriber.name), []))
         assert (await redis.pubsub_numsub(keys("one"), keys("two"))) == [
             (keys("one").encode(), 0),
             (keys("two").encode(), 0),
@@ -250,7 +250,8 @@ async def test_one_connection_for_every_listener_of_a_worker(
         await throttle.close()
         for cache in caches:
             await cache.stop()
-        assert await connections_named(redis, Subscriber.of(worker).name) == []
+        name = Subscriber.of(worker).name
+        await eventually(lambda: _equal(connections_named(redis, name), []))
         await worker.aclose()
 
 
@@ -311,3 +312,33 @@ async def test_a_redis_restart_is_one_outage_and_every_channel_is_back(
     assert [r.levelno for r in mine] == [logging.INFO, logging.INFO], [
         r.getMessage() for r in mine
     ]  # lost, then connected again: once each however many retries
+
+
+async def test_a_connection_that_stops_answering_is_replaced(
+    killable: KillableRedis, keys: Keys
+) -> None:
+    """An idle connection gets a PING; one that answers nothing (here: Redis paused, as a
+    half-open TCP connection would look) is dropped and made again."""
+    client = create_redis(killable.url)
+    subscriber = own_subscriber(client, health_every=0.2)
+    inbox = Inbox()
+    try:
+        sub = await subscriber.subscribe(keys("h"), inbox)
+        await subscribed(sub)
+        await client.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        await eventually(lambda: _true(not sub.active))  # given up on during the pause
+        await subscribed(sub)  # and made again after it
+        assert subscriber.connections == 2
+        await client.publish(keys("h"), b"after")
+        await inbox.until(b"after")
+    finally:
+        await subscriber.close()
+        await client.aclose()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _equal(got: Awaitable[object], expected: object) -> bool:
+    return await got == expected
