@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sandbox.server import Sandbox
 
 OUTBOX_MAX_WAIT = 60.0
+MESSAGE_AGE_MAX = 5 * 365 * 86400.0
 
 
 class ControlHttp:
@@ -40,6 +41,13 @@ class ControlHttp:
         app.router.add_post("/_sandbox/faults", _control(self._faults))
         app.router.add_post("/_sandbox/events", _control(self._events))
         app.router.add_get("/_sandbox/stats", _control(self._stats))
+        arrange = self.sb.arrange
+        app.router.add_post("/_sandbox/roles", _control(_body(arrange.create_role)))
+        app.router.add_patch("/_sandbox/roles", _control(_body(arrange.edit_role)))
+        app.router.add_patch("/_sandbox/members", _control(_body(arrange.edit_member)))
+        app.router.add_patch("/_sandbox/guilds", _control(_body(arrange.edit_guild)))
+        app.router.add_patch("/_sandbox/users", _control(self._users))
+        app.router.add_get("/_sandbox/attachments/{id}", self._attachment)
 
     async def _world(self, _: web.Request) -> Any:
         return self.sb.world.summary(self.sb.base_url)
@@ -50,6 +58,7 @@ class ControlHttp:
             body.snowflake("channel_id"),
             body.snowflake("author_id"),
             body.string("content", default=""),
+            body.number("age", default=0.0, low=0.0, high=MESSAGE_AGE_MAX),
         )
         return {"id": msg["id"]}
 
@@ -133,8 +142,41 @@ class ControlHttp:
         kind = body.string("kind")
         return await self.sb.event(kind, {k: v for k, v in body.data.items() if k != "kind"})
 
+    async def _users(self, request: web.Request) -> Any:
+        return self.sb.arrange.edit_user(parse_body(await request.read()))
+
+    async def _attachment(self, request: web.Request) -> web.Response:
+        """The bytes of a file the bot uploaded (404 for none)."""
+        raw = request.match_info["id"]
+        try:
+            item = self.sb.rest.attachments.find(snowflake(raw, "id"))
+        except BadInput as err:
+            return web.json_response(err.body(), status=400)
+        if item is None:
+            return web.json_response(
+                {"message": f"id: no attachment {raw}", "code": 0}, status=404
+            )
+        return web.Response(
+            body=item.data,
+            headers={
+                "Content-Type": item.content_type,
+                "Content-Disposition": f'attachment; filename="{item.filename}"',
+            },
+        )
+
     async def _stats(self, _: web.Request) -> Any:
         return self.sb.stats()
+
+
+def _body(
+    action: Callable[[dict[str, Any]], Awaitable[Any]],
+) -> Callable[[web.Request], Awaitable[Any]]:
+    """A handler that passes the request's JSON object to `action`."""
+
+    async def handler(request: web.Request) -> Any:
+        return await action(parse_body(await request.read()))
+
+    return handler
 
 
 def _control(

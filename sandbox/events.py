@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 KINDS = (
     "member_add",
     "member_remove",
+    "raid",
     "kick",
     "ban",
     "unban",
@@ -91,6 +92,13 @@ class WorldEvents:
         payload = {"guild_id": str(guild.id), **member.to_dict(self.world)}
         await self.gateway.dispatch("GUILD_MEMBER_ADD", payload, guild.id)
         return payload
+
+    async def _raid(self, guild: Guild, fields: Fields) -> dict[str, Any]:
+        count = fields.integer("count", default=10, low=1, high=RAID_MAX)
+        return {
+            "guild_id": str(guild.id),
+            "user_ids": [str(u) for u in await self.raid(guild, count)],
+        }
 
     async def raid(self, guild: Guild, count: int) -> list[int]:
         """`count` new accounts join the guild at once (a raid): their user ids."""

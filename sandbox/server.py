@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.arrange import Arrange
 from sandbox.control_http import ControlHttp
 from sandbox.errors import BadInput
 from sandbox.events import WorldEvents
@@ -57,6 +58,7 @@ class Sandbox:
         self.rest = Rest(self.world, self.gateway, self.config)
         self.users = Users(self.rest.state, self.rest.messages_api)
         self.events = WorldEvents(self.rest.state, self.rest.bans)
+        self.arrange = Arrange(self.rest.state)
         self._runner: web.AppRunner | None = None
         self.port = 0
 

@@ -1,5 +1,7 @@
 """A traffic generator: N messages per second across guilds, a mix of chat and commands,
-recording each command's round trip (sent → the bot's first answer in that channel)."""
+recording each command's round trip (sent → the bot's first answer in that channel); and a
+raid: N new accounts joining one guild, all at once or at a given rate, during the traffic or
+on its own."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class TrafficReport:
     commands: int = 0
     answered: int = 0
     round_trips: list[float] = field(default_factory=list)  # seconds
+    raiders: list[int] = field(default_factory=list)  # user ids of a raid's joins
 
     def percentile(self, q: float) -> float | None:
         if not self.round_trips:
@@ -40,10 +43,16 @@ async def generate(
     command_share: float = 0.3,
     seed: int = 1,
     settle: float = 5.0,
+    raid_joins: int = 0,
+    raid_guild: int | None = None,
 ) -> TrafficReport:
-    """Send about `rate` messages/s for `duration` s; wait up to `settle` s for answers."""
+    """Send about `rate` messages/s for `duration` s; wait up to `settle` s for answers. With
+    `raid_joins`, that many new accounts join `raid_guild` (the largest guild by default) all
+    at once halfway through (GUILD_MEMBER_ADD each): `report.raiders`."""
     if rate <= 0 or duration <= 0 or not 0 <= command_share <= 1:
         raise ValueError("rate and duration must be positive, command_share within 0..1")
+    if raid_joins < 0:
+        raise ValueError("raid_joins must be 0 or more")
     rng = random.Random(seed)
     places = []
     for guild in sb.world.guilds.values():
@@ -77,6 +86,8 @@ async def generate(
         start = time.monotonic()
         total = int(rate * duration)
         for i in range(total):
+            if raid_joins and i == total // 2:
+                report.raiders = await raid(sb, raid_joins, guild_id=raid_guild)
             await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
             channels, people = rng.choice(places)
             channel, author = rng.choice(channels), rng.choice(people)
@@ -95,3 +106,26 @@ async def generate(
     finally:
         collector.cancel()
     return report
+
+
+async def raid(
+    sb: Sandbox, joins: int, *, guild_id: int | None = None, rate: float | None = None
+) -> list[int]:
+    """`joins` new accounts join a guild (the largest, by default): all at once, or `rate`
+    a second. Returns their user ids, in the order they joined."""
+    if joins < 1:
+        raise ValueError("joins must be 1 or more")
+    if rate is not None and rate <= 0:
+        raise ValueError("rate must be positive")
+    if guild_id is None:
+        guild = max(sb.world.guilds.values(), key=lambda g: len(g.members))
+    else:
+        guild = sb.world.guilds[guild_id]
+    if rate is None:
+        return await sb.events.raid(guild, joins)
+    joined: list[int] = []
+    start = time.monotonic()
+    for i in range(joins):
+        await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+        joined += await sb.events.raid(guild, 1)
+    return joined

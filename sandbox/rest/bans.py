@@ -126,11 +126,11 @@ class Bans(Resource):
         )
 
     async def audit_log(self, guild_id: str, request: web.Request, **_: Any) -> dict[str, Any]:
-        """Newest first; filtered by `user_id` (who acted) and `action_type`, paged by
+        """Newest first; filtered by `user_id` (who acted), `target_id` and `action_type`, paged by
         `before`/`after` (entry ids), `limit` 1 to 100 (50)."""
         guild = self.state.guild(guild_id)
         form = Form(dict(request.query))
-        user_id = form.snowflake("user_id")
+        user_id, target_id = form.snowflake("user_id"), form.snowflake("target_id")
         action = form.integer("action_type", low=1, high=255)
         before, after = form.snowflake("before"), form.snowflake("after")
         limit = form.integer("limit", low=1, high=AUDIT_PAGE, default=50)
@@ -140,6 +140,7 @@ class Bans(Resource):
             e
             for e in reversed(self.state.audit_logs.get(guild.id, []))
             if (user_id is None or e["user_id"] == str(user_id))
+            and (target_id is None or e["target_id"] == str(target_id))
             and (action is None or e["action_type"] == action)
             and (before is None or int(e["id"]) < before)
             and (after is None or int(e["id"]) > after)
