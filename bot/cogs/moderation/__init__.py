@@ -14,9 +14,11 @@ async def setup(bot: Guildhouse) -> None:
     from bot.cogs.moderation.actions import Moderator
     from bot.cogs.moderation.bans import BanSync
     from bot.cogs.moderation.cases_cog import Cases
+    from bot.cogs.moderation.channel_cog import ChannelActions
     from bot.cogs.moderation.cog import MemberActions
 
     mod = Moderator(bot)
     await bot.add_cog(MemberActions(bot, mod))
     await bot.add_cog(Cases(bot, mod))
+    await bot.add_cog(ChannelActions(bot, mod))
     await bot.add_cog(BanSync(bot, mod))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
@@ -43,7 +43,15 @@ COLOURS = {
     "timeout": 0x9B59B6,
     "untimeout": 0x2ECC71,
 }
-TITLES = {"untimeout": "Timeout removed", "tempban": "Temporary ban"}
+TITLES = {
+    "untimeout": "Timeout removed",
+    "tempban": "Temporary ban",
+    "role_add": "Role given",
+    "role_remove": "Role taken",
+    "nick": "Nickname",
+}
+# Actions on a channel: their case's target is the channel.
+CHANNEL_ACTIONS = frozenset({"purge", "slowmode", "lock", "unlock"})
 # How long an action of ours waits for its gateway echo (GUILD_BAN_ADD/REMOVE).
 EXPECT_FOR = 120.0
 
@@ -108,7 +116,10 @@ def case_embed(case: Case) -> discord.Embed:
         colour=COLOURS.get(case.action, 0x5865F2),
         timestamp=case.created_at,
     )
-    embed.add_field(name="Member", value=f"<@{case.target_id}> (`{case.target_id}`)")
+    if case.action in CHANNEL_ACTIONS:
+        embed.add_field(name="Channel", value=f"<#{case.target_id}>")
+    else:
+        embed.add_field(name="Member", value=f"<@{case.target_id}> (`{case.target_id}`)")
     moderator = f"<@{case.moderator_id}>" if case.moderator_id else "unknown (made in Discord)"
     embed.add_field(name="Moderator", value=moderator)
     if case.duration is not None:
@@ -120,11 +131,17 @@ def case_embed(case: Case) -> discord.Embed:
         embed.add_field(
             name="Applies warnings", value=", ".join(f"case {n}" for n in case.cites), inline=False
         )
-    for key, label in (("channel", "Channel"), ("role", "Role"), ("nick", "Nickname")):
+    shown_keys = (("role", "Role"), ("nick", "Nickname"), ("deleted", "Deleted"))
+    for key, label in (*shown_keys, ("too_old", "Skipped (over 14 days old)")):
         if key in case.details:
             value = case.details[key]
-            shown = {"channel": f"<#{value}>", "role": f"<@&{value}>"}.get(key, str(value))
+            shown = f"<@&{value}>" if key == "role" else str(value)
             embed.add_field(name=label, value=truncate(shown, 200))
+    if "seconds" in case.details:
+        seconds = int(case.details["seconds"])
+        embed.add_field(
+            name="Slowmode", value=format_duration(timedelta(seconds=seconds)) if seconds else "off"
+        )
     if case.details.get("deleted_days"):
         embed.add_field(name="Messages deleted", value=f"{case.details['deleted_days']} day(s)")
     embed.add_field(name="Reason", value=truncate(case.reason or "none given", 1000), inline=False)
@@ -137,8 +154,9 @@ def case_line(case: Case) -> str:
     when = f"<t:{int(case.created_at.timestamp())}:d>"
     extra = f" {format_duration(case.duration)}" if case.duration else ""
     who = f"<@{case.moderator_id}>" if case.moderator_id else "unknown"
+    target = f"<#{case.target_id}>" if case.action in CHANNEL_ACTIONS else f"<@{case.target_id}>"
     reason = safe_text(case.reason, 80) if case.reason else "no reason"
-    return f"**{case.number}** {when} {case.action}{extra} <@{case.target_id}> by {who}: {reason}"
+    return f"**{case.number}** {when} {case.action}{extra} {target} by {who}: {reason}"
 
 
 def utcnow() -> datetime:

@@ -148,6 +148,20 @@ async def get_case(pool: asyncpg.Pool, guild_id: int, number: int) -> Case | Non
     return Case.from_record(row) if row else None
 
 
+async def last_case(pool: asyncpg.Pool, guild_id: int, target_id: int, action: str) -> Case | None:
+    row = await pool.fetchrow(
+        f"""
+        SELECT {_CASE_COLUMNS} FROM mod_cases
+        WHERE guild_id = $1 AND target_id = $2 AND action = $3
+        ORDER BY number DESC LIMIT 1
+        """,  # noqa: S608 - constant fragments only
+        guild_id,
+        target_id,
+        action,
+    )
+    return Case.from_record(row) if row else None
+
+
 async def cases_for(
     pool: asyncpg.Pool, guild_id: int, target_id: int | None, *, limit: int = 200
 ) -> list[Case]:
