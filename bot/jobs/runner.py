@@ -92,6 +92,7 @@ class JobRunner:
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._held: set[int] = set()  # claimed by us, not finished with
+        self._predecessors_expired = False
         self.channel = (
             WakeChannel(redis, wake_channel, self.wake)
             if redis is not None and wake_channel is not None
@@ -157,14 +158,12 @@ class JobRunner:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Free the claims of this cluster's earlier processes, then start the loop."""
-        prefix = self.worker.split(":", 1)[0] + ":"
+        """Free the claims of this cluster's earlier processes (or, while PostgreSQL is away,
+        on the loop's first round that reaches it), then start the loop."""
         try:
-            n = await store.expire_predecessors(self.pool, prefix, self.worker, now=self.now())
-            if n:
-                log.info("jobs: %d jobs of this cluster's last process are reclaimable", n)
+            await self._expire_predecessors()
         except DB_ERRORS as exc:
-            log.warning("jobs: could not free the last process's claims: %s", exc)
+            log.warning("jobs: could not free the last process's claims yet: %s", exc)
         self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="jobs-runner")
         if self.channel is not None:
@@ -208,6 +207,13 @@ class JobRunner:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    async def _expire_predecessors(self) -> None:
+        prefix = self.worker.split(":", 1)[0] + ":"
+        n = await store.expire_predecessors(self.pool, prefix, self.worker, now=self.now())
+        self._predecessors_expired = True
+        if n:
+            log.info("jobs: %d jobs of this cluster's last process are reclaimable", n)
+
     def _routing_now(self) -> store.Routing:
         return store.Routing(list(self.kinds), *self._routing)
 
@@ -217,6 +223,8 @@ class JobRunner:
             self._wake.clear()
             delay = self.max_sleep
             try:
+                if not self._predecessors_expired:
+                    await self._expire_predecessors()
                 free = self.batch - len(self._running)
                 if self.accepting() and free > 0 and await self.run_due(free) == free:
                     continue  # more may be due: no sleep (or, when full, until a slot frees)
