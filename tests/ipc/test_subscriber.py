@@ -206,6 +206,35 @@ async def test_every_subscription_comes_back_after_client_kill(
         await subscriber.close()
 
 
+async def test_without_hiredis_redis_py_reads_the_same(
+    redis: aioredis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install without redis's [hiredis] extra reads through redis-py's parser: the same
+    messages, and the same renewal after the connection is killed."""
+    monkeypatch.setattr("ipc.subscriber.hiredis", None)
+    subscriber = own_subscriber(redis, backoff=Counting())
+    inbox, pattern = Inbox(), Inbox()
+    try:
+        subs = [
+            await subscriber.subscribe(keys("n"), inbox),
+            await subscriber.psubscribe(keys("np", "*"), pattern),
+        ]
+        await subscribed(*subs)
+        await redis.publish(keys("n"), b"1")
+        await redis.publish(keys("np", "x"), b"2")
+        await inbox.until(b"1")
+        await pattern.until(b"2")
+        (conn,) = await connections_named(redis, subscriber.name)
+        await redis.client_kill_filter(_id=conn["id"])
+        await eventually(lambda: _true(subscriber.connections == 2 and all(s.active for s in subs)))
+        await redis.publish(keys("n"), b"3")
+        await inbox.until(b"3")
+        assert inbox.got == [(keys("n"), b"1"), (keys("n"), b"3")]
+        assert pattern.got == [(keys("np", "x"), b"2")]
+    finally:
+        await subscriber.close()
+
+
 async def test_one_connection_for_every_listener_of_a_worker(
     redis_url: str, redis: aioredis.Redis, keys: Keys
 ) -> None:
