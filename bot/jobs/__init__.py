@@ -87,12 +87,13 @@ async def install(bot: Guildhouse, kind: Kind) -> JobRunner:
     return runner
 
 
-async def uninstall(bot: Guildhouse, name: str) -> None:
-    """Unregister a kind (call from `cog_unload`); the runner stops (giving back what it
-    holds) when no kind is left, as at the worker's close, when every cog unloads."""
+async def uninstall(bot: Guildhouse, name: str, *, grace: float = 10.0) -> None:
+    """Unregister a kind (call from `cog_unload`); the runner stops (letting running jobs
+    finish for up to `grace` s, then giving back what it holds) when no kind is left, as at
+    the worker's close, when every cog unloads."""
     runner = _RUNNERS.get(bot)
     if runner is None:
         return
     runner.unregister(name)
     if not runner.kinds and runner.started:
-        await runner.stop()
+        await runner.stop(grace)
