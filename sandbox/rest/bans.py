@@ -70,7 +70,9 @@ class Bans(Resource):
         self, guild_id: str, user_id: str, request: web.Request, body: Any, **_: Any
     ) -> None:
         guild = self.state.guild(guild_id)
-        form = Form(body, optional=True)
+        # Discord takes these in the JSON body (as documented) or the query string (as
+        # discord.py sends them).
+        form = Form(body if body is not None else dict(request.query), optional=True)
         seconds = form.integer("delete_message_seconds", low=0, high=PURGE_MAX, default=None)
         days = form.integer("delete_message_days", low=0, high=7, default=None)
         form.check()
