@@ -99,9 +99,14 @@ async def discord(env: Env, method: str, path: str, body: Any = None) -> tuple[i
 
 
 async def ask(driver: Driver, channel: int, author: int, text: str) -> str:
+    """The bot's answer: the first thing it says (deletions and reactions are not answers)."""
     await driver.drain(channel)
     await driver.say(channel, author, text)
-    return await driver.reply_text(channel)
+    for _ in range(20):
+        for entry in await driver.replies(channel, wait=15):
+            if entry.get("kind") not in ("delete", "reaction"):
+                return text_of(entry)
+    raise AssertionError(f"no answer to {text!r}")
 
 
 async def cases_of(env: Env, guild_id: int, target: int) -> list[asyncpg.Record]:
@@ -244,3 +249,74 @@ async def test_case_reason_cases_and_notes(env: Env, driver: Driver) -> None:
     await ask(driver, s.general, s.mod_id, f"!notes <@{target}> seems to be a second account")
     text = await ask(driver, s.general, s.mod_id, f"!notes <@{target}>")
     assert "seems to be a second account" in text
+
+
+async def test_softban_clears_messages_and_leaves_no_ban(env: Env, driver: Driver) -> None:
+    s = env.servers[0]
+    target = s.members[4]
+    said = await driver.say(s.general, target, "buy cheap gold")
+    text = await ask(driver, s.general, s.mod_id, f"!softban <@{target}> spam bot")
+    assert "softbanned" in text and "1 day(s) of messages deleted" in text
+    status, _ = await discord(env, "GET", f"/channels/{s.general}/messages/{said}")
+    assert status == 404  # their message went with the ban
+    status, _ = await discord(env, "GET", f"/guilds/{s.guild_id}/bans/{target}")
+    assert status == 404  # and the ban was lifted at once
+    status, _ = await discord(env, "GET", f"/guilds/{s.guild_id}/members/{target}")
+    assert status == 404
+    assert [r["action"] for r in await cases_of(env, s.guild_id, target)] == ["softban"]
+
+
+async def test_warnings_expire(env: Env, driver: Driver) -> None:
+    s = env.servers[1]
+    target = s.members[3]
+    text = await ask(driver, s.general, s.owner_id, "!settings warnexpiry 30d")
+    assert text == "Warnings now count for 4w 2d."
+    text = await ask(driver, s.general, s.owner_id, "!settings warnexpiry x")
+    assert "`x` can't be read as a length of time for the expiry" in text
+    await ask(driver, s.general, s.mod_id, f"!warn <@{target}> old one")
+    conn = await connect(env.dsn)
+    try:
+        await conn.execute(
+            "UPDATE mod_cases SET created_at = now() - interval '31 days' "
+            "WHERE guild_id = $1 AND target_id = $2",
+            s.guild_id,
+            target,
+        )
+    finally:
+        await conn.close()
+    text = await ask(driver, s.general, s.mod_id, f"!warn <@{target}> new one")
+    assert "(1 active warning(s))" in text
+    await ask(driver, s.general, s.owner_id, "!settings warnexpiry off")
+    text = await ask(driver, s.general, s.mod_id, f"!warn <@{target}> third")
+    assert "(3 active warning(s))" in text
+
+
+async def test_slash_ban_with_options_and_a_bad_duration(env: Env, driver: Driver) -> None:
+    s = env.servers[1]
+    target = s.members[4]
+    await driver.drain(s.general)
+    await driver.slash(
+        s.general,
+        s.mod_id,
+        "ban",
+        [
+            {"name": "user", "type": 6, "value": str(target)},
+            {"name": "duration", "type": 3, "value": "soon"},
+        ],
+    )
+    assert "`soon` can't be read as a length of time" in await driver.reply_text(s.general)
+    await driver.slash(
+        s.general,
+        s.mod_id,
+        "ban",
+        [
+            {"name": "user", "type": 6, "value": str(target)},
+            {"name": "reason", "type": 3, "value": "alt account"},
+            {"name": "days", "type": 4, "value": 2},
+            {"name": "duration", "type": 3, "value": "2d"},
+        ],
+    )
+    text = await driver.reply_text(s.general)
+    assert "banned" in text and "for 2d" in text
+    rows = await cases_of(env, s.guild_id, target)
+    assert [r["action"] for r in rows] == ["tempban"] and rows[0]["after"]["deleted_days"] == 2

@@ -297,3 +297,61 @@ async def test_a_ban_made_in_discord_is_a_case(env: Env, driver: Driver) -> None
         assert count == 1
     finally:
         await conn.close()
+
+
+async def test_a_ban_made_while_the_bot_was_away_is_a_case_at_start(
+    env: Env, driver: Driver
+) -> None:
+    s = env.on(1)
+    own, outside = s.members[2], s.members[3]
+    conn = await connect(env.dsn)
+    try:
+        # A ban of the bot's own: the server's ban list is read (the starting point).
+        await ask(driver, s.general, s.owner_id, f"!ban <@{own}> spam")
+        assert await until(
+            conn,
+            "SELECT count(*) FROM mod_bans WHERE guild_id = $1 AND user_id = $2",
+            s.guild_id,
+            own,
+        )
+        old_pid = env.supervisor.workers[s.cluster].pid
+        env.supervisor.kill(s.cluster)  # the bot is away ...
+        await control(  # ... while a moderator bans someone in Discord
+            env,
+            "events",
+            {
+                "kind": "ban",
+                "guild_id": str(s.guild_id),
+                "user_id": str(outside),
+                "moderator_id": str(s.owner_id),
+                "reason": "while you were out",
+            },
+        )
+        number = await until(
+            conn,
+            "SELECT number FROM mod_cases WHERE guild_id = $1 AND target_id = $2 "
+            "AND action = 'ban'",
+            s.guild_id,
+            outside,
+            within=90,
+        )
+        assert number
+        assert env.supervisor.workers[s.cluster].pid != old_pid
+        case = await conn.fetchrow(
+            "SELECT moderator_id, reason FROM mod_cases WHERE guild_id = $1 AND number = $2",
+            s.guild_id,
+            number,
+        )
+        assert case["moderator_id"] == s.owner_id and case["reason"] == "while you were out"
+        deadline = time.monotonic() + 90
+        while not env.supervisor.ready():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        count = await conn.fetchval(
+            "SELECT count(*) FROM mod_cases WHERE guild_id = $1 AND target_id = $2",
+            s.guild_id,
+            outside,
+        )
+        assert count == 1
+    finally:
+        await conn.close()

@@ -116,11 +116,17 @@ class BanSync(commands.Cog, name="Moderation sync"):
     async def _event(self, guild: discord.Guild, user_id: int, *, banned: bool) -> None:
         ours = self.mod.expected(guild.id, user_id, "ban" if banned else "unban")
         try:
-            news = await store.note_ban(self.bot.pool, guild.id, user_id, banned)
+            if await store.known_bans(self.bot.pool, guild.id) is None:
+                # The server's first ban event: its list (with this change in it) becomes the
+                # starting point, so that bans made while the bot is away are found at start.
+                await self.sync(guild)
+                news = True
+            else:
+                news = await store.note_ban(self.bot.pool, guild.id, user_id, banned)
             if ours or not news:
                 return
             await self._outside_case(guild, user_id, banned=banned)
-        except jobs.DB_ERRORS as exc:
+        except (discord.HTTPException, *jobs.DB_ERRORS) as exc:
             log.warning("ban sync: could not record a ban event in %s: %s", guild.id, exc)
 
     async def _outside_case(

@@ -70,7 +70,8 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
         pos = match.end()
     if pos == 0 or cleaned[pos:].strip():
         raise RuleError(
-            f"`{text.strip()[:40]}` is not a {what}; write it like `30m`, `3d` or `1h30m`."
+            f"`{text.strip()[:40]}` can't be read as a length of time for the {what}; "
+            "write it like `30m`, `3d` or `1h30m`."
         )
     if total <= 0:
         raise RuleError(f"The {what} must be longer than zero.")

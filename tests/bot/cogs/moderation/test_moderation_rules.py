@@ -31,11 +31,11 @@ def test_durations(text: str, seconds: int) -> None:
     ("text", "message"),
     [
         ("", "empty"),
-        ("soon", "is not a duration"),
-        ("3", "is not a duration"),
+        ("soon", "can't be read as a length of time"),
+        ("3", "can't be read as a length of time"),
         ("3x", "`x` is not a unit"),
         ("0m", "longer than zero"),
-        ("1h then", "is not a duration"),
+        ("1h then", "can't be read as a length of time"),
     ],
 )
 def test_bad_durations_say_what_is_wrong(text: str, message: str) -> None:
