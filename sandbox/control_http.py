@@ -153,9 +153,7 @@ class ControlHttp:
         except BadInput as err:
             return web.json_response(err.body(), status=400)
         if item is None:
-            return web.json_response(
-                {"message": f"id: no attachment {raw}", "code": 0}, status=404
-            )
+            return web.json_response({"message": f"id: no attachment {raw}", "code": 0}, status=404)
         return web.Response(
             body=item.data,
             headers={

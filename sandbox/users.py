@@ -12,9 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox import components as ui
 from sandbox.control import OptionResolver
-from sandbox.errors import BadInput
+from sandbox.errors import ApiError, BadInput
 from sandbox.rest.base import COMMAND, COMPONENT, MAX_CONTENT, MODAL_SUBMIT, missing_permissions
-from sandbox.world import CHANNEL_CATEGORY, CHANNEL_DM, SEND_MESSAGES
+from sandbox.world import (
+    CHANNEL_CATEGORY,
+    CHANNEL_DM,
+    MANAGE_CHANNELS,
+    MANAGE_MESSAGES,
+    SEND_MESSAGES,
+)
 
 if TYPE_CHECKING:
     from sandbox.rest.base import State
@@ -31,6 +37,7 @@ class Users:
         self.messages_api = messages
         self.world = state.world
         self.gateway = state.gateway
+        self.last_post: dict[tuple[int, int], float] = {}  # (channel, user) -> when, slowmode
 
     def _user_in_channel(
         self, channel_id: int, user_id: int, user_field: str
@@ -60,8 +67,10 @@ class Users:
             member = guild.members[author_id]
             until = member.communication_disabled_until
             timed_out = until is not None and until > time.time()
-            if timed_out or not guild.permissions(author_id, ch) & SEND_MESSAGES:
+            perms = guild.permissions(author_id, ch)
+            if timed_out or not perms & SEND_MESSAGES:
                 raise missing_permissions()
+            self._slowmode(ch, author_id, perms)
         if len(content) > MAX_CONTENT:
             raise BadInput("content", f"must be at most {MAX_CONTENT} characters")
         if not 0 <= age <= MAX_AGE:
@@ -73,6 +82,23 @@ class Users:
         if not age:
             await self.gateway.dispatch("MESSAGE_CREATE", msg, guild.id if guild else None)
         return msg
+
+    def _slowmode(self, ch: Channel, user_id: int, perms: int) -> None:
+        """A member posts at most once per `rate_limit_per_user` seconds in a channel, unless
+        they may manage messages or the channel (Discord's 429, code 20016)."""
+        if not ch.rate_limit_per_user or perms & (MANAGE_MESSAGES | MANAGE_CHANNELS):
+            return
+        now = time.monotonic()
+        last = self.last_post.get((ch.id, user_id))
+        if last is not None and now - last < ch.rate_limit_per_user:
+            retry = ch.rate_limit_per_user - (now - last)
+            raise ApiError(
+                429,
+                20016,
+                "This action cannot be performed due to slowmode rate limit "
+                f"(retry in {retry:.1f} s).",
+            )
+        self.last_post[(ch.id, user_id)] = now
 
     async def user_interaction(
         self, channel_id: int, user_id: int, name: str, options: Any

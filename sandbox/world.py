@@ -553,7 +553,12 @@ class World:
                         for c in g.channels.values()
                     ],
                     "roles": [
-                        {"id": str(r.id), "name": r.name, "permissions": str(r.permissions)}
+                        {
+                            "id": str(r.id),
+                            "name": r.name,
+                            "permissions": str(r.permissions),
+                            "position": r.position,
+                        }
                         for r in g.roles.values()
                     ],
                     "member_ids": [str(m) for m in g.members if m != self.bot.id],

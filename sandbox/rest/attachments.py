@@ -11,7 +11,6 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from sandbox.components import FormErrors
 from sandbox.errors import ApiError
 from sandbox.rest.base import Attachment, State, not_json
 
@@ -66,14 +65,8 @@ async def read_multipart(request: web.Request) -> tuple[bytes | None, list[Uploa
     except (ValueError, AssertionError, UnicodeDecodeError):
         raise not_json() from None
     if len(files) > MAX_FILES:
-        raise ApiError(400, 50035, "Invalid Form Body", _too_many())
+        raise ApiError(400, 30015, "Maximum number of attachments in a message reached (10)")
     return payload, files
-
-
-def _too_many() -> dict[str, Any]:
-    errors = FormErrors()
-    errors.add(["files"], "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_FILES} or fewer in length.")
-    return errors.errors
 
 
 def attach(

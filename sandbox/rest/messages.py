@@ -352,9 +352,7 @@ class Messages(Resource):
         from sandbox.world import snowflake_time
 
         if any(time.time() - snowflake_time(i) > BULK_MAX_AGE for i in ids):
-            raise ApiError(
-                400, 50034, "You can only bulk delete messages that are under 14 days old."
-            )
+            raise ApiError(400, 50034, "A message provided was too old to bulk delete")
         present = self.state.messages.get(ch.id, {})
         found = [i for i in ids if i in present and i not in self.state.ephemeral]
         await self.remove(guild, ch, found)

@@ -339,3 +339,25 @@ async def test_guild_with_and_without_counts(kit: Kit) -> None:
     status, body = await kit.rest("GET", f"guilds/{guild.id}", params={"with_counts": "maybe"})
     assert status == 400 and body["code"] == 50035
     assert time.time() > 0
+
+
+async def test_slowmode_holds_members_back_not_moderators(kit: Kit) -> None:
+    guild, _, moderator, plain = people(kit)
+    ch = general(guild)
+    status, _ = await kit.rest("PATCH", f"channels/{ch}", {"rate_limit_per_user": 600})
+    assert status == 200
+    say = {"channel_id": str(ch), "author_id": str(plain[0]), "content": "first"}
+    assert (await kit.ctl("POST", "/_sandbox/messages", say))[0] == 200
+    status, body = await kit.ctl("POST", "/_sandbox/messages", {**say, "content": "second"})
+    assert status == 429 and body["code"] == 20016
+    # Another member, a moderator (Manage Messages) and the bot are not held back.
+    assert (await kit.ctl("POST", "/_sandbox/messages", {**say, "author_id": str(plain[1])}))[
+        0
+    ] == 200
+    for _ in range(2):
+        mod_say = {**say, "author_id": str(moderator)}
+        assert (await kit.ctl("POST", "/_sandbox/messages", mod_say))[0] == 200
+        assert (await kit.rest("POST", f"channels/{ch}/messages", {"content": "bot"}))[0] == 200
+    # Slowmode off: the member may post again.
+    await kit.rest("PATCH", f"channels/{ch}", {"rate_limit_per_user": 0})
+    assert (await kit.ctl("POST", "/_sandbox/messages", say))[0] == 200

@@ -115,3 +115,26 @@ async def test_files_in_an_interaction_response(bot: tuple[Sandbox, Uploader]) -
     assert (first["filename"], first["description"]) == ("a.csv", "first")
     assert (await fetch(first["url"]))[1] == CSV
     assert (await fetch(second["url"]))[1] == b"second"
+
+
+async def test_too_many_or_too_large_files() -> None:
+    async with Sandbox(SandboxConfig(guilds=1, members=3)) as sb:
+        guild = next(iter(sb.world.guilds.values()))
+        channel = next(c.id for c in guild.channels.values() if c.name == "general")
+        url = f"{sb.api_url}/channels/{channel}/messages"
+        headers = {"Authorization": f"Bot {sb.token}"}
+
+        def form(*sizes: int) -> aiohttp.FormData:
+            data = aiohttp.FormData()
+            data.add_field("payload_json", '{"content": "x"}', content_type="application/json")
+            for i, size in enumerate(sizes):
+                data.add_field(f"files[{i}]", b"a" * size, filename=f"{i}.bin")
+            return data
+
+        async with aiohttp.ClientSession(headers=headers) as http:
+            async with http.post(url, data=form(*[1] * 11)) as resp:
+                assert resp.status == 400 and (await resp.json())["code"] == 30015
+            async with http.post(url, data=form(10 * 1024 * 1024 + 1)) as resp:
+                assert resp.status == 413 and (await resp.json())["code"] == 40005
+            async with http.post(url, data=form(*[1] * 10)) as resp:
+                assert resp.status == 200 and len((await resp.json())["attachments"]) == 10
