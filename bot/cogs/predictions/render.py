@@ -8,6 +8,11 @@ from bot.cogs.predictions import payout
 from bot.cogs.predictions.store import CLOSED, OPEN, RESOLVED, RESOLVING, Book, Prediction
 from bot.ui import fit_embed, safe_text
 
+
+def bettors(n: int) -> str:
+    return f"{n} bettor" if n == 1 else f"{n} bettors"
+
+
 COLOURS = {OPEN: 0x57F287, CLOSED: 0xFEE75C, RESOLVING: 0xFEE75C, RESOLVED: 0x5865F2}
 STATUS = {
     OPEN: "Open for bets",
@@ -34,7 +39,7 @@ def embed(book: Book) -> discord.Embed:
     state = STATUS.get(p.status, p.status)
     if p.status == OPEN:
         state += f", closes <t:{when}:R>"
-    out.description = f"{state}\n{total:,} points from {book.bettors()} bettors"
+    out.description = f"{state}\n{total:,} points from {bettors(book.bettors())}"
     if p.category:
         out.description += f" · {safe_text(p.category, 32)}"
     for i, option in enumerate(p.options):
@@ -43,7 +48,7 @@ def embed(book: Book) -> discord.Embed:
         out.add_field(
             name=f"{mark}{i + 1}. {safe_text(option, 80)}",
             value=(
-                f"{pools[i]:,} points · {book.bettors(i)} bettors\n"
+                f"{pools[i]:,} points · {bettors(book.bettors(i))}\n"
                 f"odds {odds_text(pools, i)}"
                 + (f" · {share:.0%} of the pool" if share is not None else "")
             ),
@@ -53,7 +58,7 @@ def embed(book: Book) -> discord.Embed:
     return fit_embed(out)
 
 
-def line(p: Prediction, pooled: int, bettors: int) -> str:
+def line(p: Prediction, pooled: int, count: int) -> str:
     state = STATUS.get(p.status, p.status).split(",")[0].split(":")[0]
     extra = f" · {p.category}" if p.category else ""
     if p.status == OPEN:
@@ -61,7 +66,7 @@ def line(p: Prediction, pooled: int, bettors: int) -> str:
     elif p.status == RESOLVED and p.winner is not None:
         state = f"won by **{safe_text(p.options[p.winner], 40)}**"
     question = safe_text(p.question, 80)
-    return f"`#{p.id}` {question} · {pooled:,} points, {bettors} bettors · {state}{extra}"
+    return f"`#{p.id}` {question} · {pooled:,} points, {bettors(count)} · {state}{extra}"
 
 
 def result(book: Book, paid: dict[int, int], *, biggest: int = 5) -> str:
@@ -70,7 +75,7 @@ def result(book: Book, paid: dict[int, int], *, biggest: int = 5) -> str:
     if p.status != RESOLVED or p.winner is None:
         return (
             f"Prediction #{p.id} ({safe_text(p.question, 100)}): {STATUS.get(p.status, p.status)}."
-            f" {sum(paid.values()):,} points went back to {len(paid)} bettors."
+            f" {sum(paid.values()):,} points went back to {bettors(len(paid))}."
         )
     winners = sorted(
         (

@@ -17,7 +17,6 @@ import pytest
 
 from bot.cogs.predictions import settle, store
 from bot.cogs.predictions.clock import Clock
-from bot.db import migrations
 from bot.points import ledger
 from bot.points.settings import PointsSettings
 
@@ -29,11 +28,9 @@ WORKER = Path(__file__).with_name("predictions_worker.py")
 
 
 @pytest.fixture
-async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    conn = await asyncpg.connect(fresh_dsn)
-    await migrations.apply(conn)
-    await conn.close()
-    async with asyncpg.create_pool(fresh_dsn, min_size=1, max_size=10) as p:
+async def pool(migrated_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """The shared fixture's pool, and the ledger's invariants checked after every scenario."""
+    async with asyncpg.create_pool(migrated_dsn, min_size=1, max_size=10) as p:
         yield p
         # The invariants, after every scenario.
         assert await ledger.check(p) == []
@@ -217,7 +214,7 @@ async def test_void_refunds_every_bet_once(pool: asyncpg.Pool) -> None:
 
 
 async def test_clocks_close_and_refund_exactly_once_also_across_a_restart(
-    pool: asyncpg.Pool, fresh_dsn: str
+    pool: asyncpg.Pool, migrated_dsn: str
 ) -> None:
     await grant(pool, 1, 1000)
     predictions = [await new(pool) for _ in range(6)]
@@ -233,7 +230,7 @@ async def test_clocks_close_and_refund_exactly_once_also_across_a_restart(
         if await settle.claim_announcement(pool, pid):
             events.append(("settled", pid))
 
-    async with asyncpg.create_pool(fresh_dsn, min_size=1, max_size=4) as other:
+    async with asyncpg.create_pool(migrated_dsn, min_size=1, max_size=4) as other:
         clocks = [
             Clock(pool, on_closed=closed, on_settled=settled),
             Clock(other, on_closed=closed, on_settled=settled),
@@ -255,7 +252,7 @@ async def test_clocks_close_and_refund_exactly_once_also_across_a_restart(
     assert await pool.fetchval("SELECT count(*) FROM points_tx WHERE kind = 'refund'") == 6
 
 
-async def test_200_concurrent_bets_from_4_processes(pool: asyncpg.Pool, fresh_dsn: str) -> None:
+async def test_200_concurrent_bets_from_4_processes(pool: asyncpg.Pool, migrated_dsn: str) -> None:
     await grant(pool, 1, 10_000)  # about half of what they try to stake
     p = await new(pool)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -264,7 +261,7 @@ async def test_200_concurrent_bets_from_4_processes(pool: asyncpg.Pool, fresh_ds
             sys.executable,
             str(WORKER),
             "bet",
-            fresh_dsn,
+            migrated_dsn,
             str(G),
             str(p.id),
             "1",
@@ -291,7 +288,7 @@ async def test_200_concurrent_bets_from_4_processes(pool: asyncpg.Pool, fresh_ds
     assert await pool.fetchval("SELECT count(*) FROM points_tx WHERE kind = 'bet'") == len(placed)
 
 
-async def test_a_payout_killed_midway_is_finished_once(pool: asyncpg.Pool, fresh_dsn: str) -> None:
+async def test_a_payout_killed_midway_is_finished_once(pool: asyncpg.Pool, migrated_dsn: str) -> None:
     for user in (1, 2, 3):
         await grant(pool, user, 500)
     p = await new(pool)
@@ -305,7 +302,7 @@ async def test_a_payout_killed_midway_is_finished_once(pool: asyncpg.Pool, fresh
         sys.executable,
         str(WORKER),
         "pay",
-        fresh_dsn,
+        migrated_dsn,
         str(p.id),
         stdout=subprocess.PIPE,
         env=env,
@@ -328,7 +325,7 @@ async def test_a_payout_killed_midway_is_finished_once(pool: asyncpg.Pool, fresh
     assert await pool.fetchval("SELECT count(*) FROM points_tx WHERE kind = 'resolve'") == 0
     assert [await balance(pool, u) for u in (1, 2, 3)] == [400, 450, 375]
     # two workers' clocks finish it: once
-    async with asyncpg.create_pool(fresh_dsn, min_size=1, max_size=2) as other:
+    async with asyncpg.create_pool(migrated_dsn, min_size=1, max_size=2) as other:
         done = await asyncio.gather(settle.pay_pending(pool), settle.pay_pending(other))
     assert sum(len(d) for d in done) == 1
     # pool 275 to 100 and 50: 183.33 and 91.67 -> 183 + 91, the point left to the larger

@@ -1,0 +1,292 @@
+"""Points and predictions end to end: two worker processes (one shard each) against the sandbox.
+
+Members claim their daily points, a moderator opens a prediction, three members bet through the
+option buttons and the amount form, the window ends (the clock injected: `closes_at` moved into
+the past in PostgreSQL, the one clock every worker reads), both workers' clocks race to close it
+and it is closed once; it is resolved and the balances are as computed by hand below. Also: a
+vote with the minimum decides; void refunds; an unresolved prediction is refunded 120 hours
+after its close; `points top` is right after its Redis board is wiped. The ledger's invariants
+hold at the end of each test.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from e2e_harness import (
+    Driver,
+    SandboxProc,
+    cluster_of,
+    new_prefix,
+    plain_members,
+    start_cluster,
+    text_channels,
+    text_of,
+    world_of,
+)
+from waits import until
+
+from bot.points import ledger
+from cluster.workers import Supervisor
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+SHARDS, CLUSTERS = 2, 2
+
+
+@dataclass
+class Place:
+    guild_id: int
+    channel_id: int
+    owner_id: int  # the guild's owner: an admin
+    members: list[int]  # three plain members
+    cluster: int
+
+
+@dataclass
+class Env:
+    supervisor: Supervisor
+    dsn: str
+    redis_url: str
+    prefix: str
+    places: list[Place]
+
+    def on(self, cluster: int) -> Place:
+        return next(p for p in self.places if p.cluster == cluster)
+
+
+@pytest.fixture(scope="module")
+async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
+    places = []
+    for g in (await world_of(sandbox))["guilds"]:
+        texts, plain = text_channels(g), plain_members(g)
+        if texts and len(plain) >= 3:
+            cluster = cluster_of(int(g["id"]), SHARDS, CLUSTERS)
+            places.append(Place(int(g["id"]), texts[0], int(g["owner_id"]), plain[:3], cluster))
+    assert {p.cluster for p in places} == {0, 1}, "the world needs a guild on each worker"
+    prefix = new_prefix()
+    sup = await start_cluster(
+        sandbox,
+        bot_db,
+        redis_url,
+        shards=SHARDS,
+        clusters=CLUSTERS,
+        owner_id=123456789012345678,
+        prefix=prefix,
+    )
+    try:
+        yield Env(sup, bot_db, redis_url, prefix, places)
+    finally:
+        await sup.stop()
+
+
+@pytest.fixture
+async def db(env: Env) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        yield conn
+        assert await ledger.check(conn) == []
+    finally:
+        await conn.close()
+
+
+def controls(entry: dict[str, Any]) -> dict[str, str]:
+    rows = entry.get("components") or []
+    return {
+        str(c.get("label")): c["custom_id"]
+        for row in rows
+        for c in row.get("components", [])
+        if "custom_id" in c
+    }
+
+
+async def interact(driver: Driver, body: dict[str, Any]) -> None:
+    async with driver.http.post(f"{driver.base}/_sandbox/interactions", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def ask(driver: Driver, p: Place, user: int, text: str) -> dict[str, Any]:
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, user, text)
+    (entry,) = await driver.replies(p.channel_id)
+    return entry
+
+
+async def say_until(driver: Driver, p: Place, user: int, text: str, expect: str) -> str:
+    """Say it; the first of the bot's next messages that contains `expect`."""
+    await driver.drain(p.channel_id)
+    await driver.say(p.channel_id, user, text)
+    return await wait_for(driver, p, expect)
+
+
+async def wait_for(driver: Driver, p: Place, expect: str, within: float = 30.0) -> str:
+    """The first of the bot's next messages that contains `expect` (those before it are read
+    and dropped)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        for entry in await driver.replies(p.channel_id, wait=left, count=1):
+            seen.append(text_of(entry))
+            if expect in seen[-1]:
+                return seen[-1]
+    raise AssertionError(f"no {expect!r} in {seen}")
+
+
+async def daily(driver: Driver, p: Place) -> None:
+    for member in p.members:
+        text = await say_until(driver, p, member, "!daily", "Balance")
+        assert "+**100** points" in text
+
+
+async def create(driver: Driver, p: Place, spec: str) -> tuple[int, dict[str, Any]]:
+    # A window longer than the test: the clock is injected (close_now).
+    entry = await ask(driver, p, p.owner_id, f"!predict create 1h {spec}")
+    found = re.search(r"Prediction #(\d+)", text_of(entry))
+    assert found, text_of(entry)
+    return int(found.group(1)), entry
+
+
+async def bet(
+    driver: Driver, p: Place, user: int, message: dict[str, Any], label: str, *, amount: int
+) -> str:
+    await driver.drain(p.channel_id)
+    body = {"channel_id": str(p.channel_id), "user_id": str(user)}
+    click = {**body, "message_id": message["message_id"], "custom_id": controls(message)[label]}
+    await interact(driver, click)
+    (form,) = await driver.replies(p.channel_id)
+    assert form["kind"] == "modal" and form["title"] == "Place a bet"
+    (field,) = form["inputs"]
+    await interact(driver, {**body, "fields": {field["custom_id"]: str(amount)}})
+    text = await wait_for(driver, p, "Bet placed")
+    return text
+
+
+async def close_now(
+    driver: Driver, db: asyncpg.Connection, p: Place, pid: int, message: dict[str, Any]
+) -> dict[str, Any]:
+    """The injected clock: the window ends now. Both workers' clocks look every 2 s; the close
+    is announced once. Returns the prediction message as the close left it."""
+    await db.execute(
+        "UPDATE predictions SET closes_at = now() - interval '1 second' WHERE id = $1", pid
+    )
+    latest: dict[str, Any] | None = None
+    deadline = time.monotonic() + 30
+    closing = 0
+    while not closing and (left := deadline - time.monotonic()) > 0:
+        for entry in await driver.replies(p.channel_id, wait=left, count=1):
+            if entry.get("kind") == "edit" and entry["message_id"] == message["message_id"]:
+                latest = entry
+            closing += f"Betting on prediction #{pid} is closed" in text_of(entry)
+    assert closing == 1 and latest is not None
+    more = await driver.replies(p.channel_id, wait=5, count=1000)  # two clocks, one close
+    assert not [e for e in more if "is closed" in text_of(e)]
+    return latest
+
+
+async def balances(db: asyncpg.Connection, p: Place) -> list[int]:
+    return [await ledger.balance(db, p.guild_id, ledger.member(m)) for m in p.members]
+
+
+async def test_bet_close_resolve_pays_as_computed_by_hand(
+    env: Env, driver: Driver, db: asyncpg.Connection
+) -> None:
+    p = env.on(0)
+    a, b, c = p.members
+    await daily(driver, p)
+    pid, message = await create(driver, p, "Who wins Saturday? | Red | Blue --category matches")
+    assert "1. Red" in controls(message) and "2. Blue" in controls(message)
+    text = await bet(driver, p, a, message, "1. Red", amount=60)
+    assert "your stake on **Red**" in text and "60 points" in text and "Balance: 40" in text
+    await bet(driver, p, b, message, "1. Red", amount=30)
+    text = await bet(driver, p, c, message, "2. Blue", amount=50)
+    # pool 140, 50 on Blue: odds 2.80x, and c's 50 would get 140
+    assert "Odds now 2.80x" in text and "**140**" in text
+    await close_now(driver, db, p, pid, message)
+    text = await say_until(driver, p, p.owner_id, f"!predict resolve {pid} 1", "is resolved")
+    # pool 140 to Red's 60 and 30: 93.33 and 46.67 -> 93 + 46, the point left to the larger
+    # fraction (b's .67): 93 and 47.
+    assert "**Red**" in text and "2 winners shared 140 points" in text
+    assert await balances(db, p) == [100 - 60 + 93, 100 - 30 + 47, 100 - 50]
+    assert await db.fetchval("SELECT status FROM predictions WHERE id = $1", pid) == "resolved"
+    actions = await db.fetch(
+        "SELECT action FROM audit_log WHERE guild_id = $1 AND action LIKE 'predict.%' ORDER BY id",
+        p.guild_id,
+    )
+    assert [r["action"] for r in actions] == ["predict.create", "predict.close", "predict.resolve"]
+    # `points top` after its Redis board is gone: rebuilt from the ledger
+    redis = aioredis.from_url(env.redis_url)
+    try:
+        gone = [k async for k in redis.scan_iter(match=f"{env.prefix}points:top*")]
+        assert gone and await redis.delete(*gone)
+    finally:
+        await redis.aclose()
+    top = text_of(await ask(driver, p, a, "!points top"))
+    ranks = [int(u) for u in re.findall(r"<@(\d+)> · ", top)]
+    assert ranks[:3] == [a, b, c], top
+    assert "133" in text_of(await ask(driver, p, a, "!points"))
+
+
+async def test_a_vote_with_the_minimum_decides(
+    env: Env, driver: Driver, db: asyncpg.Connection
+) -> None:
+    p = env.on(1)
+    a, b, c = p.members
+    await say_until(driver, p, p.owner_id, "!points settings vote_enabled on", "vote_enabled on")
+    await daily(driver, p)
+    pid, message = await create(driver, p, "Will it rain? | Yes | No")
+    await bet(driver, p, a, message, "1. Yes", amount=40)
+    await bet(driver, p, b, message, "2. No", amount=40)
+    await bet(driver, p, c, message, "2. No", amount=20)
+    closed = await close_now(driver, db, p, pid, message)
+    assert "Vote: 2. No" in controls(closed)
+    body = {"channel_id": str(p.channel_id), "message_id": closed["message_id"]}
+    custom = controls(closed)["Vote: 2. No"]
+    await interact(driver, {**body, "user_id": str(b), "custom_id": custom})
+    assert "needs 2 votes" in await wait_for(driver, p, "Vote counted")
+    await interact(driver, {**body, "user_id": str(c), "custom_id": custom})
+    text = await wait_for(driver, p, "is resolved")
+    assert "**No**" in text
+    # pool 100 to No's 40 and 20: 66.67 and 33.33 -> 66 + 33, the point left to b (.67)
+    assert await balances(db, p) == [60, 100 - 40 + 67, 100 - 20 + 33]
+
+
+async def test_void_and_the_auto_refund_give_every_stake_back(
+    env: Env, driver: Driver, db: asyncpg.Connection
+) -> None:
+    p = env.on(0)
+    a, b, _ = p.members
+    before = await balances(db, p)
+    pid, message = await create(driver, p, "Heads or tails? | Heads | Tails")
+    await bet(driver, p, a, message, "1. Heads", amount=10)
+    await bet(driver, p, b, message, "2. Tails", amount=20)
+    assert await balances(db, p) == [before[0] - 10, before[1] - 20, before[2]]
+    text = await say_until(driver, p, p.owner_id, f"!predict void {pid}", "went back")
+    assert "Cancelled" in text and "30 points went back to 2 bettors" in text
+    assert await balances(db, p) == before
+    # not resolved within 120 hours of its close: refunded by a clock, once
+    pid, message = await create(driver, p, "Odd or even? | Odd | Even")
+    await bet(driver, p, a, message, "2. Even", amount=15)
+    await close_now(driver, db, p, pid, message)
+    await db.execute(
+        "UPDATE predictions SET closed_at = now() - interval '121 hours' WHERE id = $1", pid
+    )
+    text = await wait_for(driver, p, "went back")
+    assert "Not resolved in time" in text and "15 points went back to 1 bettor." in text
+    assert await balances(db, p) == before
+    refunds = await db.fetchval(
+        "SELECT count(*) FROM points_tx WHERE guild_id = $1 AND key = $2",
+        p.guild_id,
+        f"refund:{pid}",
+    )
+    assert refunds == 1
+    await until(
+        "the refund's announcement",
+        lambda: db.fetchval("SELECT announced FROM predictions WHERE id = $1", pid),
+    )
