@@ -53,6 +53,8 @@ EXTENSIONS = (
     "bot.cogs.reminders",
     "bot.cogs.leveling",
     "bot.cogs.moderation",
+    "bot.cogs.points",
+    "bot.cogs.predictions",
 )
 
 
