@@ -5,28 +5,23 @@ case. Thin: rules in `rules`, SQL in `store`, the Discord side in `actions`.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import jobs
 from bot.checks import Level, requires
-from bot.cogs.moderation import rules, store
+from bot.cogs.moderation import punish, rules
 from bot.cogs.moderation.actions import (
     Moderator,
-    Refused,
     audit_reason,
     check_hierarchy,
     details,
     discord_call,
 )
-from bot.cogs.moderation.rules import RuleError, Threshold, format_duration
-from bot.cogs.moderation.store import Case, NewCase
+from bot.cogs.moderation.rules import RuleError, format_duration
+from bot.cogs.moderation.store import NewCase
 from bot.errors import BadInput
 
 if TYPE_CHECKING:
@@ -97,69 +92,13 @@ class MemberActions(commands.Cog, name="Moderation"):
     @app_commands.describe(member="Who to warn", reason="Why (they see it in the case)")
     async def warn(self, ctx: Ctx, member: discord.Member, *, reason: str | None = None) -> None:
         """Warn a member: a case; enough active warnings apply the server's threshold."""
-        guild, author = _guild_member(ctx)
+        _guild, author = _guild_member(ctx)
         reason = _reason(reason)
         check_hierarchy("warn", author, member)
-        case = await self.mod.record(self._new(ctx, "warn", member.id, reason))
-        settings = await store.get_settings(self.bot.pool, guild.id)
-        active = await store.active_warnings(
-            self.bot.pool, guild.id, member.id, expiry=settings.warn_expiry, now=self.mod.clock()
-        )
-        text = f"Case {case.number}: warned {member.mention} ({len(active)} active warning(s))."
-        threshold = rules.reached(settings.thresholds, len(active))
-        if threshold is not None:
-            text += " " + await self._apply_threshold(ctx, member, threshold, active)
-        await ctx.send(text)
-
-    async def _apply_threshold(
-        self, ctx: Ctx, member: discord.Member, t: Threshold, cites: list[int]
-    ) -> str:
-        """The threshold's action as its own case, by the bot, citing the warnings."""
-        guild = member.guild
-        me = guild.me
-        reason = f"Reached {t.count} warnings (cases {', '.join(str(n) for n in cites)})"
-        try:
-            if me.top_role.position <= member.top_role.position or member.id == guild.owner_id:
-                raise Refused(f"I rank at or below {member.mention}, so I can't {t.action} them.")
-            case = await self._threshold_action(
-                guild=guild, me=me, member=member, t=t, reason=reason, cites=cites, ctx=ctx
-            )
-        except Refused as exc:
-            return f"The threshold ({t.describe()}) was reached but not applied: {exc}"
-        return f"Threshold reached ({t.describe()}): case {case.number}."
-
-    async def _threshold_action(
-        self,
-        *,
-        guild: discord.Guild,
-        me: discord.Member,
-        member: discord.Member,
-        t: Threshold,
-        reason: str,
-        cites: list[int],
-        ctx: Ctx,
-    ) -> Case:
-        header = audit_reason(me, reason)
-        new = NewCase(
-            guild_id=guild.id,
-            action=t.action,
-            target_id=member.id,
-            moderator_id=me.id,
-            reason=reason,
-            cites=cites,
-            channel_id=ctx.channel.id,
-        )
-        if t.action == "timeout":
-            assert t.duration is not None
-            until = discord.utils.utcnow() + t.duration
-            await discord_call("time them out", member.timeout(until, reason=header))
-            return await self.mod.record(replace(new, duration=t.duration, expires_at=until))
-        if t.action == "kick":
-            await self.mod.tell(guild, member, "kicked from", reason)
-            await discord_call("kick them", member.kick(reason=header))
-            return await self.mod.record(new)
-        await self.mod.tell(guild, member, "banned from", reason)
-        return await self._ban(guild=guild, new=new, duration=t.duration, days=0, header=header)
+        new = self._new(ctx, "warn", member.id, reason)
+        case, active, threshold = await punish.warn(self.mod, member, new)
+        text = f"Case {case.number}: warned {member.mention} ({active} active warning(s))."
+        await ctx.send(f"{text} {threshold}".strip())
 
     # -- kick, ban, softban, unban -------------------------------------------------------------
 
@@ -208,43 +147,14 @@ class MemberActions(commands.Cog, name="Moderation"):
             told = await self.mod.tell(guild, user, "banned from", reason)
         new = self._new(ctx, "ban", user.id, reason, details=details(deleted_days=flags.days))
         header = audit_reason(author, reason)
-        case = await self._ban(
-            guild=guild, new=new, duration=duration, days=flags.days, header=header
+        case = await punish.ban(
+            self.mod, guild, new, duration=duration, days=flags.days, header=header
         )
         how = f"banned {user.mention}"
         if duration is not None and case.expires_at is not None:
             ends = int(case.expires_at.timestamp())
             how += f" for {format_duration(duration)} (ends <t:{ends}:R>)"
         await ctx.send(f"Case {case.number}: {how}.{_told(told)}")
-
-    async def _ban(
-        self,
-        *,
-        guild: discord.Guild,
-        new: NewCase,
-        duration: timedelta | None,
-        days: int,
-        header: str,
-    ) -> Case:
-        self.mod.expect(guild.id, new.target_id, "ban")
-        await discord_call(
-            "ban them",
-            guild.ban(
-                discord.Object(new.target_id), reason=header, delete_message_seconds=days * 86400
-            ),
-        )
-        if duration is None:
-            return await self.mod.record(new)
-        runner = jobs.of(self.bot)
-        due = (runner.now() or self.mod.clock()) + duration
-        tempban = replace(new, action="tempban", duration=duration, expires_at=due)
-
-        async def end(conn: asyncpg.Connection, case: Case) -> None:
-            await store.schedule_unban(conn, guild.id, new.target_id, due, case.number)
-
-        case = await self.mod.record(tempban, end)
-        await runner.notify()
-        return case
 
     @commands.hybrid_command(
         extras={"examples": ["softban @Ann spam bot", "softban @Ann --days 7"]}
