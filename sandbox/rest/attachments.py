@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 FILE_LIMIT = 10 * 1024 * 1024  # bytes per file, as the interaction's attachment_size_limit
 MAX_FILES = 10
-FILE_FIELD = re.compile(r"files\[(\d{1,2})\]|file(\d{0,2})")
+FILE_FIELD = re.compile(r"files\[([0-9]{1,2})\]|file([0-9]{0,2})")
 
 
 @dataclass

@@ -6,6 +6,7 @@ Discord sends (BASE_TYPE_*, NUMBER_TYPE_*, DATE_TYPE_PARSE, ...)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from sandbox.components import FormErrors
 from sandbox.control import describe
 
 SNOWFLAKE_MAX = (1 << 64) - 1
+WHOLE = re.compile(r"-?[0-9]{1,25}")
 MISSING: Any = object()
 NOT_A_DICT = "Only dictionaries may be used in a DictType"
 
@@ -82,7 +84,7 @@ class Form:
         if value is MISSING or (value is None and nullable):
             return default
         path = [*self.path, name]
-        if isinstance(value, str) and value.lstrip("-").isdigit() and len(value) < 30:
+        if isinstance(value, str) and WHOLE.fullmatch(value):
             value = int(value)  # Discord coerces a numeric string
         if isinstance(value, bool) or not isinstance(value, int):
             self.errors.add(path, "NUMBER_TYPE_COERCE", f'Value "{_show(value)}" is not int.')

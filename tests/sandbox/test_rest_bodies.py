@@ -33,6 +33,8 @@ FIELDS = [
     "rate_limit_per_user", "message_id", "id", "filename", "style", "label", "url",
 ]  # fmt: skip
 QUERY = ["limit", "before", "after", "with_counts", "with_response", "user_id", "action_type"]
+# Strings that look like numbers to one parser and not to another.
+NUMBERISH = ["--1", "²", "١٢", "1_000", " 1", "1e3", "0x10", "+5", "-0", "9" * 40, "NaN", ""]
 
 scalars = st.one_of(
     st.none(),
@@ -41,6 +43,7 @@ scalars = st.one_of(
     st.floats(allow_nan=False),
     st.text(max_size=30),
     st.sampled_from(["", "0", "1", "-1", "9" * 25, "2024-01-01T00:00:00+00:00", "x" * 5000]),
+    st.sampled_from(NUMBERISH),
 )
 json_values = st.recursive(
     scalars,
@@ -83,7 +86,11 @@ async def _arrange(sb: Sandbox, ids: dict[str, str] | None = None) -> dict[str, 
     have deleted the message, kicked the member, answered the interaction): a message of a
     member, a command, a fresh interaction, the member back in the guild."""
     guild = next(iter(sb.world.guilds.values()))
-    channel = next(c for c in guild.channels.values() if c.type == 0 and c.name == "general")
+    if ids:
+        channel = guild.channels[int(ids["channel_id"])]
+    else:
+        channel = next(c for c in guild.channels.values() if c.name == "general")
+    channel.rate_limit_per_user = 0
     user = next(u for u in guild.members if u not in (guild.owner_id, sb.world.bot.id))
     user = int(ids["user_id"]) if ids else user
     guild.bans.pop(user, None)
@@ -187,8 +194,10 @@ def test_json_of_the_wrong_shape_is_a_form_error(world: World) -> None:
 @given(
     pick=st.integers(min_value=0),
     body=st.one_of(objects, json_values, st.binary(max_size=40)),
-    query=st.dictionaries(st.sampled_from(QUERY), st.text(max_size=12), max_size=3),
-    junk_path=st.one_of(st.none(), st.sampled_from(["0", "abc", "9" * 25, "-1", "%00"])),
+    query=st.dictionaries(
+        st.sampled_from(QUERY), st.text(max_size=12) | st.sampled_from(NUMBERISH), max_size=3
+    ),
+    junk_path=st.one_of(st.none(), st.sampled_from(["0", "abc", "9" * 25, "-1", "%00", "²"])),
 )
 def test_junk_at_every_route_is_never_a_5xx(
     world: World, pick: int, body: Any, query: dict[str, str], junk_path: str | None
@@ -240,3 +249,15 @@ def test_a_truncated_multipart_body_is_50109(world: World) -> None:
         ctype="multipart/form-data; boundary=xx",
     )
     assert status == 400 and body["code"] in (50109, 50035), body
+
+
+def test_numberish_strings_in_queries_and_fields(world: World) -> None:
+    """Each of these once reached int() somewhere: all are 400s (or read as numbers)."""
+    for method, template in _routes(world):
+        for text in NUMBERISH:
+            refresh(world)
+            query = dict.fromkeys(QUERY, text) if method == "GET" else {}
+            body = None if method in ("GET", "DELETE") else dict.fromkeys(FIELDS, text)
+            raw = None if body is None else json.dumps(body).encode()
+            status, answer = send(world, method, _path(world, template, None), raw, query)
+            answered_as_discord(status, answer, f"{method} {template} {text!r}")
