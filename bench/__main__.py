@@ -17,6 +17,7 @@ BENCHMARKS = {
     "memory": "RSS per 1,000 guilds at steady state, against a discord.py bot with its defaults",
     "latency": "prefix and slash command p50/p99/p99.9 at 25/50/90 % load, against discord.py",
     "leaderboard": "awards/s, rank p99 on 1,000,000 members, flush rows/s, against plain ways",
+    "bets": "bets/s and p99 through the points ledger, against a naive balance UPDATE",
 }
 
 

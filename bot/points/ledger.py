@@ -75,54 +75,70 @@ async def post(
     actor_id: int | None = None,
     memo: str | None = None,
 ) -> Posted:
-    """Apply a transaction once per (guild, key), inside the caller's transaction (or a
-    savepoint of it). Raises InsufficientPoints if a member or pool would go negative; the
-    caller's transaction then rolls back whatever it did besides."""
+    """Apply a transaction once per (guild, key), inside the caller's transaction (or one of
+    its own). Raises InsufficientPoints if a member or pool would go negative; the caller's
+    transaction then rolls back whatever it did besides. Accounts are updated last, pools
+    after the rest: a caller that posts as its transaction's last statement holds a busy
+    pool's row for the shortest time (the commit's)."""
     moves = {account: amount for account, amount in entries.items() if amount}
     if sum(moves.values()) != 0:
         raise Unbalanced(f"entries of {key!r} sum to {sum(moves.values())}")
+    if conn.is_in_transaction():
+        return await _post(conn, guild_id, key, kind, moves, actor_id, memo)
     async with conn.transaction():
-        tx_id = await conn.fetchval(
-            """
-            INSERT INTO points_tx (guild_id, key, kind, actor_id, memo)
-            VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (guild_id, key) DO NOTHING
-            RETURNING id
-            """,
-            guild_id,
-            key,
-            kind,
-            actor_id,
-            memo,
+        return await _post(conn, guild_id, key, kind, moves, actor_id, memo)
+
+
+async def _post(  # noqa: PLR0917 - post's arguments, passed on
+    conn: asyncpg.Connection,
+    guild_id: int,
+    key: str,
+    kind: str,
+    moves: dict[str, int],
+    actor_id: int | None,
+    memo: str | None,
+) -> Posted:
+    tx_id = await conn.fetchval(
+        """
+        INSERT INTO points_tx (guild_id, key, kind, actor_id, memo)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (guild_id, key) DO NOTHING
+        RETURNING id
+        """,
+        guild_id,
+        key,
+        kind,
+        actor_id,
+        memo,
+    )
+    if tx_id is None:
+        old = await conn.fetchval(
+            "SELECT id FROM points_tx WHERE guild_id = $1 AND key = $2", guild_id, key
         )
-        if tx_id is None:
-            old = await conn.fetchval(
-                "SELECT id FROM points_tx WHERE guild_id = $1 AND key = $2", guild_id, key
-            )
-            return Posted(int(old), applied=False)
-        if not moves:
-            return Posted(int(tx_id), applied=True)
-        accounts = sorted(moves)
-        amounts = [moves[a] for a in accounts]
-        await conn.execute(
-            """
-            INSERT INTO points_entries (tx_id, guild_id, account, amount)
-            SELECT $1, $2, a, m FROM unnest($3::text[], $4::bigint[]) AS t(a, m)
-            """,
-            tx_id,
-            guild_id,
-            accounts,
-            amounts,
-        )
-        try:
-            rows = await _apply(conn, guild_id, accounts, amounts)
-        except asyncpg.CheckViolationError as exc:
-            if exc.constraint_name != "points_no_overdraft":
-                raise
-            short = [a for a in accounts if moves[a] < 0 and a not in (MINT, BURN)]
-            raise InsufficientPoints(
-                _short_of(short[0], -moves[short[0]]) if short else "Not enough points."
-            ) from None
+        return Posted(int(old), applied=False)
+    if not moves:
+        return Posted(int(tx_id), applied=True)
+    accounts = sorted(moves, key=lock_order)
+    amounts = [moves[a] for a in accounts]
+    await conn.execute(
+        """
+        INSERT INTO points_entries (tx_id, guild_id, account, amount)
+        SELECT $1, $2, a, m FROM unnest($3::text[], $4::bigint[]) AS t(a, m)
+        """,
+        tx_id,
+        guild_id,
+        accounts,
+        amounts,
+    )
+    try:
+        rows = await _apply(conn, guild_id, accounts, amounts)
+    except asyncpg.CheckViolationError as exc:
+        if exc.constraint_name != "points_no_overdraft":
+            raise
+        short = [a for a in accounts if moves[a] < 0 and a not in (MINT, BURN)]
+        raise InsufficientPoints(
+            _short_of(short[0], -moves[short[0]]) if short else "Not enough points."
+        ) from None
     return Posted(int(tx_id), True, {r["account"]: int(r["balance"]) for r in rows})
 
 
@@ -130,7 +146,7 @@ async def _apply(
     conn: asyncpg.Connection, guild_id: int, accounts: list[str], amounts: list[int]
 ) -> list[asyncpg.Record]:
     """Add `amounts` to the accounts' balances in one statement that meets the accounts in
-    name order, creating those met for the first time: two transactions over the same
+    `lock_order`, creating those met for the first time: two transactions over the same
     accounts lock them in the same order, so they never deadlock (also while one of them
     creates an account the other then finds).
 
@@ -140,10 +156,11 @@ async def _apply(
     inserted, is a debit of an empty account, refused here."""
     rows = await conn.fetch(
         """
-        WITH t AS (SELECT a, m FROM unnest($2::text[], $3::bigint[]) AS t(a, m))
+        WITH t AS (SELECT a, m, n FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY
+                   AS t(a, m, n))
         INSERT INTO points_accounts AS acc (guild_id, account, balance)
         SELECT $1, a, CASE WHEN m < 0 AND a NOT IN ('mint', 'burn') THEN 0 ELSE m END
-        FROM t ORDER BY a
+        FROM t ORDER BY n
         ON CONFLICT (guild_id, account) DO UPDATE
             SET balance = acc.balance + (SELECT t.m FROM t WHERE t.a = excluded.account)
         RETURNING account, balance, (xmax = 0) AS inserted
@@ -157,6 +174,12 @@ async def _apply(
         if r["inserted"] and moves[r["account"]] < 0 and r["account"] not in (MINT, BURN):
             raise InsufficientPoints(_short_of(r["account"], -moves[r["account"]]))
     return list(rows)
+
+
+def lock_order(account: str) -> tuple[bool, str]:
+    """The one order every transaction locks accounts in: members, mint and burn by name,
+    then pools (a prediction's pool is the busiest row: locked last, held least)."""
+    return account.startswith("p:"), account
 
 
 def _short_of(account: str, amount: int) -> str:

@@ -234,40 +234,81 @@ async def bet(
             f"A bet here is from {settings.min_bet:,} to {settings.max_bet:,} points, "
             f"not {amount:,}."
         )
-    async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "SELECT status, closes_at <= now() AS due, cardinality(options) AS n "
-            "FROM predictions WHERE id = $1 AND guild_id = $2 FOR SHARE",
-            prediction_id,
-            guild_id,
-        )
-        if row is None:
-            raise PredictionError(f"There is no prediction #{prediction_id} in this server.")
-        if row["status"] != OPEN or row["due"]:
-            raise PredictionError(f"Betting on prediction #{prediction_id} is closed.")
-        if not 0 <= option < row["n"]:
-            raise PredictionError(f"Prediction #{prediction_id} has no option {option + 1}.")
-        posted = await ledger.post(
-            conn,
-            guild_id=guild_id,
-            key=f"bet:{key}",
-            kind="bet",
-            entries={ledger.member(user_id): -amount, ledger.pool(prediction_id): amount},
-            memo=f"bet on #{prediction_id}",
-        )
-        if posted.applied:
-            await _add_stake(
-                conn,
-                settings,
-                prediction_id=prediction_id,
-                user_id=user_id,
-                option=option,
-                amount=amount,
-            )
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                posted = await _place(
+                    conn,
+                    settings,
+                    prediction_id=prediction_id,
+                    user_id=user_id,
+                    option=option,
+                    amount=amount,
+                    key=key,
+                )
+        except _Repeat:
+            posted = None
+        # Read back after the commit: the bet holds the pool's row for as short as it can.
         current = await book(conn, guild_id, prediction_id)
         stake = current.stake_of(user_id) or payout.Stake(user_id, option, 0)
         balance = await ledger.balance(conn, guild_id, ledger.member(user_id))
-        return Placed(posted.applied, stake, balance, current, posted.balances)
+        return Placed(
+            posted is not None, stake, balance, current, posted.balances if posted else {}
+        )
+
+
+class _Repeat(Exception):
+    """The bet's key was posted meanwhile by another delivery of the same submission."""
+
+
+async def _place(
+    conn: asyncpg.Connection,
+    settings: PointsSettings,
+    *,
+    prediction_id: int,
+    user_id: int,
+    option: int,
+    amount: int,
+    key: str,
+) -> ledger.Posted:
+    """The bet's transaction: checks, the stake, then the ledger post last (the pool's row,
+    which every bet on this prediction needs, is locked last and held only to the commit)."""
+    guild_id = settings.guild_id
+    row = await conn.fetchrow(
+        "SELECT status, closes_at <= now() AS due, cardinality(options) AS n, "
+        "EXISTS (SELECT 1 FROM points_tx WHERE guild_id = $2 AND key = $3) AS seen "
+        "FROM predictions WHERE id = $1 AND guild_id = $2 FOR SHARE",
+        prediction_id,
+        guild_id,
+        f"bet:{key}",
+    )
+    if row is None:
+        raise PredictionError(f"There is no prediction #{prediction_id} in this server.")
+    if row["seen"]:
+        raise _Repeat
+    if row["status"] != OPEN or row["due"]:
+        raise PredictionError(f"Betting on prediction #{prediction_id} is closed.")
+    if not 0 <= option < row["n"]:
+        raise PredictionError(f"Prediction #{prediction_id} has no option {option + 1}.")
+    await _add_stake(
+        conn,
+        settings,
+        prediction_id=prediction_id,
+        user_id=user_id,
+        option=option,
+        amount=amount,
+    )
+    posted = await ledger.post(
+        conn,
+        guild_id=guild_id,
+        key=f"bet:{key}",
+        kind="bet",
+        entries={ledger.member(user_id): -amount, ledger.pool(prediction_id): amount},
+        memo=f"bet on #{prediction_id}",
+    )
+    if not posted.applied:
+        raise _Repeat  # rolls the stake back
+    return posted
 
 
 async def _add_stake(
