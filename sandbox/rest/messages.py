@@ -22,7 +22,14 @@ from sandbox.rest.base import (
     not_json,
 )
 from sandbox.rest.form import NOT_A_DICT, Form
-from sandbox.world import CHANNEL_DM, MANAGE_MESSAGES, SEND_MESSAGES, VIEW_CHANNEL, iso
+from sandbox.world import (
+    CHANNEL_DM,
+    MANAGE_MESSAGES,
+    READ_MESSAGE_HISTORY,
+    SEND_MESSAGES,
+    VIEW_CHANNEL,
+    iso,
+)
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -256,21 +263,31 @@ class Messages(Resource):
     async def list_messages(
         self, channel_id: str, request: web.Request, **_: Any
     ) -> list[dict[str, Any]]:
+        """Newest first, `limit` 1 to 100 (50): the latest, or those just `before` or just
+        `after` a message id, or `around` one (half each side); one of the three at most.
+        Needs Read Message History as well as View Channel."""
         guild, ch = self.state.channel(channel_id)
-        self.state.require(guild, ch, VIEW_CHANNEL)
         form = Form(dict(request.query))
         limit = form.integer("limit", low=1, high=100, default=50)
+        anchors = {k: form.snowflake(k) for k in ("around", "before", "after") if form.has(k)}
         form.check()
-        msgs = sorted(
-            (
-                m
-                for m in self.state.messages.get(ch.id, {}).values()
-                if int(m["id"]) not in self.state.ephemeral
-            ),
-            key=lambda m: int(m["id"]),
-            reverse=True,
+        self.state.require(guild, ch, VIEW_CHANNEL, READ_MESSAGE_HISTORY)
+        ids = sorted(
+            mid for mid in self.state.messages.get(ch.id, {}) if mid not in self.state.ephemeral
         )
-        return msgs[:limit]
+        # Discord takes the first of around, before, after that is given.
+        if "around" in anchors:
+            at, half = anchors["around"], limit // 2
+            older = [i for i in ids if i < at][-half:] if half else []
+            ids = older + [i for i in ids if i >= at][: limit - len(older)]
+        elif "before" in anchors:
+            ids = [i for i in ids if i < anchors["before"]][-limit:]
+        elif "after" in anchors:
+            ids = [i for i in ids if i > anchors["after"]][:limit]
+        else:
+            ids = ids[-limit:]
+        box = self.state.messages[ch.id] if ids else {}
+        return [box[i] for i in reversed(ids)]
 
     async def create_message(
         self, channel_id: str, body: Any, files: list[Upload], **_: Any

@@ -361,3 +361,28 @@ async def test_slowmode_holds_members_back_not_moderators(kit: Kit) -> None:
     # Slowmode off: the member may post again.
     await kit.rest("PATCH", f"channels/{ch}", {"rate_limit_per_user": 0})
     assert (await kit.ctl("POST", "/_sandbox/messages", say))[0] == 200
+
+
+async def test_history_pages_as_discord_does(kit: Kit) -> None:
+    guild, _, _, plain = people(kit)
+    ch = general(guild)
+    ids = [int((await kit.sb.send_message(ch, plain[0], f"m{i}"))["id"]) for i in range(10)]
+
+    async def page(**query: Any) -> list[int]:
+        status, body = await kit.rest(
+            "GET", f"channels/{ch}/messages", params={k: str(v) for k, v in query.items()}
+        )
+        assert status == 200, body
+        assert all(conforms(OPENAPI, "MessageResponse", m) == [] for m in body[:1])
+        return [int(m["id"]) for m in body]
+
+    newest_first = list(reversed(ids))
+    assert await page() == newest_first
+    assert await page(limit=3) == newest_first[:3]
+    assert await page(before=ids[5], limit=2) == [ids[4], ids[3]]
+    assert await page(after=ids[5], limit=2) == [ids[7], ids[6]]
+    assert await page(around=ids[5], limit=4) == [ids[6], ids[5], ids[4], ids[3]]
+    assert await page(around=ids[5], limit=1) == [ids[5]]
+    for query in ({"limit": "101"}, {"before": "x"}, {"around": "-1"}):
+        status, body = await kit.rest("GET", f"channels/{ch}/messages", params=query)
+        assert status == 400 and body["code"] == 50035, (query, body)
