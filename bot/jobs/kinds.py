@@ -92,6 +92,10 @@ class Kind:
     # Called every round with the number of this kind's jobs due and not yet claimed that this
     # runner may run (for a feature's own gauge; guildhouse_jobs_due has it by kind anyway).
     on_due: Callable[[int], None] | None = None
+    # Claimed only while this returns True (None: always). For a handler that needs what a
+    # worker has only once it is READY (the guild cache: `available=bot.is_ready`); the
+    # feature wakes the runner when it becomes true (`jobs.of(bot).wake()` in on_ready).
+    available: Callable[[], bool] | None = None
 
     def retry_delay(self, attempt: int) -> float:
         return self.retry_delays[min(attempt, len(self.retry_delays)) - 1]

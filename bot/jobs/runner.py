@@ -215,7 +215,9 @@ class JobRunner:
             log.info("jobs: %d jobs of this cluster's last process are reclaimable", n)
 
     def _routing_now(self) -> store.Routing:
-        return store.Routing(list(self.kinds), *self._routing)
+        """The kinds this runner claims this round: registered, and available."""
+        kinds = [k.name for k in self.kinds.values() if k.available is None or k.available()]
+        return store.Routing(kinds, *self._routing)
 
     async def _loop(self) -> None:
         backoff = outages.Backoff(first=1.0, cap=self.max_backoff)

@@ -432,6 +432,24 @@ async def test_a_guild_s_jobs_run_on_its_shard_s_cluster_and_guildless_anywhere(
     assert (await states(pool)) == {"done": 3, "pending": 1}
 
 
+async def test_a_kind_that_is_not_available_is_not_claimed_or_waited_for(
+    pool: asyncpg.Pool,
+) -> None:
+    """A handler that needs the guild cache says so with `available`: until the worker is
+    ready its due jobs stay pending, and they don't make the loop spin (the outlook leaves
+    them out, so the runner sleeps until woken)."""
+    ready = False
+    r = runner(pool, "c0:r", jobs.Kind(KIND, record, available=lambda: ready))
+    await jobs.store.schedule(pool, KIND, "cached", ago(seconds=1))
+    assert await r.run_due() == 0
+    outlook = await jobs.store.outlook(pool, r._routing_now(), now=None)
+    assert outlook.due == {} and outlook.wait is None
+    ready = True
+    assert await r.run_due() == 1
+    await r.idle()
+    assert [x["key"] for x in await effects(pool)] == ["cached"]
+
+
 # -- waking ----------------------------------------------------------------------------------------
 
 
