@@ -5,6 +5,7 @@ rank), Discord's own 50013 in words, and the DM before a kick (sent, or closed: 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -52,7 +53,7 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
     owner = int(guild["owner_id"])
     mod = next(int(m["id"]) for m in guild["members"] if str(roles["Moderators"]) in m["roles"])
     plain = [int(m["id"]) for m in guild["members"] if not m["roles"] and int(m["id"]) != owner]
-    assert len(plain) >= 10
+    assert len(plain) >= 14
     sup = await start_cluster(
         sandbox,
         bot_db,
@@ -282,3 +283,78 @@ async def test_kick_dms_the_reason_first_and_closed_dms_are_no_error(
     quiet = env.members[9]
     text = await ask(driver, general, env.mod, f"!kick <@{quiet}>")
     assert "kicked" in text and "told by DM" not in text
+
+
+async def message_status(env: Env, channel: int, message_id: str) -> int:
+    headers = {"Authorization": f"Bot {env.token}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{env.api}/channels/{channel}/messages/{message_id}", headers=headers) as resp,
+    ):
+        return resp.status
+
+
+async def deleted(env: Env, channel: int, message_id: str) -> bool:
+    for _ in range(100):
+        if await message_status(env, channel, message_id) == 404:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_automod_is_for_admins(env: Env, driver: Driver) -> None:
+    text = await ask(driver, env.channels["general"], env.mod, "!automod invites delete")
+    assert text == "This command is for admins."
+
+
+async def test_automod_deletes_invites_but_not_staffs(env: Env, driver: Driver) -> None:
+    dice = env.channels["dice"]
+    text = await ask(driver, dice, env.owner, "!automod invites delete")
+    assert "invite links: delete" in text
+    staff = await driver.say(dice, env.mod, "our partner server: discord.gg/partner")
+    spam = await driver.say(dice, env.members[10], "join discord.gg/freestuff now")
+    assert await deleted(env, dice, spam)
+    assert await message_status(env, dice, staff) == 200  # moderators are exempt
+    await ask(driver, dice, env.owner, "!automod invites off")
+
+
+async def test_automod_times_out_mention_spam_as_a_case(env: Env, driver: Driver) -> None:
+    dice = env.channels["dice"]
+    spammer = env.members[11]
+    text = await ask(driver, dice, env.owner, "!automod mentions 3 timeout 10m")
+    assert "3+ mentions: delete and time out 10m" in text
+    victims = " ".join(f"<@{m}>" for m in env.members[:3])
+    await driver.drain(dice)
+    spam = await driver.say(dice, spammer, f"hey {victims}")
+    assert await deleted(env, dice, spam)
+    notice = await ask_nothing(driver, dice)
+    assert f"<@{spammer}>" in notice and "timed out (case" in notice
+    member = await discord(env, "GET", f"/guilds/{env.guild['id']}/members/{spammer}")
+    assert member["communication_disabled_until"] is not None
+    assert await actions(env, spammer) == ["timeout"]
+
+
+async def test_automod_word_list_warns(env: Env, driver: Driver) -> None:
+    dice = env.channels["dice"]
+    speaker = env.members[12]
+    assert "1 word(s)" in await ask(driver, dice, env.owner, "!automod word add darn")
+    assert "1 word(s): delete and warn" in await ask(
+        driver, dice, env.owner, "!automod wordaction warn"
+    )
+    fine = await driver.say(dice, speaker, "darned good roll")
+    await driver.drain(dice)
+    bad = await driver.say(dice, speaker, "well, DARN.")
+    assert await deleted(env, dice, bad)
+    notice = await ask_nothing(driver, dice)
+    assert "warned (case" in notice
+    assert await message_status(env, dice, fine) == 200
+    assert await actions(env, speaker) == ["warn"]
+
+
+async def ask_nothing(driver: Driver, channel: int) -> str:
+    """The next thing the bot says here, unprompted (deletions are not sayings)."""
+    for _ in range(20):
+        for entry in await driver.replies(channel, wait=15):
+            if entry.get("kind") not in ("delete", "reaction"):
+                return text_of(entry)
+    raise AssertionError("the bot said nothing")

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 async def setup(bot: Guildhouse) -> None:
     from bot.cogs.moderation.actions import Moderator
+    from bot.cogs.moderation.automod_cog import AutomodCog
     from bot.cogs.moderation.bans import BanSync
     from bot.cogs.moderation.cases_cog import Cases
     from bot.cogs.moderation.channel_cog import ChannelActions
@@ -22,3 +23,4 @@ async def setup(bot: Guildhouse) -> None:
     await bot.add_cog(Cases(bot, mod))
     await bot.add_cog(ChannelActions(bot, mod))
     await bot.add_cog(BanSync(bot, mod))
+    await bot.add_cog(AutomodCog(bot, mod))

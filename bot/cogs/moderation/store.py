@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from bot import audit
+from bot.cogs.moderation.automod_rules import Automod
 from bot.cogs.moderation.rules import Threshold
 from bot.jobs import store as jobs_store
 
@@ -334,6 +335,28 @@ async def save_settings(conn: asyncpg.Connection, new: ModSettings) -> None:
         data["warn_expiry_s"],
         data["thresholds"],
     )
+
+
+# -- automod -----------------------------------------------------------------------------------
+
+
+async def get_automod(pool: asyncpg.Pool, guild_id: int) -> Automod:
+    data = await pool.fetchval("SELECT rules FROM mod_automod WHERE guild_id = $1", guild_id)
+    return Automod.from_json(data)
+
+
+def automod_saver(guild_id: int) -> Callable[[asyncpg.Connection, Automod], Awaitable[None]]:
+    async def save(conn: asyncpg.Connection, new: Automod) -> None:
+        await conn.execute(
+            """
+            INSERT INTO mod_automod (guild_id, rules) VALUES ($1, $2)
+            ON CONFLICT (guild_id) DO UPDATE SET rules = excluded.rules
+            """,
+            guild_id,
+            new.as_json(),
+        )
+
+    return save
 
 
 # -- tempban jobs ------------------------------------------------------------------------------

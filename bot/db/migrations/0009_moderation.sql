@@ -47,6 +47,13 @@ CREATE TABLE mod_settings (
     thresholds      JSONB NOT NULL DEFAULT '[]'     -- [{count, action, seconds}]
 );
 
+-- Automod rules per server (mention spam, invite links, a word list; each with an action),
+-- as JSON: bot/cogs/moderation/automod_rules.py's Automod.as_json().
+CREATE TABLE mod_automod (
+    guild_id  BIGINT PRIMARY KEY,
+    rules     JSONB NOT NULL DEFAULT '{}'
+);
+
 -- The bans each server had at the last sync (start, GUILD_BAN_ADD/REMOVE): a ban found that
 -- is not here was made outside the bot, and becomes a case.
 CREATE TABLE mod_bans (
