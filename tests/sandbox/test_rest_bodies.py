@@ -15,10 +15,13 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from moderation_kit import conforms, load_openapi
 
 from sandbox import Sandbox, SandboxConfig
 from sandbox.ratelimit import Limits
 from sandbox.world import Member
+
+OPENAPI = load_openapi()
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -153,10 +156,42 @@ def send(world: World, *args: Any, ctype: str = "application/json") -> tuple[int
 
 def answered_as_discord(status: int, body: Any, what: str) -> None:
     assert status < 500, (what, status, body)
+    if 400 <= status < 500 and status != 429:
+        # Discord's error object (its OpenAPI description types a field error's code as an
+        # integer, where Discord sends, and its reference documents, strings such as
+        # "BASE_TYPE_REQUIRED": the nested `errors` are checked against the reference).
+        assert conforms(OPENAPI, "Error", body) == [], (what, body)
+        if "errors" in body:
+            assert shaped_like_discords(body["errors"]), (what, body)
     if status == 400:
         assert isinstance(body, dict) and isinstance(body.get("code"), int), (what, body)
         if body["code"] == 50035:
             assert isinstance(body.get("errors"), dict) and body["errors"], (what, body)
+
+
+def shaped_like_discords(node: Any) -> bool:
+    """Form errors as Discord's reference shows them: objects keyed by field (or index) down
+    to `_errors`, a list of {code: "SOME_CODE", message}."""
+    if not isinstance(node, dict) or not node:
+        return False
+    for key, value in node.items():
+        if key == "_errors":
+            ok = (
+                isinstance(value, list)
+                and value
+                and all(
+                    isinstance(e, dict)
+                    and isinstance(e.get("code"), str)
+                    and e["code"].isupper()
+                    and isinstance(e.get("message"), str)
+                    for e in value
+                )
+            )
+        else:
+            ok = shaped_like_discords(value)
+        if not ok:
+            return False
+    return True
 
 
 def test_a_body_that_is_not_json_is_50109_everywhere(world: World) -> None:
