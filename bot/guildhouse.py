@@ -55,6 +55,7 @@ EXTENSIONS = (
     "bot.cogs.moderation",
     "bot.cogs.points",
     "bot.cogs.predictions",
+    "bot.cogs.stats",
 )
 
 
@@ -67,7 +68,10 @@ def intents() -> discord.Intents:
       message_content is privileged: enable it for the bot in the Developer Portal.
     - moderation: GUILD_BAN_ADD/REMOVE, so a ban made in Discord's own UI becomes a case
       (bot/cogs/moderation/bans.py).
-    - members and presences are NOT requested: no feature needs the member list yet; the
+    - members: GUILD_MEMBER_ADD/REMOVE, for the statistics' member counts and joins
+      (bot/cogs/stats/). Privileged: enable it in the Developer Portal. The member cache and
+      chunking stay off (see Guildhouse.__init__): the events are counted, not kept.
+    - presences is NOT requested: online counts come from `approximate_presence_count`; the
       member who sends a message comes with the message.
     """
     flags = discord.Intents.none()
@@ -77,6 +81,7 @@ def intents() -> discord.Intents:
     flags.message_content = True
     flags.guild_reactions = True
     flags.moderation = True
+    flags.members = True
     return flags
 
 
