@@ -320,3 +320,25 @@ async def test_slash_ban_with_options_and_a_bad_duration(env: Env, driver: Drive
     assert "banned" in text and "for 2d" in text
     rows = await cases_of(env, s.guild_id, target)
     assert [r["action"] for r in rows] == ["tempban"] and rows[0]["after"]["deleted_days"] == 2
+
+
+async def test_slash_settings_subcommand_and_case(env: Env, driver: Driver) -> None:
+    s = env.servers[1]
+    await driver.drain(s.general)
+    options = [
+        {"name": "count", "type": 4, "value": 9},
+        {"name": "action", "type": 3, "value": "kick"},
+    ]
+    await driver.slash(
+        s.general,
+        s.owner_id,
+        "settings",
+        [{"name": "warnthreshold", "type": 1, "options": options}],
+    )
+    assert "9 warnings → kick" in await driver.reply_text(s.general)
+    await driver.slash(
+        s.general, s.mod_id, "settings", [{"name": "warnthreshold", "type": 1, "options": options}]
+    )
+    assert "This command is for admins." in await driver.reply_text(s.general)
+    await driver.slash(s.general, s.mod_id, "case", [{"name": "number", "type": 4, "value": 1}])
+    assert "Case 1" in await driver.reply_text(s.general)
