@@ -70,12 +70,13 @@ class Listener:
                 if name in names:
                     return data
 
-    def seen(self) -> list[str]:
-        """The names of what arrived and was not taken yet."""
-        out = []
-        while not self.events.empty():
-            out.append(self.events.get_nowait()[0])
-        return out
+    async def before(self, name: str, timeout: float = 5.0) -> list[str]:
+        """The names of the dispatches that arrive before the next `name` (taken with it)."""
+        names = []
+        async with asyncio.timeout(timeout):
+            while (got := (await self.events.get())[0]) != name:
+                names.append(got)
+        return names
 
 
 @dataclass

@@ -251,11 +251,16 @@ async def test_the_traffic_generator_raids(kit: Kit) -> None:
 
     w = ids(kit)
     listener = await kit.listen(GUILDS | GUILD_MEMBERS)
+    without = await kit.listen(GUILDS)  # no GUILD_MEMBERS intent: no member events
     paced = await raid(kit.sb, 5, guild_id=w["guild"].id, rate=500.0)
     report = await generate(kit.sb, rate=50, duration=0.2, command_share=0.0, raid_joins=12)
     assert report.sent == 10 and len(report.raiders) == 12
     joined = [int((await listener.next("GUILD_MEMBER_ADD"))["user"]["id"]) for _ in range(17)]
     assert joined == paced + report.raiders
     assert set(joined) <= set(w["guild"].members)
+    general = next(c.id for c in w["guild"].channels.values() if c.name == "general")
+    await kit.rest("PATCH", f"channels/{general}", {"topic": "after the raid"})
+    # Everything dispatched before the channel's update has arrived by then.
+    assert "GUILD_MEMBER_ADD" not in await without.before("CHANNEL_UPDATE")
     with pytest.raises(ValueError, match="joins"):
         await raid(kit.sb, 0)
