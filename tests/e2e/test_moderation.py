@@ -342,3 +342,13 @@ async def test_slash_settings_subcommand_and_case(env: Env, driver: Driver) -> N
     assert "This command is for admins." in await driver.reply_text(s.general)
     await driver.slash(s.general, s.mod_id, "case", [{"name": "number", "type": 4, "value": 1}])
     assert "Case 1" in await driver.reply_text(s.general)
+
+
+async def test_help_and_bad_options_show_the_usage(env: Env, driver: Driver) -> None:
+    s = env.servers[0]
+    text = await ask(driver, s.general, s.mod_id, "!help ban")
+    assert "!ban <user> [reason] [--days 0-7] [--duration 3d]" in text
+    assert "tempban" in text and "ban @Ann cool off --duration 3d" in text
+    text = await ask(driver, s.general, s.mod_id, f"!ban <@{s.members[5]}> spam --days 9")
+    assert "days" in text and "!ban <user> [reason] [--days 0-7] [--duration 3d]" in text
+    assert await cases_of(env, s.guild_id, s.members[5]) == []

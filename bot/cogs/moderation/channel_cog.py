@@ -149,7 +149,8 @@ class ChannelActions(commands.Cog, name="Moderation tools"):
                 "purge 100 --bots yes",
                 "purge 30 --contains free nitro",
             ]
-        }
+        },
+        usage="<1-1000> [--user @user] [--bots] [--contains text]",
     )
     @commands.guild_only()
     @requires(Level.MODERATOR)

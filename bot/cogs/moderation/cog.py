@@ -123,7 +123,8 @@ class MemberActions(commands.Cog, name="Moderation"):
                 "ban @Ann raiding --days 1",
                 "ban @Ann cool off --duration 3d",
             ]
-        }
+        },
+        usage="<user> [reason] [--days 0-7] [--duration 3d]",
     )
     @commands.guild_only()
     @requires(Level.MODERATOR)
@@ -157,7 +158,8 @@ class MemberActions(commands.Cog, name="Moderation"):
         await ctx.send(f"Case {case.number}: {how}.{_told(told)}")
 
     @commands.hybrid_command(
-        extras={"examples": ["softban @Ann spam bot", "softban @Ann --days 7"]}
+        extras={"examples": ["softban @Ann spam bot", "softban @Ann --days 7"]},
+        usage="<member> [reason] [--days 1-7]",
     )
     @commands.guild_only()
     @requires(Level.MODERATOR)
