@@ -86,9 +86,10 @@ class Guilds(Resource):
     async def edit_member(
         self, guild_id: str, user_id: str, body: Any, request: web.Request, **_: Any
     ) -> dict[str, Any]:
-        """Nick, roles and timeout (`communication_disabled_until`), in one PATCH."""
+        """Nick, roles and timeout (`communication_disabled_until`), in one PATCH; `@me` is
+        the bot (its own nick)."""
         guild = self.state.guild(guild_id)
-        member = self.state.member(guild, user_id)
+        member = self.state.member(guild, self.world.bot.id if user_id == "@me" else user_id)
         if body is None:
             raise not_json()
         form = Form(body)

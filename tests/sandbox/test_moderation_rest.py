@@ -131,6 +131,8 @@ async def test_timeouts_nicks_and_the_hierarchy(kit: Kit) -> None:
         status, body = await kit.rest("PATCH", path, {"communication_disabled_until": value})
         assert status == 400 and body["code"] == 50035, body
         assert body["errors"]["communication_disabled_until"]["_errors"][0]["code"] == code
+    status, me = await kit.rest("PATCH", f"guilds/{guild.id}/members/@me", {"nick": "Warden"})
+    assert status == 200 and me["nick"] == "Warden" and me["user"]["id"] == str(kit.sb.world.bot.id)
     status, body = await kit.rest("PATCH", path, {"nick": "x" * 33})
     assert status == 400 and "nick" in body["errors"]
     # Nobody times out the owner; nor a member whose highest role is not below the bot's.
