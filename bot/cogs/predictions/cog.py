@@ -5,11 +5,8 @@ the embed in render.py, the buttons in buttons.py, the clock in clock.py.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
@@ -21,9 +18,10 @@ from bot import audit, components
 from bot.checks import Level, level_of, requires
 from bot.cogs.predictions import buttons, render, settle, store
 from bot.cogs.predictions.clock import Clock
+from bot.cogs.predictions.presenter import Presenter
 from bot.cogs.predictions.store import Prediction
 from bot.errors import BadInput
-from bot.points import Services, ledger
+from bot.points import Services
 from bot.ui import pages_from_lines, safe_text, send_pages
 
 if TYPE_CHECKING:
@@ -37,10 +35,6 @@ QUESTION_MAX = 500
 OPTION_MAX = 80
 CATEGORY_MAX = 32
 WINDOW_MIN, WINDOW_MAX = 60, 30 * 24 * 3600
-# The embed's live totals are edited at most this often, however fast bets come.
-REFRESH_SECONDS = 3.0
-# Between two DMs of one result (every call also takes a slot of the shared REST window).
-DM_PACE = 0.25
 _WINDOW = re.compile(r"(\d+)\s*(d|h|m|s)")
 _UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _CATEGORY = re.compile(r"--category[= ]\s*(\S+)", re.IGNORECASE)
@@ -97,8 +91,13 @@ class Predictions(commands.Cog):
         self.bot = bot
         self.services = services
         self.settings = services.settings
-        self.clock = Clock(bot.pool, on_closed=self.closed, on_settled=self.announce, tick=tick)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.presenter = Presenter(bot, services)
+        self.clock = Clock(
+            bot.pool,
+            on_closed=self.presenter.closed,
+            on_settled=self.presenter.announce,
+            tick=tick,
+        )
 
     async def cog_load(self) -> None:
         if self.bot.rest_only:
@@ -110,107 +109,8 @@ class Predictions(commands.Cog):
         if self.bot.rest_only:
             return
         await self.clock.stop()
-        for task in list(self._tasks):
-            task.cancel()
+        self.presenter.close()
         await self.services.stop()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # -- the message ---------------------------------------------------------------------------
-
-    async def _edit(self, prediction: Prediction, **fields: object) -> None:
-        if prediction.message_id is None:
-            return
-        channel = self.bot.get_partial_messageable(prediction.channel_id)
-        message = channel.get_partial_message(prediction.message_id)
-        try:
-            await message.edit(**fields)
-        except discord.HTTPException as exc:
-            log.info("predictions: could not edit #%s's message: %s", prediction.id, exc)
-
-    async def refresh(self, guild_id: int, prediction_id: int) -> None:
-        book = await store.book(self.bot.pool, guild_id, prediction_id)
-        await self._edit(book.prediction, embed=render.embed(book))
-
-    async def refresh_soon(self, guild_id: int, prediction_id: int) -> None:
-        """Edit the totals within REFRESH_SECONDS, at most once per REFRESH_SECONDS across every
-        worker: the first bet of a quiet spell takes a Redis lock for that long and edits when
-        it ends, reading every bet committed by then."""
-        key = self.bot.keys("predict", "refresh", prediction_id)
-        if await self.bot.redis.set(key, "1", nx=True, px=int(REFRESH_SECONDS * 1000)):
-            self._spawn(self._refresh_later(guild_id, prediction_id), "predictions-refresh")
-
-    async def _refresh_later(self, guild_id: int, prediction_id: int) -> None:
-        await asyncio.sleep(REFRESH_SECONDS)
-        try:
-            await self.refresh(guild_id, prediction_id)
-        except Exception:
-            log.exception("predictions: could not refresh #%s", prediction_id)
-
-    async def closed(self, prediction: Prediction) -> None:
-        """The clock closed it: the final totals, and vote buttons where members vote."""
-        settings = await self.settings.get(prediction.guild_id)
-        book = await store.book(self.bot.pool, prediction.guild_id, prediction.id)
-        view = await buttons.vote_view(self.bot, prediction) if settings.vote_enabled else None
-        await self._edit(prediction, embed=render.embed(book), view=view)
-        with contextlib.suppress(discord.HTTPException):
-            channel = self.bot.get_partial_messageable(prediction.channel_id)
-            how = (
-                "Bettors, vote on the outcome with the buttons."
-                if settings.vote_enabled
-                else "Waiting for a moderator to resolve it."
-            )
-            await channel.send(f"Betting on prediction #{prediction.id} is closed. {how}")
-
-    async def announce(self, prediction_id: int) -> None:
-        """A settled prediction's result in its channel and to opted-in bettors, once."""
-        if not await settle.claim_announcement(self.bot.pool, prediction_id):
-            return
-        row = await self.bot.pool.fetchval(
-            "SELECT guild_id FROM predictions WHERE id = $1", prediction_id
-        )
-        book = await store.book(self.bot.pool, int(row), prediction_id)
-        paid = {s.user_id: 0 for s in book.stakes}
-        for r in await self.bot.pool.fetch(
-            "SELECT user_id, payout FROM prediction_bets WHERE prediction_id = $1", prediction_id
-        ):
-            paid[r["user_id"]] = int(r["payout"] or 0)
-        p = book.prediction
-        await self._edit(p, embed=render.embed(book), view=None)
-        text = render.result(book, paid)
-        with contextlib.suppress(discord.HTTPException):
-            await self.bot.get_partial_messageable(p.channel_id).send(text)
-        await self.balances_changed(p.guild_id, list(paid))
-        self._spawn(self._dm(book, paid), "predictions-dm")
-
-    async def balances_changed(self, guild_id: int, users: list[int]) -> None:
-        rows = await self.bot.pool.fetch(
-            "SELECT account, balance FROM points_accounts WHERE guild_id = $1 "
-            "AND account = ANY($2::text[])",
-            guild_id,
-            [ledger.member(u) for u in users],
-        )
-        await self.services.board.update(guild_id, {r["account"]: r["balance"] for r in rows})
-
-    async def _dm(self, book: store.Book, paid: dict[int, int]) -> None:
-        p = book.prediction
-        for user_id in await store.notified(self.bot.pool, list(paid)):
-            stake = book.stake_of(user_id)
-            got = paid.get(user_id, 0)
-            text = (
-                f"Prediction #{p.id} ({safe_text(p.question, 100)}): "
-                f"{render.STATUS.get(p.status, p.status)}. You staked "
-                f"{stake.amount if stake else 0:,} and got {got:,} points back."
-            )
-            try:
-                user = self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)
-                await user.send(text)
-            except discord.HTTPException as exc:
-                log.info("predictions: no DM to %s: %s", user_id, exc)
-            await asyncio.sleep(DM_PACE)
 
     # -- the buttons' work ---------------------------------------------------------------------
 
@@ -230,7 +130,7 @@ class Predictions(commands.Cog):
         )
         await press.reply(buttons.confirmation(placed), ephemeral=True)
         await self.services.board.update(guild.id, placed.balances)
-        await self.refresh_soon(guild.id, prediction_id)
+        await self.presenter.refresh_soon(guild.id, prediction_id)
 
     async def vote_pressed(self, press: components.Press, prediction_id: int, option: int) -> None:
         if press.guild is None:
@@ -251,7 +151,7 @@ class Predictions(commands.Cog):
 
     async def _pay_and_announce(self, prediction: Prediction) -> None:
         await settle.pay(self.bot.pool, prediction.id)  # None: another worker paid it
-        await self.announce(prediction.id)
+        await self.presenter.announce(prediction.id)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -382,7 +282,7 @@ class Predictions(commands.Cog):
         await self._may_settle(ctx, current)
         await settle.void(self.bot.pool, ctx.guild.id, prediction, ctx.author.id)
         await ctx.send(f"Prediction #{prediction} is cancelled: every bet refunded.")
-        await self.announce(prediction)
+        await self.presenter.announce(prediction)
 
     @predict.command(name="vote", extras={"examples": ["predict vote 12 1"]})
     @app_commands.describe(prediction="The prediction's number", option="The option you say won")

@@ -288,7 +288,9 @@ async def test_200_concurrent_bets_from_4_processes(pool: asyncpg.Pool, migrated
     assert await pool.fetchval("SELECT count(*) FROM points_tx WHERE kind = 'bet'") == len(placed)
 
 
-async def test_a_payout_killed_midway_is_finished_once(pool: asyncpg.Pool, migrated_dsn: str) -> None:
+async def test_a_payout_killed_midway_is_finished_once(
+    pool: asyncpg.Pool, migrated_dsn: str
+) -> None:
     for user in (1, 2, 3):
         await grant(pool, user, 500)
     p = await new(pool)
