@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from sandbox.errors import ApiError
 from sandbox.rest.base import (
     Resource,
     RouteSpec,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from sandbox.world import Guild, Member, Role
 
+GUILD_MEMBERS_INTENT = 1 << 1
 TIMEOUT_MAX = 28 * 86400  # a timeout ends at most 28 days from now
 MEMBER_KICK, MEMBER_UPDATE, MEMBER_ROLE_UPDATE = 20, 24, 25  # audit log action types
 
@@ -43,6 +45,7 @@ class Guilds(Resource):
             RouteSpec("GET", "/guilds/{guild_id}", self.get_guild),
             RouteSpec("GET", "/guilds/{guild_id}/channels", self.get_guild_channels),
             RouteSpec("GET", "/guilds/{guild_id}/roles", self.get_roles),
+            RouteSpec("GET", "/guilds/{guild_id}/members", self.list_members),
             RouteSpec("GET", member, self.get_member),
             RouteSpec("PATCH", member, self.edit_member),
             RouteSpec("DELETE", member, self.kick_member),
@@ -62,6 +65,21 @@ class Guilds(Resource):
 
     async def get_roles(self, guild_id: str, **_: Any) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.state.guild(guild_id).roles.values()]
+
+    async def list_members(
+        self, guild_id: str, request: web.Request, **_: Any
+    ) -> list[dict[str, Any]]:
+        """In ascending order of user id after `after`, `limit` 1 to 1,000 (1); needs the
+        GUILD_MEMBERS intent allowed for the application (50001 otherwise)."""
+        guild = self.state.guild(guild_id)
+        form = Form(dict(request.query))
+        limit = form.integer("limit", low=1, high=1000, default=1)
+        after = form.snowflake("after", default=0)
+        form.check()
+        if not self.config.allowed_privileged & GUILD_MEMBERS_INTENT:
+            raise ApiError(403, 50001, "Missing Access")
+        ids = sorted(u for u in guild.members if u > after)[:limit]
+        return [guild.members[u].to_dict(self.world) for u in ids]
 
     async def get_member(self, guild_id: str, user_id: str, **_: Any) -> dict[str, Any]:
         guild = self.state.guild(guild_id)

@@ -387,3 +387,19 @@ async def test_history_pages_as_discord_does(kit: Kit) -> None:
     for query in ({"limit": "101"}, {"before": "x"}, {"around": "-1"}):
         status, body = await kit.rest("GET", f"channels/{ch}/messages", params=query)
         assert status == 400 and body["code"] == 50035, (query, body)
+
+
+async def test_listing_members(kit: Kit) -> None:
+    guild = guild_of(kit)
+    everyone = sorted(guild.members)
+    status, first = await kit.rest("GET", f"guilds/{guild.id}/members")
+    assert status == 200 and [m["user"]["id"] for m in first] == [str(everyone[0])]
+    params = {"limit": "3", "after": str(everyone[0])}
+    status, page = await kit.rest("GET", f"guilds/{guild.id}/members", params=params)
+    assert [int(m["user"]["id"]) for m in page] == everyone[1:4]
+    assert all(conforms(OPENAPI, "GuildMemberResponse", m) == [] for m in page)
+    status, body = await kit.rest("GET", f"guilds/{guild.id}/members", params={"limit": "1001"})
+    assert status == 400 and body["code"] == 50035
+    kit.sb.config.allowed_privileged = 0
+    status, body = await kit.rest("GET", f"guilds/{guild.id}/members")
+    assert status == 403 and body["code"] == 50001
