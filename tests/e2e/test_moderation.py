@@ -188,6 +188,8 @@ async def test_ban_unban_and_slash(env: Env, driver: Driver) -> None:
     assert "unbanned" in await driver.reply_text(s.general)
     status, _ = await discord(env, "GET", f"/guilds/{s.guild_id}/bans/{target}")
     assert status == 404
+    text = await ask(driver, s.general, s.mod_id, f"!unban {target}")
+    assert text == "Can't unban them: they are not banned here."
     rows = await cases_of(env, s.guild_id, target)
     assert [r["action"] for r in rows] == ["ban", "unban"]
     assert rows[0]["reason"] == "raiding" and rows[1]["reason"] == "appeal"

@@ -145,7 +145,8 @@ class MemberActions(commands.Cog, name="Moderation"):
         check_hierarchy("ban", author, user)
         told = False
         if isinstance(user, discord.Member):
-            told = await self.mod.tell(guild, user, "banned from", reason)
+            how_long = f"banned for {format_duration(duration)} from" if duration else ""
+            told = await self.mod.tell(guild, user, how_long or "banned from", reason)
         new = self._new(ctx, "ban", user.id, reason, details=details(deleted_days=flags.days))
         header = audit_reason(author, reason)
         case = await punish.ban(
