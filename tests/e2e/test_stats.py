@@ -1,0 +1,391 @@
+"""Statistics end to end: the real bot (two clusters, two shards) against a sandbox whose long
+windows are scaled down (`--window-scale 0.02`: 2 renames of a channel per 12 s instead of 10
+minutes; the bot is told the same window through STATS_RENAME_WINDOW). Counter channels follow
+joins, leaves and bans; a raid is coalesced into at most 2 renames a window with no 429; a
+daily report due now (its job's due time moved, as the clock passing would) arrives once with
+its PNG; a report due while the bot was down arrives on start, marked late."""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from e2e_harness import Driver, SandboxProc, running_sandbox, start_cluster, text_of
+from waits import until
+
+from bot.db.pool import connect
+from cluster.workers import Supervisor
+from ipc.client import Keys
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(400)]
+
+EXTENSIONS = ("bot.cogs.general", "bot.cogs.admin", "bot.cogs.stats")
+WINDOW_SCALE = 0.02
+RENAME_WINDOW = 600 * WINDOW_SCALE  # 12 s
+DISCORD_EPOCH_MS = 1420070400000
+CHANNEL_UPDATE = 11
+TUNING = {
+    "STATS_RENAME_WINDOW": str(RENAME_WINDOW),
+    "STATS_SETTLE": "1",
+    "STATS_FLUSH": "0.5",
+    "STATS_RENAME_BUDGET": "20",
+}
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[SandboxProc]:
+    with running_sandbox(
+        "--guilds",
+        "2",
+        "--members",
+        "20",
+        "--seed",
+        "29",
+        "--identify-interval",
+        "0.2",
+        "--route-window",
+        "1",
+        "--window-scale",
+        str(WINDOW_SCALE),
+    ) as sb:
+        yield sb
+
+
+@dataclass
+class Server:
+    guild_id: int
+    general: int
+    dice: int
+    voice: int
+    owner_id: int
+    members: list[int]
+
+
+@dataclass
+class Env:
+    supervisor: Supervisor
+    dsn: str
+    servers: list[Server]
+    api: str
+    token: str
+    control: str
+    redis_url: str
+    keys: Keys
+    sandbox: SandboxProc
+
+
+async def _start(sandbox: SandboxProc, dsn: str, redis_url: str, prefix: str) -> Supervisor:
+    return await start_cluster(
+        sandbox,
+        dsn,
+        redis_url,
+        shards=2,
+        clusters=2,
+        owner_id=123456789012345678,
+        prefix=prefix,
+        adjust=lambda c: replace(c, extensions=EXTENSIONS),
+    )
+
+
+@pytest.fixture(scope="module")
+async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{sandbox.control}/_sandbox/world") as resp,
+    ):
+        world = await resp.json()
+    servers = []
+    for g in world["guilds"]:
+        channels = {c["name"]: int(c["id"]) for c in g["channels"]}
+        owner = int(g["owner_id"])
+        plain = [int(m["id"]) for m in g["members"] if not m["roles"] and int(m["id"]) != owner]
+        servers.append(
+            Server(
+                int(g["id"]),
+                channels["general"],
+                channels["dice"],
+                channels["Voice"],
+                owner,
+                plain,
+            )
+        )
+    saved = {k: os.environ.get(k) for k in TUNING}
+    os.environ.update(TUNING)  # the workers inherit them
+    prefix = f"e2e:{uuid.uuid4().hex[:8]}:"
+    sup = await _start(sandbox, bot_db, redis_url, prefix)
+    e = Env(
+        sup,
+        bot_db,
+        servers,
+        sandbox.info["api_url"],
+        sandbox.info["token"],
+        sandbox.control,
+        redis_url,
+        Keys(prefix),
+        sandbox,
+    )
+    try:
+        yield e
+    finally:
+        await e.supervisor.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+async def discord(env: Env, method: str, path: str) -> Any:
+    """Ask Discord (the sandbox's REST API) as the bot."""
+    headers = {"Authorization": f"Bot {env.token}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, env.api + path, headers=headers) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+async def control(env: Env, method: str, path: str, body: Any = None) -> Any:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, env.control + path, json=body) as resp,
+    ):
+        assert resp.status < 300, await resp.text()
+        return await resp.json(content_type=None)
+
+
+async def _guild(env: Env, guild_id: int) -> dict[str, Any]:
+    # The control API, not the bot's REST routes: the test's looks must not spend the bot's
+    # rate limits (or add 429s to the count under test).
+    world = await control(env, "GET", "/_sandbox/world")
+    return next(g for g in world["guilds"] if int(g["id"]) == guild_id)
+
+
+async def channel_name(env: Env, guild_id: int, channel_id: int) -> str:
+    g = await _guild(env, guild_id)
+    return str(next(c["name"] for c in g["channels"] if int(c["id"]) == channel_id))
+
+
+async def member_count(env: Env, guild_id: int) -> int:
+    return len((await _guild(env, guild_id))["members"]) + 1  # the summary leaves out the bot
+
+
+async def rename_times(env: Env, s: Server, channel_id: int) -> list[float]:
+    """When the bot renamed the channel (s), from the server's audit log, oldest first."""
+    log = await discord(
+        env, "GET", f"/guilds/{s.guild_id}/audit-logs?action_type={CHANNEL_UPDATE}&limit=100"
+    )
+    times = [
+        ((int(e["id"]) >> 22) + DISCORD_EPOCH_MS) / 1000
+        for e in log["audit_log_entries"]
+        if int(e["target_id"]) == channel_id
+        and any(c["key"] == "name" for c in e.get("changes") or [])
+    ]
+    return sorted(times)
+
+
+def most_in_a_window(times: list[float], window: float) -> int:
+    return max((sum(1 for u in times if t <= u < t + window) for t in times), default=0)
+
+
+async def ask(driver: Driver, channel: int, author: int, text: str) -> str:
+    await driver.drain(channel)
+    await driver.say(channel, author, text)
+    return await driver.reply_text(channel, wait=20)
+
+
+async def test_joins_leaves_and_a_ban_move_the_counters(env: Env, driver: Driver) -> None:
+    s = env.servers[0]
+    answer = await ask(driver, s.general, s.owner_id, f"!stats channel members <#{s.voice}>")
+    start = await member_count(env, s.guild_id)
+    assert f"now counts members: **Members: {start:,}**" in answer
+    answer = await ask(driver, s.general, s.owner_id, f"!stats channel bans <#{s.dice}>")
+    assert "now counts bans: **Bans: 0**" in answer
+    answer = await ask(
+        driver, s.general, s.owner_id, '!stats format members "👥 Members: {count:,}"'
+    )
+    assert "👥 Members: 1,234" in answer
+    before = await control(env, "GET", "/_sandbox/stats")
+    for i in range(3):
+        await control(
+            env,
+            "POST",
+            "/_sandbox/events",
+            {"kind": "member_add", "guild_id": str(s.guild_id), "username": f"newcomer{i}"},
+        )
+    await control(
+        env,
+        "POST",
+        "/_sandbox/events",
+        {"kind": "member_remove", "guild_id": str(s.guild_id), "user_id": str(s.members[0])},
+    )
+    await control(
+        env,
+        "POST",
+        "/_sandbox/events",
+        {
+            "kind": "ban",
+            "guild_id": str(s.guild_id),
+            "user_id": str(s.members[1]),
+            "moderator_id": str(s.owner_id),
+            "reason": "spam",
+        },
+    )
+    want_members = f"👥 Members: {start + 3 - 2:,}"
+    assert await member_count(env, s.guild_id) == start + 1
+
+    async def shown() -> bool:
+        return (
+            await channel_name(env, s.guild_id, s.voice),
+            await channel_name(env, s.guild_id, s.dice),
+        ) == (
+            want_members,
+            "Bans: 1",
+        )
+
+    await until(
+        "the counters show the joins, the leave and the ban", shown, within=3 * RENAME_WINDOW + 30
+    )
+    for channel in (s.voice, s.dice):
+        assert most_in_a_window(await rename_times(env, s, channel), RENAME_WINDOW) <= 2
+    after = await control(env, "GET", "/_sandbox/stats")
+    assert after["rate_limited"] == before["rate_limited"]
+    assert after["invalid_requests"] == before["invalid_requests"]
+
+
+async def test_a_raid_of_500_is_at_most_two_renames_a_window_and_no_429(
+    env: Env, driver: Driver
+) -> None:
+    s = env.servers[1]
+    answer = await ask(driver, s.general, s.owner_id, f"!stats channel members <#{s.voice}>")
+    assert "now counts members" in answer
+    before = await control(env, "GET", "/_sandbox/stats")
+    renamed_before = len(await rename_times(env, s, s.voice))
+    for _ in range(10):  # 500 joins in well under the (scaled) minute
+        await control(
+            env,
+            "POST",
+            "/_sandbox/events",
+            {"kind": "raid", "guild_id": str(s.guild_id), "count": 50},
+        )
+    final = await member_count(env, s.guild_id)
+    want = f"Members: {final:,}"
+
+    async def shows_final() -> bool:
+        return await channel_name(env, s.guild_id, s.voice) == want
+
+    await until(f"the counter shows {want}", shows_final, within=3 * RENAME_WINDOW + 30)
+    times = await rename_times(env, s, s.voice)
+    assert most_in_a_window(times, RENAME_WINDOW) <= 2
+    # The raid (500 member events) took at most two renames: the burst settled, then the rest.
+    assert len(times) - renamed_before <= 2
+    after = await control(env, "GET", "/_sandbox/stats")
+    assert after["rate_limited"] == before["rate_limited"]
+    assert after["invalid_requests"] == before["invalid_requests"]
+
+
+# -- reports -----------------------------------------------------------------------------------
+
+
+async def _wake(env: Env) -> None:
+    redis = aioredis.Redis.from_url(env.redis_url)
+    try:
+        await redis.publish(env.keys("jobs", "wake"), b"new")
+    finally:
+        await redis.aclose()
+
+
+async def _reports(driver: Driver, channel: int, wait: float) -> list[dict[str, Any]]:
+    got = await driver.replies(channel, wait=wait, count=1)
+    return [e for e in got if "statistics" in text_of(e)]
+
+
+async def _png_size(env: Env, entry: dict[str, Any]) -> tuple[int, int]:
+    from PIL import Image
+
+    payload = entry.get("data") if isinstance(entry.get("data"), dict) else entry
+    [attachment] = payload["attachments"]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{env.control}/_sandbox/attachments/{attachment['id']}") as resp,
+    ):
+        assert resp.status == 200
+        data = await resp.read()
+    img = Image.open(io.BytesIO(data))
+    assert img.format == "PNG"
+    return img.size
+
+
+async def _pending(conn: asyncpg.Connection, guild_id: int) -> str | None:
+    return await conn.fetchval(
+        "SELECT key FROM jobs WHERE kind = 'stats.report' AND key LIKE $1 AND state = 'pending'",
+        f"{guild_id}:daily:%",
+    )
+
+
+async def test_a_daily_report_arrives_once_with_its_chart_then_late_after_downtime(
+    env: Env, driver: Driver
+) -> None:
+    s = env.servers[0]
+    for _ in range(5):
+        await driver.say(s.general, s.members[2], "hello there")
+    answer = await ask(driver, s.general, s.owner_id, f"!stats report <#{s.general}> 9 UTC")
+    assert "Daily reports go to" in answer
+    conn = await connect(env.dsn)
+    try:
+        key = await _pending(conn, s.guild_id)
+        assert key is not None
+        # The clock reaches the report's time: its job is due now; both clusters are told.
+        await conn.execute(
+            "UPDATE jobs SET due_at = now() WHERE kind = 'stats.report' AND key = $1", key
+        )
+        await _wake(env)
+        [sent] = await _reports(driver, s.general, wait=60)
+        text = text_of(sent)
+        assert "Daily statistics" in text and "(late)" not in text
+        assert await _png_size(env, sent) == (800, 400)
+
+        async def chained() -> bool:
+            nxt = await _pending(conn, s.guild_id)
+            return nxt is not None and nxt != key
+
+        await until("the next period's report is scheduled", chained)
+        # Exactly once: the job is done, one report row, and nothing more arrives.
+        assert await conn.fetchval("SELECT state FROM jobs WHERE key = $1", key) == "done"
+        period = key.split(":", 1)[1]
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM stats_reports WHERE guild_id = $1 AND period = $2",
+                s.guild_id,
+                period,
+            )
+            == 1
+        )
+        await _wake(env)
+        assert await _reports(driver, s.general, wait=3) == []
+
+        # The bot is down when the next report is due; it arrives on start, marked late.
+        await env.supervisor.stop()
+        nxt = await _pending(conn, s.guild_id)
+        await conn.execute("UPDATE jobs SET due_at = now() - interval '1 hour' WHERE key = $1", nxt)
+        env.supervisor = await _start(env.sandbox, env.dsn, env.redis_url, env.keys.prefix)
+        [late] = await _reports(driver, s.general, wait=60)
+        assert "(late)" in text_of(late) and "sent late" in text_of(late)
+        assert await _png_size(env, late) == (800, 400)
+        assert await conn.fetchval("SELECT state FROM jobs WHERE key = $1", nxt) == "done"
+        assert await conn.fetchval(
+            "SELECT late FROM stats_reports WHERE guild_id = $1 AND period = $2",
+            s.guild_id,
+            nxt.split(":", 1)[1],
+        )
+    finally:
+        await conn.close()
