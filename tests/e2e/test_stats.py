@@ -312,24 +312,26 @@ async def _reports(driver: Driver, channel: int, wait: float) -> list[dict[str, 
 async def _png_size(env: Env, entry: dict[str, Any]) -> tuple[int, int]:
     from PIL import Image
 
-    payload = entry.get("data") if isinstance(entry.get("data"), dict) else entry
+    data = entry.get("data")
+    payload: dict[str, Any] = data if isinstance(data, dict) else entry
     [attachment] = payload["attachments"]
     async with (
         aiohttp.ClientSession() as http,
         http.get(f"{env.control}/_sandbox/attachments/{attachment['id']}") as resp,
     ):
         assert resp.status == 200
-        data = await resp.read()
-    img = Image.open(io.BytesIO(data))
+        png = await resp.read()
+    img = Image.open(io.BytesIO(png))
     assert img.format == "PNG"
     return img.size
 
 
 async def _pending(conn: asyncpg.Connection, guild_id: int) -> str | None:
-    return await conn.fetchval(
+    key: str | None = await conn.fetchval(
         "SELECT key FROM jobs WHERE kind = 'stats.report' AND key LIKE $1 AND state = 'pending'",
         f"{guild_id}:daily:%",
     )
+    return key
 
 
 async def test_a_daily_report_arrives_once_with_its_chart_then_late_after_downtime(
@@ -376,6 +378,7 @@ async def test_a_daily_report_arrives_once_with_its_chart_then_late_after_downti
         # The bot is down when the next report is due; it arrives on start, marked late.
         await env.supervisor.stop()
         nxt = await _pending(conn, s.guild_id)
+        assert nxt is not None
         await conn.execute("UPDATE jobs SET due_at = now() - interval '1 hour' WHERE key = $1", nxt)
         env.supervisor = await _start(env.sandbox, env.dsn, env.redis_url, env.keys.prefix)
         [late] = await _reports(driver, s.general, wait=60)
