@@ -2,9 +2,9 @@
 SIGKILLed), and bans made in Discord's own UI become cases (ban sync). The real bot, two worker
 processes over four shards, against the sandbox.
 
-The clock: a tempban of one minute is made as a user would; the test then moves its end to now
-in the jobs table and wakes the runners over Redis, as a minute passing would, so no test waits
-a minute."""
+The clock is injected: every worker's job runner keeps the time of a clock the test moves
+(tests/e2e/clock_cog.py, loaded first). A tempban of one minute is made as a user would; the test
+then moves the clock 61 seconds on, and the end is due, without waiting a minute."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from bot.db.pool import connect
 from cluster.workers import Supervisor
 from ipc.client import Keys
 
-EXTENSIONS = ("bot.cogs.general", "bot.cogs.admin", "bot.cogs.moderation")
+EXTENSIONS = ("clock_cog", "bot.cogs.general", "bot.cogs.admin", "bot.cogs.moderation")
 SHARDS, CLUSTERS = 4, 2
 UNBAN_ROUTE = "DELETE /guilds/{guild_id}/bans/{user_id}"
 
@@ -50,6 +50,7 @@ class Env:
     keys: Keys
     control: str
     servers: list[Server]
+    offset: float = 0.0  # how far the test moved the workers' clock (seconds)
 
     def on(self, cluster: int) -> Server:
         return next(s for s in self.servers if s.cluster == cluster)
@@ -112,14 +113,13 @@ async def ask(driver: Driver, channel: int, author: int, text: str) -> str:
     return await driver.reply_text(channel)
 
 
-async def pass_time(env: Env, conn: asyncpg.Connection, key: str) -> None:
-    """The tempban's minute passes: its end is due now, and the runners are told."""
-    await conn.execute(
-        "UPDATE jobs SET due_at = now() WHERE kind = 'moderation.unban' AND key = $1", key
-    )
+async def pass_time(env: Env, seconds: float = 61) -> None:
+    """Move every worker's clock on (clock_cog): what was due within `seconds` is due now."""
+    env.offset += seconds
     redis = aioredis.Redis.from_url(env.redis_url)
     try:
-        await redis.publish(env.keys("jobs", "wake"), b"new")
+        await redis.set(env.keys("test", "clock"), str(env.offset))
+        await redis.publish(env.keys("test", "clock"), str(env.offset))
     finally:
         await redis.aclose()
 
@@ -160,8 +160,7 @@ async def test_a_tempban_ends_once_with_two_clusters(env: Env, driver: Driver) -
             assert job["state"] == "pending"
             ends.append((s, number, key))
         before = await route_count(env, UNBAN_ROUTE)
-        for _, _, key in ends:
-            await pass_time(env, conn, key)
+        await pass_time(env)
         for s, number, key in ends:
             state = await until(
                 conn, "SELECT state FROM jobs WHERE key = $1 AND state = 'done'", key
@@ -204,7 +203,7 @@ async def test_a_tempban_ends_once_when_its_claimer_is_sigkilled(env: Env, drive
             env, "faults", {"kind": "ratelimit", "route": UNBAN_ROUTE, "retry_after": 8.0}
         )
         old_pid = env.supervisor.workers[s.cluster].pid
-        await pass_time(env, conn, key)
+        await pass_time(env)
         held = await until(
             conn, "SELECT claimed_by FROM jobs WHERE key = $1 AND state = 'running'", key
         )
