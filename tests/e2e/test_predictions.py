@@ -1,12 +1,13 @@
 """Points and predictions end to end: two worker processes (one shard each) against the sandbox.
 
 Members claim their daily points, a moderator opens a prediction, three members bet through the
-option buttons and the amount form, the window ends (the clock injected: `closes_at` moved into
-the past in PostgreSQL, the one clock every worker reads), both workers' clocks race to close it
-and it is closed once; it is resolved and the balances are as computed by hand below. Also: a
-vote with the minimum decides; void refunds; an unresolved prediction is refunded 120 hours
-after its close; `points top` is right after its Redis board is wiped. The ledger's invariants
-hold at the end of each test.
+option buttons and the amount form, the window ends (the clock injected: `closes_at` and its
+close job's due time moved into the past in PostgreSQL, the one clock every worker reads), the
+job and both workers' backstop clocks race to close it and it is closed once; it is resolved
+and the balances are as computed by hand below. Also: a vote with the minimum decides; void
+refunds; an unresolved prediction is refunded 120 hours after its close (its refund job made
+due); `points top` is right after its Redis board is wiped. The ledger's invariants hold at
+the end of each test.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from waits import until
 
 from bot.points import ledger
 from cluster.workers import Supervisor
+from ipc.client import Keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -81,8 +83,10 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
         owner_id=123456789012345678,
         prefix=prefix,
     )
+    env = Env(sup, bot_db, redis_url, prefix, places)
+    ENVS.update({p.guild_id: env for p in places})
     try:
-        yield Env(sup, bot_db, redis_url, prefix, places)
+        yield env
     finally:
         await sup.stop()
 
@@ -171,11 +175,14 @@ async def bet(
 async def close_now(
     driver: Driver, db: asyncpg.Connection, p: Place, pid: int, message: dict[str, Any]
 ) -> dict[str, Any]:
-    """The injected clock: the window ends now. Both workers' clocks look every 2 s; the close
-    is announced once. Returns the prediction message as the close left it."""
+    """The injected clock: the window ends now (the prediction's time and its close job's);
+    the job runners are woken as a new job would wake them. Two workers run jobs and the
+    clock's backstop; the close is announced once. Returns the prediction message as the
+    close left it."""
     await db.execute(
         "UPDATE predictions SET closes_at = now() - interval '1 second' WHERE id = $1", pid
     )
+    await due_now(db, env_of(p), f"close:{pid}")
     latest: dict[str, Any] | None = None
     deadline = time.monotonic() + 30
     closing = 0
@@ -188,6 +195,27 @@ async def close_now(
     more = await driver.replies(p.channel_id, wait=5, count=1000)  # two clocks, one close
     assert not [e for e in more if "is closed" in text_of(e)]
     return latest
+
+
+ENVS: dict[int, Env] = {}
+
+
+def env_of(p: Place) -> Env:
+    return ENVS[p.guild_id]
+
+
+async def due_now(db: asyncpg.Connection, env: Env, key: str) -> None:
+    """A job of ours due now, and every runner told to look."""
+    moved = await db.execute(
+        "UPDATE jobs SET due_at = now() - interval '1 second' WHERE key = $1 AND state = 'pending'",
+        key,
+    )
+    assert moved == "UPDATE 1", f"no pending job {key}"
+    redis = aioredis.from_url(env.redis_url)
+    try:
+        await redis.publish(Keys(env.prefix)("jobs", "wake"), b"new")
+    finally:
+        await redis.aclose()
 
 
 async def balances(db: asyncpg.Connection, p: Place) -> list[int]:
@@ -277,6 +305,7 @@ async def test_void_and_the_auto_refund_give_every_stake_back(
     await db.execute(
         "UPDATE predictions SET closed_at = now() - interval '121 hours' WHERE id = $1", pid
     )
+    await due_now(db, env, f"refund:{pid}")
     text = await wait_for(driver, p, "went back")
     assert "Not resolved in time" in text and "15 points went back to 1 bettor." in text
     assert await balances(db, p) == before

@@ -1,17 +1,17 @@
-"""The clock every worker runs: closes predictions on time, auto-refunds unresolved ones,
-finishes payouts a stopped worker left, and gets settled predictions announced.
+"""The backstop every worker runs: finishes payouts a stopped worker left (`resolving`), gets
+settled predictions announced, and closes or refunds whatever is due that its job (timing.py,
+on the shared scheduler) has not done yet.
 
 Exactly once, with any number of workers and across restarts, without a lease: each step is a
-conditional state change in PostgreSQL (bot/cogs/predictions/store.py), claimed with
-`FOR UPDATE SKIP LOCKED`, so of all the workers that try, one changes the row and the others
-find nothing to do; a worker killed mid-step rolls back and the next round (here or elsewhere)
-does it. What a step tells Discord comes after its commit: an edit of the prediction's message
-on close (idempotent), and the result's announcement, claimed once with `announced`.
+conditional state change in PostgreSQL (settle.py), claimed with `FOR UPDATE SKIP LOCKED`, so
+of all the workers (and jobs) that try, one changes the row and the others find nothing to do;
+a worker killed mid-step rolls back and the next round (here or elsewhere) does it. What a step
+tells Discord comes after its commit: an edit of the prediction's message on close
+(idempotent), and the result's announcement, claimed once with `announced`.
 
-Time is PostgreSQL's `now()` everywhere (one clock for every worker); `tick` is how often a
-worker looks (a prediction closes at most `tick` seconds late, and no bet is taken after its
-time meanwhile: a bet checks `closes_at` itself). The shared job scheduler (bot/jobs) was not
-there yet when this was written; this loop is small enough to move onto it.
+Time is PostgreSQL's `now()` (one clock for every worker); `tick` is how often a worker looks
+(15 s in the cog: the jobs close on time, this is for what they missed). No bet is taken after
+a prediction's time meanwhile: a bet checks `closes_at` itself.
 """
 
 from __future__ import annotations

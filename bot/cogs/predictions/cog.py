@@ -14,12 +14,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import audit, components
+from bot import audit, components, jobs
 from bot.checks import Level, level_of, requires
 from bot.cogs.predictions import buttons, render, settle, store
 from bot.cogs.predictions.clock import Clock
 from bot.cogs.predictions.presenter import Presenter
 from bot.cogs.predictions.store import Prediction
+from bot.cogs.predictions.timing import Timing, schedule_close
 from bot.errors import BadInput
 from bot.points import Services
 from bot.ui import pages_from_lines, safe_text, send_pages
@@ -87,7 +88,7 @@ def option_index(prediction: Prediction, number: int) -> int:
 class Predictions(commands.Cog):
     """Prediction markets on points: bet on outcomes, winners share the pool."""
 
-    def __init__(self, bot: Guildhouse, services: Services, *, tick: float = 2.0) -> None:
+    def __init__(self, bot: Guildhouse, services: Services, *, tick: float = 15.0) -> None:
         self.bot = bot
         self.services = services
         self.settings = services.settings
@@ -98,16 +99,21 @@ class Predictions(commands.Cog):
             on_settled=self.presenter.announce,
             tick=tick,
         )
+        self.timing = Timing(self.presenter, services.settings, lambda: jobs.of(bot).notify())
 
     async def cog_load(self) -> None:
         if self.bot.rest_only:
             return
         await self.services.start()
+        for kind in self.timing.kinds():
+            await jobs.install(self.bot, kind)
         self.clock.start()
 
     async def cog_unload(self) -> None:
         if self.bot.rest_only:
             return
+        for kind in self.timing.kinds():
+            await jobs.uninstall(self.bot, kind.name)
         await self.clock.stop()
         self.presenter.close()
         await self.services.stop()
@@ -231,6 +237,7 @@ class Predictions(commands.Cog):
                 category=category,
                 window_seconds=seconds,
             )
+            await schedule_close(conn, p)
             made.append(p)
             return None, {"id": p.id, "question": question, "options": options}
 
@@ -248,7 +255,7 @@ class Predictions(commands.Cog):
             embed=render.embed(book), view=await buttons.bet_view(self.bot, prediction)
         )
         await store.set_message(self.bot.pool, prediction.id, message.id)
-        self.clock.wake()
+        await jobs.of(self.bot).notify()
 
     @predict.command(name="show", extras={"examples": ["predict show 12"]})
     @app_commands.describe(prediction="The prediction's number")

@@ -60,6 +60,42 @@ async def close_due(pool: asyncpg.Pool, limit: int = 20) -> list[Prediction]:
     return [Prediction.of(r) for r in rows]
 
 
+async def close_one(conn: asyncpg.Connection, prediction_id: int) -> Prediction | None:
+    """Lock betting on one prediction (its close job), in the caller's transaction; None if it
+    is not open (closed already, by this or the clock's backstop, or settled)."""
+    row = await conn.fetchrow(
+        f"""
+        WITH closed AS (
+            UPDATE predictions SET status = 'closed', closed_at = now()
+            WHERE id = $1 AND status = 'open'
+            RETURNING {COLUMNS}
+        ), logged AS (
+            INSERT INTO audit_log (guild_id, actor_id, action, channel_id, before, after)
+            SELECT guild_id, 0, 'predict.close', channel_id, '{{"status": "open"}}'::jsonb,
+                   jsonb_build_object('id', id, 'status', 'closed')
+            FROM closed
+        )
+        SELECT * FROM closed
+        """,  # noqa: S608 - constant fragments only
+        prediction_id,
+    )
+    return None if row is None else Prediction.of(row)
+
+
+async def refund_one(
+    conn: asyncpg.Connection, prediction_id: int
+) -> tuple[Prediction, dict[int, int]] | None:
+    """Refund a closed, unresolved prediction (its refund job), in the caller's transaction;
+    None if it was resolved, voided or refunded meanwhile."""
+    row = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM predictions WHERE id = $1 AND status = 'closed' FOR UPDATE",  # noqa: S608 - constant fragments only
+        prediction_id,
+    )
+    if row is None:
+        return None
+    return await _refund(conn, Prediction.of(row), REFUNDED, None)
+
+
 async def choose(
     pool: asyncpg.Pool, guild_id: int, prediction_id: int, winner: int, actor_id: int
 ) -> Prediction:
