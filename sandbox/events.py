@@ -157,7 +157,7 @@ class WorldEvents:
         member = self.member(guild, fields)
         moderator, reason = self._moderator(guild, fields, KICK_MEMBERS)
         self._outranks(guild, moderator, member.user_id)
-        entry = self.state.audit(
+        entry = await self.state.audit(
             guild, MEMBER_KICK, user_id=moderator, target_id=member.user_id, reason=reason
         )
         await self.state.remove_member(guild, member.user_id)

@@ -94,7 +94,9 @@ class Bans(Resource):
         if uid in guild.members:
             await self.state.remove_member(guild, uid)
         guild.bans[uid] = reason
-        self.state.audit(guild, MEMBER_BAN_ADD, user_id=moderator, target_id=uid, reason=reason)
+        await self.state.audit(
+            guild, MEMBER_BAN_ADD, user_id=moderator, target_id=uid, reason=reason
+        )
         await self.gateway.dispatch(
             "GUILD_BAN_ADD",
             {"guild_id": str(guild.id), "user": self.world.users[uid].to_dict()},
@@ -120,7 +122,9 @@ class Bans(Resource):
 
     async def remove(self, guild: Guild, uid: int, moderator: int, reason: str | None) -> None:
         del guild.bans[uid]
-        self.state.audit(guild, MEMBER_BAN_REMOVE, user_id=moderator, target_id=uid, reason=reason)
+        await self.state.audit(
+            guild, MEMBER_BAN_REMOVE, user_id=moderator, target_id=uid, reason=reason
+        )
         await self.gateway.dispatch(
             "GUILD_BAN_REMOVE",
             {"guild_id": str(guild.id), "user": self.world.users[uid].to_dict()},

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sandbox.errors import ApiError
+from sandbox.world import VIEW_AUDIT_LOG
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -231,7 +232,7 @@ class State:
                     break
         return found
 
-    def audit(
+    async def audit(
         self,
         guild: Guild,
         action_type: int,
@@ -242,7 +243,8 @@ class State:
         changes: list[dict[str, Any]] | None = None,
         options: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """An entry of the guild's audit log: who (`user_id`) did what to whom."""
+        """An entry of the guild's audit log: who (`user_id`) did what to whom; dispatched as
+        GUILD_AUDIT_LOG_ENTRY_CREATE (GUILD_MODERATION intent) when the bot may view the log."""
         entry: dict[str, Any] = {
             "id": str(self.world.ids.now()),
             "action_type": action_type,
@@ -256,6 +258,9 @@ class State:
         if reason:
             entry["reason"] = reason
         self.audit_logs.setdefault(guild.id, []).append(entry)
+        if guild.permissions(self.world.bot.id) & VIEW_AUDIT_LOG:
+            payload = {**entry, "guild_id": str(guild.id)}
+            await self.gateway.dispatch("GUILD_AUDIT_LOG_ENTRY_CREATE", payload, guild.id)
         return entry
 
 

@@ -85,7 +85,7 @@ class Channels(Resource):
             )
             ch.rate_limit_per_user = slowmode or 0
         if changes:
-            self.state.audit(
+            await self.state.audit(
                 guild,
                 CHANNEL_UPDATE,
                 user_id=self.world.bot.id,
@@ -128,7 +128,7 @@ class Channels(Resource):
         old = next((o for o in ch.overwrites if o["id"] == target), None)
         new = {"id": target, "type": kind, "allow": allow, "deny": deny}
         ch.overwrites = [o for o in ch.overwrites if o["id"] != target] + [new]
-        self.state.audit(
+        await self.state.audit(
             guild,
             OVERWRITE_UPDATE if old else OVERWRITE_CREATE,
             user_id=self.world.bot.id,
@@ -158,7 +158,7 @@ class Channels(Resource):
         if old is None:
             raise unknown("overwrite")
         ch.overwrites.remove(old)
-        self.state.audit(
+        await self.state.audit(
             guild,
             OVERWRITE_DELETE,
             user_id=self.world.bot.id,

@@ -153,7 +153,7 @@ class Guilds(Resource):
         if form.has("nick"):
             member.nick = nick or None
         if changes:
-            self.state.audit(
+            await self.state.audit(
                 guild,
                 MEMBER_UPDATE,
                 user_id=self.world.bot.id,
@@ -162,12 +162,12 @@ class Guilds(Resource):
                 changes=changes,
             )
         if given is not None:
-            self._audit_roles(guild, member, given, reason)
+            await self._audit_roles(guild, member, given, reason)
             member.roles = given
         await self.member_update(guild, member)
         return member.to_dict(self.world)
 
-    def _audit_roles(
+    async def _audit_roles(
         self, guild: Guild, member: Member, roles: list[int], reason: str | None
     ) -> None:
         def named(ids: set[int]) -> list[dict[str, str]]:
@@ -180,7 +180,7 @@ class Guilds(Resource):
             if ids
         ]
         if changes:
-            self.state.audit(
+            await self.state.audit(
                 guild,
                 MEMBER_ROLE_UPDATE,
                 user_id=self.world.bot.id,
@@ -196,7 +196,7 @@ class Guilds(Resource):
         member = self.state.member(guild, user_id)
         self.state.require(guild, None, KICK_MEMBERS)
         self.state.above(guild, member)
-        self.state.audit(
+        await self.state.audit(
             guild,
             MEMBER_KICK,
             user_id=self.world.bot.id,
@@ -215,7 +215,7 @@ class Guilds(Resource):
         if add == (role.id in member.roles):
             return  # already so: nothing changes, nothing is dispatched
         roles = [*member.roles, role.id] if add else [r for r in member.roles if r != role.id]
-        self._audit_roles(guild, member, roles, audit_reason(request))
+        await self._audit_roles(guild, member, roles, audit_reason(request))
         member.roles = roles
         await self.member_update(guild, member)
 

@@ -329,7 +329,7 @@ class Messages(Resource):
         if author != self.world.bot.id:
             self.state.require(guild, ch, MANAGE_MESSAGES)
             if guild is not None:
-                self.state.audit(
+                await self.state.audit(
                     guild,
                     MESSAGE_DELETE,
                     user_id=self.world.bot.id,
@@ -373,7 +373,7 @@ class Messages(Resource):
         present = self.state.messages.get(ch.id, {})
         found = [i for i in ids if i in present and i not in self.state.ephemeral]
         await self.remove(guild, ch, found)
-        self.state.audit(
+        await self.state.audit(
             guild,
             MESSAGE_BULK_DELETE,
             user_id=self.world.bot.id,

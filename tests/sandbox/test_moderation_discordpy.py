@@ -33,12 +33,16 @@ class Client(discord.Client):
         super().__init__(intents=discord.Intents.all())
         self.ready = asyncio.Event()
         self.bans: asyncio.Queue[int] = asyncio.Queue()
+        self.entries: asyncio.Queue[discord.AuditLogEntry] = asyncio.Queue()
 
     async def on_ready(self) -> None:
         self.ready.set()
 
     async def on_member_ban(self, guild: discord.Guild, user: discord.User) -> None:
         await self.bans.put(user.id)
+
+    async def on_audit_log_entry_create(self, entry: discord.AuditLogEntry) -> None:
+        await self.entries.put(entry)
 
 
 @pytest.fixture
@@ -120,3 +124,7 @@ async def test_purge_timeout_roles_kick_ban_and_the_audit_log(
     assert kick.reason == "bye" and kick.target is not None and kick.target.id == plain[1]
     bulk = [e async for e in guild.audit_logs(action=discord.AuditLogAction.message_bulk_delete)]
     assert len(bulk) == 1 and bulk[0].reason == "clean up"
+    # And as they happened, through the gateway (on_audit_log_entry_create), in order.
+    live = [bot.entries.get_nowait() for _ in range(bot.entries.qsize())]
+    assert [e.id for e in live] == [e.id for e in reversed(entries)]
+    assert any(e.action == discord.AuditLogAction.kick and e.reason == "bye" for e in live)

@@ -403,3 +403,22 @@ async def test_listing_members(kit: Kit) -> None:
     kit.sb.config.allowed_privileged = 0
     status, body = await kit.rest("GET", f"guilds/{guild.id}/members")
     assert status == 403 and body["code"] == 50001
+
+
+async def test_audit_log_entries_are_dispatched(kit: Kit) -> None:
+    guild, _, _, plain = people(kit)
+    with_intent = await kit.listen(GUILDS | GUILD_MODERATION)
+    headers = {"X-Audit-Log-Reason": "bye"}
+    assert (await kit.rest("DELETE", f"guilds/{guild.id}/members/{plain[0]}", headers=headers))[
+        0
+    ] == 204
+    entry = await with_intent.next("GUILD_AUDIT_LOG_ENTRY_CREATE")
+    assert entry["action_type"] == 20 and entry["target_id"] == str(plain[0])
+    assert entry["guild_id"] == str(guild.id) and entry["reason"] == "bye"
+    # Without View Audit Log, none (the entry is still kept).
+    bot_role = next(r for r in guild.roles.values() if r.managed)
+    bot_role.permissions &= ~(1 << 7)
+    await kit.rest("DELETE", f"guilds/{guild.id}/members/{plain[1]}")
+    await kit.rest("PATCH", f"channels/{general(guild)}", {"topic": "later"})
+    assert "GUILD_AUDIT_LOG_ENTRY_CREATE" not in await with_intent.before("CHANNEL_UPDATE")
+    assert len(kit.sb.rest.state.audit_logs[guild.id]) == 3  # two kicks, the topic
