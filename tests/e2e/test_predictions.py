@@ -319,3 +319,36 @@ async def test_void_and_the_auto_refund_give_every_stake_back(
         "the refund's announcement",
         lambda: db.fetchval("SELECT announced FROM predictions WHERE id = $1", pid),
     )
+
+
+async def test_chat_points_once_per_cooldown(
+    env: Env, driver: Driver, db: asyncpg.Connection
+) -> None:
+    p = env.on(1)
+    member = p.members[0]
+    await say_until(driver, p, p.owner_id, "!points settings chat_points 5", "chat_points 5")
+    before = await ledger.balance(db, p.guild_id, ledger.member(member))
+    first = await driver.say(p.channel_id, member, "hello there")
+    await until(
+        "the chat message's points",
+        lambda: db.fetchval(
+            "SELECT 1 FROM points_tx WHERE guild_id = $1 AND key = $2",
+            p.guild_id,
+            f"chat:{first}",
+        ),
+    )
+    second = await driver.say(p.channel_id, member, "and again, within the cooldown")
+    third = await driver.say(p.channel_id, p.members[1], "someone else")
+    await until(
+        "the other member's points",
+        lambda: db.fetchval(
+            "SELECT 1 FROM points_tx WHERE guild_id = $1 AND key = $2",
+            p.guild_id,
+            f"chat:{third}",
+        ),
+    )
+    # the second message was taken in before the third (one queue per worker): not counted
+    assert not await db.fetchval(
+        "SELECT 1 FROM points_tx WHERE guild_id = $1 AND key = $2", p.guild_id, f"chat:{second}"
+    )
+    assert await ledger.balance(db, p.guild_id, ledger.member(member)) == before + 5
