@@ -17,17 +17,18 @@ reached it without the mark (through `request.getfixturevalue`), so the fast set
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from databases import clone_template, create_database, drop_database, drop_named
 
 from bot.db import migrations
 from bot.db.pool import connect, create_pool
@@ -35,24 +36,35 @@ from cluster.embedded import services
 from ipc.client import Keys, create_redis
 
 TESTS = Path(__file__).resolve().parent
-# A module that holds one of these names starts PostgreSQL or Redis of its own.
+# A module that holds one of these names, or a test whose code names one, starts PostgreSQL or
+# Redis of its own.
 _OWN_SERVERS = (
     "services",
     "EmbeddedPostgres",
     "EmbeddedRedis",
     "KillablePostgres",
     "KillableRedis",
+    "REDIS_SERVER_PATH",
 )
+
+
+def _starts_servers(item: pytest.Item) -> bool:
+    module = getattr(item, "module", None)
+    if module is not None and any(hasattr(module, name) for name in _OWN_SERVERS):
+        return True
+    function = getattr(item, "function", None)
+    try:
+        source = inspect.getsource(function) if function is not None else ""
+    except (OSError, TypeError):
+        return False
+    return any(name in source for name in _OWN_SERVERS[1:])
 
 
 def _kind(item: pytest.Item) -> str | None:
     path = Path(str(item.path)).resolve()
     if (TESTS / "e2e") in path.parents:
         return "e2e"
-    if "backing" in getattr(item, "fixturenames", ()):
-        return "integration"
-    module = getattr(item, "module", None)
-    if module is not None and any(hasattr(module, name) for name in _OWN_SERVERS):
+    if "backing" in getattr(item, "fixturenames", ()) or _starts_servers(item):
         return "integration"
     return None
 
@@ -106,57 +118,25 @@ def _servers_only_when_marked(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail(f"{request.node.nodeid} uses PostgreSQL/Redis: mark it integration")
 
 
-def _with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-async def _create(database_url: str, name: str, template: str | None = None) -> str:
-    admin = await asyncpg.connect(database_url)
-    try:
-        clause = f' TEMPLATE "{template}"' if template else ""
-        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
-    finally:
-        await admin.close()
-    return _with_database(database_url, name)
-
-
-async def _drop(database_url: str, name: str) -> None:
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 @pytest.fixture(scope="session")
 async def template_db(database_url: str) -> AsyncIterator[str]:
     """A database migrated once a session; `migrated_dsn` clones it (CREATE DATABASE ...
     TEMPLATE copies files, far quicker than applying every migration again). Nothing may stay
     connected to it, or the copy is refused."""
     name = "tpl_" + uuid.uuid4().hex[:12]
-    conn = await connect(await _create(database_url, name))
+    conn = await connect(await create_database(database_url, name))
     try:
         await migrations.apply(conn)
     finally:
         await conn.close()
     yield name
-    await _drop(database_url, name)
-
-
-async def clone_template(database_url: str, template: str, prefix: str = "t_") -> str:
-    """A new database copied from `template`; the caller drops it (`drop_database`)."""
-    return await _create(database_url, prefix + uuid.uuid4().hex[:12], template)
-
-
-async def drop_database(database_url: str, dsn: str) -> None:
-    await _drop(database_url, urlsplit(dsn).path.lstrip("/"))
+    await drop_named(database_url, name)
 
 
 @pytest.fixture
 async def fresh_dsn(database_url: str) -> AsyncIterator[str]:
     """A new, empty database on the session's server, dropped after the test."""
-    dsn = await _create(database_url, "t_" + uuid.uuid4().hex[:12])
+    dsn = await create_database(database_url, "t_" + uuid.uuid4().hex[:12])
     yield dsn
     await drop_database(database_url, dsn)
 

@@ -2,26 +2,24 @@
 
 The sandbox runs as its own process (`python -m sandbox`), exactly as `guildhouse run` starts
 it, and is driven through its HTTP control API (`/_sandbox/...`), as a user testing their own
-cogs would. Workers are started by the launcher's supervisor, as separate processes.
+cogs would. Workers are started by the launcher's supervisor, as separate processes. The
+pieces are in e2e_harness.py; every test here is marked `e2e` (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
-import asyncpg
 import pytest
-from e2e_harness import Driver, SandboxProc, start_sandbox
-
-from bot.db import migrations
+from databases import clone_template, drop_database
+from e2e_harness import Driver, SandboxProc, running_sandbox, world_of
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxProc]:
-    sb = start_sandbox(
+    """One sandbox a module: 6 guilds of 20 members, quick IDENTIFYs, 1 s route windows."""
+    with running_sandbox(
         "--guilds",
         "6",
         "--members",
@@ -32,35 +30,20 @@ def sandbox() -> Iterator[SandboxProc]:
         "0.2",
         "--route-window",
         "1",
-    )
-    try:
+    ) as sb:
         yield sb
-    finally:
-        sb.proc.terminate()
-        try:
-            sb.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            sb.proc.kill()
 
 
 @pytest.fixture
 async def driver(sandbox: SandboxProc) -> AsyncIterator[Driver]:
+    world = await world_of(sandbox)
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{sandbox.control}/_sandbox/world") as resp:
-            world = await resp.json()
         yield Driver(http, sandbox.control, world)
 
 
 @pytest.fixture(scope="module")
-async def bot_db(database_url: str) -> AsyncIterator[str]:
-    """A migrated database for the module's bot."""
-    name = "e2e_" + uuid.uuid4().hex[:10]
-    admin = await asyncpg.connect(database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = database_url.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(dsn)
-    await migrations.apply(conn)
-    await conn.close()
+async def bot_db(database_url: str, template_db: str) -> AsyncIterator[str]:
+    """A migrated database for the module's bot (a clone of the session's template)."""
+    dsn = await clone_template(database_url, template_db, prefix="e2e_")
     yield dsn
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    await drop_database(database_url, dsn)

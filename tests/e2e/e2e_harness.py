@@ -1,18 +1,34 @@
-"""Helpers for end-to-end tests: start the sandbox process, drive it, start the bot."""
+"""The end-to-end harness: the sandbox process, a driver for it, the bot's cluster.
+
+- `running_sandbox(*args)` / `start_sandbox(*args)`: `python -m sandbox` as `guildhouse run`
+  starts it, its banner read (`SandboxProc.stop()` ends it);
+- `Driver`: speaks to the sandbox's control API as a user would (say, click, slash, replies);
+  `world_of(sandbox)` is the world it was made with, `text_channels`, `plain_members`,
+  `cluster_of` pick places in it;
+- `running_cluster(...)` / `start_cluster(...)`: the workers as `guildhouse run` starts them,
+  under the launcher's supervisor, with the test-only cogs;
+- `until(what, check)`: polls a condition on other processes up to a deadline, for what no
+  event reaches the test (the processes under test are separate).
+
+tests/e2e/conftest.py makes fixtures of them (`sandbox`, `driver`, `bot_db`);
+tests/e2e/launcher_proc.py runs `guildhouse run` itself as a subprocess.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
 import orjson
+from waits import until
 
 from bot.config import WorkerConfig
 from bot.guildhouse import EXTENSIONS
@@ -32,6 +48,72 @@ class SandboxProc:
     @property
     def control(self) -> str:
         return str(self.info.get("control_url") or self.info["api_url"].split("/api/")[0])
+
+    def discord_env(self) -> dict[str, str]:
+        """The settings that point `guildhouse run` (or a CLI command) at this sandbox."""
+        return {"DISCORD_TOKEN": self.info["token"], "DISCORD_API_URL": self.info["api_url"]}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@contextmanager
+def running_sandbox(*args: str) -> Iterator[SandboxProc]:
+    """`python -m sandbox` with `args` for the block, stopped after it."""
+    sb = start_sandbox(*args)
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+async def world_of(sandbox: SandboxProc) -> dict[str, Any]:
+    """The sandbox's world summary: guilds (channels, members, owner) and the bot user."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{sandbox.control}/_sandbox/world") as resp,
+    ):
+        world: dict[str, Any] = await resp.json()
+    return world
+
+
+def text_channels(guild: dict[str, Any]) -> list[int]:
+    return [int(c["id"]) for c in guild.get("channels", []) if int(c.get("type", 0)) == 0]
+
+
+def plain_members(guild: dict[str, Any]) -> list[int]:
+    """Members with no role but @everyone, other than the owner: no moderator or admin
+    rights."""
+    owner = int(guild["owner_id"])
+    return [int(m["id"]) for m in guild["members"] if not m["roles"] and int(m["id"]) != owner]
+
+
+def shard_of(guild_id: int, shards: int) -> int:
+    return (guild_id >> 22) % shards
+
+
+def cluster_of(guild_id: int, shards: int, clusters: int) -> int:
+    """The worker serving a guild (shards are split into contiguous runs, as the launcher
+    does)."""
+    return shard_of(guild_id, shards) * clusters // shards
+
+
+def place_on_shard(world: dict[str, Any], shard: int, shards: int) -> tuple[int, int]:
+    """(a text channel, the guild's owner) of a guild `shard` serves."""
+    for g in world["guilds"]:
+        if shard_of(int(g["id"]), shards) == shard:
+            return text_channels(g)[0], int(g["owner_id"])
+    raise AssertionError(f"no guild on shard {shard}")
+
+
+def new_prefix(kind: str = "e2e") -> str:
+    """A Redis key prefix of the test's own."""
+    return f"{kind}:{uuid.uuid4().hex[:8]}:"
 
 
 def start_sandbox(*args: str) -> SandboxProc:
@@ -174,19 +256,21 @@ async def start_cluster(
     clusters: int,
     max_concurrency: int = 1,
     owner_id: int,
-    prefix: str,
+    prefix: str | None = None,
     hang_timeout: float = 20,
     wait_ready: bool = True,
     adjust: Callable[[WorkerConfig], WorkerConfig] | None = None,
 ) -> Supervisor:
     """Start the workers as `guildhouse run` would; unless `wait_ready` is False, return once
-    every shard is READY. `adjust` changes each worker's config before it starts."""
+    every shard is READY. `adjust` changes each worker's config before it starts; `prefix` is
+    the Redis key prefix (a new one when not given). The caller stops the supervisor
+    (`running_cluster` does it)."""
     settings = load(
         {
             "SHARD_COUNT": str(shards),
             "CLUSTER_COUNT": str(clusters),
             "OWNER_IDS": str(owner_id),
-            "REDIS_PREFIX": prefix,
+            "REDIS_PREFIX": prefix or new_prefix(),
             "LOG_FORMAT": "json",
             "LOG_LEVEL": os.environ.get("E2E_LOG_LEVEL", "WARNING"),
         },
@@ -222,10 +306,22 @@ async def start_cluster(
         grace=15,
     )
     await sup.start()
-    if not wait_ready:
-        return sup
-    deadline = time.monotonic() + 90
-    while not sup.ready():
-        assert time.monotonic() < deadline, "the bot's shards did not all become READY"
-        await asyncio.sleep(0.2)
+    if wait_ready:
+        try:
+            await until("the bot's shards all READY", sup.ready, within=90)
+        except BaseException:
+            await sup.stop()
+            raise
     return sup
+
+
+@asynccontextmanager
+async def running_cluster(
+    sandbox: SandboxProc, database_url: str, redis_url: str, **options: Any
+) -> AsyncIterator[Supervisor]:
+    """`start_cluster` for the block (same options), its workers stopped after it."""
+    sup = await start_cluster(sandbox, database_url, redis_url, **options)
+    try:
+        yield sup
+    finally:
+        await sup.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -30,7 +31,9 @@ class Launcher:
 
     def __init__(self, env: dict[str, str], data_dir: Path) -> None:
         self.data_dir = data_dir
+        self.env = env
         self.lines: list[str] = []
+        self.readyz_seen: list[int] = []  # every /readyz status wait_ready saw, in order
         self.proc = subprocess.Popen(
             [*CLI, "run"],
             env=env,
@@ -57,30 +60,52 @@ class Launcher:
         return {role: int(key[0]) for role, key in (self.state().get("children") or {}).items()}
 
     def wait_for(self, what: str, check: Any, timeout: float = 120) -> Any:
+        """Poll `check` until it returns something true, and return that; fail with the
+        launcher's last lines if it exits or `timeout` passes first."""
         deadline = time.monotonic() + timeout
         while not (found := check()):
             assert self.proc.poll() is None, f"launcher exited:\n{''.join(self.lines[-40:])}"
             assert time.monotonic() < deadline, f"{what}:\n{''.join(self.lines[-40:])}"
-            time.sleep(0.1)
+            time.sleep(0.05)
         return found
 
     def wait_ready(self) -> int:
+        """Its HTTP port, once /readyz answers 200 (the statuses seen are in readyz_seen)."""
         port = int(self.wait_for("no HTTP port recorded", lambda: self.state().get("http_port")))
 
         def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
-                    return bool(r.status == 200)
-            except (urllib.error.URLError, OSError):
-                return False
+            status = get(f"http://127.0.0.1:{port}/readyz", timeout=5)[0]
+            if status:
+                self.readyz_seen.append(status)
+            return status == 200
 
         self.wait_for("never ready", ready)
         return port
+
+    def stop(self, grace: float = 60) -> None:
+        """SIGTERM, as a service manager stops it; SIGKILL if it is not gone in `grace` s."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def get(url: str, timeout: float = 10) -> tuple[int, bytes]:
+    """(status, body) of a GET; (0, b"") when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
 
 
 def json_lines(lines: list[str]) -> list[dict[str, Any]]:

@@ -8,16 +8,25 @@ import contextlib
 import json
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from e2e_harness import Driver, SandboxProc, start_cluster, text_of
+from e2e_harness import (
+    Driver,
+    SandboxProc,
+    cluster_of,
+    new_prefix,
+    plain_members,
+    running_cluster,
+    text_channels,
+    text_of,
+    until,
+    world_of,
+)
 
 from bot.db.pool import create_pool
 from bot.guild_settings import GuildSettingsStore
@@ -41,22 +50,10 @@ class Place:
 def places(world: dict[str, Any]) -> list[Place]:
     out = []
     for g in world["guilds"]:
-        texts = [c for c in g.get("channels", []) if int(c.get("type", 0)) == 0]
-        owner = int(g["owner_id"])
-        # A member with no role but @everyone: no moderator or admin rights.
-        plain = [int(m["id"]) for m in g["members"] if not m["roles"] and int(m["id"]) != owner]
-        if not texts or not plain:
-            continue
-        shard = (int(g["id"]) >> 22) % SHARDS
-        out.append(
-            Place(
-                int(g["id"]),
-                int(texts[0]["id"]),
-                owner,
-                plain[0],
-                cluster=shard * CLUSTERS // SHARDS,
-            )
-        )
+        texts, plain = text_channels(g), plain_members(g)
+        if texts and plain:
+            cluster = cluster_of(int(g["id"]), SHARDS, CLUSTERS)
+            out.append(Place(int(g["id"]), texts[0], int(g["owner_id"]), plain[0], cluster))
     return out
 
 
@@ -75,22 +72,14 @@ class Env:
 
 @pytest.fixture(scope="module")
 async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{sandbox.control}/_sandbox/world") as resp,
-    ):
-        world = await resp.json()
-    found = places(world)
+    found = places(await world_of(sandbox))
     assert {p.cluster for p in found} == {0, 1}, "the test world needs guilds on both clusters"
     owner = found[0].owner_id  # also the bot's owner, for owner-level commands
-    prefix = f"e2e:{uuid.uuid4().hex[:8]}:"
-    sup = await start_cluster(
+    prefix = new_prefix()
+    async with running_cluster(
         sandbox, bot_db, redis_url, shards=SHARDS, clusters=CLUSTERS, owner_id=owner, prefix=prefix
-    )
-    try:
+    ) as sup:
         yield Env(sup, bot_db, redis_url, prefix, owner, found)
-    finally:
-        await sup.stop()
 
 
 async def test_prefix_command_answers(env: Env, driver: Driver) -> None:
@@ -303,11 +292,11 @@ async def test_worker_killed_is_restarted(env: Env, driver: Driver) -> None:
     await driver.drain(other.channel_id)
     await driver.say(other.channel_id, other.member_id, "!ping")
     assert "Pong!" in await driver.reply_text(other.channel_id)
-    for _ in range(300):
-        await asyncio.sleep(0.2)
-        w = env.supervisor.workers[1]
-        if w.pid != old_pid and env.supervisor.ready():
-            break
+    await until(
+        "cluster 1 restarted and READY",
+        lambda: env.supervisor.workers[1].pid != old_pid and env.supervisor.ready(),
+        within=60,
+    )
     assert env.supervisor.workers[1].restarts >= 1 and env.supervisor.ready()
     assert env.supervisor.workers[0].pid == other_pid  # untouched
     assert env.supervisor.workers[0].restarts == 0
@@ -372,7 +361,12 @@ async def test_rolling_restart_keeps_all_but_one_cluster_serving(env: Env) -> No
     control = asyncio.create_task(control_loop(redis, Keys(env.prefix), env.supervisor))
     before = {cid: w.pid for cid, w in env.supervisor.workers.items()}
     try:
-        await asyncio.sleep(0.3)  # the control loop subscribes
+        channel = Keys(env.prefix)("control", "launchers")
+
+        async def subscribed() -> bool:
+            return bool((await redis.pubsub_numsub(channel))[0][1])
+
+        await until("the control loop subscribed", subscribed, within=10)
         proc = await _cli(env, "restart", "--rolling")
         least_ready = CLUSTERS
         while proc.returncode is None:

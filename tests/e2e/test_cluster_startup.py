@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 import uuid
 
 import aiohttp
 import pytest
-from e2e_harness import start_cluster, start_sandbox
+from e2e_harness import running_sandbox, start_cluster, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -18,7 +17,7 @@ async def test_eight_shards_in_four_processes_start_without_op9(
     bot_db: str, redis_url: str
 ) -> None:
     interval, mc, shards = 0.5, 2, 8
-    sb = start_sandbox(
+    with running_sandbox(
         "--guilds",
         "16",
         "--members",
@@ -29,8 +28,7 @@ async def test_eight_shards_in_four_processes_start_without_op9(
         str(mc),
         "--identify-interval",
         str(interval),
-    )
-    try:
+    ) as sb:
         started = time.monotonic()
         sup = await start_cluster(
             sb,
@@ -51,9 +49,6 @@ async def test_eight_shards_in_four_processes_start_without_op9(
                 stats = await resp.json()
         finally:
             await sup.stop()
-    finally:
-        sb.proc.terminate()
-        sb.proc.wait(10)
     assert stats["op9"] == 0, stats
     assert stats["identifies_per_bucket"] == {"0": shards // mc, "1": shards // mc}
     # Per bucket, IDENTIFYs were spaced by the interval (the sandbox's own clock).
@@ -73,10 +68,9 @@ async def test_eight_shards_in_four_processes_start_without_op9(
 async def test_a_worker_whose_loop_blocks_is_killed_and_restarted(
     bot_db: str, redis_url: str
 ) -> None:
-    sb = start_sandbox(
+    with running_sandbox(
         "--guilds", "3", "--members", "4", "--seed", "5", "--identify-interval", "0.2"
-    )
-    try:
+    ) as sb:
         sup = await start_cluster(
             sb,
             bot_db,
@@ -98,14 +92,12 @@ async def test_a_worker_whose_loop_blocks_is_killed_and_restarted(
                 body = {"channel_id": channel, "author_id": user, "content": "!block 60"}
                 async with http.post(f"{sb.control}/_sandbox/messages", json=body) as resp:
                     assert resp.status == 200
-                for _ in range(300):
-                    await asyncio.sleep(0.1)
-                    if sup.workers[0].pid != old_pid and sup.ready():
-                        break
+                await until(
+                    "the worker restarted and READY",
+                    lambda: sup.workers[0].pid != old_pid and sup.ready(),
+                    within=30,
+                )
             assert sup.workers[0].restarts == 1 and sup.workers[0].pid != old_pid
             assert sup.ready()
         finally:
             await sup.stop()
-    finally:
-        sb.proc.terminate()
-        sb.proc.wait(10)

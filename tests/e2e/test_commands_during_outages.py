@@ -12,17 +12,15 @@ import asyncio
 import contextlib
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import orjson
 import pytest
-from e2e_harness import Driver, SandboxProc, start_cluster
+from e2e_harness import Driver, SandboxProc, plain_members, start_cluster, text_channels, world_of
 from killable import KillablePostgres, KillableRedis
 
 from bot.db import migrations
@@ -104,31 +102,18 @@ async def env(sandbox: SandboxProc, tmp_path_factory: pytest.TempPathFactory) ->
             await migrations.apply(conn)
         finally:
             await conn.close()
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"{sandbox.control}/_sandbox/world") as resp,
-        ):
-            world = await resp.json()
-        guild = world["guilds"][0]
-        channel = next(c for c in guild["channels"] if int(c.get("type", 0)) == 0)
+        guild = (await world_of(sandbox))["guilds"][0]
+        channel = text_channels(guild)[0]
         owner = int(guild["owner_id"])
-        member = next(
-            int(m["id"]) for m in guild["members"] if not m["roles"] and int(m["id"]) != owner
-        )
+        member = plain_members(guild)[0]
         log = root / "workers.log"
         with pytest.MonkeyPatch.context() as mp, stdout_to(log):
             mp.setenv("E2E_LOG_LEVEL", "INFO")  # the INFO that ends an outage, too
             supervisor = await start_cluster(
-                sandbox,
-                postgres.url,
-                redis.url,
-                shards=1,
-                clusters=1,
-                owner_id=owner,
-                prefix=f"e2e:{uuid.uuid4().hex[:8]}:",
+                sandbox, postgres.url, redis.url, shards=1, clusters=1, owner_id=owner
             )
         try:
-            yield Env(supervisor, postgres, redis, log, int(channel["id"]), member)
+            yield Env(supervisor, postgres, redis, log, channel, member)
         finally:
             await supervisor.stop()
     finally:

@@ -7,15 +7,23 @@ resolves the member; work past 3 s is deferred in time, also under load."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
-from e2e_harness import Driver, SandboxProc, start_cluster, text_of
+from e2e_harness import (
+    Driver,
+    SandboxProc,
+    cluster_of,
+    new_prefix,
+    plain_members,
+    start_cluster,
+    text_channels,
+    text_of,
+    world_of,
+)
 
 from bot.config import WorkerConfig
 from cluster.workers import Supervisor
@@ -68,21 +76,16 @@ async def start(env_or: Any, clusters: int) -> Supervisor:
 
 @pytest.fixture(scope="module")
 async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{sandbox.control}/_sandbox/world") as resp,
-    ):
-        world = await resp.json()
     places = []
-    for g in world["guilds"]:
-        texts = [int(c["id"]) for c in g["channels"] if int(c.get("type", 0)) == 0]
-        owner = int(g["owner_id"])
-        plain = [int(m["id"]) for m in g["members"] if not m["roles"] and int(m["id"]) != owner]
+    for g in (await world_of(sandbox))["guilds"]:
+        texts, plain = text_channels(g), plain_members(g)
         if texts and len(plain) >= 2:
-            cluster = ((int(g["id"]) >> 22) % SHARDS) * CLUSTERS // SHARDS
-            places.append(Place(int(g["id"]), texts[0], owner, plain[0], plain[1], cluster))
+            cluster = cluster_of(int(g["id"]), SHARDS, CLUSTERS)
+            places.append(
+                Place(int(g["id"]), texts[0], int(g["owner_id"]), plain[0], plain[1], cluster)
+            )
     assert {p.cluster for p in places} == {0, 1}, "the world needs a guild on each worker"
-    prefix = f"e2e:{uuid.uuid4().hex[:8]}:"
+    prefix = new_prefix()
     sup = await start((sandbox, bot_db, redis_url, prefix), CLUSTERS)
     env = Env(sandbox, sup, bot_db, redis_url, prefix, places)
     try:

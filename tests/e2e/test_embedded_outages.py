@@ -23,7 +23,15 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from e2e_harness import Driver, SandboxProc, start_sandbox, text_of
+from e2e_harness import (
+    Driver,
+    SandboxProc,
+    cluster_of,
+    running_sandbox,
+    text_channels,
+    text_of,
+    world_of,
+)
 from launcher_proc import Launcher, launcher_env
 
 from cluster.embedded import NotRunning, locate
@@ -37,7 +45,7 @@ BACK_WITHIN = 10.0  # the issue's bound for a killed server to be serving again
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxProc]:
-    sb = start_sandbox(
+    with running_sandbox(
         "--guilds",
         "4",
         "--members",
@@ -48,12 +56,8 @@ def sandbox() -> Iterator[SandboxProc]:
         "4",
         "--route-window",
         "1",
-    )
-    try:
+    ) as sb:
         yield sb
-    finally:
-        sb.proc.terminate()
-        sb.proc.wait(10)
 
 
 @pytest.fixture
@@ -95,8 +99,8 @@ def _places(world: dict[str, Any]) -> list[tuple[int, int]]:
     bot_id = int(world["bot"]["id"])
     found: dict[int, tuple[int, int]] = {}
     for g in world["guilds"]:
-        cluster = ((int(g["id"]) >> 22) % SHARDS) * CLUSTERS // SHARDS
-        texts = [int(c["id"]) for c in g["channels"] if int(c.get("type", 0)) == 0]
+        cluster = cluster_of(int(g["id"]), SHARDS, CLUSTERS)
+        texts = text_channels(g)
         members = [int(m["id"]) for m in g["members"] if int(m["id"]) != bot_id]
         if texts and members:
             found.setdefault(cluster, (texts[0], members[0]))
@@ -105,9 +109,9 @@ def _places(world: dict[str, Any]) -> list[tuple[int, int]]:
 
 
 async def _scenario(sandbox: SandboxProc, data_dir: Path) -> dict[str, Any]:
+    world = await world_of(sandbox)
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{sandbox.control}/_sandbox/world") as resp:
-            driver = Driver(http, sandbox.control, await resp.json())
+        driver = Driver(http, sandbox.control, world)
         places = _places(driver.world)
         for channel, _ in places:
             await driver.drain(channel)
@@ -164,8 +168,7 @@ def test_killed_servers_come_back_and_nothing_is_lost_or_doubled(
     sandbox: SandboxProc, data_dir: Path
 ) -> None:
     env = launcher_env(
-        DISCORD_TOKEN=sandbox.info["token"],
-        DISCORD_API_URL=sandbox.info["api_url"],
+        **sandbox.discord_env(),
         SHARD_COUNT=str(SHARDS),
         CLUSTER_COUNT=str(CLUSTERS),
         DATA_DIR=str(data_dir),

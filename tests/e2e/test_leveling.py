@@ -12,17 +12,23 @@ import asyncio
 import json
 import os
 import sys
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from e2e_harness import Driver, SandboxProc, start_cluster, text_of
+from e2e_harness import (
+    Driver,
+    SandboxProc,
+    cluster_of,
+    new_prefix,
+    running_cluster,
+    text_of,
+    until,
+    world_of,
+)
 
 from cluster.workers import Supervisor
 from ipc.client import Keys
@@ -56,7 +62,6 @@ def places(world: dict[str, Any]) -> list[Place]:
             if not m["roles"] and int(m["id"]) not in (owner, bot_id)
         )
         roles = {r["name"]: int(r["id"]) for r in g["roles"]}
-        shard = (int(g["id"]) >> 22) % SHARDS
         out.append(
             Place(
                 int(g["id"]),
@@ -65,7 +70,7 @@ def places(world: dict[str, Any]) -> list[Place]:
                 plain,
                 roles["Moderators"],
                 roles["Guildhouse"],
-                shard * CLUSTERS // SHARDS,
+                cluster_of(int(g["id"]), SHARDS, CLUSTERS),
             )
         )
     return out
@@ -94,15 +99,10 @@ class Env:
 
 @pytest.fixture(scope="module")
 async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{sandbox.control}/_sandbox/world") as resp,
-    ):
-        world = await resp.json()
-    found = places(world)
+    found = places(await world_of(sandbox))
     assert {p.cluster for p in found} == {0, 1}
-    prefix = f"e2e:{uuid.uuid4().hex[:8]}:"
-    sup = await start_cluster(
+    prefix = new_prefix()
+    async with running_cluster(
         sandbox,
         bot_db,
         redis_url,
@@ -110,22 +110,21 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
         clusters=CLUSTERS,
         owner_id=found[0].owner_id,
         prefix=prefix,
-    )
-    redis = aioredis.Redis.from_url(redis_url)
-    try:
-        yield Env(
-            sup, bot_db, redis_url, prefix, found, redis, Leaderboard(redis, Keys(prefix)), set()
-        )
-    finally:
-        await sup.stop()
-        await redis.aclose()
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 45) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"gave up waiting: {what}"
-        await asyncio.sleep(0.1)
+    ) as sup:
+        redis = aioredis.Redis.from_url(redis_url)
+        try:
+            yield Env(
+                sup,
+                bot_db,
+                redis_url,
+                prefix,
+                found,
+                redis,
+                Leaderboard(redis, Keys(prefix)),
+                set(),
+            )
+        finally:
+            await redis.aclose()
 
 
 async def command(driver: Driver, p: Place, text: str, expect: str) -> str:
@@ -187,7 +186,7 @@ async def test_xp_from_two_clusters_adds_up_globally(env: Env, driver: Driver) -
     async def counted() -> bool:
         return await env.board.score(None, "alltime", user) == 50
 
-    await until(counted, "50 XP on the global board")
+    await until("50 XP on the global board", counted, within=45)
     assert await env.board.score(a.guild_id, "alltime", user) == 30
     assert await env.board.score(b.guild_id, "alltime", user) == 20
     assert await env.board.score(None, "day", user) == 50
@@ -219,11 +218,11 @@ async def test_cooldown_holds(env: Env, driver: Driver) -> None:
     await configure(driver, p, rate=10, cooldown=600)
     user, sentinel = env.fresh_user(p), env.fresh_user(p)
     await driver.say(p.channel_id, user, "first")
-    await until(lambda: _score_is(env, p.guild_id, user, 10), "the first message's XP")
+    await until("the first message's XP", lambda: _score_is(env, p.guild_id, user, 10), within=45)
     await driver.say(p.channel_id, user, "second, within the cooldown")
     await driver.say(p.channel_id, user, "third, within the cooldown")
     await driver.say(p.channel_id, sentinel, "after them")
-    await until(lambda: _score_is(env, p.guild_id, sentinel, 10), "the sentinel's XP")
+    await until("the sentinel's XP", lambda: _score_is(env, p.guild_id, sentinel, 10), within=45)
     assert await env.board.score(p.guild_id, "alltime", user) == 10
     ttl = await env.redis.pttl(env.board.cooldown_key(p.guild_id, user))
     assert 0 < ttl <= 600_000
@@ -257,7 +256,7 @@ async def test_level_up_is_announced_and_rewarded(env: Env, driver: Driver) -> N
     async def has_role() -> bool:
         return p.mod_role in await _roles(driver, p.guild_id, user)
 
-    await until(has_role, "the level 1 role")
+    await until("the level 1 role", has_role, within=45)
     # A reward the bot may not give (its own role, above what it can assign): Discord answers
     # 50013; the level-up is still announced and the bot carries on.
     conn = await asyncpg.connect(env.dsn)
@@ -287,8 +286,8 @@ async def test_rebuild_after_wiping_redis_gives_the_same_ranks(env: Env, driver:
     async def counted() -> bool:  # chat waits up to 50 ms for company before it is awarded
         return user in await redis_scores(env, p.guild_id)
 
-    await until(counted, "the award on the board")
-    await until(lambda: flushed(env), "every award in Postgres")
+    await until("the award on the board", counted, within=45)
+    await until("every award in Postgres", lambda: flushed(env), within=45)
     before = await all_boards(env)
     assert before[(None, "alltime")], "earlier tests earned XP"
 
@@ -319,8 +318,8 @@ async def test_rebuild_after_wiping_redis_gives_the_same_ranks(env: Env, driver:
     await wipe("*")
     user = env.fresh_user(p)
     await driver.say(p.channel_id, user, "anyone here?")
-    await until(env.board.is_ready, "the bot's own rebuild")
-    await until(lambda: _score_is(env, p.guild_id, user, 10), "the award after the wipe")
+    await until("the bot's own rebuild", env.board.is_ready, within=45)
+    await until("the award after the wipe", lambda: _score_is(env, p.guild_id, user, 10), within=45)
     after = await all_boards(env)
     for key, scores in before.items():
         got = dict(after[key])
@@ -346,13 +345,13 @@ async def test_sigkill_during_a_burst_loses_no_counted_xp(env: Env, driver: Driv
     async def flowing() -> bool:
         return sum((await redis_scores(env, p.guild_id)).values()) >= before + 100
 
-    await until(flowing, "the burst's first awards counted")
+    await until("the burst's first awards counted", flowing, within=45)
     env.supervisor.kill(1)  # SIGKILL mid-burst: no shutdown flush, entries left pending
     await sender  # the rest reach the dying worker, or nobody
-    await until(lambda: _restarted(env, old_pid), "worker 1 restarted and READY", timeout=90)
+    await until("worker 1 restarted and READY", lambda: _restarted(env, old_pid), within=90)
     counted = await redis_scores(env, p.guild_id)
     assert sum(counted.values()) >= before + 100
-    await until(lambda: flushed(env), "Postgres caught up with what was counted", timeout=60)
+    await until("Postgres caught up with what was counted", lambda: flushed(env), within=60)
     assert await pg_scores(env, p.guild_id) == await redis_scores(env, p.guild_id)
     assert await redis_scores(env, p.guild_id) == counted
 
@@ -400,7 +399,7 @@ async def test_admin_xp_changes_are_audited_and_ranked(env: Env, driver: Driver)
         sentinel = env.fresh_user(p)
         other = next(c for c in await _text_channels(driver, p.guild_id) if c != p.channel_id)
         await driver.say(other, sentinel, "chatting in another channel of the server")
-        await until(lambda: _score_is(env, p.guild_id, sentinel, 10), "the XP elsewhere")
+        await until("the XP elsewhere", lambda: _score_is(env, p.guild_id, sentinel, 10), within=45)
         assert await env.board.rank(p.guild_id, "alltime", user) is None
         await command(driver, p, "!xp", "no XP")
     finally:

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,32 +19,28 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from e2e_harness import Driver, SandboxProc, start_sandbox, text_of
+from e2e_harness import Driver, SandboxProc, running_sandbox, text_channels, text_of, world_of
 from launcher_proc import CLI, Launcher, gone, json_lines, launcher_env
+from waits import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxProc]:
-    sb = start_sandbox(
+    with running_sandbox(
         "--guilds", "4", "--members", "5", "--identify-interval", "0.2", "--max-concurrency", "2"
-    )
-    try:
+    ) as sb:
         yield sb
-    finally:
-        sb.proc.terminate()
-        sb.proc.wait(10)
 
 
 async def _answers(sandbox: SandboxProc, content: str) -> list[dict[str, Any]]:
     """Everything the bot sends in a channel within a few seconds of one message."""
+    world = await world_of(sandbox)
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{sandbox.control}/_sandbox/world") as resp:
-            world = await resp.json()
         driver = Driver(http, sandbox.control, world)
         guild = world["guilds"][0]
-        channel = next(int(c["id"]) for c in guild["channels"] if c.get("type", 0) == 0)
+        channel = text_channels(guild)[0]
         bot_id = int(world["bot"]["id"])
         author = next(int(m["id"]) for m in guild["members"] if int(m["id"]) != bot_id)
         await driver.drain(channel)
@@ -58,8 +53,7 @@ def test_sigkill_of_the_launcher_ends_its_workers_and_a_relaunch_answers_once(
     sandbox: SandboxProc, bot_db: str, redis_url: str, tmp_path: Path
 ) -> None:
     env = launcher_env(
-        DISCORD_TOKEN=sandbox.info["token"],
-        DISCORD_API_URL=sandbox.info["api_url"],
+        **sandbox.discord_env(),
         DATABASE_URL=bot_db,
         REDIS_URL=redis_url,
         REDIS_PREFIX=f"life:{uuid.uuid4().hex[:8]}:",
@@ -78,10 +72,11 @@ def test_sigkill_of_the_launcher_ends_its_workers_and_a_relaunch_answers_once(
         workers = first.children()
         assert set(workers) == {"cluster-0", "cluster-1"}
         first.proc.kill()
-        deadline = time.monotonic() + 5
-        while not all(gone(pid) for pid in workers.values()):
-            assert time.monotonic() < deadline, f"workers outlived their launcher: {workers}"
-            time.sleep(0.1)
+        wait_until(
+            f"workers outlived their launcher: {workers}",
+            lambda: all(gone(pid) for pid in workers.values()),
+            within=5,
+        )
     finally:
         first.kill()
 
@@ -138,10 +133,11 @@ def test_sigkill_of_the_launcher_ends_the_sandbox_it_started(
             ),
         )
         launcher.proc.kill()
-        deadline = time.monotonic() + 5
-        while not all(gone(pid) for pid in children.values()):
-            assert time.monotonic() < deadline, f"outlived their launcher: {children}"
-            time.sleep(0.1)
+        wait_until(
+            f"outlived their launcher: {children}",
+            lambda: all(gone(pid) for pid in children.values()),
+            within=5,
+        )
     finally:
         launcher.kill()
     # The dead launcher's sandbox.json is left behind; `chat` must not take it for a sandbox.

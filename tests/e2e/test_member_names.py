@@ -5,11 +5,10 @@ stays up."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
-from e2e_harness import Driver, SandboxProc, start_cluster
+from e2e_harness import Driver, SandboxProc, running_cluster, text_channels
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -27,7 +26,7 @@ async def test_members_by_name_are_found_or_named_as_missing(
     sandbox: SandboxProc, driver: Driver, bot_db: str, redis_url: str
 ) -> None:
     guild = driver.world["guilds"][0]
-    channel = next(int(c["id"]) for c in guild["channels"] if int(c.get("type", 0)) == 0)
+    channel = text_channels(guild)[0]
     owner = int(guild["owner_id"])
     bot_id = int(driver.world["bot"]["id"])
     target = next(int(m["id"]) for m in guild["members"] if int(m["id"]) not in (owner, bot_id))
@@ -36,18 +35,11 @@ async def test_members_by_name_are_found_or_named_as_missing(
     shown = member.get("nick") or member["user"].get("global_name") or name
     arg = f'"{name}"' if " " in name else name
 
-    sup = await start_cluster(
-        sandbox,
-        bot_db,
-        redis_url,
-        shards=2,
-        clusters=1,
-        owner_id=owner,
-        prefix=f"e2e:{uuid.uuid4().hex[:8]}:",
-    )
-    worker = sup.workers[0]
-    pid = worker.pid
-    try:
+    async with running_cluster(
+        sandbox, bot_db, redis_url, shards=2, clusters=1, owner_id=owner
+    ) as sup:
+        worker = sup.workers[0]
+        pid = worker.pid
         await driver.drain(channel)
         await driver.say(channel, owner, f"!xp give {arg} 5")
         assert await driver.reply_text(channel) == f"Gave 5 XP to <@{target}>: now 5 XP."
@@ -60,5 +52,3 @@ async def test_members_by_name_are_found_or_named_as_missing(
         assert await driver.reply_text(channel) == "No member named `nobodyhere` in this server."
 
         assert worker.pid == pid and worker.alive() and worker.restarts == 0
-    finally:
-        await sup.stop()

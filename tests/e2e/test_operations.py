@@ -9,25 +9,23 @@ Chromium with screenshots.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import launcher_proc
 import orjson
 import pytest
-from e2e_harness import SandboxProc, start_sandbox
+from browser import OFFLINE, check_screenshot, chromium, headless
+from e2e_harness import SandboxProc, new_prefix, running_sandbox
+from launcher_proc import CLI, get, launcher_env
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.embedded import EmbeddedPostgres
@@ -35,38 +33,27 @@ from cluster.embedded import EmbeddedPostgres
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 SHARDS, CLUSTERS = 4, 2
-CLI = (sys.executable, "-m", "cluster.cli")
 
 
 @dataclass
 class Launcher:
-    proc: subprocess.Popen[str]
+    """`guildhouse run` (launcher_proc's) with what the tests here look at beside it."""
+
+    run: launcher_proc.Launcher
     port: int
     postgres: EmbeddedPostgres
     sandbox: SandboxProc
-    lines: list[str] = field(default_factory=list)
-    readyz_seen: list[int] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)  # the launcher's environment
+
+    @property
+    def env(self) -> dict[str, str]:  # the launcher's environment
+        return self.run.env
+
+    @property
+    def readyz_seen(self) -> list[int]:
+        return self.run.readyz_seen
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
-
-
-def get(url: str, timeout: float = 10) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def _read_lines(proc: subprocess.Popen[str], into: list[str], port: list[int]) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        into.append(line)
-        if not port and "http server on port" in line:
-            message = orjson.loads(line).get("message", "")
-            port.append(int(message.split("port ")[1].split()[0]))
 
 
 @pytest.fixture(scope="module")
@@ -74,60 +61,33 @@ def launcher(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     data = tmp_path_factory.mktemp("operations")
     postgres = EmbeddedPostgres(data)
     service = postgres.start()
-    sandbox = start_sandbox(
-        "--guilds", "6", "--members", "5", "--max-concurrency", "4", "--identify-interval", "0.2"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "THROTTLE_"))}
-    env.update(
-        DISCORD_TOKEN=sandbox.info["token"],
-        DISCORD_API_URL=sandbox.info["api_url"],
-        DATABASE_URL=service.url,
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=f"ops:{uuid.uuid4().hex[:8]}:",
-        SHARD_COUNT=str(SHARDS),
-        CLUSTER_COUNT=str(CLUSTERS),
-        HTTP_PORT="0",
-        LOG_FORMAT="json",
-        LOG_LEVEL="INFO",
-        DATA_DIR=str(data / "run"),
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cluster.cli", "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    port: list[int] = []
-    threading.Thread(target=_read_lines, args=(proc, lines, port), daemon=True).start()
-    running = Launcher(proc, 0, postgres, sandbox, lines, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while not port:
-            assert proc.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "no http server line:\n" + "".join(lines)
-            time.sleep(0.05)
-        running.port = port[0]
-        deadline = time.monotonic() + 120
-        while True:
-            status, _ = get(running.url("/readyz"))
-            running.readyz_seen.append(status)
-            if status == 200:
-                break
-            assert time.monotonic() < deadline, "never ready:\n" + "".join(lines[-30:])
-            time.sleep(0.2)
-        yield running
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        with running_sandbox(
+            "--guilds",
+            "6",
+            "--members",
+            "5",
+            "--max-concurrency",
+            "4",
+            "--identify-interval",
+            "0.2",
+        ) as sandbox:
+            env = launcher_env(
+                **sandbox.discord_env(),
+                DATABASE_URL=service.url,
+                REDIS_URL=redis_url,
+                REDIS_PREFIX=new_prefix("ops"),
+                SHARD_COUNT=str(SHARDS),
+                CLUSTER_COUNT=str(CLUSTERS),
+                DATA_DIR=str(data / "run"),
+            )
+            run = launcher_proc.Launcher(env, data / "run")
             try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                yield Launcher(run, run.wait_ready(), postgres, sandbox)
+            finally:
+                run.stop()
+    finally:
         postgres.stop()
-        sandbox.proc.terminate()
-        sandbox.proc.wait(10)
 
 
 def test_readyz_waits_for_every_shard(launcher: Launcher) -> None:
@@ -236,42 +196,12 @@ def _a_guild(launcher: Launcher) -> int:
     return int(orjson.loads(body)["guilds"][0]["id"])
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if found := shutil.which(name):
-            return found
-    pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
-
-
-def _headless(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-
-
 def test_status_page_in_chromium_shows_every_shard(
     launcher: Launcher, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    chromium = _chromium()
+    browser = chromium()
     page = launcher.url("/status")
-    dom = _headless(chromium, tmp_path / "profile-dom", "--dump-dom", page)
+    dom = headless(browser, tmp_path / "profile-dom", "--dump-dom", page)
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
     for shard in range(SHARDS):
@@ -281,23 +211,19 @@ def test_status_page_in_chromium_shows_every_shard(
     # The 'which shard serves my server?' lookup, opened as a link.
     guild_id = _a_guild(launcher)
     shard = (guild_id >> 22) % SHARDS
-    asked = _headless(chromium, tmp_path / "profile-ask", "--dump-dom", f"{page}?guild={guild_id}")
+    asked = headless(browser, tmp_path / "profile-ask", "--dump-dom", f"{page}?guild={guild_id}")
     assert f"Server {guild_id} is on shard {shard}, cluster {shard * CLUSTERS // SHARDS}" in (
         asked.stdout
     )
     assert f'<tr data-shard="{shard}" class="found">' in asked.stdout
-    bad = _headless(chromium, tmp_path / "profile-bad", "--dump-dom", f"{page}?guild=12ab")
+    bad = headless(browser, tmp_path / "profile-bad", "--dump-dom", f"{page}?guild=12ab")
     assert "A server id is 15 to 21 digits" in bad.stdout
     shot = tmp_path / "status.png"
-    result = _headless(
-        chromium, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,900", page
+    result = headless(
+        browser, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,900", page
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
-    keep = os.environ.get("GUILDHOUSE_SCREENSHOT_DIR")
-    if keep:
-        shutil.copy(shot, Path(keep) / "status.png")
+    check_screenshot(shot, min_size=20_000, keep_as="status.png")
 
 
 def _say(launcher: Launcher, channel: str, author: str, content: str) -> None:
@@ -338,12 +264,12 @@ def test_web_leaderboard_after_chat(launcher: Launcher, tmp_path: Path) -> None:
     status, raw = get(launcher.url(f"/api/leaderboard/{guild['id']}?period=fortnight"))
     assert status == 400 and orjson.loads(raw)["field"] == "period"
 
-    chromium = _chromium()
+    browser = chromium()
     page = launcher.url(f"/leaderboard/{guild['id']}?period=day")
-    dom = _headless(
-        chromium,
+    dom = headless(
+        browser,
         tmp_path / "profile-lb",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        OFFLINE,
         "--dump-dom",
         page,
     )
@@ -355,20 +281,16 @@ def test_web_leaderboard_after_chat(launcher: Launcher, tmp_path: Path) -> None:
     assert html.count("Level 0 · ") == len(members)
     assert 'aria-current="page">Today</a>' in html
     shot = tmp_path / "leaderboard.png"
-    result = _headless(
-        chromium,
+    result = headless(
+        browser,
         tmp_path / "profile-lb-shot",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        OFFLINE,
         f"--screenshot={shot}",
         "--window-size=420,800",  # a phone
         page,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert shot.stat().st_size > 10_000
-    keep = os.environ.get("GUILDHOUSE_SCREENSHOT_DIR")
-    if keep:
-        shutil.copy(shot, Path(keep) / "leaderboard-phone.png")
+    check_screenshot(shot, min_size=10_000, keep_as="leaderboard-phone.png")
 
 
 def test_csv_import_reaches_the_running_boards(launcher: Launcher, tmp_path: Path) -> None:

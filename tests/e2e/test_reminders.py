@@ -4,11 +4,9 @@ timezones; and with a worker killed while reminders fall due, each fires exactly
 
 from __future__ import annotations
 
-import asyncio
 import re
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +16,18 @@ import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from e2e_harness import Driver, SandboxProc, start_cluster, text_of
+from e2e_harness import (
+    Driver,
+    SandboxProc,
+    cluster_of,
+    new_prefix,
+    plain_members,
+    running_cluster,
+    text_channels,
+    text_of,
+    until,
+    world_of,
+)
 
 from cluster.workers import Supervisor
 
@@ -54,26 +63,19 @@ class Env:
 def places(world: dict[str, Any]) -> list[Place]:
     out = []
     for g in world["guilds"]:
-        texts = [int(c["id"]) for c in g["channels"] if int(c.get("type", 0)) == 0]
-        owner = int(g["owner_id"])
-        plain = [int(m["id"]) for m in g["members"] if not m["roles"] and int(m["id"]) != owner]
+        texts, plain = text_channels(g), plain_members(g)
         if texts and len(plain) >= 2:
-            shard = (int(g["id"]) >> 22) % SHARDS
-            out.append(Place(int(g["id"]), texts[0], owner, plain, shard * CLUSTERS // SHARDS))
+            cluster = cluster_of(int(g["id"]), SHARDS, CLUSTERS)
+            out.append(Place(int(g["id"]), texts[0], int(g["owner_id"]), plain, cluster))
     return out
 
 
 @pytest.fixture(scope="module")
 async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{sandbox.control}/_sandbox/world") as resp,
-    ):
-        world = await resp.json()
-    found = places(world)
+    found = places(await world_of(sandbox))
     assert {p.cluster for p in found} == {0, 1}, "the test world needs guilds on both clusters"
-    prefix = f"e2e:{uuid.uuid4().hex[:8]}:"
-    sup = await start_cluster(
+    prefix = new_prefix()
+    async with running_cluster(
         sandbox,
         bot_db,
         redis_url,
@@ -81,11 +83,8 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
         clusters=CLUSTERS,
         owner_id=123456789012345678,
         prefix=prefix,
-    )
-    try:
+    ) as sup:
         yield Env(sup, bot_db, sandbox, found, redis_url, prefix)
-    finally:
-        await sup.stop()
 
 
 async def ask(driver: Driver, p: Place, user: int, text: str) -> str:
@@ -348,13 +347,20 @@ async def test_help_shows_the_syntax(env: Env, driver: Driver) -> None:
     assert "--before 30m 6h 1d" in text and "!remind in 2h Check the oven" in text
 
 
+async def _is_sent(row: Awaitable[asyncpg.Record]) -> bool:
+    return str((await row)["status"]) == "sent"
+
+
+async def _at_least(count: Awaitable[int], n: int) -> bool:
+    return await count >= n
+
+
 async def wait_ready(env: Env, cluster: int, old_pid: int | None) -> None:
-    for _ in range(600):
-        w = env.supervisor.workers[cluster]
-        if w.pid != old_pid and env.supervisor.ready():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"cluster {cluster} did not come back")
+    await until(
+        f"cluster {cluster} back",
+        lambda: env.supervisor.workers[cluster].pid != old_pid and env.supervisor.ready(),
+        within=60,
+    )
 
 
 async def test_killed_after_sending_before_marking_is_not_sent_again(
@@ -377,15 +383,18 @@ async def test_killed_after_sending_before_marking_is_not_sent_again(
         env.supervisor.kill(1)
         await lock.rollback()
         await wait_ready(env, 1, old_pid)
-        for _ in range(600):
-            row = await conn.fetchrow(
+
+        async def delivery() -> asyncpg.Record:
+            found = await conn.fetchrow(
                 "SELECT status, attempts, message_id FROM reminder_deliveries "
                 "WHERE reminder_id = $1",
                 rid,
             )
-            if row["status"] == "sent":
-                break
-            await asyncio.sleep(0.1)
+            assert found is not None
+            return found
+
+        await until("the delivery marked sent", lambda: _is_sent(delivery()), within=60)
+        row = await delivery()
     finally:
         await conn.close()
     assert (row["status"], row["attempts"]) == ("sent", 2)
@@ -413,20 +422,22 @@ async def test_every_reminder_fires_once_with_a_worker_killed(env: Env, driver: 
     for i, delay in enumerate((3, 5)):
         ids.append(await create(driver, one, one.owner_id, f"!remind in {delay}s dm-{i} --dm"))
     old_pid = env.supervisor.workers[1].pid
-    await asyncio.sleep(3)  # some have fired, some are due right now, some are still to come
-    env.supervisor.kill(1)  # SIGKILL: no drain, no clean-up
-
     conn = await asyncpg.connect(env.dsn)
     try:
-        for _ in range(900):
-            sent = await conn.fetchval(
-                "SELECT count(*) FROM reminder_deliveries "
-                "WHERE reminder_id = ANY($1::bigint[]) AND status = 'sent'",
-                ids,
+
+        async def sent() -> int:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM reminder_deliveries "
+                    "WHERE reminder_id = ANY($1::bigint[]) AND status = 'sent'",
+                    ids,
+                )
             )
-            if sent == len(ids):
-                break
-            await asyncio.sleep(0.1)
+
+        # Some have fired (those due in 2 s), some are due right now, some are still to come.
+        await until("the first reminders sent", lambda: _at_least(sent(), 2), within=30)
+        env.supervisor.kill(1)  # SIGKILL: no drain, no clean-up
+        await until("every reminder sent", lambda: _at_least(sent(), len(ids)), within=90)
         rows = await conn.fetch(
             "SELECT reminder_id, status, attempts, nonce FROM reminder_deliveries "
             "WHERE reminder_id = ANY($1::bigint[])",

@@ -4,16 +4,12 @@ sibling in the same worker process serves on."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from e2e_harness import Driver, SandboxProc, start_cluster
+from e2e_harness import Driver, SandboxProc, place_on_shard, start_cluster, until
 
 from bot.shards import ShardState
 from ipc.client import Keys
@@ -22,14 +18,6 @@ from ipc.registry import Registry
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 SHARDS = 2
-
-
-async def until(what: str, condition: Callable[[], Awaitable[bool]], limit: float = 60) -> None:
-    """Poll a condition on other processes (no event reaches this one when it turns true)."""
-    deadline = time.monotonic() + limit
-    while not await condition():
-        assert time.monotonic() < deadline, f"not within {limit}s: {what}"
-        await asyncio.sleep(0.05)
 
 
 async def identifies(driver: Driver, shard: int) -> int:
@@ -45,15 +33,6 @@ async def close_shard(driver: Driver, shard: int, code: int) -> None:
         assert (await resp.json())["applied"] == 1
 
 
-def place_on_shard(world: dict[str, Any], shard: int) -> tuple[int, int]:
-    """(channel, member) of a guild served by `shard`."""
-    for g in world["guilds"]:
-        if (int(g["id"]) >> 22) % SHARDS == shard:
-            channel = next(int(c["id"]) for c in g["channels"] if int(c.get("type", 0)) == 0)
-            return channel, int(g["owner_id"])
-    raise AssertionError(f"no guild on shard {shard}")
-
-
 async def test_fatal_closes_of_a_ready_shard_spare_its_sibling_and_the_process(
     sandbox: SandboxProc,
     driver: Driver,
@@ -62,7 +41,7 @@ async def test_fatal_closes_of_a_ready_shard_spare_its_sibling_and_the_process(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     prefix = f"e2e:{uuid.uuid4().hex[:8]}:"
-    channel, author = place_on_shard(driver.world, 1)
+    channel, author = place_on_shard(driver.world, 1, SHARDS)
     sup = await start_cluster(
         sandbox,
         bot_db,
@@ -91,21 +70,21 @@ async def test_fatal_closes_of_a_ready_shard_spare_its_sibling_and_the_process(
             async def back(before: int = before) -> bool:
                 return await identifies(driver, 0) > before and await state(0) == ShardState.READY
 
-            await until(f"shard 0 is READY again after {code}", back)
+            await until(f"shard 0 is READY again after {code}", back, within=60)
         # The third fatal close within the window: the shard is given up on.
         await close_shard(driver, 0, 4013)
 
         async def failed() -> bool:
             return await state(0) == ShardState.FAILED
 
-        await until("shard 0 is FAILED", failed)
+        await until("shard 0 is FAILED", failed, within=60)
         registry = Registry(redis, Keys(prefix))
 
         async def published() -> bool:
             clusters = await registry.clusters()
             return bool(clusters) and clusters[0].shards[0].state == "failed"
 
-        await until("the registry shows shard 0 failed", published)
+        await until("the registry shows shard 0 failed", published, within=60)
 
         # Its sibling never left, and still answers; the process is the one that started.
         assert await state(1) == ShardState.READY

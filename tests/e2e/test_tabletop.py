@@ -5,15 +5,21 @@ the total shown and the successes shown are the dice that reach the target numbe
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
-from e2e_harness import Driver, SandboxProc, start_cluster, text_of
+from e2e_harness import (
+    Driver,
+    SandboxProc,
+    plain_members,
+    running_cluster,
+    text_channels,
+    text_of,
+    world_of,
+)
 
 from cluster.workers import Supervisor
 
@@ -37,32 +43,16 @@ class Env:
 
 @pytest.fixture(scope="module")
 async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{sandbox.control}/_sandbox/world") as resp,
-    ):
-        world = await resp.json()
     tables = []
-    for g in world["guilds"]:
-        texts = [int(c["id"]) for c in g["channels"] if int(c.get("type", 0)) == 0]
-        owner = int(g["owner_id"])
-        plain = [int(m["id"]) for m in g["members"] if not m["roles"] and int(m["id"]) != owner]
+    for g in (await world_of(sandbox))["guilds"]:
+        texts, plain = text_channels(g), plain_members(g)
         if len(texts) >= 2 and len(plain) >= 3:
-            tables.append(Table(int(g["id"]), texts[1], owner, plain[:3]))
+            tables.append(Table(int(g["id"]), texts[1], int(g["owner_id"]), plain[:3]))
     assert len(tables) >= 2, "the test world needs two guilds with a few plain members"
-    sup = await start_cluster(
-        sandbox,
-        bot_db,
-        redis_url,
-        shards=2,
-        clusters=1,
-        owner_id=123456789012345678,
-        prefix=f"e2e:{uuid.uuid4().hex[:8]}:",
-    )
-    try:
+    async with running_cluster(
+        sandbox, bot_db, redis_url, shards=2, clusters=1, owner_id=123456789012345678
+    ) as sup:
         yield Env(sup, bot_db, tables)
-    finally:
-        await sup.stop()
 
 
 _DICE = re.compile(r"\[([^\]]*)\]")

@@ -8,14 +8,20 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from e2e_harness import Driver, SandboxProc, start_cluster, start_sandbox
+from e2e_harness import (
+    Driver,
+    SandboxProc,
+    place_on_shard,
+    running_sandbox,
+    start_cluster,
+    until,
+)
 
 from bot.config import WorkerConfig
 from bot.shards import ShardState
@@ -43,32 +49,6 @@ def worker_lines(out: str) -> list[dict[str, Any]]:
     return lines
 
 
-async def until(what: str, condition: Callable[[], bool], limit: float = 90) -> None:
-    """Poll a condition on other processes (no event reaches this one when it turns true)."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {limit}s: {what}"
-        await asyncio.sleep(0.05)
-
-
-async def until_async(
-    what: str, condition: Callable[[], Awaitable[bool]], limit: float = 30
-) -> None:
-    deadline = time.monotonic() + limit
-    while not await condition():
-        assert time.monotonic() < deadline, f"not within {limit}s: {what}"
-        await asyncio.sleep(0.05)
-
-
-def place_of(world: dict[str, Any], *, shard: int, shards: int) -> tuple[int, int]:
-    """(a text channel, its guild's owner) of a guild on `shard`."""
-    for g in world["guilds"]:
-        if (int(g["id"]) >> 22) % shards == shard:
-            channel = next(int(c["id"]) for c in g["channels"] if int(c.get("type", 0)) == 0)
-            return channel, int(g["owner_id"])
-    raise AssertionError(f"no guild on shard {shard}")
-
-
 def ready_shards(sup: Supervisor) -> int:
     return sum(
         state == ShardState.READY
@@ -91,8 +71,9 @@ async def test_a_stop_while_starting_ends_every_worker_cleanly(
     moment: str, bot_db: str, redis_url: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     # One IDENTIFY a second for 8 shards: the queue stays busy for about ten seconds.
-    sb = start_sandbox("--guilds", "8", "--members", "3", "--seed", "3", "--identify-interval", "1")
-    try:
+    with running_sandbox(
+        "--guilds", "8", "--members", "3", "--seed", "3", "--identify-interval", "1"
+    ) as sb:
         sup = await start_cluster(
             sb,
             bot_db,
@@ -112,11 +93,12 @@ async def test_a_stop_while_starting_ends_every_worker_cleanly(
                 lambda: all(
                     w.report is not None and w.report.last_beat() > 0 for w in sup.workers.values()
                 ),
+                within=90,
             )
             if moment == "identify queue":
                 # The queue under way: the first shards READY, the rest (in both workers:
                 # shards go in order, 0-3 in one, 4-7 in the other) waiting their turn.
-                await until("two shards are READY", lambda: ready_shards(sup) >= 2)
+                await until("two shards are READY", lambda: ready_shards(sup) >= 2, within=90)
                 assert ready_shards(sup) < 8, "every shard was READY: the stop came too late"
             processes = [w.process for w in sup.workers.values()]
             started = time.monotonic()
@@ -126,9 +108,6 @@ async def test_a_stop_while_starting_ends_every_worker_cleanly(
         finally:
             if not stopped:
                 await sup.stop()
-    finally:
-        sb.proc.terminate()
-        sb.proc.wait(10)
     out, err = capfd.readouterr()
     codes = [p.exitcode for p in processes if p is not None]
     assert codes == [0, 0], f"exit codes {codes} (negative: killed by that signal)\n{out}"
@@ -154,7 +133,7 @@ async def test_a_stop_mid_drain_ends_in_the_grace_and_a_second_signal_cuts_it_sh
     stopping = None
     try:
         for cluster in (0, 1):
-            channel, author = place_of(driver.world, shard=cluster, shards=2)
+            channel, author = place_on_shard(driver.world, cluster, 2)
             await driver.drain(channel)
             await driver.say(channel, author, "!nap 120")
             assert await driver.reply_text(channel) == "Napping."
@@ -168,7 +147,7 @@ async def test_a_stop_mid_drain_ends_in_the_grace_and_a_second_signal_cuts_it_sh
                 c.cluster_id == 0 and c.state == "stopping" for c in await registry.clusters()
             )
 
-        await until_async("cluster 0 says it is stopping", draining)
+        await until("cluster 0 says it is stopping", draining, within=30)
         sup.kill(0, signal.SIGTERM)
         await stopping
         took = time.monotonic() - started
@@ -190,14 +169,13 @@ async def test_a_fatal_close_before_the_first_ready_ends_the_worker_saying_why(
 ) -> None:
     """A shard the gateway refuses at IDENTIFY (here: a shard id past the shard count, 4010)
     never worked: that is configuration, and the worker stops rather than retrying it."""
-    sb = start_sandbox(
-        "--guilds", "2", "--members", "3", "--seed", "4", "--identify-interval", "0.2"
-    )
 
     def bad_shard(config: WorkerConfig) -> WorkerConfig:
         return replace(config, shard_ids=(0, config.shard_count))
 
-    try:
+    with running_sandbox(
+        "--guilds", "2", "--members", "3", "--seed", "4", "--identify-interval", "0.2"
+    ) as sb:
         sup = await start_cluster(
             sb,
             bot_db,
@@ -212,12 +190,9 @@ async def test_a_fatal_close_before_the_first_ready_ends_the_worker_saying_why(
         try:
             first = sup.workers[0].process
             assert first is not None
-            await until("the worker exits", lambda: not first.is_alive())
+            await until("the worker exits", lambda: not first.is_alive(), within=90)
         finally:
             await sup.stop()
-    finally:
-        sb.proc.terminate()
-        sb.proc.wait(10)
     out, _ = capfd.readouterr()
     assert first.exitcode == 1
     critical = [e for e in worker_lines(out) if e["level"] == "CRITICAL"]
