@@ -1,5 +1,8 @@
 """`points top`: live ranks in a Redis sorted set per server, the ledger as the truth.
 
+A write that fails because Redis is away doesn't fail what the member did (it is in the
+ledger); this worker rebuilds that server's board before it next reads it.
+
 Every ledger post that changes members' balances writes their new balances here (ZADD of the
 balance PostgreSQL returned, not an increment, so a repeated or reordered write can't drift).
 A marker key says the board was built; without it (a Redis wipe, a first use) the board is
@@ -16,6 +19,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from bot import outages
 from bot.points import ledger
 from ipc.client import Keys
 
@@ -27,6 +31,9 @@ class Board:
         self.pool = pool
         self.redis = redis
         self.keys = keys
+        # Servers whose board missed a write here (Redis was away): rebuilt before their next
+        # read on this worker.
+        self.stale: set[int] = set()
 
     def _board(self, guild_id: int) -> str:
         return self.keys("points", "top", guild_id)
@@ -37,8 +44,15 @@ class Board:
     async def update(self, guild_id: int, balances: Mapping[str, int]) -> None:
         """The new balances of the members a post touched (accounts `u:<id>`)."""
         scores = {str(user): bal for acc, bal in balances.items() if (user := ledger.user_of(acc))}
-        if scores:
+        if not scores:
+            return
+        try:
             await self.redis.zadd(self._board(guild_id), scores)
+        except Exception as exc:
+            # The change is in the ledger, which is what counts: the caller's answer stands.
+            if outages.note(exc, "the points board") is None:
+                raise
+            self.stale.add(guild_id)
 
     async def rebuild(self, guild_id: int) -> int:
         rows = await self.pool.fetch(
@@ -58,6 +72,10 @@ class Board:
         return len(rows)
 
     async def ensure(self, guild_id: int) -> None:
+        if guild_id in self.stale:
+            await self.rebuild(guild_id)
+            self.stale.discard(guild_id)
+            return
         if await self.redis.exists(self._ready(guild_id)):
             return
         lock = self.keys("points", "top-rebuild", guild_id)

@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import audit, components, jobs
+from bot import audit, components, jobs, outages
 from bot.checks import Level, level_of, requires
 from bot.cogs.predictions import buttons, render, settle, store
 from bot.cogs.predictions.clock import Clock
@@ -136,7 +136,12 @@ class Predictions(commands.Cog):
         )
         await press.reply(buttons.confirmation(placed), ephemeral=True)
         await self.services.board.update(guild.id, placed.balances)
-        await self.presenter.refresh_soon(guild.id, prediction_id)
+        try:
+            await self.presenter.refresh_soon(guild.id, prediction_id)
+        except Exception as exc:
+            # The bet stands and was confirmed; the totals catch up with the next bet.
+            if outages.note(exc, "the predictions' live totals") is None:
+                raise
 
     async def vote_pressed(self, press: components.Press, prediction_id: int, option: int) -> None:
         if press.guild is None:

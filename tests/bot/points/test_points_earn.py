@@ -125,3 +125,34 @@ async def test_top_is_right_after_a_redis_wipe(
         await redis.delete(key)
     assert await board.top(G, 10) == [(2, 300), (3, 120), (1, 50)]
     assert await board.rank(G, 3) == 2
+
+
+@pytest.mark.integration
+async def test_a_board_write_lost_to_a_redis_outage_is_rebuilt_before_the_next_read(
+    pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    board = Board(pool, redis, keys)
+    async with pool.acquire() as conn, conn.transaction():
+        posted = await ledger.post(
+            conn,
+            guild_id=G,
+            key="g",
+            kind="admin_give",
+            entries={ledger.MINT: -40, ledger.member(5): 40},
+        )
+    await board.update(G, posted.balances)
+    assert await board.top(G, 10) == [(5, 40)]
+    async with pool.acquire() as conn, conn.transaction():
+        posted = await ledger.post(
+            conn,
+            guild_id=G,
+            key="h",
+            kind="admin_give",
+            entries={ledger.MINT: -60, ledger.member(6): 60},
+        )
+    away = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    board.redis = away
+    await board.update(G, posted.balances)  # Redis is away: no error for the member
+    await away.aclose()
+    board.redis = redis
+    assert await board.top(G, 10) == [(6, 60), (5, 40)]
