@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox import components as ui
 from sandbox.components import FormErrors
 from sandbox.errors import ApiError
+from sandbox.rest.attachments import attach
 from sandbox.rest.base import (
     COMMAND,
     EPHEMERAL,
@@ -29,6 +30,7 @@ from sandbox.world import (
     SEND_MESSAGES,
     VIEW_CHANNEL,
     iso,
+    snowflake_time,
 )
 
 if TYPE_CHECKING:
@@ -230,8 +232,8 @@ class Messages(Resource):
         self, channel: Channel, body: dict[str, Any], files: list[Upload], kept: list[Any]
     ) -> list[dict[str, Any]]:
         """The message's attachments: those it keeps, and the files uploaded with it."""
-        from sandbox.rest.attachments import attach
-
+        if not files and not body.get("attachments"):
+            return []
         return attach(self.state, channel, body, files, kept)
 
     async def edit(
@@ -366,8 +368,6 @@ class Messages(Resource):
         if guild is None:
             raise ApiError(403, 50003, "Cannot execute action on a DM channel")
         self.state.require(guild, ch, VIEW_CHANNEL, MANAGE_MESSAGES)
-        from sandbox.world import snowflake_time
-
         if any(time.time() - snowflake_time(i) > BULK_MAX_AGE for i in ids):
             raise ApiError(400, 50034, "A message provided was too old to bulk delete")
         present = self.state.messages.get(ch.id, {})

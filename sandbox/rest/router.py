@@ -22,6 +22,7 @@ from sandbox.rest.commands import Commands
 from sandbox.rest.guilds import Guilds
 from sandbox.rest.identity import Identity
 from sandbox.rest.interactions import Interactions
+from sandbox.rest.limits import admit
 from sandbox.rest.messages import Messages
 
 if TYPE_CHECKING:
@@ -56,14 +57,15 @@ class Rest:
         self.limiter = RateLimiter(config.limits)
         self.messages_api = Messages(self.state)
         self.bans = Bans(self.state, self.messages_api)
+        # The busiest routes first: a request is matched against them in this order.
         self.resources = [
-            Identity(self.state),
-            Commands(self.state),
-            Channels(self.state),
             self.messages_api,
             Interactions(self.state, self.messages_api),
+            Channels(self.state),
             Guilds(self.state),
             self.bans,
+            Commands(self.state),
+            Identity(self.state),
         ]
         self.attachments = Attachments(self.state)
         self.routes: list[Route] = []
@@ -125,8 +127,6 @@ class Rest:
     async def _run(
         self, r: Route, params: dict[str, str], request: web.Request
     ) -> web.StreamResponse:
-        from sandbox.rest.limits import admit
-
         if r.auth and request.headers.get("Authorization") != f"Bot {self.world.token}":
             self.limiter.record_status(401)
             return self._json(401, {"message": "401: Unauthorized", "code": 0})
