@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 
@@ -211,7 +212,7 @@ class Line:
     amount: int
     memo: str | None
     actor_id: int | None
-    at: object  # datetime
+    at: datetime
 
 
 async def history(

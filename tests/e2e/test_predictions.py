@@ -352,3 +352,22 @@ async def test_chat_points_once_per_cooldown(
         "SELECT 1 FROM points_tx WHERE guild_id = $1 AND key = $2", p.guild_id, f"chat:{second}"
     )
     assert await ledger.balance(db, p.guild_id, ledger.member(member)) == before + 5
+
+
+async def test_members_are_refused_what_is_for_moderators_and_admins(
+    env: Env, driver: Driver, db: asyncpg.Connection
+) -> None:
+    p = env.on(0)
+    member = p.members[2]
+    made = await db.fetchval("SELECT count(*) FROM predictions")
+    text = await say_until(driver, p, member, "!predict create 1h Rain? | Yes | No", "moderators")
+    assert "Creating predictions is for moderators" in text
+    text = await say_until(driver, p, member, f"!points give <@{member}> 1000", "admins")
+    assert "This command is for admins" in text
+    assert await db.fetchval("SELECT count(*) FROM predictions") == made
+    text = await say_until(
+        driver, p, p.owner_id, "!predict create 1h Rain? | Yes | yes", "different"
+    )
+    assert "The options must all be different" in text
+    text = await say_until(driver, p, p.owner_id, "!predict create 45d Rain? | Yes | No", "window")
+    assert "1 minute to 30 days" in text

@@ -204,7 +204,7 @@ class Points(commands.Cog):
         if who.id != ctx.author.id:
             await check_level(ctx, Level.MODERATOR)
         lines = [
-            f"`{line.tx_id}` <t:{int(line.at.timestamp())}:d> **{line.amount:+,}** "  # type: ignore[attr-defined]
+            f"`{line.tx_id}` <t:{int(line.at.timestamp())}:d> **{line.amount:+,}** "
             f"{KIND_NAMES.get(line.kind, line.kind)}{f' · {line.memo}' if line.memo else ''}"
             for line in await ledger.history(self.bot.pool, ctx.guild.id, ledger.member(who.id))
         ]

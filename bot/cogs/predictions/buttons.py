@@ -58,7 +58,7 @@ class OptionButton(components.Handler, name="pbet"):
 
 class BetForm(components.Form, name="pstake"):
     title = "Place a bet"
-    amount = components.Number("Points to stake", low=1, high=10**12, placeholder="100")
+    amount = components.Number("Points to stake", low=1, high=1_000_000_000, placeholder="100")
 
     async def submitted(self, press: components.Press) -> None:
         await service(press.bot).place(press, int(press.state["p"]), int(press.state["o"]))

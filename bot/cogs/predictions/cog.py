@@ -171,8 +171,8 @@ class Predictions(commands.Cog):
         if await level_of(self.bot, ctx.author, ctx.guild) >= Level.MODERATOR:
             return
         settings = await self.settings.get(ctx.guild.id)
-        roles = getattr(ctx.author, "_roles", ())
-        if settings.creator_role is None or settings.creator_role not in roles:
+        roles = ctx.author.roles if isinstance(ctx.author, discord.Member) else []
+        if settings.creator_role is None or all(r.id != settings.creator_role for r in roles):
             raise BadInput("Creating predictions is for moderators (or the role admins chose).")
 
     async def _may_settle(self, ctx: Ctx, prediction: Prediction) -> None:
