@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from sandbox.control import Fields, describe
+from sandbox.control import Fields, describe, snowflake
 from sandbox.errors import ApiError, BadInput
 from sandbox.world import (
     BAN_MEMBERS,
@@ -120,7 +120,7 @@ class WorldEvents:
             raise BadInput("roles", f"must be a list of role ids, not {describe(given)}")
         out = []
         for i, raw in enumerate(given):
-            role_id = Fields({"id": raw}).snowflake("id") if raw is not None else 0
+            role_id = snowflake(raw, f"roles.{i}")
             if role_id not in guild.roles or role_id == guild.id:
                 raise BadInput(f"roles.{i}", f"no role {raw} in guild {guild.id}", 10011)
             out.append(role_id)

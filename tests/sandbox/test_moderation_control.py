@@ -5,6 +5,7 @@ audit-log entries; every wrong input a 400 naming the field."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -264,3 +265,60 @@ async def test_the_traffic_generator_raids(kit: Kit) -> None:
     assert "GUILD_MEMBER_ADD" not in await without.before("CHANNEL_UPDATE")
     with pytest.raises(ValueError, match="joins"):
         await raid(kit.sb, 0)
+
+
+def junk(rng: random.Random, depth: int = 2) -> Any:
+    pick = rng.randrange(9 if depth else 7)
+    simple: list[Any] = [None, True, -1, 2**70, 1.5, "", "x" * 300]
+    if pick < 7:
+        return simple[pick]
+    if pick == 7:
+        return [junk(rng, depth - 1) for _ in range(rng.randrange(3))]
+    return {rng.choice(["id", "name", "x"]): junk(rng, depth - 1)}
+
+
+async def test_random_junk_in_the_new_control_routes_is_never_a_500(kit: Kit) -> None:
+    """Seeded junk in one or two fields of valid requests: a 200, a 400 naming a field of
+    the request, or Discord's own refusal (403, 429), never anything else."""
+    w = ids(kit)
+    rng = random.Random(29)
+    valid = [
+        ("POST", "/_sandbox/roles", {"guild_id": w["g"], "name": "R", "position": 1}),
+        ("PATCH", "/_sandbox/roles", {"guild_id": w["g"], "role_id": w["mod_role"], "name": "M"}),
+        ("PATCH", "/_sandbox/members", {"guild_id": w["g"], "user_id": w["plain"][0], "nick": "n"}),
+        ("PATCH", "/_sandbox/guilds", {"guild_id": w["g"], "owner_id": w["owner"]}),
+        ("PATCH", "/_sandbox/users", {"user_id": w["plain"][0], "dms_closed": False}),
+        ("POST", "/_sandbox/events", {"kind": "raid", "guild_id": w["g"], "count": 2}),
+        ("POST", "/_sandbox/events", {"kind": "member_add", "guild_id": w["g"], "username": "ab"}),
+        (
+            "POST",
+            "/_sandbox/events",
+            {
+                "kind": "kick",
+                "guild_id": w["g"],
+                "user_id": w["plain"][1],
+                "moderator_id": w["owner"],
+            },
+        ),
+        (
+            "POST",
+            "/_sandbox/events",
+            {
+                "kind": "ban",
+                "guild_id": w["g"],
+                "user_id": w["plain"][2],
+                "moderator_id": w["owner"],
+            },
+        ),
+    ]
+    for method, path, body in valid:
+        names = [*body, "roles", "permissions", "reason", "delete_message_seconds", "extra"]
+        for _ in range(60):
+            sent = dict(body)
+            for name in rng.sample(names, rng.randint(1, 2)):
+                sent[name] = junk(rng)
+            status, answer = await kit.ctl(method, path, sent)
+            assert status in (200, 400, 403, 429), (path, sent, status, answer)
+            if status == 400:
+                field = answer["message"].split(":")[0].split(".")[0]
+                assert field in (*names, "body", "user_id"), (path, sent, answer)
