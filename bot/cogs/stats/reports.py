@@ -113,6 +113,7 @@ class Reports:
         if settings is None or settings.report_channel_id is None or not getattr(settings, kind):
             return  # reports turned off since: done, and the chain ends
         p = report.period(kind, start, settings.tz, settings.report_hour)
+        await self._guild_ready(run)
         channel = self.bot.get_channel(settings.report_channel_id)
         if not isinstance(channel, discord.TextChannel):
             raise jobs.Failed(f"report channel {settings.report_channel_id} is gone")
@@ -134,6 +135,20 @@ class Reports:
                 payload={"period": nxt.name},
             )
         await jobs.of(self.bot).notify()
+
+    async def _guild_ready(self, run: jobs.Run) -> None:
+        """A report due while the bot was down is claimed as the worker starts, before its
+        shards have delivered the servers: wait for them (within the lease), else retry."""
+        job = run.job
+        assert job.guild_id is not None
+        if not self.bot.is_ready():
+            try:
+                await asyncio.wait_for(self.bot.wait_until_ready(), max(0.0, run.time_left() - 15))
+            except TimeoutError:
+                raise jobs.Retry("the shards are not ready yet", delay=15) from None
+        guild = self.bot.get_guild(job.guild_id)
+        if guild is None or guild.unavailable:
+            raise jobs.Retry(f"server {job.guild_id} is not available", delay=30)
 
     async def _sent_before(self, channel: discord.TextChannel, job: jobs.Job) -> int | None:
         since = job.first_claimed_at - CLOCK_SLACK
