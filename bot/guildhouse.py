@@ -56,6 +56,8 @@ EXTENSIONS = (
     "bot.cogs.points",
     "bot.cogs.predictions",
     "bot.cogs.stats",
+    "bot.cogs.aliases",
+    "bot.cogs.analytics",
 )
 
 

@@ -1,0 +1,178 @@
+"""Community tools end to end (issue 30): the real bot on two clusters against the sandbox.
+An alias runs its command with what the member typed after it, and can't replace `roll` (or
+its short name) or run another alias; `analytics 7d` answers an admin with an embed and an
+800x400 PNG whose figures include the commands just used, and refuses a member."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from e2e_harness import (
+    Driver,
+    SandboxProc,
+    plain_members,
+    running_cluster,
+    text_channels,
+    text_of,
+    world_of,
+)
+from waits import until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
+
+EXTENSIONS = (
+    "bot.cogs.general",
+    "bot.cogs.admin",
+    "bot.cogs.tabletop",
+    "bot.cogs.aliases",
+    "bot.cogs.analytics",
+)
+
+
+@dataclass
+class Server:
+    guild_id: int
+    channel_id: int
+    owner_id: int
+    members: list[int]
+
+
+@dataclass
+class Env:
+    dsn: str
+    control: str
+    servers: list[Server]
+
+
+@pytest.fixture(scope="module")
+async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
+    servers = []
+    for g in (await world_of(sandbox))["guilds"]:
+        texts, plain = text_channels(g), plain_members(g)
+        if texts and len(plain) >= 2:
+            servers.append(Server(int(g["id"]), texts[0], int(g["owner_id"]), plain[:2]))
+    assert len(servers) >= 2
+    saved = os.environ.get("ANALYTICS_FLUSH")
+    os.environ["ANALYTICS_FLUSH"] = "0.2"  # the workers inherit it
+    try:
+        async with running_cluster(
+            sandbox,
+            bot_db,
+            redis_url,
+            shards=2,
+            clusters=2,
+            owner_id=123456789012345678,
+            adjust=lambda c: replace(c, extensions=EXTENSIONS),
+        ):
+            yield Env(bot_db, sandbox.control, servers)
+    finally:
+        if saved is None:
+            os.environ.pop("ANALYTICS_FLUSH", None)
+        else:
+            os.environ["ANALYTICS_FLUSH"] = saved
+
+
+async def ask(driver: Driver, s: Server, user: int, text: str) -> str:
+    await driver.say(s.channel_id, user, text)
+    return await driver.reply_text(s.channel_id)
+
+
+async def test_an_alias_runs_its_command_with_what_follows(env: Env, driver: Driver) -> None:
+    s = env.servers[0]
+    ann, bob = s.members
+    await driver.drain(s.channel_id)
+    added = await ask(driver, s, ann, "!alias add quick roll 6! tn4")
+    assert "Alias added: `!quick` runs `!roll 6! tn4`" in added
+    text = await ask(driver, s, ann, "!quick # vs the goblin")
+    head, line = text.split("\n", 1)
+    assert head.endswith("rolled") and line.endswith("— vs the goblin")
+    assert re.search(r"success(es)? \(TN 4\)", line)
+    # Ann's alias is hers: Bob's `!quick` is no command, and the bot says nothing.
+    await driver.say(s.channel_id, bob, "!quick")
+    assert await driver.replies(s.channel_id, wait=1.5) == []
+    # The server's alias (an admin's) is everyone's; Ann's own still wins for her.
+    assert "Alias added" in await ask(driver, s, s.owner_id, "!alias server add quick roll 2d6")
+    assert "(TN 4)" in await ask(driver, s, ann, "!quick")
+    assert "(TN 4)" not in await ask(driver, s, bob, "!quick")
+    listed = await ask(driver, s, ann, "!alias list")
+    assert "`!quick` → `!roll 6! tn4`" in listed and "`!quick` → `!roll 2d6`" in listed
+    # A member may not make the server's aliases.
+    assert "This command is for admins." in await ask(
+        driver, s, bob, "!alias server add x roll 1d6"
+    )
+    assert "Alias `quick` removed." in await ask(driver, s, ann, "!alias remove quick")
+    assert "(TN 4)" not in await ask(driver, s, ann, "!quick")
+
+
+async def test_an_alias_cant_replace_roll_or_run_an_alias(env: Env, driver: Driver) -> None:
+    s = env.servers[1]
+    ann = s.members[0]
+    await driver.drain(s.channel_id)
+    assert "`roll` is a built-in command" in await ask(driver, s, ann, "!alias add roll roll 1d6")
+    assert "`r` is a built-in command" in await ask(driver, s, ann, "!alias add R roll 1d6")
+    assert "Alias added" in await ask(driver, s, ann, "!alias add two roll 2d6")
+    assert "can't run another alias" in await ask(driver, s, ann, "!alias add loop two")
+    assert "can't run another alias" in await ask(driver, s, ann, "!alias add loop2 loop2")
+    # `roll` is still the dice.
+    assert "rolled" in await ask(driver, s, ann, "!roll 1d6")
+
+
+async def _png_size(env: Env, entry: dict[str, Any]) -> tuple[int, int]:
+    from PIL import Image
+
+    data = entry.get("data")
+    payload: dict[str, Any] = data if isinstance(data, dict) else entry
+    [attachment] = payload["attachments"]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{env.control}/_sandbox/attachments/{attachment['id']}") as resp,
+    ):
+        assert resp.status == 200
+        png = await resp.read()
+    img = Image.open(io.BytesIO(png))
+    assert img.format == "PNG"
+    return img.size
+
+
+async def test_analytics_7d_answers_with_figures_and_a_chart(env: Env, driver: Driver) -> None:
+    s = env.servers[0]
+    ann = s.members[0]
+    await driver.drain(s.channel_id)
+    for _ in range(3):
+        assert "rolled" in await ask(driver, s, ann, "!roll 1d6")
+    assert "is for admins" in await ask(driver, s, ann, "!analytics 7d")  # refused, counted too
+    conn = await asyncpg.connect(env.dsn)
+    try:
+
+        async def counted() -> bool:
+            n = await conn.fetchval(
+                "SELECT coalesce(sum(uses), 0) FROM analytics_days"
+                " WHERE guild_id = $1 AND command = 'roll' AND outcome = 'ok'",
+                s.guild_id,
+            )
+            return bool(n >= 3)
+
+        await until("the rolls counted", counted, within=20)
+        refused = await conn.fetchval(
+            "SELECT sum(uses) FROM analytics_days WHERE guild_id = $1 AND command = 'analytics'"
+            " AND outcome = 'refused'",
+            s.guild_id,
+        )
+        assert refused >= 1
+    finally:
+        await conn.close()
+    await driver.say(s.channel_id, s.owner_id, "!analytics 7d")
+    [sent] = await driver.replies(s.channel_id, wait=15)
+    text = text_of(sent)
+    assert "the last 7 days" in text and "Active users" in text and "Error rate" in text
+    assert re.search(r"`roll` \d+ uses", text)
+    assert await _png_size(env, sent) == (800, 400)
+    assert "`1y` is not a span" in await ask(driver, s, s.owner_id, "!analytics 1y")
