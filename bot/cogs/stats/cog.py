@@ -12,11 +12,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import jobs
+from bot import jobs, outages
 from bot.checks import Level, requires
-from bot.cogs.stats import report, reports, store
+from bot.cogs.stats import prune, report, reports, store
 from bot.cogs.stats.counters import Counter, check_template, counter_of, render
 from bot.cogs.stats.live import LiveStats
+from bot.cogs.stats.prune import Pruner
 from bot.errors import BadInput
 
 if TYPE_CHECKING:
@@ -59,9 +60,16 @@ class Stats(commands.Cog, name="Statistics"):
         self.bot = bot
         self.live = LiveStats(bot)
         self.reports = reports.Reports(bot)
+        self.pruner = Pruner(bot)
 
     async def cog_load(self) -> None:
         await jobs.install(self.bot, self.reports.kind())
+        await jobs.install(self.bot, self.pruner.kind())
+        if not self.bot.rest_only:
+            try:
+                await self.pruner.ensure()
+            except jobs.DB_ERRORS as exc:  # PostgreSQL away: tomorrow's start schedules it
+                outages.note(exc, "scheduling the statistics prune")
         self.bot.add_chat_sink(self.live.chat)
         self.live.start()
         if self.bot.is_ready():
@@ -70,6 +78,7 @@ class Stats(commands.Cog, name="Statistics"):
     async def cog_unload(self) -> None:
         self.bot.remove_chat_sink(self.live.chat)
         await jobs.uninstall(self.bot, reports.KIND)
+        await jobs.uninstall(self.bot, prune.KIND)
         await self.live.stop()
 
     # -- events ----------------------------------------------------------------------------

@@ -72,3 +72,28 @@ async def test_settings_and_pruning(pool: asyncpg.Pool) -> None:
     await store.flush(pool, t.take())
     assert await store.prune(pool, date(2025, 11, 1)) == 1
     assert [r.day for r in await store.days(pool, G, date(2020, 1, 1), D)] == [D]
+
+
+async def test_a_server_year_is_about_600_kb(pool: asyncpg.Pool) -> None:
+    """The size docs/stats.md states: a server's year of day rows with 10 active channels a
+    day, 2 bans a week (tables and indexes, as PostgreSQL stores them)."""
+    from datetime import timedelta
+
+    t = Tallies()
+    first = date(2025, 12, 4)
+    for i in range(365):
+        day = first + timedelta(days=i)
+        for channel in range(10):
+            t.message(G, 1000 + channel, day)
+        t.join(G, day, 500 + i)
+        t.seen(G, day, members=None, online=40)
+        if i % 7 in (0, 3):
+            t.ban(G, day, 10**17 + i, f"raider{i}")
+    await store.flush(pool, t.take())
+    await pool.execute("VACUUM ANALYZE stats_days, stats_channel_days, stats_bans")
+    size = await pool.fetchval(
+        "SELECT sum(pg_total_relation_size(c)) FROM unnest("
+        "ARRAY['stats_days', 'stats_channel_days', 'stats_bans']::regclass[]) c"
+    )
+    print(f"bytes per server per year: {size:,}")
+    assert 300_000 < size < 800_000
