@@ -259,6 +259,19 @@ async def test_bet_close_resolve_pays_as_computed_by_hand(
     ranks = [int(u) for u in re.findall(r"<@(\d+)> · ", top)]
     assert ranks[:3] == [a, b, c], top
     assert "133" in text_of(await ask(driver, p, a, "!points"))
+    # the lists, one prediction, a member's bets and ledger lines
+    for which in ("closed", "matches", "mine"):
+        listed = text_of(await ask(driver, p, a, f"!predict {which}"))
+        assert f"`#{pid}` Who wins Saturday?" in listed and "won by **Red**" in listed, which
+    assert f"`#{pid}`" not in text_of(await ask(driver, p, a, "!predict open"))
+    shown = text_of(await ask(driver, p, c, f"!predict show {pid}"))
+    assert "Resolved" in shown and "140 points from 3 bettors" in shown and "✅ 1. Red" in shown
+    mine = text_of(await ask(driver, p, b, "!predict history"))
+    assert f"`#{pid}`" in mine and "30 on **Red** · got 47" in mine
+    lines = text_of(await ask(driver, p, a, "!points history"))
+    assert "**+93** payout" in lines and "**-60** bet" in lines and "**+100** daily claim" in lines
+    refused = text_of(await ask(driver, p, a, f"!points history <@{b}>"))
+    assert "moderators" in refused
 
 
 async def test_a_vote_with_the_minimum_decides(
