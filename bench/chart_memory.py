@@ -65,7 +65,8 @@ def _ask_stats(info: dict[str, Any]) -> bool:
         )
         for e in got:
             seq = max(seq, int(e["seq"]))
-            data = e.get("data") if isinstance(e.get("data"), dict) else e
+            inner = e.get("data")
+            data: dict[str, Any] = inner if isinstance(inner, dict) else e
             if data.get("attachments"):
                 return True
     return False
