@@ -54,6 +54,7 @@ class Place:
 
 @dataclass
 class Env:
+    sandbox: SandboxProc
     supervisor: Supervisor
     dsn: str
     redis_url: str
@@ -83,7 +84,7 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
         owner_id=123456789012345678,
         prefix=prefix,
     )
-    env = Env(sup, bot_db, redis_url, prefix, places)
+    env = Env(sandbox, sup, bot_db, redis_url, prefix, places)
     ENVS.update({p.guild_id: env for p in places})
     try:
         yield env
@@ -133,10 +134,14 @@ async def say_until(driver: Driver, p: Place, user: int, text: str, expect: str)
 async def wait_for(driver: Driver, p: Place, expect: str, within: float = 30.0) -> str:
     """The first of the bot's next messages that contains `expect` (those before it are read
     and dropped)."""
+    return await wait_in(driver, p.channel_id, expect, within)
+
+
+async def wait_in(driver: Driver, channel_id: int, expect: str, within: float = 30.0) -> str:
     seen: list[str] = []
     deadline = time.monotonic() + within
     while (left := deadline - time.monotonic()) > 0:
-        for entry in await driver.replies(p.channel_id, wait=left, count=1):
+        for entry in await driver.replies(channel_id, wait=left, count=1):
             seen.append(text_of(entry))
             if expect in seen[-1]:
                 return seen[-1]
@@ -216,6 +221,17 @@ async def due_now(db: asyncpg.Connection, env: Env, key: str) -> None:
         await redis.publish(Keys(env.prefix)("jobs", "wake"), b"new")
     finally:
         await redis.aclose()
+
+
+async def dm_channel(driver: Driver, env: Env, user_id: int) -> int:
+    """The DM channel between the bot and a user, as the bot would open it."""
+    async with driver.http.post(
+        f"{env.sandbox.info['api_url']}/users/@me/channels",
+        json={"recipient_id": str(user_id)},
+        headers={"Authorization": f"Bot {env.sandbox.info['token']}"},
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        return int((await resp.json())["id"])
 
 
 async def balances(db: asyncpg.Connection, p: Place) -> list[int]:
@@ -308,9 +324,19 @@ async def test_void_and_the_auto_refund_give_every_stake_back(
     await bet(driver, p, a, message, "1. Heads", amount=10)
     await bet(driver, p, b, message, "2. Tails", amount=20)
     assert await balances(db, p) == [before[0] - 10, before[1] - 20, before[2]]
+    text = await say_until(driver, p, a, "!predict notify on", "DM")
+    assert "You'll get a DM" in text
+    dm_a, dm_b = [await dm_channel(driver, env, u) for u in (a, b)]
+    for dm in (dm_a, dm_b):
+        await driver.drain(dm)
     text = await say_until(driver, p, p.owner_id, f"!predict void {pid}", "went back")
     assert "Cancelled" in text and "30 points went back to 2 bettors" in text
     assert await balances(db, p) == before
+    # a DM to the member who asked for them, none to the other
+    told = await wait_in(driver, dm_a, f"Prediction #{pid}")
+    assert "You staked 10 and got 10 points back" in told
+    assert not await driver.replies(dm_b, wait=1)  # (b never asked: not on the list at all)
+    await say_until(driver, p, a, "!predict notify off", "No more DMs")
     # not resolved within 120 hours of its close: refunded by a clock, once
     pid, message = await create(driver, p, "Odd or even? | Odd | Even")
     await bet(driver, p, a, message, "2. Even", amount=15)
