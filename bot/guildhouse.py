@@ -58,6 +58,7 @@ EXTENSIONS = (
     "bot.cogs.stats",
     "bot.cogs.aliases",
     "bot.cogs.analytics",
+    "bot.cogs.feedback",
 )
 
 

@@ -1,7 +1,9 @@
 """Community tools end to end (issue 30): the real bot on two clusters against the sandbox.
 An alias runs its command with what the member typed after it, and can't replace `roll` (or
-its short name) or run another alias; `analytics 7d` answers an admin with an embed and an
-800x400 PNG whose figures include the commands just used, and refuses a member."""
+its short name) or run another alias; feedback goes to the staff channel and comes back to its
+author when staff reply and set its status, three a member per ten minutes; `analytics 7d`
+answers an admin with an embed and an 800x400 PNG whose figures include the commands just
+used, and refuses a member."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ EXTENSIONS = (
     "bot.cogs.tabletop",
     "bot.cogs.aliases",
     "bot.cogs.analytics",
+    "bot.cogs.feedback",
 )
 
 
@@ -43,6 +46,7 @@ class Server:
     channel_id: int
     owner_id: int
     members: list[int]
+    staff_channel: int
 
 
 @dataclass
@@ -57,8 +61,8 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
     servers = []
     for g in (await world_of(sandbox))["guilds"]:
         texts, plain = text_channels(g), plain_members(g)
-        if texts and len(plain) >= 2:
-            servers.append(Server(int(g["id"]), texts[0], int(g["owner_id"]), plain[:2]))
+        if len(texts) >= 2 and len(plain) >= 2:
+            servers.append(Server(int(g["id"]), texts[0], int(g["owner_id"]), plain[:2], texts[1]))
     assert len(servers) >= 2
     saved = os.environ.get("ANALYTICS_FLUSH")
     os.environ["ANALYTICS_FLUSH"] = "0.2"  # the workers inherit it
@@ -176,3 +180,48 @@ async def test_analytics_7d_answers_with_figures_and_a_chart(env: Env, driver: D
     assert re.search(r"`roll` \d+ uses", text)
     assert await _png_size(env, sent) == (800, 400)
     assert "`1y` is not a span" in await ask(driver, s, s.owner_id, "!analytics 1y")
+
+
+async def test_feedback_round_trip(env: Env, driver: Driver) -> None:
+    s = env.servers[1]
+    ann, bob = s.members
+    staff = s.owner_id
+    await driver.drain(s.channel_id)
+    await driver.drain(s.staff_channel)
+    assert f"<#{s.staff_channel}>" in await ask(
+        driver, s, staff, f"!feedback channel <#{s.staff_channel}>"
+    )
+    thanks = await ask(driver, s, bob, "!feedback more dice systems, please")
+    m = re.search(r"Thanks! Your feedback is #(\d+)\. You'll hear back here", thanks)
+    assert m, thanks
+    ticket = int(m.group(1))
+    posted = await driver.replies(s.staff_channel, wait=10)
+    assert f"Feedback #{ticket}" in text_of(posted[0])
+    assert "more dice systems" in text_of(posted[0])
+
+    await driver.say(s.channel_id, staff, f"!feedback reply {ticket} Good idea: Shadowrun next!")
+    said = [text_of(e) for e in await driver.replies(s.channel_id, wait=10, count=2)]
+    told = next(t for t in said if t.startswith(f"<@{bob}>"))
+    assert f"replied to your feedback #{ticket}" in told and "Shadowrun next!" in told
+    assert any(f"Replied to feedback #{ticket}; its author was told in" in t for t in said)
+
+    await driver.say(s.channel_id, staff, f"!feedback status {ticket} planned")
+    said = [text_of(e) for e in await driver.replies(s.channel_id, wait=10, count=2)]
+    assert any(t.startswith(f"<@{bob}>") and "is now **planned**" in t for t in said)
+
+    assert "is for moderators" in await ask(driver, s, bob, f"!feedback status {ticket} done")
+    assert "`maybe` is not a status" in await ask(
+        driver, s, staff, f"!feedback status {ticket} maybe"
+    )
+    assert f"no feedback #{ticket + 1000}" in await ask(
+        driver, s, staff, f"!feedback reply {ticket + 1000} hello"
+    )
+    assert f"#{ticket}** [planned]" in await ask(driver, s, staff, "!feedback list planned")
+    assert f"#{ticket}**" not in await ask(driver, s, staff, "!feedback list open")
+
+    # Three a member every ten minutes.
+    for i in range(2):
+        assert "Thanks!" in await ask(driver, s, ann, f"!feedback idea {i}")
+    await driver.drain(s.staff_channel)
+    assert "Thanks!" in await ask(driver, s, ann, "!feedback idea 2")
+    assert "Slow down" in await ask(driver, s, ann, "!feedback idea 3")

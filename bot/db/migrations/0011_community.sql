@@ -83,3 +83,16 @@ CREATE TABLE feedback_notes (
     text         TEXT NOT NULL,
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- Where feedback is posted: a server's channel (guild_id), or the bot owners' (guild_id 0).
+CREATE TABLE feedback_channels (
+    guild_id    BIGINT PRIMARY KEY,
+    channel_id  BIGINT NOT NULL,
+    set_by      BIGINT NOT NULL,
+    set_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- Members who asked to hear about their feedback by direct message.
+CREATE TABLE feedback_dm (
+    user_id  BIGINT PRIMARY KEY
+);

@@ -1,0 +1,14 @@
+"""Feedback with a reply loop (issue 30). docs/community.md has the whole story."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.guildhouse import Guildhouse
+
+
+async def setup(bot: Guildhouse) -> None:
+    from bot.cogs.feedback.cog import Feedback
+
+    await bot.add_cog(Feedback(bot))
