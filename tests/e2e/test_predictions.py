@@ -50,6 +50,7 @@ class Place:
     owner_id: int  # the guild's owner: an admin
     members: list[int]  # three plain members
     cluster: int
+    log: int  # another text channel: the audit log's
 
 
 @dataclass
@@ -70,9 +71,10 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
     places = []
     for g in (await world_of(sandbox))["guilds"]:
         texts, plain = text_channels(g), plain_members(g)
-        if texts and len(plain) >= 3:
+        if len(texts) >= 2 and len(plain) >= 3:
             cluster = cluster_of(int(g["id"]), SHARDS, CLUSTERS)
-            places.append(Place(int(g["id"]), texts[0], int(g["owner_id"]), plain[:3], cluster))
+            owner = int(g["owner_id"])
+            places.append(Place(int(g["id"]), texts[0], owner, plain[:3], cluster, texts[1]))
     assert {p.cluster for p in places} == {0, 1}, "the world needs a guild on each worker"
     prefix = new_prefix()
     sup = await start_cluster(
@@ -324,6 +326,8 @@ async def test_void_and_the_auto_refund_give_every_stake_back(
     await bet(driver, p, a, message, "1. Heads", amount=10)
     await bet(driver, p, b, message, "2. Tails", amount=20)
     assert await balances(db, p) == [before[0] - 10, before[1] - 20, before[2]]
+    await say_until(driver, p, p.owner_id, f"!settings logchannel <#{p.log}>", "Audit entries")
+    await driver.drain(p.log)
     text = await say_until(driver, p, a, "!predict notify on", "DM")
     assert "You'll get a DM" in text
     dm_a, dm_b = [await dm_channel(driver, env, u) for u in (a, b)]
@@ -337,6 +341,7 @@ async def test_void_and_the_auto_refund_give_every_stake_back(
     assert "You staked 10 and got 10 points back" in told
     assert not await driver.replies(dm_b, wait=1)  # (b never asked: not on the list at all)
     await say_until(driver, p, a, "!predict notify off", "No more DMs")
+    assert "**predict.void**" in await wait_in(driver, p.log, "Audit: predict.void")
     # not resolved within 120 hours of its close: refunded by a clock, once
     pid, message = await create(driver, p, "Odd or even? | Odd | Even")
     await bet(driver, p, a, message, "2. Even", amount=15)
@@ -348,6 +353,8 @@ async def test_void_and_the_auto_refund_give_every_stake_back(
     text = await wait_for(driver, p, "went back")
     assert "Not resolved in time" in text and "15 points went back to 1 bettor." in text
     assert await balances(db, p) == before
+    assert "**predict.refund**" in await wait_in(driver, p.log, "Audit: predict.refund")
+    await say_until(driver, p, p.owner_id, "!settings logchannel", "no longer posted")
     refunds = await db.fetchval(
         "SELECT count(*) FROM points_tx WHERE guild_id = $1 AND key = $2",
         p.guild_id,

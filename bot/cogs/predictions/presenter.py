@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot import audit
 from bot.cogs.predictions import buttons, render, settle, store
 from bot.cogs.predictions.store import Prediction
 from bot.points import Services, ledger
@@ -85,6 +86,7 @@ class Presenter:
         book = await store.book(self.bot.pool, prediction.guild_id, prediction.id)
         view = await buttons.vote_view(self.bot, prediction) if settings.vote_enabled else None
         await self._edit(prediction, embed=render.embed(book), view=view)
+        await self.post_audit(prediction, ("predict.close",))
         with contextlib.suppress(discord.HTTPException):
             channel = self.bot.get_partial_messageable(prediction.channel_id)
             how = (
@@ -108,12 +110,27 @@ class Presenter:
         ):
             paid[r["user_id"]] = int(r["payout"] or 0)
         p = book.prediction
+        await self.post_audit(p, ("predict.resolve", "predict.void", "predict.refund"))
         await self._edit(p, embed=render.embed(book), view=None)
         text = render.result(book, paid)
         with contextlib.suppress(discord.HTTPException):
             await self.bot.get_partial_messageable(p.channel_id).send(text)
         await self.balances_changed(p.guild_id, list(paid))
         self._spawn(self._dm(book, paid), "predictions-dm")
+
+    async def post_audit(self, prediction: Prediction, actions: tuple[str, ...]) -> None:
+        """Post the audit row the state change wrote (in its transaction) to the server's log
+        channel, as `audit.audited` does for commands."""
+        row = await self.bot.pool.fetchrow(
+            "SELECT id, guild_id, actor_id, action, channel_id, target_id, before, after, "
+            "created_at FROM audit_log WHERE guild_id = $1 AND action = ANY($2::text[]) "
+            "AND after->>'id' = $3 ORDER BY id DESC LIMIT 1",
+            prediction.guild_id,
+            list(actions),
+            str(prediction.id),
+        )
+        if row is not None:
+            await audit.post(self.bot, audit.AuditEntry.from_record(row))
 
     async def balances_changed(self, guild_id: int, users: list[int]) -> None:
         rows = await self.bot.pool.fetch(
