@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
+import random
 import secrets
 import subprocess
 import sys
@@ -38,6 +40,54 @@ def backing() -> Iterator[dict[str, str]]:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _at_least(n: int, p: float, k: int) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    if k <= 0 or p >= 1.0:
+        return 1.0
+    if p <= 0.0 or k > n:
+        return 0.0
+    log_p, log_q, top = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+
+    def term(i: int) -> float:
+        return math.exp(
+            top - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+        )
+
+    return min(1.0, sum(term(i) for i in range(k, n + 1)))
+
+
+def smoothed_percentile(values: list[float], q: float) -> float:
+    """The `q` percentile as the mean of `percentile(resample, q)` over every bootstrap
+    resample of `values`, computed exactly rather than by resampling: a weighted mean of the
+    order statistics around the `q` one (binomial weights, as the Harrell-Davis estimator's
+    are beta ones). It estimates the same percentile as `percentile`, with less of the luck of
+    which one sample happens to sit at its rank: of 600 samples the p99 is the 6th slowest,
+    and how many samples fall above the true p99 is itself Binomial(600, 0.01), 6 +- 2.4."""
+    ordered = sorted(values)
+    n = len(ordered)
+    rank = min(n - 1, int(q * n)) + 1  # percentile's index, counted from 1
+    total, below = 0.0, 0.0
+    for j, value in enumerate(ordered):
+        cdf = _at_least(n, (j + 1) / n, rank)  # P(the resample's rank-th value <= value)
+        total += (cdf - below) * value
+        below = cdf
+    return total
+
+
+def ratio_interval(
+    ours: list[float], base: list[float], q: float, *, resamples: int = 1000, seed: int = 1
+) -> tuple[float, float]:
+    """The 5th and 95th percentiles of percentile(ours, q) / percentile(base, q) over
+    bootstrap resamples of both: the spread of the ratio that sampling alone explains."""
+    rng = random.Random(seed)
+
+    def resampled(values: list[float]) -> float:
+        return percentile(rng.choices(values, k=len(values)), q)
+
+    ratios = sorted(resampled(ours) / resampled(base) for _ in range(resamples))
+    return percentile(ratios, 0.05), percentile(ratios, 0.95)
 
 
 def alternating(rounds: int, sides: int) -> Iterator[int]:
