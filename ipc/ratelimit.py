@@ -305,14 +305,11 @@ class GlobalLimiter:
     def reserve(
         self, route: str = "", major: str = "", *, owns: tuple[str, ...] = ()
     ) -> Reservation:
-        """A command's reservation: a slot of this process's allotment for its first request to
-        `route`/`major` when there is one left (no round trip; else a refill is on its way, for
-        the next commands, and `buy_call` can buy one), and the buckets it owns (`owns`: the
-        channel it answers in and its guild, on this process's shards; no other process answers
-        there, other clusters find a guild's owner over IPC, so their buckets need no sharing).
-        Allotted slots skip the shared per-route bucket, as owned buckets do.
-
-        No `route`: nothing to prepay (a slash command's answer is an exempt callback)."""
+        """A command's `Reservation`: a slot of the allotment for its first request to
+        `route`/`major` if one is left (else a refill is on its way and `buy_call` can buy
+        one; no `route`: nothing to prepay), and the buckets it owns (`owns`: its channel and
+        guild, on this process's shards, where no other process answers). Allotted slots skip
+        the shared per-route bucket, as owned buckets do."""
         reservation = Reservation(route, major, owns)
         if route:
             until = self._allotted()
@@ -321,9 +318,8 @@ class GlobalLimiter:
         return reservation
 
     def buy_call(self, reservation: Reservation) -> ScriptCall | None:
-        """The script call that grants `reservation`'s slot, for a caller to send along with a
-        round trip of its own and hand the answer to `bought`; None if it needs none (it holds
-        a slot already, or has no route)."""
+        """The script call that grants `reservation`'s slot, to send along with a round trip of
+        the caller's and hand the answer to `bought`; None if it needs none."""
         if not reservation.route or reservation.holds_slot or reservation.settled:
             return None
         args = self._admit_args(reservation.route, reservation.major, False)
@@ -339,9 +335,8 @@ class GlobalLimiter:
         reservation.until = time.monotonic() + PREPAID_FOR
 
     def settle(self, reservation: Reservation) -> bool:
-        """The command has ended: its reservation buys nothing more. A slot it did not spend
-        goes back to the allotment it came from, if that is still the current one (a bought
-        slot lapses in Redis with its window). True if a slot went back."""
+        """The command has ended: its reservation buys nothing more. An unspent slot goes back
+        to its allotment if that is still current (a bought one lapses in Redis); True if so."""
         if reservation.settled:
             return False
         reservation.settled = True
@@ -439,10 +434,10 @@ class GlobalLimiter:
         """Wait for a slot in the shared global window and, when `route` is given and its
         bucket is known, for room in that per-route bucket (without Redis: the local window).
 
-        A request of a command (`reservation`) spends the slot it reserved for this route, once,
-        without a round trip. One in a bucket the command owns takes a slot of the allotment
-        when there is one, also without a round trip, and skips the shared bucket: discord.py
-        tracks that bucket in this process, and no other process sends in it.
+        A command's request (`reservation`) spends the slot reserved for this route, once; one
+        in a bucket the command owns takes a slot of the allotment if there is one and skips
+        the shared bucket (discord.py tracks it here; no other process sends in it). Neither
+        costs a round trip.
         """
         self.calls += 1
         if not exempt and reservation is not None:
