@@ -100,14 +100,13 @@ async def vote_view(bot: Guildhouse, prediction: Prediction) -> discord.ui.View:
 
 def confirmation(placed: store.Placed) -> str:
     """The ephemeral answer to a bet: what was staked, the odds now, what it would pay."""
-    book, stake = placed.book, placed.stake
-    option = book.prediction.options[stake.option]
-    pools = book.pools
+    stake, pools = placed.stake, placed.pools
+    option = placed.prediction.options[stake.option]
     odds = render.odds_text(pools, stake.option)
     would = payout.potential(pools, stake.option, stake.amount)
     head = "Bet placed" if placed.applied else "That bet was placed already"
     return (
-        f"{head}: your stake on **{safe_text(option, 80)}** in #{book.prediction.id} is "
+        f"{head}: your stake on **{safe_text(option, 80)}** in #{placed.prediction.id} is "
         f"{stake.amount:,} points. Odds now {odds}; if it wins now you'd get about "
         f"**{would:,}** points. Balance: {placed.balance:,}."
     )

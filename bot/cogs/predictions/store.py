@@ -211,9 +211,10 @@ async def member_history(
 @dataclass(frozen=True)
 class Placed:
     applied: bool  # False: this bet (its key) was placed before
-    stake: payout.Stake
+    stake: payout.Stake  # the member's whole stake now
     balance: int
-    book: Book
+    prediction: Prediction
+    pools: list[int]  # each option's pool now
     balances: dict[str, int]
 
 
@@ -228,7 +229,6 @@ async def bet(
     key: str,
 ) -> Placed:
     """Stake `amount` on `option`, once per `key` (the interaction's id)."""
-    guild_id = settings.guild_id
     if not settings.min_bet <= amount <= settings.max_bet:
         raise PredictionError(
             f"A bet here is from {settings.min_bet:,} to {settings.max_bet:,} points, "
@@ -249,12 +249,36 @@ async def bet(
         except _Repeat:
             posted = None
         # Read back after the commit: the bet holds the pool's row for as short as it can.
-        current = await book(conn, guild_id, prediction_id)
-        stake = current.stake_of(user_id) or payout.Stake(user_id, option, 0)
-        balance = await ledger.balance(conn, guild_id, ledger.member(user_id))
+        row = await conn.fetchrow(_AFTER_BET, prediction_id, user_id, ledger.member(user_id))
+        assert row is not None
+        stake = payout.Stake(user_id, row["my_option"], int(row["my_amount"] or 0))
+        if row["my_option"] is None:  # refused before any stake of theirs
+            stake = payout.Stake(user_id, option, 0)
         return Placed(
-            posted is not None, stake, balance, current, posted.balances if posted else {}
+            applied=posted is not None,
+            stake=stake,
+            balance=int(row["balance"] or 0),
+            prediction=Prediction.of(row),
+            pools=[int(x) for x in row["pools"]],
+            balances=posted.balances if posted else {},
         )
+
+
+# What a bet's confirmation shows, in one round trip: the prediction, each option's pool, the
+# member's stake and balance.
+_AFTER_BET = f"""
+    SELECT {P_COLUMNS},
+        (SELECT array_agg(coalesce(t.total, 0) ORDER BY i)
+         FROM generate_subscripts(p.options, 1) AS i
+         LEFT JOIN (SELECT option, sum(amount) AS total FROM prediction_bets
+                    WHERE prediction_id = p.id GROUP BY option) t ON t.option = i - 1) AS pools,
+        b.option AS my_option, b.amount AS my_amount,
+        (SELECT balance FROM points_accounts
+         WHERE guild_id = p.guild_id AND account = $3) AS balance
+    FROM predictions p
+    LEFT JOIN prediction_bets b ON b.prediction_id = p.id AND b.user_id = $2
+    WHERE p.id = $1
+"""  # noqa: S608 - constant fragments only
 
 
 class _Repeat(Exception):

@@ -129,7 +129,7 @@ async def test_bet_close_resolve_pays_by_hand(pool: asyncpg.Pool) -> None:
     # the same interaction again (a retry): nothing more
     again = await store.bet(pool, S, prediction_id=p.id, user_id=3, option=1, amount=401, key="c")
     assert placed.applied and not again.applied
-    assert again.book.pools == [300, 401] and again.balance == 599
+    assert again.pools == [300, 401] and again.balance == 599
     # adding to a bet on the same option
     await store.bet(pool, S, prediction_id=p.id, user_id=1, option=0, amount=50, key="a2")
     with pytest.raises(store.PredictionError, match="doesn't allow switching"):
@@ -158,7 +158,7 @@ async def test_switching_moves_the_stake_where_allowed(pool: asyncpg.Pool) -> No
     placed = await store.bet(
         pool, switching, prediction_id=p.id, user_id=1, option=2, amount=5, key="b"
     )
-    assert placed.book.pools == [0, 0, 15]
+    assert placed.pools == [0, 0, 15]
 
 
 async def test_limits_per_bet_and_per_member(pool: asyncpg.Pool) -> None:
