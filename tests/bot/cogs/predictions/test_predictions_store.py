@@ -334,3 +334,43 @@ async def test_a_payout_killed_midway_is_finished_once(
     # fraction (member 2's .67)
     assert [await balance(pool, u) for u in (1, 2, 3)] == [400 + 183, 450 + 92, 375]
     assert await pool.fetchval("SELECT count(*) FROM points_tx WHERE kind = 'resolve'") == 1
+
+
+async def test_bets_racing_the_close_and_the_payout_lose_nothing(
+    pool: asyncpg.Pool, migrated_dsn: str
+) -> None:
+    members = range(100, 120)
+    for user in members:
+        await grant(pool, user, 1000)
+    p = await new(pool)
+    accepted: list[int] = []
+    refused: list[int] = []
+
+    async def one(i: int, on: asyncpg.Pool) -> None:
+        user = members[i % len(members)]
+        try:
+            await store.bet(
+                on, S, prediction_id=p.id, user_id=user, option=i % 2, amount=7, key=f"r{i}"
+            )
+            accepted.append(i)
+        except store.PredictionError:
+            refused.append(i)
+
+    async def close() -> None:
+        await past_close(pool, p.id)
+        await settle.close_due(pool)
+
+    async with asyncpg.create_pool(migrated_dsn, min_size=1, max_size=10) as other:
+        # the close while bets are in flight on two pools (two workers) ...
+        await asyncio.gather(*(one(i, pool if i % 2 else other) for i in range(100)), close())
+        # ... and bets after it: refused
+        await asyncio.gather(*(one(i, pool if i % 2 else other) for i in range(100, 200)))
+    assert len(accepted) + len(refused) == 200 and len(refused) >= 100
+    staked = await pool.fetchval(
+        "SELECT sum(amount) FROM prediction_bets WHERE prediction_id = $1", p.id
+    )
+    assert staked == 7 * len(accepted) == await ledger.balance(pool, G, ledger.pool(p.id))
+    await settle.choose(pool, G, p.id, 0, actor_id=9)
+    done = await settle.pay(pool, p.id)
+    assert done is not None and sum(done[1].values()) == staked
+    assert await ledger.balance(pool, G, ledger.pool(p.id)) == 0
