@@ -65,6 +65,7 @@ class Server:
     general: int
     dice: int
     voice: int
+    mod_log: int
     owner_id: int
     members: list[int]
 
@@ -113,12 +114,14 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
                 channels["general"],
                 channels["dice"],
                 channels["Voice"],
+                channels["mod-log"],
                 owner,
                 plain,
             )
         )
-    saved = {k: os.environ.get(k) for k in TUNING}
-    os.environ.update(TUNING)  # the workers inherit them
+    tuning = {**TUNING, "STATS_HEARTBEAT_CHANNEL": str(servers[1].mod_log)}
+    saved = {k: os.environ.get(k) for k in tuning}
+    os.environ.update(tuning)  # the workers inherit them
     prefix = f"e2e:{uuid.uuid4().hex[:8]}:"
     sup = await _start(sandbox, bot_db, redis_url, prefix)
     e = Env(
@@ -293,6 +296,56 @@ async def test_a_raid_of_500_is_at_most_two_renames_a_window_and_no_429(
     assert after["invalid_requests"] == before["invalid_requests"]
 
 
+# -- heartbeat ---------------------------------------------------------------------------------
+
+
+async def test_the_heartbeat_is_one_message_edited_in_place(env: Env, driver: Driver) -> None:
+    s = env.servers[1]
+    conn = await connect(env.dsn)
+    seen: list[dict[str, Any]] = []
+    healthy = "**2** clusters up · **2/2** shards READY"
+
+    async def next_slot() -> None:
+        """The next slot comes: its job (scheduled when the last one completed) is due now,
+        and the runners are told."""
+
+        async def scheduled() -> bool:
+            return bool(
+                await conn.fetchval(
+                    "SELECT count(*) FROM jobs WHERE kind = $1 AND state = 'pending'",
+                    "stats.heartbeat",
+                )
+            )
+
+        await until("the next heartbeat is scheduled", scheduled)
+        await conn.execute(
+            "UPDATE jobs SET due_at = now() WHERE kind = $1 AND state = 'pending'",
+            "stats.heartbeat",
+        )
+        await _wake(env)
+
+    try:
+        for _ in range(4):
+            got = await driver.replies(s.mod_log, wait=30)
+            seen += [e for e in got if "Heartbeat" in text_of(e)]
+            if seen and healthy in text_of(seen[-1]):
+                break
+            await next_slot()
+        assert seen, "no heartbeat"
+        count = len(seen)
+        await next_slot()
+        seen += [e for e in await driver.replies(s.mod_log, wait=30) if "Heartbeat" in text_of(e)]
+        assert len(seen) == count + 1
+    finally:
+        await conn.close()
+    last = text_of(seen[-1])
+    assert healthy in last and "Cluster 0" in last and "Cluster 1" in last
+    assert "PostgreSQL" in last and "events/s" in last and "MiB" in last
+    # One message, then edits of it.
+    assert [e.get("kind") for e in seen][1:] == ["edit"] * (len(seen) - 1)
+    assert len({str((e.get("data") or e).get("id")) for e in seen}) == 1
+
+
 # -- reports -----------------------------------------------------------------------------------
 
 
@@ -384,7 +437,12 @@ async def test_a_daily_report_arrives_once_with_its_chart_then_late_after_downti
         [late] = await _reports(driver, s.general, wait=60)
         assert "(late)" in text_of(late) and "sent late" in text_of(late)
         assert await _png_size(env, late) == (800, 400)
-        assert await conn.fetchval("SELECT state FROM jobs WHERE key = $1", nxt) == "done"
+
+        async def late_done() -> bool:
+            state = await conn.fetchval("SELECT state FROM jobs WHERE key = $1", nxt)
+            return bool(state == "done")
+
+        await until("the late report's job is done", late_done)
         assert await conn.fetchval(
             "SELECT late FROM stats_reports WHERE guild_id = $1 AND period = $2",
             s.guild_id,

@@ -14,7 +14,7 @@ from discord.ext import commands
 
 from bot import jobs, outages
 from bot.checks import Level, requires
-from bot.cogs.stats import prune, report, reports, store
+from bot.cogs.stats import heartbeat, presence, prune, report, reports, store
 from bot.cogs.stats.counters import Counter, check_template, counter_of, render
 from bot.cogs.stats.live import LiveStats
 from bot.cogs.stats.prune import Pruner
@@ -61,15 +61,21 @@ class Stats(commands.Cog, name="Statistics"):
         self.live = LiveStats(bot)
         self.reports = reports.Reports(bot)
         self.pruner = Pruner(bot)
+        self.heartbeat = heartbeat.Heartbeat(bot)
+        self.rotation = presence.Rotation(bot)
 
     async def cog_load(self) -> None:
         await jobs.install(self.bot, self.reports.kind())
         await jobs.install(self.bot, self.pruner.kind())
+        await jobs.install(self.bot, self.heartbeat.kind())
         if not self.bot.rest_only:
+            self.bot.bus.handle(heartbeat.RPC, None, self.heartbeat.answer)
+            self.rotation.start()
             try:
                 await self.pruner.ensure()
-            except jobs.DB_ERRORS as exc:  # PostgreSQL away: tomorrow's start schedules it
-                outages.note(exc, "scheduling the statistics prune")
+                await self.heartbeat.ensure()
+            except jobs.DB_ERRORS as exc:  # PostgreSQL away: the next start schedules them
+                outages.note(exc, "scheduling the statistics prune and heartbeat")
         self.bot.add_chat_sink(self.live.chat)
         self.live.start()
         if self.bot.is_ready():
@@ -79,6 +85,8 @@ class Stats(commands.Cog, name="Statistics"):
         self.bot.remove_chat_sink(self.live.chat)
         await jobs.uninstall(self.bot, reports.KIND)
         await jobs.uninstall(self.bot, prune.KIND)
+        await jobs.uninstall(self.bot, heartbeat.KIND)
+        await self.rotation.stop()
         await self.live.stop()
 
     # -- events ----------------------------------------------------------------------------

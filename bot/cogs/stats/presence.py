@@ -1,0 +1,93 @@
+"""A rotating presence: "Watching 12,345 servers", "Listening to /help", and the owners' own
+lines (`STATS_PRESENCE_LINES`, separated by `|`; `{guilds}` is the count), one every
+`STATS_PRESENCE_EVERY` seconds (0, the default, turns rotation off so that the owners'
+`presence` command is not overwritten). The server count is gathered from every cluster over
+the IPC bus (`cluster_stats`). Every worker sets the line on all its shards; the line is chosen
+from the wall clock, so every cluster shows the same one. The floor is 60 s: Discord drops
+presence updates sent faster than about 5 per 20 s per connection, and a presence that changes
+more often than once a minute is noise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+import discord
+
+if TYPE_CHECKING:
+    from bot.guildhouse import Guildhouse
+
+log = logging.getLogger(__name__)
+FLOOR = 60.0
+DEFAULT_LINES = ("watching:{guilds:,} servers", "listening:/help")
+_TYPES = {
+    "watching": discord.ActivityType.watching,
+    "listening": discord.ActivityType.listening,
+    "playing": discord.ActivityType.playing,
+    "competing": discord.ActivityType.competing,
+}
+
+
+def lines_from_env() -> tuple[str, ...]:
+    extra = [x.strip() for x in os.environ.get("STATS_PRESENCE_LINES", "").split("|")]
+    return (*DEFAULT_LINES, *(f"playing:{x}" for x in extra if x))
+
+
+def pick(lines: tuple[str, ...], now: float, every: float) -> str:
+    """The line shown at `now` (the same on every cluster)."""
+    return lines[int(now // every) % len(lines)]
+
+
+def activity(line: str, guilds: int) -> discord.Activity:
+    kind, _, text = line.partition(":")
+    try:
+        name = text.format(guilds=guilds)
+    except (KeyError, ValueError, IndexError):
+        name = text
+    return discord.Activity(type=_TYPES.get(kind, discord.ActivityType.playing), name=name[:128])
+
+
+class Rotation:
+    def __init__(self, bot: Guildhouse) -> None:
+        self.bot = bot
+        try:
+            every = float(os.environ.get("STATS_PRESENCE_EVERY", "0"))
+        except ValueError:
+            every = 0.0
+        self.every = 0.0 if every <= 0 else max(FLOOR, every)
+        self.lines = lines_from_env()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.every and self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="stats-presence")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def guilds(self) -> int:
+        result = await self.bot.bus.gather("cluster_stats", within=5)
+        answered = sum(int(r.get("guilds", 0)) for r in result.results.values())
+        return answered if not result.partial else max(answered, len(self.bot.guilds))
+
+    async def _loop(self) -> None:
+        await self.bot.wait_until_ready()
+        while True:
+            now = time.time()
+            try:
+                count = await self.guilds()
+                await self.bot.change_presence(
+                    activity=activity(pick(self.lines, now, self.every), count)
+                )
+            except Exception:
+                log.warning("stats: presence not changed", exc_info=True)
+            await asyncio.sleep(self.every - (time.time() % self.every))
