@@ -59,6 +59,7 @@ EXTENSIONS = (
     "bot.cogs.aliases",
     "bot.cogs.analytics",
     "bot.cogs.feedback",
+    "bot.cogs.polls",
 )
 
 

@@ -17,9 +17,11 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from e2e_harness import (
     Driver,
     SandboxProc,
+    new_prefix,
     plain_members,
     running_cluster,
     text_channels,
@@ -27,6 +29,8 @@ from e2e_harness import (
     world_of,
 )
 from waits import until
+
+from ipc.client import Keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -37,6 +41,7 @@ EXTENSIONS = (
     "bot.cogs.aliases",
     "bot.cogs.analytics",
     "bot.cogs.feedback",
+    "bot.cogs.polls",
 )
 
 
@@ -54,6 +59,8 @@ class Env:
     dsn: str
     control: str
     servers: list[Server]
+    redis_url: str
+    keys: Keys
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +73,7 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
     assert len(servers) >= 2
     saved = os.environ.get("ANALYTICS_FLUSH")
     os.environ["ANALYTICS_FLUSH"] = "0.2"  # the workers inherit it
+    prefix = new_prefix()
     try:
         async with running_cluster(
             sandbox,
@@ -74,9 +82,10 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
             shards=2,
             clusters=2,
             owner_id=123456789012345678,
+            prefix=prefix,
             adjust=lambda c: replace(c, extensions=EXTENSIONS),
         ):
-            yield Env(bot_db, sandbox.control, servers)
+            yield Env(bot_db, sandbox.control, servers, redis_url, Keys(prefix))
     finally:
         if saved is None:
             os.environ.pop("ANALYTICS_FLUSH", None)
@@ -225,3 +234,79 @@ async def test_feedback_round_trip(env: Env, driver: Driver) -> None:
     await driver.drain(s.staff_channel)
     assert "Thanks!" in await ask(driver, s, ann, "!feedback idea 2")
     assert "Slow down" in await ask(driver, s, ann, "!feedback idea 3")
+
+
+def _buttons(entry: dict[str, Any]) -> dict[str, str]:
+    rows = entry.get("components") or (entry.get("data") or {}).get("components") or []
+    return {b["label"]: b["custom_id"] for row in rows for b in row["components"]}
+
+
+async def test_a_poll_counts_votes_and_closes_on_time_once(env: Env, driver: Driver) -> None:
+    s = env.servers[0]
+    ann, bob = s.members
+    await driver.drain(s.channel_id)
+    await driver.say(
+        s.channel_id, s.owner_id, '!poll "Next campaign?" "Shadowrun" "Cthulhu" --duration 1h'
+    )
+    [sent] = await driver.replies(s.channel_id, wait=10)
+    assert "Poll: Next campaign?" in text_of(sent)
+    message_id = str(sent.get("message_id") or sent["id"])
+    ids = _buttons(sent)
+    assert set(ids) == {"Shadowrun", "Cthulhu"}
+    seen = await driver.first_click(s.channel_id, ann, message_id, ids["Shadowrun"])
+    assert seen
+    for choice in ("Shadowrun", "Cthulhu"):  # one choice: Bob's vote moves
+        await driver.click(s.channel_id, bob, message_id, ids[choice])
+        answer = await driver.replies(s.channel_id, wait=10)
+        assert answer
+        seen += answer
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        poll_id = await conn.fetchval("SELECT max(id) FROM polls WHERE guild_id = $1", s.guild_id)
+
+        async def votes() -> list[tuple[int, int]]:
+            rows = await conn.fetch(
+                "SELECT option, user_id FROM poll_votes WHERE poll_id = $1 ORDER BY option",
+                poll_id,
+            )
+            return [(r["option"], r["user_id"]) for r in rows]
+
+        await until("both votes in", lambda: _is(votes, [(0, ann), (1, bob)]), within=15)
+        seen += await driver.replies(s.channel_id, wait=2, count=100)
+        assert any("2 votes" in text_of(e) for e in seen)
+        # The hour passes: the close job (and the poll) are due now; both clusters are woken.
+        await conn.execute("UPDATE polls SET closes_at = now() WHERE id = $1; ", poll_id)
+        await conn.execute(
+            "UPDATE jobs SET due_at = now() WHERE kind = 'polls.close' AND key = $1",
+            f"poll-close:{poll_id}",
+        )
+        redis = aioredis.Redis.from_url(env.redis_url)
+        try:
+            for _ in range(2):
+                await redis.publish(env.keys("jobs", "wake"), b"new")
+        finally:
+            await redis.aclose()
+        got = await driver.replies(s.channel_id, wait=15, count=1)
+        got += await driver.replies(s.channel_id, wait=3, count=100)  # anything more
+        results = [e for e in got if "Results: Next campaign?" in text_of(e)]
+        assert len(results) == 1
+        text = text_of(results[0])
+        assert "Shadowrun" in text and "Cthulhu" in text and f"<@{bob}>" in text
+        assert await _png_size(env, results[0]) == (800, 50 + 36 * 2)
+        job = await conn.fetchrow(
+            "SELECT state, attempts FROM jobs WHERE kind = 'polls.close' AND key = $1",
+            f"poll-close:{poll_id}",
+        )
+        assert (job["state"], job["attempts"]) == ("done", 1)
+        assert await conn.fetchval("SELECT closed_at IS NOT NULL FROM polls WHERE id = $1", poll_id)
+        # The poll's message shows the final counts, without its buttons.
+        [final] = [e for e in got if "Poll closed: Next campaign?" in text_of(e)]
+        assert not _buttons(final) and "2 votes" in text_of(final)
+    finally:
+        await conn.close()
+    assert "2 to 10 options" in await ask(driver, s, ann, '!poll "Only one?" "Yes"')
+    assert "not a duration" in await ask(driver, s, ann, '!poll "Q?" "A" "B" --duration soon')
+
+
+async def _is(get: Any, want: Any) -> bool:
+    return bool(await get() == want)

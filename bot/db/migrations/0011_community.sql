@@ -96,3 +96,28 @@ CREATE TABLE feedback_channels (
 CREATE TABLE feedback_dm (
     user_id  BIGINT PRIMARY KEY
 );
+
+-- A poll with buttons; closed once, by its job (polls.close), at `closes_at`.
+CREATE TABLE polls (
+    id          BIGSERIAL PRIMARY KEY,
+    guild_id    BIGINT NOT NULL,
+    channel_id  BIGINT NOT NULL,
+    message_id  BIGINT,
+    author_id   BIGINT NOT NULL,
+    question    TEXT NOT NULL,
+    options     TEXT[] NOT NULL,
+    multiple    BOOLEAN NOT NULL DEFAULT FALSE,
+    anonymous   BOOLEAN NOT NULL DEFAULT FALSE,
+    closes_at   TIMESTAMPTZ NOT NULL,
+    closed_at   TIMESTAMPTZ,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- One row per member per option they chose (a single-choice poll keeps one per member).
+CREATE TABLE poll_votes (
+    poll_id   BIGINT NOT NULL REFERENCES polls (id) ON DELETE CASCADE,
+    option    SMALLINT NOT NULL,
+    user_id   BIGINT NOT NULL,
+    voted_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (poll_id, option, user_id)
+);

@@ -1,0 +1,186 @@
+"""The Polls cog: `poll "Question?" "A" "B" [--duration 1d] [--multiple] [--anonymous]`, a
+message with a button per option (persistent components: any worker answers a press, also
+after a restart), live counts, and the close as a job of the shared scheduler (bot/jobs):
+one worker closes it when it is due, exactly once, and posts the results with a bar chart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import components, jobs
+from bot.cogs.polls import store
+from bot.cogs.polls.core import MAX_DURATION, footer, lines, parse
+from bot.cogs.polls.store import Poll
+from bot.context import CommandContext
+from bot.ui import safe_text
+
+if TYPE_CHECKING:
+    from bot.guildhouse import Guildhouse
+
+log = logging.getLogger(__name__)
+Ctx = CommandContext
+CLOSE = "polls.close"
+CHART_NAME = "poll.png"
+
+
+def close_key(poll_id: int) -> str:
+    return f"poll-close:{poll_id}"
+
+
+def poll_embed(poll: Poll, counts: list[int], *, closed: bool = False) -> discord.Embed:
+    e = discord.Embed(
+        title=("Poll closed: " if closed else "Poll: ") + safe_text(poll.question, 200),
+        description="\n".join(lines(poll.options, counts)),
+        colour=0x99AAB5 if closed else 0x5865F2,
+    )
+    e.set_footer(
+        text=f"#{poll.id} · {sum(counts)} votes · "
+        + footer(poll.multiple, poll.anonymous, poll.closes_at, closed)
+    )
+    return e
+
+
+class PollVote(components.Handler, name="pollv"):
+    """A poll's option button: toggles the presser's vote for it."""
+
+    who = components.Who.ANYONE
+    ttl = MAX_DURATION + 86400
+    action_room = 3
+
+    async def pressed(self, press: components.Press) -> None:
+        poll_id = int(press.state["p"])
+        option = int(press.action[1:])
+        outcome, poll = await store.vote(press.bot.pool, poll_id, option, press.user.id)
+        if outcome == "closed":
+            await press.reply("This poll has closed.", ephemeral=True)
+            return
+        counts = await store.counts(press.bot.pool, poll)
+        await press.update(embed=poll_embed(poll, counts))
+        name = safe_text(poll.options[option], 80)
+        said = (
+            f"You voted for **{name}**."
+            if outcome == "added"
+            else f"Vote for **{name}** taken back."
+        )
+        await press.reply(said, ephemeral=True)
+
+
+async def buttons(bot: Guildhouse, poll: Poll) -> discord.ui.View:
+    ref = await PollVote.new(bot, state={"p": poll.id}, stored=False)
+    return components.view(
+        *(
+            ref.button(safe_text(o, 80), action=f"o{i}", row=i // 5)
+            for i, o in enumerate(poll.options)
+        )
+    )
+
+
+class Polls(commands.Cog, name="Polls"):
+    """Polls with buttons, live counts and a results chart."""
+
+    def __init__(self, bot: Guildhouse) -> None:
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        await jobs.install(self.bot, jobs.Kind(CLOSE, self._close, lease=60.0))
+
+    async def cog_unload(self) -> None:
+        await jobs.uninstall(self.bot, CLOSE)
+
+    @commands.hybrid_command(
+        name="poll",
+        extras={
+            "examples": [
+                'poll "Next campaign?" "Shadowrun" "Call of Cthulhu" "D&D"',
+                'poll "Which nights?" "Mon" "Wed" "Fri" --multiple --duration 2d',
+                'poll "Keep the house rule?" "Yes" "No" --anonymous --duration 12h',
+            ]
+        },
+    )
+    @commands.guild_only()
+    @app_commands.describe(
+        text='"Question?" "Option" "Option"... [--duration 1d] [--multiple] [--anonymous]'
+    )
+    async def poll(self, ctx: Ctx, *, text: str) -> None:
+        """Ask a question with 2 to 10 options, answered with buttons. `--duration` (1m to
+        30d, default 1d), `--multiple` lets members choose several, `--anonymous` never shows
+        who voted. Pressing your choice again takes it back. At the end the results are
+        posted with a chart.
+
+        These are Guildhouse's own polls, not Discord's native ones: Discord's can't be
+        anonymous, offer at most 32 days in whole hours, and can't be read back or closed by a
+        bot on another worker without the message; ours keep their votes in the database, so
+        the close and the results are exactly what was counted."""
+        assert ctx.guild is not None
+        spec = parse(text)
+        async with self.bot.pool.acquire() as conn, conn.transaction():
+            poll = await store.create(
+                conn,
+                guild_id=ctx.guild.id,
+                channel_id=ctx.channel.id,
+                author_id=ctx.author.id,
+                question=spec.question,
+                options=spec.options,
+                multiple=spec.multiple,
+                anonymous=spec.anonymous,
+                seconds=spec.duration,
+            )
+            await jobs.store.schedule(
+                conn,
+                CLOSE,
+                close_key(poll.id),
+                poll.closes_at,
+                guild_id=ctx.guild.id,
+                payload={"poll": poll.id},
+            )
+        await jobs.of(self.bot).notify()
+        message = await ctx.send(
+            embed=poll_embed(poll, [0] * len(poll.options)), view=await buttons(self.bot, poll)
+        )
+        await store.set_message(self.bot.pool, poll.id, message.id)
+
+    async def _close(self, run: jobs.Run) -> None:
+        poll_id = int(run.job.payload["poll"])
+        async with run.complete() as conn:
+            poll = await store.close(conn, poll_id)
+        if poll is None:
+            return  # closed before (there is one job per poll; this is only a safeguard)
+        try:
+            await self._results(poll)
+        except discord.HTTPException as exc:
+            log.warning("poll %s closed, but its results could not be posted: %s", poll.id, exc)
+
+    async def _results(self, poll: Poll) -> None:
+        counts = await store.counts(self.bot.pool, poll)
+        channel = self.bot.get_partial_messageable(poll.channel_id, guild_id=poll.guild_id)
+        final = poll_embed(poll, counts, closed=True)
+        if poll.message_id is not None:
+            with contextlib.suppress(discord.NotFound):  # deleted: the results still go out
+                await channel.get_partial_message(poll.message_id).edit(embed=final, view=None)
+        png = await asyncio.to_thread(_chart, poll, counts)
+        results = discord.Embed(title="Results: " + safe_text(poll.question, 200), colour=0x57F287)
+        results.description = "\n".join(lines(poll.options, counts))
+        if not poll.anonymous and sum(counts):
+            who = await store.voters(self.bot.pool, poll.id)
+            for i, o in enumerate(poll.options):
+                if who.get(i):
+                    shown = ", ".join(f"<@{u}>" for u in who[i][:30])
+                    more = f" and {len(who[i]) - 30} more" if len(who[i]) > 30 else ""
+                    results.add_field(name=safe_text(o, 80), value=shown + more, inline=False)
+        results.set_footer(text=f"Poll #{poll.id} · {sum(counts)} votes")
+        results.set_image(url=f"attachment://{CHART_NAME}")
+        await channel.send(embed=results, file=discord.File(io.BytesIO(png), filename=CHART_NAME))
+
+
+def _chart(poll: Poll, counts: list[int]) -> bytes:
+    from bot import charts  # Pillow only in workers that draw
+
+    return charts.rows(poll.options, counts, poll.question[:80])
