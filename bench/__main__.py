@@ -18,6 +18,7 @@ BENCHMARKS = {
     "latency": "prefix and slash command p50/p99/p99.9 at 25/50/90 % load, against discord.py",
     "leaderboard": "awards/s, rank p99 on 1,000,000 members, flush rows/s, against plain ways",
     "bets": "bets/s and p99 through the points ledger, against a naive balance UPDATE",
+    "soak": "mixed load on 2 clusters under seeded faults; invariant table, exit 1 on a failure",
 }
 
 
