@@ -296,6 +296,40 @@ async def test_a_raid_of_500_is_at_most_two_renames_a_window_and_no_429(
     assert after["invalid_requests"] == before["invalid_requests"]
 
 
+async def test_stats_on_demand_and_what_is_refused(env: Env, driver: Driver) -> None:
+    s = env.servers[1]
+    member = s.members[-1]
+    for _ in range(3):
+        await driver.say(s.dice, member, "chatting away")
+    await driver.drain(s.general)
+    await driver.say(s.general, member, "!stats")
+    [shown] = await driver.replies(s.general, wait=20)
+    text = text_of(shown)
+    assert "Today so far" in text and "Messages" in text
+    assert await _png_size(env, shown) == (800, 400)
+    assert "The span must be 1 to 365 days, not 400." in await ask(
+        driver, s.general, member, "!stats history 400d"
+    )
+    assert "last 14 days" in text_of(await _history(driver, s.general, member, "!stats history 2w"))
+    assert await ask(driver, s.general, member, "!stats off") == "This command is for admins."
+    assert "must contain `{count}`" in await ask(
+        driver, s.general, s.owner_id, '!stats format members "Members"'
+    )
+    assert "`roles` is not a counter; use one of members, online, bans." in await ask(
+        driver, s.general, s.owner_id, f"!stats channel roles <#{s.dice}>"
+    )
+    assert "not a time zone I know" in await ask(
+        driver, s.general, s.owner_id, f"!stats report <#{s.general}> 9 Mars/Olympus"
+    )
+
+
+async def _history(driver: Driver, channel: int, author: int, text: str) -> dict[str, Any]:
+    await driver.drain(channel)
+    await driver.say(channel, author, text)
+    [entry] = await driver.replies(channel, wait=20)
+    return entry
+
+
 # -- heartbeat ---------------------------------------------------------------------------------
 
 
