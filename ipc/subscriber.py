@@ -404,7 +404,8 @@ class Subscriber:
         try:
             pinged = False
             while True:
-                seen = self._reads
+                if not pinged:  # after a PING, what was read before it: its pong may come
+                    seen = self._reads  # in while it is being sent
                 done, _ = await asyncio.wait((reader,), timeout=self.health_every)
                 if done:
                     reader.result()  # the connection's error
