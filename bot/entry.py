@@ -91,6 +91,16 @@ def xp_progress(xp: float) -> tuple[int, int, int]:
     return p.level, p.into_level, p.needed
 
 
+async def analytics_page(
+    database_url: str, token: str, guild_id: int, query: dict[str, str]
+) -> tuple[int, str, bytes]:
+    """(status, content type, body) of the web page `/analytics/<guild_id>` (0: every
+    server) for a link signed by the `analytics` command (bot/cogs/analytics/web.py)."""
+    from bot.cogs.analytics import web
+
+    return await web.page(database_url, token, guild_id, query)
+
+
 async def import_xp(
     database_url: str,
     redis_url: str,

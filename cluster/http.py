@@ -1,4 +1,5 @@
-"""The launcher's HTTP side: /metrics, /healthz, /readyz, the status page, the leaderboards.
+"""The launcher's HTTP side: /metrics, /healthz, /readyz, the status page, the leaderboards, the
+analytics pages (signed links from the `analytics` command; bot/cogs/analytics/web.py).
 
 The status page (`/status`, a static HTML file that refreshes itself from `/status.json`) shows
 every cluster of the bot, not only this pod's: it reads the Redis cluster registry. The public
@@ -89,6 +90,7 @@ def build_app(
     progress: lbp.Progress | None = None,
     services: Callable[[], dict[str, Any]] | None = None,
     guilds: lbp.GuildLookup | None = None,
+    analytics: AnalyticsPage | None = None,
 ) -> web.Application:
     """The launcher's routes, added by area: health (`/healthz`, `/readyz`, `/metrics`), the
     leaderboards, the status page. The leaderboards read `leaderboard` (default: the
@@ -116,7 +118,35 @@ def build_app(
     _add_leaderboard_routes(app, board, progress, guilds)
     _add_health_routes(app, supervisor, probes)
     _add_status_routes(app, probes, registry, shard_count, services)
+    if analytics is not None:
+        _add_analytics_routes(app, analytics)
     return app
+
+
+# (guild id or 0, the query) -> (status, content type, body): bot.entry.analytics_page.
+AnalyticsPage = Callable[[int, dict[str, str]], Awaitable[tuple[int, str, bytes]]]
+
+
+def _add_analytics_routes(app: web.Application, page: AnalyticsPage) -> None:
+    """`/analytics/<guild id>`: a server's usage for a link the `analytics` command signed."""
+
+    async def analytics_page(request: web.Request) -> web.Response:
+        raw = request.match_info["guild_id"]
+        if not raw.isdigit() or int(raw) > MAX_GUILD_ID:
+            return web.Response(status=400, text="Not a server id.")
+        try:
+            status, content_type, body = await page(int(raw), dict(request.query))
+        except OSError as exc:
+            log.warning("analytics page: PostgreSQL unreachable: %s", exc)
+            return web.Response(status=503, text="The database is unreachable; try again soon.")
+        headers = {"Cache-Control": "private, no-store"}
+        if content_type == "text/csv":
+            headers["Content-Disposition"] = f'attachment; filename="analytics-{raw}.csv"'
+        return web.Response(
+            status=status, body=body, content_type=content_type, charset="utf-8", headers=headers
+        )
+
+    app.router.add_get("/analytics/{guild_id}", analytics_page)
 
 
 def _add_health_routes(app: web.Application, supervisor: Supervisor, probes: Probes) -> None:

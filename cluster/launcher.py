@@ -35,7 +35,7 @@ from cluster.embedded import (
     locate,
     services,
 )
-from cluster.http import Probes, build_app, serve
+from cluster.http import AnalyticsPage, Probes, build_app, serve
 from cluster.lifecycle import LauncherBusy, LauncherLock, reap_leftovers
 from cluster.planning import PlanningError, check_session_starts, fetch_gateway, split_shards
 from cluster.rolling import control_loop, request_rolling_restart
@@ -416,7 +416,14 @@ async def _supervise(
         )
         try:
             http, port = await serve(
-                build_app(supervisor, probes, registry, shard_count, services=watch.snapshot),
+                build_app(
+                    supervisor,
+                    probes,
+                    registry,
+                    shard_count,
+                    services=watch.snapshot,
+                    analytics=_analytics_page(urls.database_url, configs[0].token),
+                ),
                 settings.http_port,
             )
         except OSError as exc:
@@ -573,3 +580,10 @@ async def rolling_restart(settings: Settings) -> int:
     """`guildhouse restart --rolling`."""
     code = await _with_running_redis(settings, request_rolling_restart)
     return 1 if code is None else code
+
+
+def _analytics_page(database_url: str, token: str) -> AnalyticsPage:
+    """The `/analytics/<guild>` page (bot/cogs/analytics/web.py, through bot/entry.py)."""
+    from bot.entry import analytics_page
+
+    return partial(analytics_page, database_url, token)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from discord.ext import commands
 
 from bot import errors, jobs
 from bot.checks import Level, caller_level, requires
-from bot.cogs.analytics import store
+from bot.cogs.analytics import store, web
 from bot.cogs.analytics.core import Figures, Use, parse_span
 from bot.cogs.analytics.recorder import Recorder
 from bot.context import CommandContext
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from bot.guildhouse import Guildhouse
 
 Ctx = CommandContext
+log = logging.getLogger(__name__)
 RETENTION = "analytics.retention"
 CHART_NAME = "analytics.png"
 
@@ -154,6 +156,22 @@ class Analytics(commands.Cog, name="Analytics"):
         await ctx.send(
             embed=embed_of(title, f), file=discord.File(io.BytesIO(png), filename=CHART_NAME)
         )
+        await self._send_link(ctx, 0 if everywhere else ctx.guild.id, days)
+
+    async def _send_link(self, ctx: Ctx, scope: int, days: int) -> None:
+        """The signed web page link, to the caller alone (ephemeral, or by DM): whoever has it
+        may read the page until it expires."""
+        url = web.public_url(scope, days, self.bot.config.token, time.time())
+        text = (
+            f"The same figures on the web, with a CSV export (for {web.LINK_TTL // 3600} h): {url}"
+        )
+        try:
+            if ctx.interaction is not None:
+                await ctx.interaction.followup.send(text, ephemeral=True)
+            else:
+                await ctx.author.send(text)
+        except discord.HTTPException as exc:
+            log.info("could not send the analytics link: %s", exc)
 
 
 def _chart(f: Figures, title: str) -> bytes:

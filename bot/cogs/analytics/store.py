@@ -3,6 +3,8 @@ the figures read back, and the retention."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
 import asyncpg
@@ -71,11 +73,16 @@ async def write(pool: asyncpg.Pool, rows: Rows) -> None:
 
 
 async def figures(
-    pool: asyncpg.Pool, guild_id: int | None, days: int, today: date, *, top: int = 10
+    db: asyncpg.Pool | asyncpg.Connection,
+    guild_id: int | None,
+    days: int,
+    today: date,
+    *,
+    top: int = 10,
 ) -> Figures:
     """The last `days` UTC days to `today` of one server (None: every server)."""
     first = today - timedelta(days=days - 1)
-    async with pool.acquire() as conn:
+    async with _connection(db) as conn:
         per_day = await conn.fetch(
             """
             SELECT day, sum(uses)::bigint AS uses FROM analytics_days
@@ -149,6 +156,15 @@ async def prune(conn: asyncpg.Connection, today: date) -> tuple[int, int, int]:
     )
     users = await conn.execute("DELETE FROM analytics_users WHERE day < $1", days_before)
     return _count(hours), int(days), _count(users)
+
+
+@contextlib.asynccontextmanager
+async def _connection(db: asyncpg.Pool | asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    if isinstance(db, asyncpg.Connection):
+        yield db
+        return
+    async with db.acquire() as conn:
+        yield conn
 
 
 def _count(status: str) -> int:
