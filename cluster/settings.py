@@ -8,6 +8,7 @@ problem, and the CLI prints those lines and exits with status 2.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ipc.client import SENTINEL_SCHEMES, parse_sentinel_url
 from ipc.throttle import DEFAULT_COMMAND, DEFAULT_GUILD, DEFAULT_USER, Rule, RuleError
 
 DEFAULT_API_URL = "https://discord.com/api/v10"
@@ -120,6 +122,17 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _redis_url(raw: str) -> str:
+    """A plain Redis URL, or one naming Sentinels (`redis+sentinel://h1:26379,h2/mymaster`)."""
+    try:
+        target = parse_sentinel_url(raw)
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
+    if target is not None:
+        return raw.strip()
+    return _url("redis", "rediss", "unix", *SENTINEL_SCHEMES)(raw)
+
+
 def _int(lo: int, hi: int | None = None, *, auto: bool = False) -> Callable[[str], int | None]:
     expected = f"a whole number from {lo}" + (f" to {hi}" if hi is not None else " up")
     if auto:
@@ -200,13 +213,14 @@ def _path(raw: str) -> Path:
 
 
 def _mask_url(url: str) -> str:
+    # By hand, not urlsplit's .port: a Sentinel URL lists several host:port pairs.
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.partition(':')[0]}:***@{hosts}" if at and ":" in userinfo else None
+    query = re.sub(r"(sentinel_password=)[^&]*", r"\1***", parts.query)
+    if netloc is None and query == parts.query:
         return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=netloc or parts.netloc, query=query))
 
 
 def _show_default(value: Any) -> str:
@@ -271,8 +285,9 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "REDIS_URL",
         "redis_url",
-        _url("redis", "rediss", "unix"),
-        "Redis URL.",
+        _redis_url,
+        "Redis URL; redis+sentinel://host:26379,host2:26379/mymaster names Sentinels instead "
+        "(docs/kubernetes.md).",
         url_secret=True,
         unset_means="embedded Redis under DATA_DIR",
     ),

@@ -7,10 +7,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis import exceptions as redis_errors
+from redis.asyncio.sentinel import Sentinel
 from redis.commands.core import AsyncScript
 
 REDIS_ERRORS = Counter(
@@ -35,19 +38,125 @@ def count_redis_error(operation: str) -> None:
     REDIS_ERRORS.labels(_process_cluster[0], operation).inc()
 
 
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+SENTINEL_PORT = 26379
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """`redis+sentinel://[user:password@]host[:port][,host[:port]...]/service[/db][?query]`:
+    the Sentinels to ask (port 26379 unless given) and the name of the primary they watch.
+
+    The user and password are the primary's (as in a plain `redis://` URL); Sentinels that
+    require a password of their own get it as `?sentinel_password=...`. `rediss+sentinel`
+    speaks TLS to the primary."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+    tls: bool = False
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    if item.startswith("["):  # [IPv6]:port
+        host, _, rest = item[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    else:
+        host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
+    if not host:
+        raise ValueError(f"{item!r} names no host")
+    if not port_text:
+        return host, SENTINEL_PORT
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{item!r} has an invalid port; expected a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl | None:
+    """The Sentinels and service a `redis+sentinel://` URL names; None for any other URL.
+    Raises ValueError, saying what is wrong, for a malformed one."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.lower() not in SENTINEL_SCHEMES:
+        return None
+    rest, _, query_text = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        userinfo, hosts = "", netloc
+    sentinels = tuple(_host_port(h.strip()) for h in hosts.split(",") if h.strip())
+    if not sentinels:
+        raise ValueError("names no Sentinel; expected redis+sentinel://host:26379/service")
+    service, _, db_text = path.strip("/").partition("/")
+    if not service:
+        raise ValueError("names no service; expected redis+sentinel://host:26379/service")
+    if db_text and not db_text.isdigit():
+        raise ValueError(f"has database {db_text!r}; expected a number")
+    username, _, password = userinfo.partition(":")
+    query = parse_qs(query_text)
+    unknown = set(query) - {"sentinel_password"}
+    if unknown:
+        raise ValueError(f"has unknown option {sorted(unknown)[0]!r}; known: sentinel_password")
+    return SentinelUrl(
+        sentinels=sentinels,
+        service=unquote(service),
+        db=int(db_text or 0),
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        sentinel_password=query.get("sentinel_password", [None])[0],
+        tls=scheme.lower() == "rediss+sentinel",
+    )
+
+
+class SentinelRedis(aioredis.Redis):
+    """A client of the primary the Sentinels name: each new connection asks them where it is
+    (redis-py's `SentinelConnectionPool`), so after a failover the client reconnects to the
+    new primary by itself. Closing it closes the Sentinel connections too."""
+
+    sentinel_manager: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinel_manager is not None:
+            for client in self.sentinel_manager.sentinels:
+                await client.aclose()
+
+
 def create_redis(url: str, *, max_connections: int = 64) -> aioredis.Redis:
     """A `redis.asyncio` client (bytes in, bytes out) with a bounded connection pool.
 
-    Build it in an entry point with `async with create_redis(url) as r:` so it is closed there.
+    `url` is a plain Redis URL (`redis://`, `rediss://`, `unix://`) or names Sentinels
+    (`redis+sentinel://host:26379,host2:26379/mymaster`, see `SentinelUrl`): then the client
+    follows the primary through failovers. Build it in an entry point with
+    `async with create_redis(url) as r:` so it is closed there.
     """
-    return aioredis.Redis.from_url(
-        url,
-        max_connections=max_connections,
-        health_check_interval=30,
-        socket_connect_timeout=5,
-        socket_keepalive=True,
-        retry_on_timeout=True,
+    options: dict[str, Any] = {
+        "max_connections": max_connections,
+        "health_check_interval": 30,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "retry_on_timeout": True,
+    }
+    target = parse_sentinel_url(url)
+    if target is None:
+        return aioredis.Redis.from_url(url, **options)
+    sentinel_options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 5}
+    if target.sentinel_password:
+        sentinel_options["password"] = target.sentinel_password
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    client: SentinelRedis = sentinel.master_for(
+        target.service,
+        redis_class=SentinelRedis,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        ssl=target.tls,
+        **options,
     )
+    client.sentinel_manager = sentinel
+    return client
 
 
 @dataclass(frozen=True)
