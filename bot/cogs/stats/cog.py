@@ -317,7 +317,7 @@ class Stats(commands.Cog, name="Statistics"):
         if timezone is not None:
             fields["tz"] = report.check_zone(timezone)
         s = await store.update_settings(self.bot.pool, ctx.guild.id, **fields)
-        self.live.days.set_zone(ctx.guild.id, s.tz)
+        self.live.configured(s)
         await self.reports.ensure(s)
         if s.report_channel_id is None:
             await ctx.send("Reports are off.")

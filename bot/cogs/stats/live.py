@@ -5,7 +5,7 @@ day tallies flushed in batches, and the slow poll of Discord's approximate count
 keeps current on GUILD_MEMBER_ADD/REMOVE (the members intent, with the member cache and
 chunking off). Online: `approximate_presence_count` of `GET /guilds/{id}?with_counts=true`
 (never the presences intent), which also corrects the member count. Both are read every
-`poll` seconds (10 minutes) for the servers with counter channels on this worker, one server at
+`poll` seconds (10 minutes) for the servers with counter channels or reports on this worker, one at
 a time. Bans: one paginated read of the ban list (1,000 a page) when a server with a bans
 counter becomes available, then GUILD_BAN_ADD/REMOVE.
 
@@ -92,7 +92,7 @@ class LiveStats:
         self.renames_refused = 0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._loaded: set[int] = set()
+        self.reporting: set[int] = set()  # servers with reports (polled for peak online)
 
     # -- start and stop --------------------------------------------------------------------
 
@@ -120,13 +120,12 @@ class LiveStats:
         if not ids:
             return
         for s in await store.all_settings(self.bot.pool, ids):
-            self.days.set_zone(s.guild_id, s.tz)
+            self.configured(s)
         rows = await store.counters(self.bot.pool, ids)
         for row in rows:
             self.adopt(row)
         now = time.time()
         for g in guilds:
-            self._loaded.add(g.id)
             if g.member_count is not None:
                 day = self.days.day(g.id, now)
                 self.tallies.seen(g.id, day, members=g.member_count, online=None)
@@ -134,6 +133,14 @@ class LiveStats:
         for g in guilds:
             if (g.id, Counter.BANS) in self.counters:
                 await self.read_bans(g)
+
+    def configured(self, s: store.Settings) -> None:
+        """A server's settings: its day clock, and whether its reports want peak online."""
+        self.days.set_zone(s.guild_id, s.tz)
+        if s.report_channel_id is not None:
+            self.reporting.add(s.guild_id)
+        else:
+            self.reporting.discard(s.guild_id)
 
     def adopt(self, row: store.CounterRow) -> None:
         kind = Counter(row.kind)
@@ -322,7 +329,7 @@ class LiveStats:
     async def _poll_loop(self) -> None:
         while True:
             await asyncio.sleep(self.tuning.poll)
-            guilds = sorted({g for g, _ in self.counters})
+            guilds = sorted({g for g, _ in self.counters} | self.reporting)
             for guild_id in guilds:
                 if self.bot.get_guild(guild_id) is not None:
                     await self.poll(guild_id)
