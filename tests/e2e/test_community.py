@@ -310,3 +310,29 @@ async def test_a_poll_counts_votes_and_closes_on_time_once(env: Env, driver: Dri
 
 async def _is(get: Any, want: Any) -> bool:
     return bool(await get() == want)
+
+
+async def test_slash_feedback_without_text_opens_a_form(env: Env, driver: Driver) -> None:
+    s = env.servers[0]
+    bob = s.members[1]
+    await driver.drain(s.channel_id)
+    await driver.slash(s.channel_id, bob, "feedback", [{"type": 1, "name": "send", "options": []}])
+    (form,) = await driver.replies(s.channel_id)
+    assert form["kind"] == "modal" and form["title"] == "Feedback for the staff"
+    (field,) = form["inputs"]
+    body = {
+        "channel_id": str(s.channel_id),
+        "user_id": str(bob),
+        "fields": {field["custom_id"]: "A dice roller for Fate, please"},
+    }
+    async with driver.http.post(f"{driver.base}/_sandbox/interactions", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+    (thanks,) = await driver.replies(s.channel_id)
+    m = re.search(r"Thanks! Your feedback is #(\d+)\.", text_of(thanks))
+    assert m, text_of(thanks)
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        row = await conn.fetchrow("SELECT author_id, text FROM feedback WHERE id = $1", int(m[1]))
+    finally:
+        await conn.close()
+    assert (row["author_id"], row["text"]) == (bob, "A dice roller for Fate, please")

@@ -10,9 +10,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import components
 from bot.checks import Level, caller_level, requires
 from bot.cogs.feedback import store
 from bot.cogs.feedback.core import (
+    MAX_TEXT,
     OWNERS,
     STATUSES,
     FeedbackError,
@@ -44,6 +46,52 @@ def ticket_embed(ticket: Ticket, author: discord.abc.User, where: str) -> discor
     return e
 
 
+async def submit(
+    bot: Guildhouse, guild: discord.Guild, channel_id: int, author: discord.abc.User, text: str
+) -> str:
+    """Make the ticket, post it where it goes; the thanks to give its author."""
+    ticket = await store.create(bot.pool, guild.id, channel_id, author.id, check_text(text))
+    posted = 0
+    embed = ticket_embed(ticket, author, guild.name)
+    for target in await store.channels(bot.pool, guild.id):
+        try:
+            await bot.get_partial_messageable(target).send(embed=embed)
+            posted += 1
+        except discord.HTTPException as exc:
+            log.info("could not post feedback #%s to %s: %s", ticket.id, target, exc)
+    how = "by DM" if ticket.by_dm else "here"
+    seen = "" if posted else " The staff will find it in `feedback list`."
+    return (
+        f"Thanks! Your feedback is #{ticket.id}. You'll hear back {how} when the staff"
+        f" reply or set its status.{seen}"
+    )
+
+
+class FeedbackForm(components.Form, name="fbform"):
+    """`/feedback send` without text: the feedback in a form."""
+
+    title = "Feedback for the staff"
+    text = components.Text(
+        "Your feedback",
+        placeholder="What would you like the staff (and the bot's owners) to know?",
+        max_length=MAX_TEXT,
+        paragraph=True,
+    )
+
+    async def submitted(self, press: components.Press) -> None:
+        if press.guild is None:
+            await press.reply("Feedback is given in a server.", ephemeral=True)
+            return
+        thanks = await submit(
+            press.bot,
+            press.guild,
+            press.interaction.channel_id or 0,
+            press.user,
+            press.fields["text"],
+        )
+        await press.reply(thanks)
+
+
 class Feedback(commands.Cog, name="Feedback"):
     """Tell the staff (and the bot's owners) what to improve, and hear back."""
 
@@ -67,28 +115,18 @@ class Feedback(commands.Cog, name="Feedback"):
     @commands.guild_only()
     @throttle(command="3/10m")
     @app_commands.describe(text="What you'd like to tell the staff (up to 2000 characters)")
-    async def feedback(self, ctx: Ctx, *, text: str) -> None:
+    async def feedback(self, ctx: Ctx, *, text: str | None = None) -> None:
         """Send feedback to this server's staff and the bot's owners; you get a ticket number,
         and you're told here (or by DM: `feedback dm on`) when they reply or set its status.
-        Three a member every ten minutes."""
+        `/feedback send` without text opens a form. Three a member every ten minutes."""
         assert ctx.guild is not None
-        ticket = await store.create(
-            self.bot.pool, ctx.guild.id, ctx.channel.id, ctx.author.id, check_text(text)
-        )
-        posted = 0
-        embed = ticket_embed(ticket, ctx.author, ctx.guild.name)
-        for channel_id in await store.channels(self.bot.pool, ctx.guild.id):
-            try:
-                await self.bot.get_partial_messageable(channel_id).send(embed=embed)
-                posted += 1
-            except discord.HTTPException as exc:
-                log.info("could not post feedback #%s to %s: %s", ticket.id, channel_id, exc)
-        how = "by DM" if ticket.by_dm else "here"
-        seen = "" if posted else " The staff will find it in `feedback list`."
-        await ctx.send(
-            f"Thanks! Your feedback is #{ticket.id}. You'll hear back {how} when the staff"
-            f" reply or set its status.{seen}"
-        )
+        if text is None or not text.strip():
+            if ctx.interaction is not None:
+                await components.open_form(self.bot, ctx.interaction, FeedbackForm)
+                return
+            check_text("")  # says what to write
+        assert text is not None
+        await ctx.send(await submit(self.bot, ctx.guild, ctx.channel.id, ctx.author, text))
 
     @feedback.command(name="reply", extras={"examples": ["feedback reply 12 Thanks, planned!"]})
     @commands.guild_only()
