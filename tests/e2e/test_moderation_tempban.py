@@ -354,3 +354,41 @@ async def test_a_ban_made_while_the_bot_was_away_is_a_case_at_start(
         assert count == 1
     finally:
         await conn.close()
+
+
+async def test_a_tempban_due_while_the_bot_was_down_ends_on_its_first_attempt(
+    env: Env, driver: Driver
+) -> None:
+    """The end needs the guild cache: it is claimed once the restarted worker is ready (not
+    before, to be retried a minute later), so it ends on its first attempt. The server is on
+    the cluster's second shard, which IDENTIFYs a turn after the first: before the fix the
+    restarted worker claimed the end before that shard's GUILD_CREATE and retried."""
+    last = SHARDS // CLUSTERS - 1  # cluster 0's last shard
+    s = next(x for x in env.servers if x.cluster == 0 and (x.guild_id >> 22) % SHARDS == last)
+    # The other tests here ban members 0, 2 and 3 of env.on(0) and 0 to 3 of env.on(1).
+    target = s.members[1] if s is env.on(0) else s.members[0]
+    conn = await connect(env.dsn)
+    try:
+        number, key = await tempban(env, driver, s, target)
+        old_pid = env.supervisor.workers[s.cluster].pid
+        env.supervisor.kill(s.cluster)  # the bot is down ...
+        await pass_time(env)  # ... when the end falls due
+        state = await until(
+            conn, "SELECT state FROM jobs WHERE key = $1 AND state = 'done'", key, within=90
+        )
+        assert state == "done"
+        row = await conn.fetchrow(
+            "SELECT attempts, error, claimed_by FROM jobs WHERE key = $1", key
+        )
+        assert env.supervisor.workers[s.cluster].pid != old_pid
+        assert row["claimed_by"].startswith(f"c{s.cluster}:")
+        assert row["attempts"] == 1 and row["error"] is None  # no retry
+        cases = await unban_cases(conn, s, target)
+        assert [list(c["cites"]) for c in cases] == [[number]]
+        assert await driver_ban_status(env, s, target) == 404
+    finally:
+        await conn.close()
+    deadline = time.monotonic() + 90
+    while not env.supervisor.ready():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)

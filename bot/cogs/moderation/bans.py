@@ -11,10 +11,13 @@ was away become cases too. The first read of a server records its list without c
 
 **Tempban ends** are jobs of kind `moderation.unban` (bot/jobs), one per tempban case, run by
 the cluster whose shards have the server: exactly once across clusters, restarts and a
-SIGKILLed claimer. The unban is idempotent (a second try finds no ban: 10026), and the unban
-case is written in the transaction that marks the job done (`run.complete()`), so it is
-recorded once. A tempban whose case is no longer the member's last ban or unban (lifted by
-hand, or replaced by a later ban) ends without touching Discord.
+SIGKILLed claimer. They are claimed only once the worker is ready (`Kind.available`: the end
+needs the guild cache), and the runner is woken in `on_ready`, so an end that fell due while
+the bot was down runs as soon as the shards are ready, on its first attempt. The unban is
+idempotent (a second try finds no ban: 10026), and the unban case is written in the
+transaction that marks the job done (`run.complete()`), so it is recorded once. A tempban
+whose case is no longer the member's last ban or unban (lifted by hand, or replaced by a later
+ban) ends without touching Discord.
 """
 
 from __future__ import annotations
@@ -50,7 +53,13 @@ class BanSync(commands.Cog, name="Moderation sync"):
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def cog_load(self) -> None:
-        await jobs.install(self.bot, jobs.Kind(store.UNBAN_JOB, self.end_tempban, lease=60.0))
+        # Claimed only once the shards are ready (the end needs the guild cache), and the
+        # runner is woken then (on_ready): an end that fell due while the bot was down runs
+        # at once after start, not after a retry's delay.
+        await jobs.install(
+            self.bot,
+            jobs.Kind(store.UNBAN_JOB, self.end_tempban, lease=60.0, available=self.bot.is_ready),
+        )
         if self.bot.is_ready():
             self._start_sync()
 
@@ -101,6 +110,7 @@ class BanSync(commands.Cog, name="Moderation sync"):
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
+        jobs.of(self.bot).wake()  # tempban ends held back until now (Kind.available)
         self._start_sync()
 
     @commands.Cog.listener()
