@@ -17,7 +17,7 @@ from bench.soak.rig import LogLine
 REST_MAX = 50  # requests in any 1 s window
 RSS_GROWTH = 48 * 2**20  # bytes a worker may grow after warm-up
 WARM_UP = 60.0  # seconds of a worker's life before its RSS is held to the bound
-BEFORE, AFTER = 2.0, 15.0  # a fault's window: from BEFORE s before it to AFTER s after READY
+BEFORE, AFTER = 2.0, 10.0  # a fault's window: from BEFORE s before it to AFTER s after READY
 
 
 @dataclass

@@ -75,7 +75,7 @@ class Injector:
             if time.monotonic() > until:
                 return
             await self.inject(kind)
-            await asyncio.sleep(self.rng.uniform(3, 8))
+            await asyncio.sleep(self.rng.uniform(6, 15))
 
     async def inject(self, kind: str) -> Fault:
         fault = Fault(kind, "", time.monotonic())
