@@ -202,6 +202,8 @@ class Stats(commands.Cog, name="Statistics"):
                 self.bot.pool, g.id, kind, ch.id, template=kind.default_template, shown=name
             )
             self.live.adopt(row)
+            if count is not None:
+                self.live.set_count(g.id, kind, count)  # followed from here on
             made.append(ch.mention)
         await ctx.send(f"Counter channels made in **{CATEGORY_NAME}**: {', '.join(made)}.")
 

@@ -126,7 +126,9 @@ class LiveStats:
             self.adopt(row)
         now = time.time()
         for g in guilds:
-            if g.member_count is not None:
+            # Only servers that use statistics keep anything here at start: a worker's memory
+            # per server is what `bench memory` measures.
+            if g.member_count is not None and self.uses_stats(g.id):
                 day = self.days.day(g.id, now)
                 self.tallies.seen(g.id, day, members=g.member_count, online=None)
                 self.set_count(g.id, Counter.MEMBERS, g.member_count)
@@ -195,7 +197,17 @@ class LiveStats:
 
     # -- counts ----------------------------------------------------------------------------
 
+    def uses_stats(self, guild_id: int) -> bool:
+        return guild_id in self.reporting or any(
+            (guild_id, kind) in self.counters for kind in Counter
+        )
+
     def set_count(self, guild_id: int, kind: Counter, count: int) -> None:
+        """A count to show; kept only for a server with that counter (others' member counts
+        are discord.py's `member_count`)."""
+        if (guild_id, kind) not in self.counters:
+            self.counts.get(guild_id, {}).pop(kind, None)
+            return
         self.counts.setdefault(guild_id, {})[kind] = count
         self._want(guild_id, kind, count)
 

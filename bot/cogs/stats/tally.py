@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 FLUSH_EVERY = 30.0  # seconds
@@ -116,27 +116,35 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+_UTC = ZoneInfo("UTC")
+
+
 class DayClock:
-    """Each server's local date at an instant, with the end of that date cached."""
+    """Each server's local date at an instant, with the end of that date cached per zone (most
+    servers share UTC, so a server without a zone of its own costs nothing here)."""
 
     def __init__(self) -> None:
-        self._zones: dict[int, ZoneInfo] = {}
-        self._days: dict[int, tuple[date, float]] = {}  # guild -> (its date, when it ends)
+        self._zones: dict[int, ZoneInfo] = {}  # only servers that chose a zone
+        # zone -> (its date, when that date starts and ends, as epoch seconds)
+        self._days: dict[ZoneInfo, tuple[date, float, float]] = {}
 
     def set_zone(self, guild_id: int, tz: str) -> None:
-        self._zones[guild_id] = ZoneInfo(tz)
-        self._days.pop(guild_id, None)
+        zone = ZoneInfo(tz)
+        if zone == _UTC:
+            self._zones.pop(guild_id, None)
+        else:
+            self._zones[guild_id] = zone
 
     def zone_of(self, guild_id: int) -> ZoneInfo:
-        return self._zones.get(guild_id) or ZoneInfo("UTC")
+        return self._zones.get(guild_id, _UTC)
 
     def day(self, guild_id: int, now: float) -> date:
-        cached = self._days.get(guild_id)
-        if cached is not None and now < cached[1]:
-            return cached[0]
         tz = self.zone_of(guild_id)
-        local = datetime.fromtimestamp(now, tz)
-        today = local.date()
+        cached = self._days.get(tz)
+        if cached is not None and cached[1] <= now < cached[2]:
+            return cached[0]
+        today = datetime.fromtimestamp(now, tz).date()
+        starts = datetime.combine(today, datetime.min.time(), tz)
         ends = datetime.combine(today + timedelta(days=1), datetime.min.time(), tz)
-        self._days[guild_id] = (today, ends.astimezone(UTC).timestamp())
+        self._days[tz] = (today, starts.timestamp(), ends.timestamp())
         return today

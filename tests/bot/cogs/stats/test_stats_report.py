@@ -134,3 +134,8 @@ def test_days_are_the_servers_own() -> None:
     assert clock.day(1, instant) == date(2026, 12, 5)
     assert clock.day(2, instant) == date(2026, 12, 4)
     assert clock.day(1, instant + 23 * 3600) == date(2026, 12, 6)
+    assert clock.day(1, instant) == date(2026, 12, 5)  # an earlier instant is not the cache's
+    assert clock.day(2, instant + 12 * 3600) == date(2026, 12, 5)
+    clock.set_zone(2, "UTC")
+    assert clock.zone_of(2).key == "UTC"
+    assert clock.day(2, instant - 13 * 3600) == date(2026, 12, 3)
