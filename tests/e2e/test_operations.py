@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -57,8 +58,11 @@ class Launcher:
 
 
 @pytest.fixture(scope="module")
-def launcher(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
-    data = tmp_path_factory.mktemp("operations")
+def launcher(redis_url: str) -> Iterator[Launcher]:
+    # Outside pytest's temporary tree: another pytest session on the machine resets that
+    # tree's root to 0700, which locks the embedded PostgreSQL's unprivileged user out of its
+    # data mid-run (pg_ctl stop then fails with "Permission denied").
+    data = Path(tempfile.mkdtemp(prefix="gh-operations-"))
     postgres = EmbeddedPostgres(data)
     service = postgres.start()
     try:
@@ -88,6 +92,7 @@ def launcher(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 run.stop()
     finally:
         postgres.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def test_readyz_waits_for_every_shard(launcher: Launcher) -> None:
