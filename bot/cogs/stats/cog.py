@@ -194,10 +194,10 @@ class Stats(commands.Cog, name="Statistics"):
             name = render(kind.default_template, count or 0)
             if style == "text":
                 ch: discord.abc.GuildChannel = await category.create_text_channel(
-                    name, reason=reason
+                    name, overwrites=overwrites, reason=reason
                 )
             else:
-                ch = await category.create_voice_channel(name, reason=reason)
+                ch = await category.create_voice_channel(name, overwrites=overwrites, reason=reason)
             row = await store.set_counter(
                 self.bot.pool, g.id, kind, ch.id, template=kind.default_template, shown=name
             )
