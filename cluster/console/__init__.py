@@ -19,8 +19,10 @@ exits 0.
 
 The parts: run.py (the loop), console.py (what you type), session.py (the sandbox's control
 API and following the channel), screen.py and markup.py (what the bot sends, as a client shows
-it), slash.py (slash commands typed as text), members.py (who you speak as), rate_limits.py
-(why an answer is late), sandbox_file.py (finding the sandbox), errors.py.
+it), files.py (the bot's files: sizes, PNG dimensions, `:save`; and refusals of your lines,
+a timeout or slowmode, in one line), slash.py (slash commands typed as text), members.py (who
+you speak as), rate_limits.py (why an answer is late), sandbox_file.py (finding the sandbox),
+errors.py.
 """
 
 from __future__ import annotations

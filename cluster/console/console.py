@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from cluster.console.errors import InputError
+from cluster.console.files import describe, download, target, write_new
 from cluster.console.members import standing_of
 from cluster.console.screen import TEXT_INPUT, Control
 from cluster.console.session import ANSWER_WAIT, Session
@@ -32,6 +34,8 @@ HELP = """The console's own commands (anything else is sent to the channel as yo
   :click [N]            press button N (the last one shown, without N)
   :pick N VALUE...      choose from menu N (option values, or @user, @role, #channel)
   :submit               fill in the form the bot opened: one line per field follows
+  :save N [PATH]        save file N (the 📎 [N] numbers) to PATH: a new file, or into a
+                        directory; without PATH, under its own name in this directory
   :commands             the bot's slash commands and their options
   :who                  who you are here, and where
   :help                 this list
@@ -116,6 +120,8 @@ class Console(Session):
             return await self.pick(rest.strip())
         elif word == "submit":
             return await self.submit(lines)
+        elif word == "save":
+            await self.save(rest.strip())
         else:
             self.say(self.style.error(f"· no console command :{word}; :help lists them"))
         return False
@@ -187,6 +193,38 @@ class Console(Session):
                 "values": picked,
             }
         )
+
+    async def save(self, rest: str) -> None:
+        """`:save N [path]`: write file N to disk (never over an existing file)."""
+        which, _, raw = rest.partition(" ")
+        files = self.screen.files
+        if not files:
+            self.say(self.style.error("· no file on screen yet"))
+            return
+        if not which.isdigit() or int(which) not in files:
+            shown = ", ".join(str(n) for n in sorted(files))
+            self.say(
+                self.style.error(
+                    f"· no file {which or '(none given)'}; :save N [PATH], N one of {shown}"
+                )
+            )
+            return
+        attachment = files[int(which)]
+        path = target(raw.strip(), str(attachment.get("filename") or ""), Path.cwd())
+        if path.exists():
+            self.say(self.style.error(f"· {path} exists already; give another path"))
+            return
+        try:
+            data = await download(self.http, attachment, self.base)
+        except ValueError as exc:
+            self.say(self.style.error(f"· cannot get file {which}: {exc}"))
+            return
+        try:
+            await asyncio.to_thread(write_new, path, data)
+        except OSError as exc:
+            self.say(self.style.error(f"· cannot write {path}: {exc.strerror or exc}"))
+            return
+        self.tell(f"saved {describe(attachment)} to {path}")
 
     async def submit(self, lines: asyncio.Queue[str | None]) -> bool:
         form = self.form

@@ -1,5 +1,5 @@
-"""What the bot sends, rendered: messages, embeds, buttons and menus (numbered as they appear,
-so `:click N` and `:pick N` can name them), forms."""
+"""What the bot sends, rendered: messages, embeds, files (numbered, for `:save N`), buttons and
+menus (numbered as they appear, so `:click N` and `:pick N` can name them), forms."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
+from cluster.console.files import describe
 from cluster.console.markup import Directory, Style, render_markup, visible_len
 
 BUTTON, TEXT_INPUT = 2, 4
 SELECTS = {3: "menu", 5: "user menu", 6: "role menu", 7: "user or role menu", 8: "channel menu"}
 TEXT_DISPLAY, SEPARATOR = 10, 14
 LINK = 5
+ATTACHED = "attachment://"
 
 
 @dataclass
@@ -38,7 +40,10 @@ class Screen:
     bot_name: str = "Guildhouse"
     tz: tzinfo | None = None
     controls: dict[int, Control] = field(default_factory=dict)
+    # Files shown, by number (`:save N`); a file keeps its number through the message's edits.
+    files: dict[int, dict[str, Any]] = field(default_factory=dict)
     _numbers: dict[tuple[str, str], int] = field(default_factory=dict)
+    _file_numbers: dict[str, int] = field(default_factory=dict)
 
     def markup(self, text: str) -> str:
         return render_markup(text, self.names, self.style, tz=self.tz)
@@ -71,6 +76,7 @@ class Screen:
             lines += self.markup(str(entry["content"])).split("\n")
         for embed in entry.get("embeds") or []:
             lines += self.embed(embed)
+        lines += self.attachments(entry.get("attachments"))
         lines += self.components(str(entry.get("message_id") or ""), entry.get("components"))
         return lines
 
@@ -96,9 +102,23 @@ class Screen:
         for key in ("image", "thumbnail"):
             url = (embed.get(key) or {}).get("url")
             if url:
-                rows.append(s.dim(f"[{key}: {url}]"))
+                # An uploaded file shown in the embed: by its name (its 📎 line follows).
+                shown = f"📎 {url[len(ATTACHED) :]}" if url.startswith(ATTACHED) else url
+                rows.append(s.dim(f"[{key}: {shown}]"))
         bar = s.bar(colour)
         return [f"{bar} {row}" for row in rows]
+
+    def attachments(self, attachments: Any) -> list[str]:
+        """One line a file: `📎 [1] chart.png (12.34 KB, 800×400)`, numbered for `:save`."""
+        lines: list[str] = []
+        for a in attachments or []:
+            if not isinstance(a, dict):
+                continue
+            key = str(a.get("id") or a.get("url") or len(self._file_numbers))
+            number = self._file_numbers.setdefault(key, len(self._file_numbers) + 1)
+            self.files[number] = a
+            lines.append(f"📎 {self.style.bold(f'[{number}]')} {describe(a)}")
+        return lines
 
     def components(self, message_id: str, components: Any) -> list[str]:
         lines: list[str] = []

@@ -4,16 +4,19 @@ REST calls it makes as the bot's client would, and following the channel."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections import deque
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, TextIO
 
 import aiohttp
 import orjson
 
 from cluster.console.errors import ChatError, InputError
+from cluster.console.files import measure, refusal
 from cluster.console.markup import Directory, Style, display_name, mentioned_users
 from cluster.console.members import pick_member, standing_of
 from cluster.console.rate_limits import RateLimitWatch
@@ -112,6 +115,7 @@ class Session:
         if history > 0:
             shown = [e for e in entries if self._visible(e)][-history:]
             await self._learn_names(_users_in(shown))
+            await self._measure(shown)
             self.say(self.style.dim(f"· the last {len(shown)} of what the bot said here:"))
             for e in shown:
                 self.say(*self.screen.entry(e, mine=False))
@@ -181,9 +185,35 @@ class Session:
         except ValueError:
             data = None
         if resp.status >= 400:
-            self.say(self.style.error(f"· the sandbox refused that: {_error(data)}"))
+            self.say(self.style.error(f"· {await self._refusal(resp.status, data)}"))
             return None
         return data if isinstance(data, dict) else {}
+
+    async def _refusal(self, status: int, data: Any) -> str:
+        """Why the sandbox refused your line: as Discord's client says a timeout or slowmode
+        (files.refusal), else the sandbox's own message (which names what was wrong)."""
+        until: float | None = None
+        member: Any = {}
+        if status == 403:  # timed out? Your member's timeout, as a client knows it
+            member = await self._api(f"/guilds/{self.guild['id']}/members/{self.user_id}")
+            raw = member.get("communication_disabled_until") if isinstance(member, dict) else None
+            with contextlib.suppress(TypeError, ValueError):
+                until = datetime.fromisoformat(str(raw)).timestamp() if raw else None
+            until = until if until is not None and until > time.time() else None
+        said = refusal(
+            status,
+            data,
+            channel=self.names.channel(self.channel_id),
+            timed_out_until=until,
+            member_known=isinstance(member, dict),
+            tz=self.screen.tz,
+        )
+        return said or f"the sandbox refused that: {_error(data)}"
+
+    async def _measure(self, entries: list[dict[str, Any]]) -> None:
+        """Each PNG's width and height, as a client shows them (from the file's first bytes)."""
+        for e in entries:
+            await measure(self.http, e.get("attachments") or [], self.base)
 
     async def _outbox(self, after: int, wait: float) -> list[dict[str, Any]]:
         data = await self._get(
@@ -260,6 +290,7 @@ class Session:
             self.after = int(entries[-1]["seq"])
             shown = [e for e in entries if self._visible(e)]
             await self._learn_names(_users_in(shown))
+            await self._measure(shown)
             for entry in shown:
                 self.say(*self.screen.entry(entry))
                 if entry.get("kind") == "modal":

@@ -1,9 +1,12 @@
 """The console's pure parts: Discord markup as a person reads it, what the bot sends (embeds,
-numbered buttons and menus), slash commands typed with options by name, who you speak as."""
+numbered buttons and menus, files), slash commands typed with options by name, who you speak
+as, and refusals of what you say (a timeout, slowmode)."""
 
 from __future__ import annotations
 
+import struct
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +26,8 @@ from cluster.console import (
     rest_key,
     standing_of,
 )
+from cluster.console.files import human_size, png_size, refusal
+from cluster.console.files import target as save_target
 from sandbox.world import World
 
 ANN, BOB, BOT = 110000000000000001, 110000000000000002, 110000000000000009
@@ -325,3 +330,92 @@ def test_rate_limit_keys_are_the_limiters() -> None:
     assert rest_key("gh:", "global", "pause") == limiter.keys[2]
     assert rest_key("gh:", "routes") == limiter.keys[3]
     assert rest_key("gh:", "bucket", "") == limiter.bucket_prefix
+
+
+def png_head(width: int, height: int) -> bytes:
+    """A PNG's first 24 bytes: the signature, then the IHDR chunk's length, type and size."""
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I4sII", 13, b"IHDR", width, height)
+
+
+def test_png_dimensions_from_the_header() -> None:
+    assert png_size(png_head(800, 400)) == (800, 400)
+    assert png_size(png_head(800, 400) + b"more of the file") == (800, 400)
+    assert png_size(png_head(800, 400)[:20]) is None  # cut short
+    assert png_size(b"GIF89a" + bytes(18)) is None  # not a PNG
+    assert png_size(png_head(0, 400)) is None  # no such image
+
+
+def test_files_are_shown_numbered_with_their_size() -> None:
+    screen = Screen(NAMES, PLAIN, bot_name="Guildhouse", tz=UTC)
+    chart = {
+        "id": "900",
+        "filename": "chart.png",
+        "size": 12_640,
+        "content_type": "image/png",
+        "width": 800,
+        "height": 400,
+    }
+    notes = {"id": "901", "filename": "notes.txt", "size": 1, "description": "session notes"}
+    lines = screen.entry({"kind": "message", "content": "Here:", "attachments": [chart, notes]})
+    assert lines == [
+        "Guildhouse › Here:",
+        "             📎 [1] chart.png (12.34 KB, 800×400)",
+        "             📎 [2] notes.txt (1 byte): session notes",
+    ]
+    # An edit that keeps a file keeps its number; a new file gets the next one.
+    big = {"id": "902", "filename": "log.txt", "size": 3 * 1024 * 1024 + 512 * 1024}
+    edited = screen.entry({"kind": "edit", "attachments": [notes, big]})
+    assert edited[0].endswith("📎 [2] notes.txt (1 byte): session notes")
+    assert edited[1].strip() == "📎 [3] log.txt (3.50 MB)"
+    assert {n: f["filename"] for n, f in screen.files.items()} == {
+        1: "chart.png",
+        2: "notes.txt",
+        3: "log.txt",
+    }
+    assert human_size(1023) == "1023 bytes" and human_size(1024) == "1.00 KB"
+    # An embed's image that is one of the files is named as the file.
+    assert screen.embed({"image": {"url": "attachment://chart.png"}}) == ["│ [image: 📎 chart.png]"]
+
+
+def test_where_a_file_is_saved(tmp_path: Path) -> None:
+    assert save_target("", "chart.png", tmp_path) == tmp_path / "chart.png"
+    assert save_target("out.png", "chart.png", tmp_path) == tmp_path / "out.png"
+    (tmp_path / "charts").mkdir()
+    assert save_target("charts", "chart.png", tmp_path) == tmp_path / "charts" / "chart.png"
+    # The bot names the file, never where it goes.
+    assert save_target("", "../../.bashrc", tmp_path) == tmp_path / ".bashrc"
+    assert save_target("", "..", tmp_path) == tmp_path / "file"
+
+
+def test_a_timeout_and_slowmode_are_said_in_one_line() -> None:
+    slow = {"message": "... slowmode rate limit (retry in 4.2 s).", "code": 20016}
+    assert refusal(429, slow, channel="general", timed_out_until=None) == (
+        "slowmode in #general: your message was not sent; you may post again in 4.2 s"
+    )
+    assert refusal(429, {"code": 20016, "retry_after": 9}, channel="g", timed_out_until=None) == (
+        "slowmode in #g: your message was not sent; you may post again in 9.0 s"
+    )
+    until = datetime(2026, 12, 3, 18, 5, tzinfo=UTC).timestamp()
+    denied = {"message": "Missing Permissions", "code": 50013}
+    assert refusal(403, denied, channel="general", timed_out_until=until, tz=UTC, now=NOW) == (
+        "you are timed out in this server until 18:05 (in 5 minutes): not sent"
+    )
+    assert refusal(403, denied, channel="general", timed_out_until=None) == (
+        "you may not send messages in #general: not sent (403 Missing Permissions)"
+    )
+    # Other refusals keep the sandbox's own message (the console prints it as it is).
+    assert (
+        refusal(
+            400, {"message": "content: too long", "code": 50035}, channel="g", timed_out_until=None
+        )
+        is None
+    )
+    assert (
+        refusal(
+            429,
+            {"message": "You are being rate limited.", "code": 0},
+            channel="g",
+            timed_out_until=None,
+        )
+        is None
+    )

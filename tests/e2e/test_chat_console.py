@@ -28,6 +28,9 @@ import orjson
 import pytest
 from launcher_proc import Launcher, launcher_env
 
+from cluster.console import pick_member
+from cluster.console.files import png_size
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 BIN = Path(sys.executable).parent  # where `guildhouse` is installed
@@ -276,3 +279,76 @@ def test_the_web_side_a_newcomer_opens(bot: Running) -> None:
     with urllib.request.urlopen(f"{base}/leaderboard/{guild['id']}", timeout=10) as resp:
         page = resp.read().decode()
     assert f"<h1><bdi>{guild['name']}</bdi></h1>" in page
+
+
+FILE_LINE = re.compile(r"📎 \[(\d+)\] (\S+\.png) \((\d+\.\d\d) KB, (\d+)×(\d+)\)")
+
+
+def test_a_chart_is_shown_as_a_file_and_saved(bot: Running, tmp_path: Path) -> None:
+    """`!stats` answers with a PNG chart: the console shows its name, size and dimensions (read
+    from the PNG's header) and `:save` writes it, refusing a bad number, overwriting a file
+    and an unwritable path."""
+    guild = world(bot)["guilds"][4]
+    channel = next(c["id"] for c in guild["channels"] if c["name"] == "general")
+    member = Typing(bot, "--channel", channel)
+    try:
+        mark = member.type("!stats")
+        shown = FILE_LINE.search(member.until(mark, "📎 ["))
+        assert shown, "\n".join(member.lines)
+        number, name, kb, width, height = shown.groups()
+        mark = member.type(f":save {number} {tmp_path}")
+        saved = member.until(mark, "saved", "cannot")
+        assert saved == f"· saved {name} ({kb} KB, {width}×{height}) to {tmp_path / name}", saved
+        data = (tmp_path / name).read_bytes()
+        assert png_size(data[:24]) == (int(width), int(height))
+        assert f"{len(data) / 1024:.2f}" == kb
+        # What can't be done is said, and nothing is written.
+        mark = member.type(":save 99")
+        assert f"no file 99; :save N [PATH], N one of {number}" in member.until(mark, "no file")
+        mark = member.type(f":save {number} {tmp_path}")
+        assert f"{tmp_path / name} exists already" in member.until(mark, "exists")
+        mark = member.type(f":save {number} {tmp_path / 'no such dir' / 'x.png'}")
+        assert "No such file or directory" in member.until(mark, "cannot write")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+        code, said = member.close()
+        assert code == 0, said
+    finally:
+        member.proc.kill()
+
+
+def test_slowmode_and_a_timeout_are_said_in_one_line(bot: Running) -> None:
+    """A line the sandbox refuses as Discord refuses a user gets one clear line, not an error."""
+    guild = world(bot)["guilds"][5]
+    channel = next(c["id"] for c in guild["channels"] if c["name"] == "general")
+    user, _ = pick_member(guild, "member")
+
+    def owner(command: str) -> str:
+        done = chat_in_shell(
+            bot, f"printf '{command}\\n' | guildhouse chat --as owner --channel {channel}"
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "slowmode in" in owner("!slowmode 1m")
+    member = Typing(bot, "--channel", channel, "--user", str(user))
+    try:
+        member.type("the first line goes through")
+        mark = member.type("the second comes too soon")
+        line = member.until(mark, "slowmode", "refused")
+        assert re.fullmatch(
+            r"· slowmode in #general: your message was not sent; you may post again in "
+            r"\d+\.\d s",
+            line,
+        ), line
+        assert "timed out" in owner(f"!timeout <@{user}> 10m testing the console")
+        mark = member.type("hello?")
+        line = member.until(mark, "timed out", "refused", "may not")
+        assert re.fullmatch(
+            r"· you are timed out in this server until \d\d:\d\d \(in 10 minutes\): not sent",
+            line,
+        ), line
+        code, said = member.close()
+        assert code == 0, said
+        assert "Traceback" not in said and "refused" not in "\n".join(member.lines)
+    finally:
+        member.proc.kill()
