@@ -17,12 +17,13 @@ reached it without the mark (through `request.getfixturevalue`), so the fast set
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -36,28 +37,38 @@ from cluster.embedded import services
 from ipc.client import Keys, create_redis
 
 TESTS = Path(__file__).resolve().parent
-# A module that holds one of these names, or a test whose code names one, starts PostgreSQL or
-# Redis of its own.
+# A module that holds one of these names, or a test or fixture of tests/ whose code names one,
+# starts PostgreSQL or Redis of its own.
 _OWN_SERVERS = (
     "services",
     "EmbeddedPostgres",
     "EmbeddedRedis",
     "KillablePostgres",
     "KillableRedis",
-    "REDIS_SERVER_PATH",
 )
+_NAMED_IN_CODE = (*_OWN_SERVERS[1:], "REDIS_SERVER_PATH", "SentinelSet")
+
+
+@functools.cache
+def _names_a_server(function: Callable[..., object]) -> bool:
+    try:
+        if not Path(inspect.getsourcefile(function) or "").resolve().is_relative_to(TESTS):
+            return False
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return False
+    return any(name in source for name in _NAMED_IN_CODE)
 
 
 def _starts_servers(item: pytest.Item) -> bool:
     module = getattr(item, "module", None)
     if module is not None and any(hasattr(module, name) for name in _OWN_SERVERS):
         return True
-    function = getattr(item, "function", None)
-    try:
-        source = inspect.getsource(function) if function is not None else ""
-    except (OSError, TypeError):
-        return False
-    return any(name in source for name in _OWN_SERVERS[1:])
+    functions = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    if info is not None:
+        functions += [d.func for defs in info.name2fixturedefs.values() for d in defs]
+    return any(f is not None and _names_a_server(f) for f in functions)
 
 
 def _kind(item: pytest.Item) -> str | None:
