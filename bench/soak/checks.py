@@ -100,6 +100,7 @@ async def database(db: asyncpg.Connection, ledger: Ledger, faults: list[Fault]) 
     )
     rows += await _reminders(db, ledger, faults)
     rows += await _cases(db, ledger)
+    rows += await _points(db, ledger, faults)
     return rows
 
 
@@ -175,6 +176,45 @@ async def _cases(db: asyncpg.Connection, ledger: Ledger) -> list[Row]:
             f"{len(wrong)} wrong of {len(warns)} ({acked} acknowledged)",
             not wrong,
         )
+    ]
+
+
+async def _points(db: asyncpg.Connection, ledger: Ledger, faults: list[Fault]) -> list[Row]:
+    """A give's answer names its amount (unique in the run) and member: that ledger line is
+    in PostgreSQL once; unanswered ones at most once; every balance is its entries' sum."""
+    gives = [a for a in ledger.actions if a.kind == "give" and not a.error]
+    lines: dict[tuple[int, str, int], int] = defaultdict(int)
+    for r in await db.fetch(
+        "SELECT e.guild_id, e.account, e.amount FROM points_entries e"
+        " JOIN points_tx t ON t.id = e.tx_id WHERE t.kind LIKE '%give%' AND e.amount > 0"
+    ):
+        lines[(r["guild_id"], r["account"], r["amount"])] += 1
+    wrong, acked, twice = [], 0, []
+    for a in gives:
+        found = lines[(a.guild, f"u:{a.target}", int(a.due))]
+        answers = len(ledger.answers(a.token))
+        acked += answers > 0
+        if found > 1 or (answers and found != 1):
+            wrong.append(a.token)
+        if answers > 1:
+            twice.append(a.token)
+        if not answers and not in_window(a.sent, faults):
+            wrong.append(f"unanswered: {a.token}")
+    off = await db.fetch(
+        """SELECT a.guild_id, a.account FROM points_accounts a
+           LEFT JOIN (SELECT guild_id, account, sum(amount) AS sum FROM points_entries
+                      GROUP BY 1, 2) e USING (guild_id, account)
+           WHERE a.balance <> coalesce(e.sum, 0)"""
+    )
+    return [
+        Row(
+            "points given: answered ones in PostgreSQL once, none twice",
+            "0 wrong",
+            f"{len(wrong)} wrong of {len(gives)} ({acked} answered)",
+            not wrong,
+        ),
+        Row("points gives answered twice", "0", str(len(twice)), not twice),
+        Row("points balances not the sum of their ledger lines", "0", str(len(off)), not off),
     ]
 
 

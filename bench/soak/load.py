@@ -3,7 +3,8 @@
 Open loop at `RATE` actions a second, drawn by `MIX` weights with the run's seed, from every
 plain member of every sandbox server. Each command carries a token of its own so that its
 answers can be told apart in the sandbox's outbox: rolls are `1d20+N` (N unique in the run),
-reminders and warnings carry `soak-rN` / `soak-wN`. An outbox poller keeps every entry the bot
+reminders and warnings carry `soak-rN` / `soak-wN`, the owner's `points give @member 1000+N`
+is answered `Gave 1,00N points to @member`. An outbox poller keeps every entry the bot
 produced; acknowledgements are read from it."""
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 import aiohttp
 
 RATE = 8.0  # actions a second, all kinds together
-MIX = {"chat": 45, "roll": 14, "slash": 12, "remind": 8, "click": 8, "warn": 5}
-TOKEN = re.compile(r"1d20\+(\d+)|soak-[rw]\d+")
+MIX = {"chat": 42, "roll": 14, "slash": 12, "remind": 8, "click": 8, "warn": 5, "give": 4}
+TOKEN = re.compile(r"1d20\+(\d+)|soak-[rw]\d+|Gave [\d,]+ points to <@\d+>")
 CASE = re.compile(r"^Case (\d+): warned <@!?(\d+)>")
 SET = re.compile(r"Reminder #(\d+) set")
 
@@ -36,7 +37,7 @@ class Action:
     ref: str = ""  # message id (chat, prefix commands) or interaction id
     error: str = ""  # the control API refused it (the sandbox never saw it)
     target: int = 0  # a warning's member
-    due: float = 0.0  # a reminder's delay (s)
+    due: float = 0.0  # a reminder's delay (s); the points a give gives
     case: int = 0  # a warning's case number, from its answer
     after: int = 0  # how many outbox entries the ledger held when it was sent
 
@@ -184,6 +185,11 @@ class Load:
         elif kind == "remind":
             action.token, action.due = f"soak-r{n}", float(self.rng.randint(3, 8))
             body = {"content": f"!remind in {int(action.due)}s {action.token}"}
+        elif kind == "give":  # the server's owner (an admin) gives points from the mint
+            user, amount = place.owner, 1000 + n
+            action.user, action.target, action.due = user, self.rng.choice(place.members), amount
+            action.token = f"Gave {amount:,} points to <@{action.target}>"
+            body = {"content": f"!points give <@{action.target}> {amount}"}
         else:  # slash
             action.token = f"1d20+{n}"
             body = {"name": "roll", "options": [{"name": "dice", "value": action.token}]}

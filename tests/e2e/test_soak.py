@@ -30,6 +30,9 @@ ROWS = (
     "saved reminders fired other than once",
     "reminders asked outside a fault window, not saved",
     "warnings: acknowledged cases in PostgreSQL once, none twice",
+    "points given: answered ones in PostgreSQL once, none twice",
+    "points gives answered twice",
+    "points balances not the sum of their ledger lines",
     "every shard READY again after each fault",
     "REST requests in any 1 s",
     "invalid-request ban",
@@ -61,4 +64,4 @@ def test_three_minute_soak_keeps_every_invariant() -> None:
     assert summary["faults"] >= 4, summary
     assert summary["fault_kinds"].get("worker_kill") == 1, summary
     # The load was mixed and large enough to mean something.
-    assert all(summary["sent"].get(k, 0) >= 10 for k in ("chat", "roll", "slash", "remind"))
+    assert all(summary["sent"].get(k, 0) >= 10 for k in ("chat", "roll", "slash", "remind", "warn"))
