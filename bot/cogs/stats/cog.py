@@ -53,6 +53,19 @@ async def show(ctx: Ctx, live: LiveStats, days: int, title: str) -> None:
     await ctx.send(embed=e, file=discord.File(io.BytesIO(png), reports.CHART_NAME))
 
 
+def _locked(g: discord.Guild, style: str) -> dict[Any, discord.PermissionOverwrite]:
+    """Counter channels nobody joins (voice) or writes in (text); the bot may rename them."""
+    deny = (
+        discord.PermissionOverwrite(send_messages=False, add_reactions=False)
+        if style == "text"
+        else discord.PermissionOverwrite(connect=False)
+    )
+    mine = discord.PermissionOverwrite(
+        view_channel=True, manage_channels=True, connect=True, send_messages=True
+    )
+    return {g.default_role: deny, g.me: mine}
+
+
 class Stats(commands.Cog, name="Statistics"):
     """Server statistics: counter channels, daily and weekly reports with a chart, history."""
 
@@ -175,16 +188,7 @@ class Stats(commands.Cog, name="Statistics"):
         assert ctx.guild is not None
         g = ctx.guild
         kinds = _counters(counters)
-        everyone = g.default_role
-        deny = (
-            discord.PermissionOverwrite(connect=False)
-            if style != "text"
-            else discord.PermissionOverwrite(send_messages=False, add_reactions=False)
-        )
-        mine = discord.PermissionOverwrite(
-            view_channel=True, manage_channels=True, connect=True, send_messages=True
-        )
-        overwrites: dict[Any, discord.PermissionOverwrite] = {everyone: deny, g.me: mine}
+        overwrites = _locked(g, style or "voice")
         reason = f"stats setup by {ctx.author} ({ctx.author.id})"
         category = await g.create_category(CATEGORY_NAME, overwrites=overwrites, reason=reason)
         await store.update_settings(self.bot.pool, g.id, category_id=category.id)

@@ -139,3 +139,15 @@ def test_days_are_the_servers_own() -> None:
     clock.set_zone(2, "UTC")
     assert clock.zone_of(2).key == "UTC"
     assert clock.day(2, instant - 13 * 3600) == date(2026, 12, 3)
+
+
+def test_the_pure_cores_import_no_discord_redis_or_asyncpg() -> None:
+    import subprocess
+
+    code = (
+        "import sys; import bot.cogs.stats.counters, bot.cogs.stats.tally, "
+        "bot.cogs.stats.report, bot.cogs.stats.chart; "
+        "print(sorted(m for m in ('discord', 'redis', 'asyncpg', 'aiohttp') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
