@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import io
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import discord
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 Ctx = CommandContext
 CLOSE = "polls.close"
 CHART_NAME = "poll.png"
+CLOCK_SLACK = timedelta(seconds=10)
 
 
 def close_key(poll_id: int) -> str:
@@ -148,19 +150,40 @@ class Polls(commands.Cog, name="Polls"):
         await store.set_message(self.bot.pool, poll.id, message.id)
 
     async def _close(self, run: jobs.Run) -> None:
-        poll_id = int(run.job.payload["poll"])
+        """Post the results once, then mark the poll closed with the job. Votes stop at
+        `closes_at` whatever the job does (store.vote), so the counts posted are final. The
+        results carry the job's nonce; a later attempt (a worker killed after posting) finds
+        them and only completes."""
+        job = run.job
+        poll = await store.get(self.bot.pool, int(job.payload["poll"]))
+        if poll is not None and poll.closed_at is None:
+            channel = self.bot.get_partial_messageable(poll.channel_id, guild_id=poll.guild_id)
+            if job.attempt == 1 or not await self._sent_before(channel, job):
+                try:
+                    await self._results(channel, poll, nonce(job.id))
+                except discord.NotFound as exc:
+                    log.info("poll %s: its channel is gone (%s); closed quietly", poll.id, exc)
+                except discord.Forbidden as exc:
+                    log.info("poll %s: may not post its results (%s)", poll.id, exc.text)
+                except discord.HTTPException as exc:
+                    raise jobs.Retry(f"posting poll {poll.id}'s results: {exc}") from exc
         async with run.complete() as conn:
-            poll = await store.close(conn, poll_id)
-        if poll is None:
-            return  # closed before (there is one job per poll; this is only a safeguard)
-        try:
-            await self._results(poll)
-        except discord.HTTPException as exc:
-            log.warning("poll %s closed, but its results could not be posted: %s", poll.id, exc)
+            if poll is not None:
+                await store.close(conn, poll.id)
 
-    async def _results(self, poll: Poll) -> None:
+    async def _sent_before(self, channel: discord.PartialMessageable, job: jobs.Job) -> bool:
+        mark, me = nonce(job.id), self.bot.user
+        try:
+            async for msg in channel.history(after=job.first_claimed_at - CLOCK_SLACK, limit=50):
+                mine = me is not None and msg.author.id == me.id
+                if mine and any(e.footer.text and mark in e.footer.text for e in msg.embeds):
+                    return True
+        except discord.HTTPException as exc:
+            raise jobs.Retry(f"looking for the earlier results: {exc}") from exc
+        return False
+
+    async def _results(self, channel: discord.PartialMessageable, poll: Poll, mark: str) -> None:
         counts = await store.counts(self.bot.pool, poll)
-        channel = self.bot.get_partial_messageable(poll.channel_id, guild_id=poll.guild_id)
         final = poll_embed(poll, counts, closed=True)
         if poll.message_id is not None:
             with contextlib.suppress(discord.NotFound):  # deleted: the results still go out
@@ -175,9 +198,13 @@ class Polls(commands.Cog, name="Polls"):
                     shown = ", ".join(f"<@{u}>" for u in who[i][:30])
                     more = f" and {len(who[i]) - 30} more" if len(who[i]) > 30 else ""
                     results.add_field(name=safe_text(o, 80), value=shown + more, inline=False)
-        results.set_footer(text=f"Poll #{poll.id} · {sum(counts)} votes")
+        results.set_footer(text=f"Poll #{poll.id} · {sum(counts)} votes · {mark}")
         results.set_image(url=f"attachment://{CHART_NAME}")
         await channel.send(embed=results, file=discord.File(io.BytesIO(png), filename=CHART_NAME))
+
+
+def nonce(job_id: int) -> str:
+    return f"close {job_id}"
 
 
 def _chart(poll: Poll, counts: list[int]) -> bytes:
