@@ -14,7 +14,7 @@ from cluster.console.errors import InputError
 from cluster.console.files import describe, download, target, write_new
 from cluster.console.members import standing_of
 from cluster.console.screen import TEXT_INPUT, Control
-from cluster.console.session import ANSWER_WAIT, Session
+from cluster.console.session import ANSWER_WAIT, MESSAGES, Session
 from cluster.console.slash import (
     CHANNEL,
     MENTIONABLE,
@@ -74,7 +74,7 @@ class Console(Session):
     async def send(self, text: str) -> bool:
         self.echo(text)
         body = {"channel_id": str(self.channel_id), "author_id": str(self.user_id), "content": text}
-        if await self._post("/_sandbox/messages", body) is None:
+        if await self._post(MESSAGES, body) is None:
             return False
         return asks_the_bot(text, int((self.world.get("bot") or {}).get("id", 0)))
 

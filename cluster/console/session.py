@@ -26,6 +26,7 @@ ANSWER_WAIT = 15.0  # s a line that asks the bot something waits for its first a
 SLOW = 0.75  # s after which a missing answer is looked into (is the bot rate limited?)
 # What the bot posts in answer to something (an edit, a reaction or a deletion follows one).
 ANSWERS = ("message", "interaction_response", "followup", "modal")
+MESSAGES = "/_sandbox/messages"  # a member's message (its refusals are said as a client says them)
 
 
 class Session:
@@ -185,13 +186,14 @@ class Session:
         except ValueError:
             data = None
         if resp.status >= 400:
-            self.say(self.style.error(f"· {await self._refusal(resp.status, data)}"))
+            said = await self._refusal(resp.status, data) if path == MESSAGES else None
+            self.say(self.style.error(f"· {said or 'the sandbox refused that: ' + _error(data)}"))
             return None
         return data if isinstance(data, dict) else {}
 
-    async def _refusal(self, status: int, data: Any) -> str:
-        """Why the sandbox refused your line: as Discord's client says a timeout or slowmode
-        (files.refusal), else the sandbox's own message (which names what was wrong)."""
+    async def _refusal(self, status: int, data: Any) -> str | None:
+        """Why the sandbox refused your message, as Discord's client says a timeout or slowmode
+        (files.refusal); None for another refusal (the sandbox's message names what was wrong)."""
         until: float | None = None
         member: Any = {}
         if status == 403:  # timed out? Your member's timeout, as a client knows it
@@ -200,7 +202,7 @@ class Session:
             with contextlib.suppress(TypeError, ValueError):
                 until = datetime.fromisoformat(str(raw)).timestamp() if raw else None
             until = until if until is not None and until > time.time() else None
-        said = refusal(
+        return refusal(
             status,
             data,
             channel=self.names.channel(self.channel_id),
@@ -208,7 +210,6 @@ class Session:
             member_known=isinstance(member, dict),
             tz=self.screen.tz,
         )
-        return said or f"the sandbox refused that: {_error(data)}"
 
     async def _measure(self, entries: list[dict[str, Any]]) -> None:
         """Each PNG's width and height, as a client shows them (from the file's first bytes)."""
