@@ -180,10 +180,11 @@ async def test_the_reply_reservation_is_spent_once_and_settled(running: Running)
     (pinged,) = await running.settled_count(1)
     assert pinged.spent and pinged.settled
     assert limiter.prepaid_used - before <= 1
-    # A command that sends nothing: its reservation is settled unspent (an allotted slot
-    # goes back to the allotment; a bought one lapses in Redis).
+    # A command that sends nothing: its reservation is settled unspent. (An allotted slot goes
+    # back to its allotment if that is still current and the slot still good, which a refill
+    # meanwhile or a slow machine decide; tests/bot/test_reply_reservation.py checks that part.)
     released = limiter.released
     await sb.send_message(channel, member, "!quiet")
     _, quiet = await running.settled_count(2)
-    assert quiet.settled and not quiet.spent
-    assert limiter.released - released == (1 if quiet.allotment >= 0 else 0)
+    assert quiet.settled and not quiet.spent and not quiet.holds_slot
+    assert limiter.released - released in ((0, 1) if quiet.allotment >= 0 else (0,))
