@@ -60,9 +60,14 @@ async def test_a_signed_link_opens_the_page_and_its_csv(base: str) -> None:
     assert status == 200 and ctype.startswith("text/html")
     assert f"server {G}" in body and "2 commands" in body and "error rate 50.0%" in body
     assert "<td>roll</td><td>2</td><td>0</td><td>1</td><td>20</td>" in body
+    # The last 7 days by hour: both uses in one hour's cell (the fixture's), the other 167 empty.
+    assert body.count(' UTC: 2" style') == 1 and body.count(' UTC: 0" style') == 7 * 24 - 1
     status, ctype, csv = await _get(base, _path(G) + "&format=csv")
     assert status == 200 and ctype.startswith("text/csv")
     assert csv.splitlines()[0] == "day,uses" and '"roll",2,0,1,20' in csv
+    by_hour = csv.splitlines()[csv.splitlines().index("hour_utc,uses") + 1 :]
+    assert len(by_hour) == 168 and [h[-2:] for h in by_hour].count(",2") == 1
+    assert sum(int(h.split(",")[1]) for h in by_hour) == 2
     status, _, everywhere = await _get(base, _path(0))
     assert status == 200 and "3 commands" in everywhere and "every server" in everywhere
 

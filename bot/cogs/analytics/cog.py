@@ -18,7 +18,7 @@ from discord.ext import commands
 from bot import errors, jobs
 from bot.checks import Level, caller_level, requires
 from bot.cogs.analytics import store, web
-from bot.cogs.analytics.core import Figures, Use, parse_span
+from bot.cogs.analytics.core import Figures, Use, hour_lines, parse_span
 from bot.cogs.analytics.recorder import Recorder
 from bot.context import CommandContext
 from bot.errors import BadInput
@@ -62,6 +62,13 @@ def embed_of(title: str, f: Figures) -> discord.Embed:
         for c in f.top
     ]
     e.add_field(name="Top commands", value="\n".join(top) or "none yet", inline=False)
+    by_hour = hour_lines(f)
+    if by_hour:
+        e.add_field(
+            name="The last 7 days by hour (UTC, 00 to 23)",
+            value="```\n" + "\n".join(by_hour) + "\n```",
+            inline=False,
+        )
     e.set_footer(text=f"{f.first.isoformat()} to {f.last.isoformat()} (UTC days)")
     e.set_image(url=f"attachment://{CHART_NAME}")
     return e
@@ -137,7 +144,8 @@ class Analytics(commands.Cog, name="Analytics"):
     )
     async def analytics(self, ctx: Ctx, span: str = "7d", scope: str = "server") -> None:
         """How the bot was used here over the last 7, 30 or 90 days: commands, active users,
-        error rate, the top commands and a chart of commands per day. Figures are counted in
+        error rate, the top commands, a chart of commands per day and, whatever the span, the
+        last 7 days hour by hour (UTC; one line a day, taller is busier). Figures are counted in
         batches, so the last few seconds may not show yet."""
         assert ctx.guild is not None
         days = parse_span(span)

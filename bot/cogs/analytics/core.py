@@ -19,6 +19,8 @@ OUTCOMES = ("ok", "refused", "error")
 SPANS = {"7d": 7, "30d": 30, "90d": 90}
 KEEP_DAYS = 90  # days of per-day and per-member rows; older ones are rolled up into months
 KEEP_HOURS = 8  # days of per-hour rows
+HOUR_DAYS = 7  # days shown by hour (within KEEP_HOURS)
+LEVELS = " ▁▂▃▄▅▆▇█"  # an hour's uses against the busiest hour shown
 
 
 class SpanError(UserError):
@@ -96,6 +98,8 @@ class Figures:
     refused: int
     errors: int
     active_users: int
+    # uses per UTC hour over the last HOUR_DAYS days to `last`, 24 a day, oldest first
+    per_hour: list[int] = field(default_factory=list)
 
     @property
     def error_rate(self) -> float:
@@ -105,6 +109,39 @@ class Figures:
     def days(self) -> list[date]:
         return [self.first + timedelta(days=i) for i in range((self.last - self.first).days + 1)]
 
+    @property
+    def hour_days(self) -> list[date]:
+        """The days `per_hour` covers, 24 entries each."""
+        return [self.last - timedelta(days=HOUR_DAYS - 1 - i) for i in range(HOUR_DAYS)]
+
+
+def hours_start(last: date) -> datetime:
+    """The first hour `per_hour` counts: midnight UTC HOUR_DAYS - 1 days before `last`."""
+    first = last - timedelta(days=HOUR_DAYS - 1)
+    return datetime(first.year, first.month, first.day, tzinfo=UTC)
+
+
+def hour_series(last: date, counted: dict[datetime, int]) -> list[int]:
+    start = hours_start(last)
+    return [counted.get(start + timedelta(hours=i), 0) for i in range(HOUR_DAYS * 24)]
+
+
+def hour_lines(f: Figures) -> list[str]:
+    """One line a day, `MM-DD ` then a character per UTC hour from 00 to 23, its height the
+    hour's uses against the busiest hour shown (blank: none)."""
+    if not f.per_hour:
+        return []
+    most = max(f.per_hour) or 1
+    out = []
+    for i, day in enumerate(f.hour_days):
+        row = f.per_hour[i * 24 : (i + 1) * 24]
+        marks = "".join(
+            LEVELS[0] if n == 0 else LEVELS[max(1, round(n / most * (len(LEVELS) - 1)))]
+            for n in row
+        )
+        out.append(f"{day.strftime('%m-%d')} {marks}")
+    return out
+
 
 def day_series(first: date, last: date, counted: dict[date, int]) -> list[int]:
     n = (last - first).days + 1
@@ -112,7 +149,8 @@ def day_series(first: date, last: date, counted: dict[date, int]) -> list[int]:
 
 
 def to_csv(f: Figures) -> str:
-    """The figures as CSV: one row per day, then one per command."""
+    """The figures as CSV: one row per day, then one per command, then one per UTC hour of
+    the last HOUR_DAYS days."""
     lines = ["day,uses"]
     lines += [f"{d.isoformat()},{n}" for d, n in zip(f.days, f.per_day, strict=True)]
     lines.append("")
@@ -120,4 +158,10 @@ def to_csv(f: Figures) -> str:
     for c in f.top:
         name = c.command.replace('"', '""')
         lines.append(f'"{name}",{c.uses},{c.refused},{c.errors},{c.avg_ms:.0f}')
+    if f.per_hour:
+        start = hours_start(f.last)
+        lines.append("")
+        lines.append("hour_utc,uses")
+        for i, n in enumerate(f.per_hour):
+            lines.append(f"{(start + timedelta(hours=i)).strftime('%Y-%m-%dT%H:00Z')},{n}")
     return "\n".join(lines) + "\n"

@@ -10,12 +10,15 @@ from datetime import date, timedelta
 import asyncpg
 
 from bot.cogs.analytics.core import (
+    HOUR_DAYS,
     KEEP_DAYS,
     KEEP_HOURS,
     CommandFigures,
     Figures,
     Rows,
     day_series,
+    hour_series,
+    hours_start,
 )
 
 
@@ -107,6 +110,16 @@ async def figures(
             first,
             today,
         )
+        per_hour = await conn.fetch(
+            """
+            SELECT hour, sum(uses)::bigint AS uses FROM analytics_hours
+            WHERE ($1::bigint IS NULL OR guild_id = $1) AND hour >= $2 AND hour < $3
+            GROUP BY hour
+            """,
+            guild_id,
+            hours_start(today),
+            hours_start(today) + timedelta(days=HOUR_DAYS),
+        )
         active = await conn.fetchval(
             """
             SELECT count(DISTINCT user_id) FROM analytics_users
@@ -129,6 +142,7 @@ async def figures(
         refused=sum(c.refused for c in listed),
         errors=sum(c.errors for c in listed),
         active_users=int(active or 0),
+        per_hour=hour_series(today, {r["hour"]: r["uses"] for r in per_hour}),
     )
 
 

@@ -81,17 +81,32 @@ def render(f: Figures, scope: int, csv_query: str) -> str:
         f"<td>{c.errors:,}</td><td>{c.avg_ms:.0f}</td></tr>"
         for c in f.top
     )
+    hmost = max(f.per_hour, default=0) or 1
+    hours = "".join(
+        f"<tr><td>{d.isoformat()}</td>"
+        + "".join(
+            f'<td class=h title="{d.isoformat()} {h:02d}:00 UTC: {n:,}" '
+            f'style="opacity:{0.08 + 0.92 * n / hmost:.2f}">{n or ""}</td>'
+            for h, n in enumerate(f.per_hour[i * 24 : (i + 1) * 24])
+        )
+        + "</tr>"
+        for i, d in enumerate(f.hour_days if f.per_hour else [])
+    )
+    head = "".join(f"<th>{h:02d}" for h in range(24))
     where = "every server" if scope == 0 else f"server {scope}"
     return f"""<!doctype html><html><head><meta charset=utf-8>
 <title>Guildhouse analytics: {e(where)}</title><style>
 body{{font-family:sans-serif;background:#2f3136;color:#dcddde;margin:2em}}
 td,th{{padding:2px 8px;text-align:left}} .bar{{background:#5865f2;height:12px}}
-td:last-child{{width:50%}} a{{color:#8ea1e1}}</style></head><body>
+td:last-child{{width:50%}} a{{color:#8ea1e1}}
+.hours td:last-child{{width:auto}} td.h{{background:#5865f2;color:#fff;text-align:center;
+min-width:1.6em;font-size:80%}}</style></head><body>
 <h1>Usage of Guildhouse in {e(where)}</h1>
 <p>{f.first.isoformat()} to {f.last.isoformat()} (UTC days): {f.uses:,} commands,
 {f.active_users:,} active users, error rate {f.error_rate:.1%}, {f.refused:,} refused.
 <a href="?{e(csv_query)}">Download CSV</a></p>
 <h2>Commands per day</h2><table><tr><th>day<th>uses<th></tr>{days}</table>
+<h2>The last 7 days by hour (UTC)</h2><table class=hours><tr><th>day{head}</tr>{hours}</table>
 <h2>Top commands</h2><table><tr><th>command<th>uses<th>refused<th>errors<th>avg ms</tr>
 {top}</table></body></html>"""
 

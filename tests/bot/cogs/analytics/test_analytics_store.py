@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from bot.cogs.analytics import store
-from bot.cogs.analytics.core import Use, fold, parse_span, to_csv
+from bot.cogs.analytics.core import Use, fold, hour_lines, parse_span, to_csv
 from bot.cogs.analytics.recorder import Recorder
 
 pytestmark = pytest.mark.integration
@@ -103,3 +103,33 @@ def test_spans() -> None:
     assert [parse_span(s) for s in ("7d", "30D", "90")] == [7, 30, 90]
     with pytest.raises(Exception, match="7d, 30d or 90d"):
         parse_span("1y")
+
+
+async def test_the_last_seven_days_by_hour(pool: asyncpg.Pool) -> None:
+    """Per-hour rows add up by UTC hour over the last 7 days to today, whatever the span and
+    the commands; an hour 7 days back is outside; the embed's lines and the CSV show them."""
+    uses = [
+        Use(G, "roll", "ok", 1, 10, at(TODAY, 0)),
+        Use(G, "help", "error", 2, 10, at(TODAY, 0)),
+        Use(G, "roll", "ok", 1, 10, at(TODAY, 23)),
+        Use(G, "roll", "ok", 1, 10, at(TODAY - timedelta(days=6), 5)),
+        Use(G, "roll", "ok", 1, 10, at(TODAY - timedelta(days=7), 5)),  # outside
+        Use(G + 1, "roll", "ok", 1, 10, at(TODAY, 0)),  # another server
+    ]
+    await store.write(pool, fold(uses))
+    for days in (7, 90):
+        f = await store.figures(pool, G, days, TODAY)
+        assert len(f.per_hour) == 7 * 24 and sum(f.per_hour) == 4
+        assert f.per_hour[6 * 24 + 0] == 2 and f.per_hour[6 * 24 + 23] == 1
+        assert f.per_hour[5] == 1
+        assert f.hour_days[0] == TODAY - timedelta(days=6) and f.hour_days[-1] == TODAY
+    lines = hour_lines(f)
+    assert len(lines) == 7 and all(len(line) == 6 + 24 for line in lines)
+    assert lines[-1] == "12-04 █" + " " * 22 + "▄"  # half the busiest hour
+    assert lines[0][6 + 5] == "▄" and lines[1].strip() == "11-29"
+    csv = to_csv(f).splitlines()
+    start = csv.index("hour_utc,uses")
+    assert len(csv) - start - 1 == 168
+    assert "2026-12-04T00:00Z,2" in csv and "2026-11-28T05:00Z,1" in csv
+    everywhere = await store.figures(pool, None, 7, TODAY)
+    assert everywhere.per_hour[6 * 24] == 3
