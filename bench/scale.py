@@ -242,7 +242,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # Its IDENTIFYs wait out the workers' last ones in the sandbox's buckets.
             base_rss = await asyncio.to_thread(_baseline, info, shard_ids, args.shards, args.settle)
         small = await _small_world(urls, args, len(shard_ids))
-        gather = await rpc_gather.run(urls["redis_url"], args.clusters, args.gather_rounds, 1)
+        gather = {"gather_p99_over_ping_p99": None}  # one cluster: nobody to gather from
+        if args.clusters > 1:
+            gather = await rpc_gather.run(urls["redis_url"], args.clusters, args.gather_rounds, 1)
     return figures(args, cluster, stats, base_rss, small, gather, len(large))
 
 
