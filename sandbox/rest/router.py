@@ -19,6 +19,7 @@ from sandbox.rest.bans import Bans
 from sandbox.rest.base import Handler, State, not_json
 from sandbox.rest.channels import Channels
 from sandbox.rest.commands import Commands
+from sandbox.rest.guild_channels import GuildChannels
 from sandbox.rest.guilds import Guilds
 from sandbox.rest.identity import Identity
 from sandbox.rest.interactions import Interactions
@@ -63,6 +64,7 @@ class Rest:
             Interactions(self.state, self.messages_api),
             Channels(self.state),
             Guilds(self.state),
+            GuildChannels(self.state),
             self.bans,
             Commands(self.state),
             Identity(self.state),
