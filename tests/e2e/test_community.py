@@ -334,6 +334,41 @@ async def test_a_poll_counts_votes_and_closes_on_time_once(env: Env, driver: Dri
     assert "not a duration" in await ask(driver, s, ann, '!poll "Q?" "A" "B" --duration soon')
 
 
+async def test_poll_end_closes_a_poll_now_for_its_creator_once(env: Env, driver: Driver) -> None:
+    s = env.servers[1]
+    ann, bob = s.members
+    await driver.drain(s.channel_id)
+    await driver.say(s.channel_id, ann, '!poll "Pizza tonight?" "Yes" "No" --duration 1d')
+    [sent] = await driver.replies(s.channel_id, wait=10)
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        poll_id = await conn.fetchval("SELECT max(id) FROM polls WHERE guild_id = $1", s.guild_id)
+        assert f"#{poll_id}" in text_of(sent)
+        # Another member may not; a number that isn't one, or another server's poll, is named.
+        said = await ask(driver, s, bob, f"!poll end {poll_id}")
+        assert f"Only its creator or a moderator may end poll #{poll_id}" in said
+        assert "not a poll's number" in await ask(driver, s, bob, "!poll end soon")
+        other = env.servers[0]
+        await driver.drain(other.channel_id)
+        said = await ask(driver, other, other.members[0], f"!poll end #{poll_id}")
+        assert f"There is no poll #{poll_id} in this server" in said
+        # Its creator ends it: the close job runs now, on its first attempt, and posts once.
+        await driver.say(s.channel_id, ann, f"!poll end #{poll_id}")
+        got = await driver.replies(s.channel_id, wait=15, count=3)  # the answer, edit, results
+        got += await driver.replies(s.channel_id, wait=3, count=100)  # anything more
+        assert any(f"Poll #{poll_id} has ended" in text_of(e) for e in got)
+        assert len([e for e in got if "Results: Pizza tonight?" in text_of(e)]) == 1
+        job = await conn.fetchrow(
+            "SELECT state, attempts FROM jobs WHERE kind = 'polls.close' AND key = $1",
+            f"poll-close:{poll_id}",
+        )
+        assert (job["state"], job["attempts"]) == ("done", 1)
+        assert await conn.fetchval("SELECT closed_at IS NOT NULL FROM polls WHERE id = $1", poll_id)
+        assert "has closed already" in await ask(driver, s, ann, f"!poll end {poll_id}")
+    finally:
+        await conn.close()
+
+
 async def _is(get: Any, want: Any) -> bool:
     return bool(await get() == want)
 

@@ -17,8 +17,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import components, jobs
+from bot.checks import Level, level_of
 from bot.cogs.polls import store
-from bot.cogs.polls.core import MAX_DURATION, footer, lines, parse
+from bot.cogs.polls.core import MAX_DURATION, PollError, footer, lines, parse, parse_poll_id
 from bot.cogs.polls.store import Poll
 from bot.context import CommandContext
 from bot.ui import safe_text
@@ -97,13 +98,16 @@ class Polls(commands.Cog, name="Polls"):
     async def cog_unload(self) -> None:
         await jobs.uninstall(self.bot, CLOSE)
 
-    @commands.hybrid_command(
+    @commands.hybrid_group(
         name="poll",
+        fallback="create",
+        invoke_without_command=True,
         extras={
             "examples": [
                 'poll "Next campaign?" "Shadowrun" "Call of Cthulhu" "D&D"',
                 'poll "Which nights?" "Mon" "Wed" "Fri" --multiple --duration 2d',
                 'poll "Keep the house rule?" "Yes" "No" --anonymous --duration 12h',
+                "poll end 12",
             ]
         },
     )
@@ -115,7 +119,7 @@ class Polls(commands.Cog, name="Polls"):
         """Ask a question with 2 to 10 options, answered with buttons. `--duration` (1m to
         30d, default 1d), `--multiple` lets members choose several, `--anonymous` never shows
         who voted. Pressing your choice again takes it back. At the end the results are
-        posted with a chart.
+        posted with a chart. `poll end <number>` ends one early.
 
         These are Guildhouse's own polls, not Discord's native ones: Discord's can't be
         anonymous, offer at most 32 days in whole hours, and can't be read back or closed by a
@@ -148,6 +152,32 @@ class Polls(commands.Cog, name="Polls"):
             embed=poll_embed(poll, [0] * len(poll.options)), view=await buttons(self.bot, poll)
         )
         await store.set_message(self.bot.pool, poll.id, message.id)
+
+    @poll.command(name="end", extras={"examples": ["poll end 12", "poll end #12"]})
+    @commands.guild_only()
+    @app_commands.describe(number="The poll's number, as its footer shows it (#12)")
+    async def poll_end(self, ctx: Ctx, number: str) -> None:
+        """End a poll now, for its creator or a moderator: votes stop, and its results are
+        posted as they would have been at its time (once, by the same close)."""
+        assert ctx.guild is not None
+        poll_id = parse_poll_id(number)
+        poll = await store.get(self.bot.pool, poll_id)
+        if poll is None or poll.guild_id != ctx.guild.id:
+            raise PollError(f"There is no poll #{poll_id} in this server.")
+        if poll.author_id != ctx.author.id and (
+            await level_of(self.bot, ctx.author, ctx.guild) < Level.MODERATOR
+        ):
+            raise PollError(f"Only its creator or a moderator may end poll #{poll_id}.")
+        if poll.closed_at is not None:
+            raise PollError(f"Poll #{poll_id} has closed already.")
+        async with self.bot.pool.acquire() as conn, conn.transaction():
+            ended = await store.end_now(conn, poll_id)
+            if ended is not None:
+                await jobs.store.reschedule(conn, CLOSE, close_key(poll_id), ended.closes_at)
+        if ended is None:
+            raise PollError(f"Poll #{poll_id} is closing already: its results are on the way.")
+        await jobs.of(self.bot).notify()
+        await ctx.send(f"Poll #{poll_id} has ended: its results follow.")
 
     async def _close(self, run: jobs.Run) -> None:
         """Post the results once, then mark the poll closed with the job. Votes stop at

@@ -31,6 +31,14 @@ class Spec:
     anonymous: bool
 
 
+def parse_poll_id(text: str) -> int:
+    """'12' or '#12': a poll's number as its footer shows it."""
+    raw = text.strip().removeprefix("#")
+    if not raw.isdigit() or not 0 < int(raw) < 2**63:
+        raise PollError(f"`{text.strip()[:20]}` is not a poll's number: use the #N in its footer.")
+    return int(raw)
+
+
 def parse_duration(text: str) -> int:
     """'90m', '1d', '2h30m' in seconds, between a minute and 30 days."""
     text = text.strip().lower()

@@ -136,6 +136,19 @@ async def close(conn: asyncpg.Connection, poll_id: int) -> Poll | None:
     return _poll(row) if row is not None else None
 
 
+async def end_now(conn: asyncpg.Connection, poll_id: int) -> Poll | None:
+    """Move an open poll's end to now (votes stop with it), in the caller's transaction, so
+    its close job can be moved with it; None if it is closed or past its end already."""
+    row = await conn.fetchrow(
+        """
+        UPDATE polls SET closes_at = now()
+        WHERE id = $1 AND closed_at IS NULL AND closes_at > now() RETURNING *
+        """,
+        poll_id,
+    )
+    return _poll(row) if row is not None else None
+
+
 async def voters(pool: asyncpg.Pool, poll_id: int) -> dict[int, list[int]]:
     rows = await pool.fetch(
         "SELECT option, user_id FROM poll_votes WHERE poll_id = $1 ORDER BY voted_at", poll_id

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from bot.cogs.polls import store
-from bot.cogs.polls.core import PollError, bar, parse, parse_duration
+from bot.cogs.polls.core import PollError, bar, parse, parse_duration, parse_poll_id
 
 
 def test_parse_reads_the_question_options_and_flags() -> None:
@@ -85,3 +85,28 @@ async def test_a_poll_closes_once_and_takes_no_votes_after(pool: asyncpg.Pool) -
     assert (await store.vote(pool, other.id, 1, 8))[0] == "closed"  # due, not yet closed
     assert await store.counts(pool, poll) == [1, 0, 0]
     assert await store.voters(pool, poll.id) == {0: [7]}
+
+
+def test_a_polls_number_is_read_as_its_footer_shows_it() -> None:
+    assert parse_poll_id("12") == parse_poll_id(" #12 ") == 12
+    for bad in ("twelve", "#", "-3", "0", "9" * 30):
+        with pytest.raises(PollError, match="not a poll's number"):
+            parse_poll_id(bad)
+
+
+@pytest.mark.integration
+async def test_ending_a_poll_now_stops_its_votes_once(pool: asyncpg.Pool) -> None:
+    poll = await _poll(pool, multiple=False)
+    assert (await store.vote(pool, poll.id, 0, 7))[0] == "added"
+    async with pool.acquire() as conn, conn.transaction():
+        ended = await store.end_now(conn, poll.id)
+        assert ended is not None and ended.closes_at < poll.closes_at
+        assert await store.end_now(conn, poll.id) is None  # past its end: once
+        now = await conn.fetchval("SELECT now()")
+    assert ended.closes_at == now and ended.closed_at is None  # the close job closes it
+    assert (await store.vote(pool, poll.id, 1, 8))[0] == "closed"
+    assert await store.counts(pool, poll) == [1, 0, 0]
+    closed = await _poll(pool, multiple=False)
+    async with pool.acquire() as conn:
+        await store.close(conn, closed.id)
+        assert await store.end_now(conn, closed.id) is None
