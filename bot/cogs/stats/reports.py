@@ -48,15 +48,23 @@ async def chart_png(
     bot: Guildhouse, guild_id: int, last: date, title: str, days: int = report.CHART_DAYS
 ) -> bytes:
     """The chart of the `days` days ending on `last`, rendered off the event loop. The
-    renderer (and Pillow) is imported here, at the first chart, not when the cog loads."""
+    renderer (bot/charts.py, and Pillow) is imported here, at the first chart, not when the
+    cog loads."""
     first = last - timedelta(days=days - 1)
     rows = await store.days(bot.pool, guild_id, first, last)
     before = await store.last_members_before(bot.pool, guild_id, first)
     s = report.series(([before] if before else []) + rows, last, days)
     # Lazily: Pillow is loaded only in a worker that draws a chart.
-    from bot.cogs.stats import chart
+    from bot import charts
 
-    return await asyncio.to_thread(chart.render, s, title)
+    return await asyncio.to_thread(
+        charts.columns,
+        [d.isoformat() for d in s.days],
+        s.messages,
+        title,
+        line=s.members,
+        legend="line: members  bars: messages/day",
+    )
 
 
 def embed_of(title: str, f: Figures, channel_names: dict[int, str]) -> discord.Embed:

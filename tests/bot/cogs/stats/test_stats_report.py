@@ -84,18 +84,22 @@ def test_a_zone_must_exist() -> None:
 def test_the_chart_is_a_png_of_the_stated_size() -> None:
     from PIL import Image
 
-    from bot.cogs.stats import chart
+    from bot import charts
+
+    def render(s: report.Series, title: str) -> bytes:
+        labels = [d.isoformat() for d in s.days]
+        return charts.columns(labels, s.messages, title, line=s.members)
 
     rows = [
         DayRow(date(2026, 12, 1) - timedelta(days=i), messages=i * 10, members=500 - i)
         for i in range(30)
     ]
-    png = chart.render(report.series(rows, date(2026, 12, 1)), "Test server: 30 days")
+    png = render(report.series(rows, date(2026, 12, 1)), "Test server: 30 days")
     img = Image.open(io.BytesIO(png))
     assert img.format == "PNG"
-    assert img.size == (chart.WIDTH, chart.HEIGHT)
+    assert img.size == (charts.WIDTH, charts.HEIGHT)
     # An empty server draws too.
-    assert Image.open(io.BytesIO(chart.render(report.series([], date(2026, 12, 1)), "x")))
+    assert Image.open(io.BytesIO(render(report.series([], date(2026, 12, 1)), "x")))
 
 
 def test_loading_the_cog_modules_does_not_load_pillow() -> None:
@@ -146,7 +150,7 @@ def test_the_pure_cores_import_no_discord_redis_or_asyncpg() -> None:
 
     code = (
         "import sys; import bot.cogs.stats.counters, bot.cogs.stats.tally, "
-        "bot.cogs.stats.report, bot.cogs.stats.chart; "
+        "bot.cogs.stats.report, bot.charts; "
         "print(sorted(m for m in ('discord', 'redis', 'asyncpg', 'aiohttp') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
