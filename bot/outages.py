@@ -24,7 +24,6 @@ part of the worker met it first.
 from __future__ import annotations
 
 import logging
-import random
 import re
 
 import asyncpg
@@ -136,22 +135,3 @@ def note(exc: BaseException, where: str) -> str | None:
     if found is not None:
         SERVERS[found].failed(exc, where)
     return found
-
-
-class Backoff:
-    """Delays between a loop's retries: doubling from `first` up to `cap`, with jitter so the
-    workers of a cluster don't all knock at once when a server comes back. The cap is short:
-    the retry is also how a loop finds out that the server is back."""
-
-    def __init__(self, first: float = 0.5, cap: float = 5.0) -> None:
-        self.first = first
-        self.cap = cap
-        self._next = first
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.cap)
-        return random.uniform(delay / 2, delay)
-
-    def reset(self) -> None:
-        self._next = self.first

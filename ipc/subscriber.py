@@ -55,7 +55,6 @@ import contextlib
 import logging
 import math
 import os
-import random
 import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -63,6 +62,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError, RedisError, ResponseError
 
+from ipc.backoff import Backoff
 from ipc.client import is_outage, redis_outage
 
 try:
@@ -89,25 +89,6 @@ _KINDS = {
 }
 
 _Key = tuple[bool, str]  # (is a pattern, channel or pattern)
-
-
-class Backoff:
-    """Delays between reconnects: doubling from `first` up to `cap`, each drawn at random from
-    its upper half, so that the workers of a cluster don't all knock at once when Redis comes
-    back. The cap is short: the retry is also how the loop finds out that Redis is back."""
-
-    def __init__(self, first: float = 0.5, cap: float = 5.0) -> None:
-        self.first = first
-        self.cap = cap
-        self._next = first
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.cap)
-        return random.uniform(delay / 2, delay)
-
-    def reset(self) -> None:
-        self._next = self.first
 
 
 class Subscription:

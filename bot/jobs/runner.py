@@ -41,6 +41,7 @@ from bot.jobs import store
 from bot.jobs.attempt import DB_ERRORS, Attempt
 from bot.jobs.kinds import Job, Kind
 from bot.jobs.wake import WakeChannel
+from ipc.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ class JobRunner:
         return store.Routing(kinds, *self._routing)
 
     async def _loop(self) -> None:
-        backoff = outages.Backoff(first=1.0, cap=self.max_backoff)
+        backoff = Backoff(first=1.0, cap=self.max_backoff)
         while not self._stopping:
             self._wake.clear()
             delay = self.max_sleep

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from bot import metrics, outages
 from bot.cogs.leveling import store
+from ipc.backoff import Backoff
 from ipc.client import Keys, count_redis_error
 from ipc.leaderboard import STREAM_RETENTION, Award
 from ipc.stream_group import StreamEntry, StreamGroup
@@ -121,7 +122,7 @@ class Flusher:
             written += await self._flush(entries)
 
     async def _run(self) -> None:
-        backoff = outages.Backoff(cap=self.max_backoff)
+        backoff = Backoff(cap=self.max_backoff)
         # The flag too, not only cancellation: a cancel that lands inside a client's own
         # timeout can surface as TimeoutError (an OSError), which the loop would survive.
         while not self._stopping:

@@ -26,6 +26,7 @@ import asyncpg
 from bot import outages
 from bot.cogs.predictions import settle
 from bot.cogs.predictions.store import Prediction
+from ipc.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class Clock:
         self._wake.set()
 
     async def _run(self) -> None:
-        backoff = outages.Backoff(first=1.0, cap=10.0)
+        backoff = Backoff(first=1.0, cap=10.0)
         while True:
             delay = self.tick
             try:
