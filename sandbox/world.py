@@ -549,7 +549,12 @@ class World:
                     "name": g.name,
                     "owner_id": str(g.owner_id),
                     "channels": [
-                        {"id": str(c.id), "name": c.name, "type": c.type}
+                        {
+                            "id": str(c.id),
+                            "name": c.name,
+                            "type": c.type,
+                            "parent_id": str(c.parent_id) if c.parent_id else None,
+                        }
                         for c in g.channels.values()
                     ],
                     "roles": [

@@ -484,3 +484,71 @@ async def test_a_daily_report_arrives_once_with_its_chart_then_late_after_downti
         )
     finally:
         await conn.close()
+
+
+async def test_stats_setup_makes_locked_counter_channels_that_move(
+    env: Env, driver: Driver
+) -> None:
+    """`stats setup` through the sandbox's Create Guild Channel: a category with voice counters
+    nobody can join (or, with `text`, text counters nobody can write in), each named with the
+    count, then following a join and a ban."""
+    s = env.servers[0]
+    answer = await ask(driver, s.general, s.owner_id, "!stats setup members bans")
+    assert "Counter channels made in **📊 Server Stats**" in answer
+    g = await _guild(env, s.guild_id)
+    [category] = [c for c in g["channels"] if c["name"] == "📊 Server Stats"]
+    assert category["type"] == 4
+    made = {c["name"].split(":")[0]: c for c in g["channels"] if c["parent_id"] == category["id"]}
+    assert set(made) == {"Members", "Bans"}
+    members, bans = made["Members"], made["Bans"]
+    start = await member_count(env, s.guild_id)
+    assert members["name"] == f"Members: {start:,}" and members["type"] == 2
+    banned = int(bans["name"].split(": ")[1])
+    for made_id in (category["id"], members["id"], bans["id"]):  # @everyone can't join
+        ch = await discord(env, "GET", f"/channels/{made_id}")
+        everyone = next(o for o in ch["permission_overwrites"] if int(o["id"]) == s.guild_id)
+        assert int(everyone["deny"]) & (1 << 20)  # CONNECT
+    assert f"<#{members['id']}>" in answer and f"<#{bans['id']}>" in answer
+    present = {int(m["id"]) for m in g["members"]}
+    victim = next(u for u in s.members[2:] if u in present)
+    for i in range(2):
+        await control(
+            env,
+            "POST",
+            "/_sandbox/events",
+            {"kind": "member_add", "guild_id": str(s.guild_id), "username": f"setup-new{i}"},
+        )
+    await control(
+        env,
+        "POST",
+        "/_sandbox/events",
+        {
+            "kind": "ban",
+            "guild_id": str(s.guild_id),
+            "user_id": str(victim),
+            "moderator_id": str(s.owner_id),
+            "reason": "spam",
+        },
+    )
+    want = (f"Members: {start + 2 - 1:,}", f"Bans: {banned + 1}")  # two joins, a ban (a leave)
+
+    async def moved() -> bool:
+        got = (
+            await channel_name(env, s.guild_id, int(members["id"])),
+            await channel_name(env, s.guild_id, int(bans["id"])),
+        )
+        return got == want
+
+    await until("the new counters show the join and the ban", moved, within=3 * RENAME_WINDOW + 30)
+    # Text counters: locked for writing instead.
+    t = env.servers[1]
+    answer = await ask(driver, t.general, t.owner_id, "!stats setup text members")
+    assert "Counter channels made" in answer
+    g = await _guild(env, t.guild_id)
+    [category] = [c for c in g["channels"] if c["name"] == "📊 Server Stats"]
+    [counter] = [c for c in g["channels"] if c["parent_id"] == category["id"]]
+    assert counter["type"] == 0
+    assert counter["name"] == f"Members: {await member_count(env, t.guild_id):,}"
+    counter = await discord(env, "GET", f"/channels/{counter['id']}")
+    everyone = next(o for o in counter["permission_overwrites"] if int(o["id"]) == t.guild_id)
+    assert int(everyone["deny"]) & (1 << 11)  # SEND_MESSAGES
