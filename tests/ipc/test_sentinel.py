@@ -158,6 +158,7 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 async def test_a_primary_killed_under_load_loses_nothing_acknowledged_before_it(
     sentinels: SentinelSet, pool: asyncpg.Pool, keys: Keys
 ) -> None:
