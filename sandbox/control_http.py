@@ -41,6 +41,7 @@ class ControlHttp:
         app.router.add_post("/_sandbox/faults", _control(self._faults))
         app.router.add_post("/_sandbox/events", _control(self._events))
         app.router.add_get("/_sandbox/stats", _control(self._stats))
+        app.router.add_get("/_sandbox/presence", _control(self._presence))
         arrange = self.sb.arrange
         app.router.add_post("/_sandbox/roles", _control(_body(arrange.create_role)))
         app.router.add_patch("/_sandbox/roles", _control(_body(arrange.edit_role)))
@@ -164,6 +165,9 @@ class ControlHttp:
 
     async def _stats(self, _: web.Request) -> Any:
         return self.sb.stats()
+
+    async def _presence(self, _: web.Request) -> Any:
+        return self.sb.gateway.presences.summary()
 
 
 def _body(

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from sandbox import presence
+
 if TYPE_CHECKING:
     from sandbox.server import SandboxConfig
     from sandbox.world import Guild, World
@@ -92,6 +94,10 @@ class Session:
     conn: Connection | None = None
     guild_ids: set[int] = field(default_factory=set)
     stall_acks: int = 0
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        return (self.shard_id, self.shard_count)
 
     def wants(self, event: str, guild_id: int | None) -> bool:
         if event == "INTERACTION_CREATE":
@@ -213,6 +219,10 @@ class Connection:
 
 
 class Gateway:
+    """Discord's gateway: connections, sessions, IDENTIFY and RESUME, dispatch, faults. One
+    class a little over 300 lines because all of it shares the sessions and connections; the
+    payload checks that stand alone live beside it (MembersRequest, sandbox/presence.py)."""
+
     def __init__(self, world: World, config: SandboxConfig) -> None:
         self.world = world
         self.config = config
@@ -220,6 +230,7 @@ class Gateway:
         self.connections: set[Connection] = set()
         self.last_identify: dict[int, float] = {}  # bucket -> time
         self.url = ""  # set by the server once it knows its port
+        self.presences = presence.Presences(config.window_scale)
         self.stats: dict[str, Any] = {
             "identifies": Counter(),  # by bucket
             "identify_times": [],
@@ -306,9 +317,9 @@ class Gateway:
             await self._resume(conn, data)
         elif conn.session is None:
             raise Closed(4003, "Not authenticated.")
-        elif op == PRESENCE_UPDATE:
-            if not isinstance(data, dict) or "status" not in data:
-                raise Closed(4002, "Error while decoding payload.")
+        elif op == PRESENCE_UPDATE:  # sandbox/presence.py: 4002 off the structure, 4008 too often
+            if (code := self.presences.update(conn.session.shard, data)) is not None:
+                raise Closed(code, presence.CLOSES[code])
         elif op == REQUEST_MEMBERS:
             await self._request_members(conn, data)
         elif op == VOICE_STATE:
@@ -334,6 +345,8 @@ class Gateway:
             raise Closed(4010, "Invalid shard.") from None
         if shard_count < 1 or not 0 <= shard_id < shard_count:
             raise Closed(4010, "Invalid shard.")
+        if not presence.acceptable(data.get("presence")):
+            raise Closed(4002, "Error while decoding payload.")
         intents = data.get("intents")
         if not isinstance(intents, int) or intents < 0 or intents & ~ALL_INTENTS:
             raise Closed(4013, "Invalid intent(s).")
@@ -354,6 +367,7 @@ class Gateway:
         self.stats["identifies"][str(bucket)] += 1
         self.stats["identify_times"].append({"shard": shard_id, "bucket": bucket, "at": now})
         session = Session(secrets.token_hex(16), shard_id, shard_count, intents)
+        self.presences.identified((shard_id, shard_count), data.get("presence"))
         session.guild_ids = {g.id for g in guilds}
         session.conn = conn
         conn.session = session
