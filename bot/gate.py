@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import discord
+from discord.ext import commands
 
 from bot import command_throttles, errors, metrics, rest_limits
 from bot.checks import Level
@@ -57,6 +58,13 @@ def reserve_reply(ctx: CommandContext) -> Reservation:
     ctx.reservation = reservation
     rest_limits.answering(reservation)
     return reservation
+
+
+def settle_reply(ctx: commands.Context[Guildhouse]) -> None:
+    """The command has ended: settle the reservation `reserve_reply` made for its answer."""
+    reservation = getattr(ctx, "reservation", None)
+    if reservation is not None:
+        ctx.bot.rest_limiter.settle(reservation)
 
 
 async def not_throttled(ctx: CommandContext) -> bool:

@@ -25,6 +25,7 @@ from bot import (
     metrics,
     outages,
     rest_limits,
+    status,
 )
 from bot.chat_light_path import ChatSink
 from bot.config import WorkerConfig
@@ -309,23 +310,13 @@ class Guildhouse(commands.AutoShardedBot):
         try:
             await super().invoke(ctx)
         finally:
-            # What the command reserved for its answer and did not spend goes back.
-            reservation = getattr(ctx, "reservation", None)
-            if reservation is not None:
-                self.rest_limiter.settle(reservation)
+            gate.settle_reply(ctx)  # what it reserved for its answer and did not spend goes back
 
     async def _started(self, ctx: commands.Context[Any]) -> None:
         ctx.guildhouse_started = time.perf_counter()  # type: ignore[attr-defined]
 
     def count_command(self, ctx: commands.Context[Any], outcome: str) -> None:
-        name = ctx.command.qualified_name if ctx.command else "unknown"
-        kind = "slash" if ctx.interaction else "prefix"
-        metrics.COMMANDS.labels(self.cluster_label, name, kind, outcome).inc()
-        started = getattr(ctx, "guildhouse_started", None)
-        if started is not None:
-            metrics.COMMAND_DURATION.labels(self.cluster_label, name).observe(
-                time.perf_counter() - started
-            )
+        status.count_command(self.cluster_label, ctx, outcome)
 
     async def on_command_completion(self, ctx: commands.Context[Any]) -> None:
         self.count_command(ctx, "ok")

@@ -6,15 +6,29 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
+from typing import Any
 
 import asyncpg
 import discord
+from discord.ext import commands
 
 from bot import metrics
 from bot.config import WorkerConfig
 from bot.dpy.keep_alive import HeartbeatLatency, last_event_age
 from bot.shards import ShardTracker
 from ipc.registry import ClusterInfo, ShardInfo
+
+
+def count_command(cluster: str, ctx: commands.Context[Any], outcome: str) -> None:
+    """Count a command that ended (`outcome`: ok, user_error, error, unavailable) and, when it
+    got as far as running, how long it ran."""
+    name = ctx.command.qualified_name if ctx.command else "unknown"
+    kind = "slash" if ctx.interaction else "prefix"
+    metrics.COMMANDS.labels(cluster, name, kind, outcome).inc()
+    started = getattr(ctx, "guildhouse_started", None)
+    if started is not None:
+        metrics.COMMAND_DURATION.labels(cluster, name).observe(time.perf_counter() - started)
 
 
 class WorkerStatus:
