@@ -20,6 +20,7 @@ BENCHMARKS = {
     "bets": "bets/s and p99 through the points ledger, against a naive balance UPDATE",
     "soak": "mixed load on 2 clusters under seeded faults; invariant table, exit 1 on a failure",
     "scale": "20,000 servers, 32 shards, 8 workers: READY, RSS/1,000 servers, gather, REST",
+    "chart_memory": "a worker's RSS before and after its first statistics chart (Pillow lazy)",
 }
 
 
