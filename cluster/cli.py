@@ -526,8 +526,9 @@ def _chat(add: _Add) -> None:
         cmd_chat,
         "talk to the bot in a sandbox channel from the terminal",
         "Type as a member of a sandbox server: messages, prefix commands, slash commands "
-        "(/roll dice:2d6) and button clicks (:click 1); what the bot says from then on is "
-        "printed as Discord shows it. Piped input waits for the answers, then exits. :help "
+        "(/roll dice:2d6), button clicks (:click 1) and saving a file the bot sent (:save 1 "
+        "[PATH]); what the bot says from then on is printed as Discord shows it, files "
+        "numbered for :save. Piped input waits for the answers, then exits. :help "
         "lists the console's own commands. Needs a running sandbox (`guildhouse run` without "
         "DISCORD_TOKEN, or --url).",
     )
