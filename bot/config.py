@@ -11,6 +11,30 @@ from ipc.throttle import DEFAULT_COMMAND, DEFAULT_GUILD, DEFAULT_USER, Rule
 
 
 @dataclass(frozen=True)
+class StatsConfig:
+    """Statistics' settings (STATS_*; cluster/settings.py validates them, docs/stats.md)."""
+
+    rename_window: float = 600.0  # s: Discord's 2 renames of a channel per 10 minutes
+    settle: float = 10.0  # s a burst may go on before its rename
+    rename_budget: float = 1.0  # renames a second, per worker
+    poll: float = 600.0  # s between reads of the approximate counts
+    flush: float = 30.0  # s between writes of the day tallies
+    heartbeat_channel: int | None = None  # None: no owners' heartbeat
+    heartbeat_every: float = 300.0  # s (the setting is in minutes)
+    presence_every: float = 0.0  # s; 0: no rotating presence
+    presence_lines: tuple[str, ...] = ()  # extra "playing" lines of the rotation
+
+
+@dataclass(frozen=True)
+class AnalyticsConfig:
+    """Usage analytics' settings (ANALYTICS_FLUSH, ANALYTICS_LINK_SECRET, PUBLIC_URL)."""
+
+    flush: float = 10.0  # s between writes of the counted uses
+    link_secret: str | None = field(default=None, repr=False)  # None: derived from the token
+    public_url: str = "http://localhost:8080"  # the launcher's HTTP side as people reach it
+
+
+@dataclass(frozen=True)
 class WorkerConfig:
     cluster_id: int
     cluster_count: int
@@ -43,3 +67,5 @@ class WorkerConfig:
     extensions: tuple[str, ...] = ()
     log_level: str = "INFO"
     log_format: str = "json"
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)

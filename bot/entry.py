@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.config import WorkerConfig
+from bot.config import AnalyticsConfig, StatsConfig, WorkerConfig
 from bot.db import migrations
 from bot.db.pool import connect
 from bot.shards import Reporter, ShardState
@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_IMPORT_BYTES",
+    "AnalyticsConfig",
     "ImportRefused",
     "MigrationError",
     "Reporter",
     "ShardState",
+    "StatsConfig",
     "SyncError",
     "WorkerConfig",
     "apply_migrations",
@@ -92,13 +94,19 @@ def xp_progress(xp: float) -> tuple[int, int, int]:
 
 
 async def analytics_page(
-    database_url: str, token: str, guild_id: int, query: dict[str, str]
+    database_url: str,
+    token: str,
+    guild_id: int,
+    query: dict[str, str],
+    *,
+    link_secret: str | None = None,
 ) -> tuple[int, str, bytes]:
     """(status, content type, body) of the web page `/analytics/<guild_id>` (0: every
-    server) for a link signed by the `analytics` command (bot/cogs/analytics/web.py)."""
+    server) for a link signed by the `analytics` command (bot/cogs/analytics/web.py) with
+    ANALYTICS_LINK_SECRET, or (None) a key derived from the token."""
     from bot.cogs.analytics import web
 
-    return await web.page(database_url, token, guild_id, query)
+    return await web.page(database_url, token, guild_id, query, secret=link_secret)
 
 
 async def import_xp(

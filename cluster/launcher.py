@@ -45,7 +45,7 @@ from ipc.client import Keys, create_redis
 from ipc.registry import ClusterInfo, Registry
 
 if TYPE_CHECKING:
-    from bot.entry import WorkerConfig
+    from bot.entry import AnalyticsConfig, StatsConfig, WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +248,7 @@ def worker_configs(
 ) -> list[WorkerConfig]:
     from bot.entry import WorkerConfig
 
+    stats, analytics = feature_configs(settings)
     ranges = split_shards(shard_count, settings.clusters_for(shard_count))
     ids = [settings.cluster_id] if settings.cluster_id is not None else range(len(ranges))
     return [
@@ -275,9 +276,34 @@ def worker_configs(
             throttle_command=settings.throttle_command,
             throttle_guild=settings.throttle_guild,
             throttle_exempt_mods=settings.throttle_exempt_mods,
+            stats=stats,
+            analytics=analytics,
         )
         for i in ids
     ]
+
+
+def feature_configs(settings: Settings) -> tuple[StatsConfig, AnalyticsConfig]:
+    """Statistics' and analytics' settings as the workers take them."""
+    from bot.entry import AnalyticsConfig, StatsConfig
+
+    stats = StatsConfig(
+        rename_window=settings.stats_rename_window,
+        settle=settings.stats_settle,
+        rename_budget=settings.stats_rename_budget,
+        poll=settings.stats_poll,
+        flush=settings.stats_flush,
+        heartbeat_channel=settings.stats_heartbeat_channel,
+        heartbeat_every=settings.stats_heartbeat_every * 60,
+        presence_every=settings.stats_presence_every,
+        presence_lines=settings.stats_presence_lines,
+    )
+    analytics = AnalyticsConfig(
+        flush=settings.analytics_flush,
+        link_secret=settings.analytics_link_secret,
+        public_url=settings.public_url,
+    )
+    return stats, analytics
 
 
 async def run(settings: Settings) -> int:
@@ -422,7 +448,7 @@ async def _supervise(
                     registry,
                     shard_count,
                     services=watch.snapshot,
-                    analytics=_analytics_page(urls.database_url, configs[0].token),
+                    analytics=_analytics_page(urls.database_url, configs[0]),
                 ),
                 settings.http_port,
             )
@@ -582,8 +608,11 @@ async def rolling_restart(settings: Settings) -> int:
     return 1 if code is None else code
 
 
-def _analytics_page(database_url: str, token: str) -> AnalyticsPage:
-    """The `/analytics/<guild>` page (bot/cogs/analytics/web.py, through bot/entry.py)."""
+def _analytics_page(database_url: str, config: WorkerConfig) -> AnalyticsPage:
+    """The `/analytics/<guild>` page (bot/cogs/analytics/web.py, through bot/entry.py), its
+    links checked with the key the workers sign them with."""
     from bot.entry import analytics_page
 
-    return partial(analytics_page, database_url, token)
+    return partial(
+        analytics_page, database_url, config.token, link_secret=config.analytics.link_secret
+    )

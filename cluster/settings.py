@@ -61,6 +61,18 @@ class Settings:
     throttle_command: Rule | None = DEFAULT_COMMAND
     throttle_guild: Rule | None = DEFAULT_GUILD
     throttle_exempt_mods: bool = True
+    stats_rename_window: float = 600.0
+    stats_settle: float = 10.0
+    stats_rename_budget: float = 1.0
+    stats_poll: float = 600.0
+    stats_flush: float = 30.0
+    stats_heartbeat_channel: int | None = None
+    stats_heartbeat_every: float = 5.0  # minutes
+    stats_presence_every: float = 0.0
+    stats_presence_lines: tuple[str, ...] = ()
+    analytics_flush: float = 10.0
+    analytics_link_secret: str | None = None
+    public_url: str = "http://localhost:8080"
     config_file: Path | None = None  # where file values came from, if any
 
     def clusters_for(self, shard_count: int) -> int:
@@ -153,6 +165,46 @@ def _int(lo: int, hi: int | None = None, *, auto: bool = False) -> Callable[[str
     return parse
 
 
+def _float(lo: float, hi: float, unit: str, *, off: bool = False) -> Callable[[str], float]:
+    """A number of `unit` from `lo` to `hi`; with `off`, also 0 (the feature is off)."""
+    expected = f"a number of {unit} from {lo:g} to {hi:g}" + (", or 0 for off" if off else "")
+
+    def parse(raw: str) -> float:
+        try:
+            number = float(raw.strip())
+        except ValueError:
+            raise _Invalid(f"is not a number; expected {expected}") from None
+        if not (lo <= number <= hi or (off and number == 0)):
+            raise _Invalid(f"is out of range; expected {expected}")
+        return number
+
+    return parse
+
+
+def _snowflake(raw: str) -> int:
+    value = raw.strip()
+    if not value.isdigit() or not 15 <= len(value) <= 20:
+        raise _Invalid("is not a Discord channel id; expected its numeric id (17-20 digits)")
+    return int(value)
+
+
+def _lines(raw: str) -> tuple[str, ...]:
+    lines = tuple(x.strip() for x in raw.split("|") if x.strip())
+    if too_long := [x for x in lines if len(x) > 128]:
+        raise _Invalid(
+            f"has a line of {len(too_long[0])} characters; expected lines separated by '|', "
+            "each at most 128 characters (Discord's limit for an activity)"
+        )
+    return lines
+
+
+def _secret(raw: str) -> str:
+    value = raw.strip()
+    if len(value) < 16:
+        raise _Invalid("is too short to sign links with; expected at least 16 characters")
+    return value
+
+
 def _owner_ids(raw: str) -> frozenset[int]:
     ids: set[int] = set()
     for part in raw.replace(" ", ",").split(","):
@@ -228,6 +280,8 @@ def _show_default(value: Any) -> str:
         return "(unset)"
     if isinstance(value, frozenset):
         return ",".join(str(v) for v in sorted(value)) or "(none)"
+    if isinstance(value, tuple):
+        return " | ".join(str(v) for v in value) or "(none)"
     return str(value)
 
 
@@ -249,6 +303,87 @@ class Spec:
         if self.url_secret:
             return _mask_url(str(value))
         return _show_default(value)
+
+
+# Statistics' and analytics' settings (docs/stats.md, docs/community.md), handed to the workers
+# in WorkerConfig.stats and .analytics.
+FEATURE_SPECS: tuple[Spec, ...] = (
+    Spec(
+        "STATS_RENAME_WINDOW",
+        "stats_rename_window",
+        _float(1, 3600, "seconds"),
+        "Window of Discord's 2 renames of a counter channel (600; tests shrink it).",
+    ),
+    Spec(
+        "STATS_SETTLE",
+        "stats_settle",
+        _float(0, 600, "seconds"),
+        "How long a burst of changes may go on before its counter's rename.",
+    ),
+    Spec(
+        "STATS_RENAME_BUDGET",
+        "stats_rename_budget",
+        _float(0.01, 50, "renames a second"),
+        "Counter renames a second, per worker.",
+    ),
+    Spec(
+        "STATS_POLL",
+        "stats_poll",
+        _float(1, 86_400, "seconds"),
+        "Seconds between reads of servers' approximate member and online counts.",
+    ),
+    Spec(
+        "STATS_FLUSH",
+        "stats_flush",
+        _float(0.05, 3600, "seconds"),
+        "Seconds between writes of the day tallies to PostgreSQL.",
+    ),
+    Spec(
+        "STATS_HEARTBEAT_CHANNEL",
+        "stats_heartbeat_channel",
+        _snowflake,
+        "Channel id of the owners' heartbeat message.",
+        unset_means="no heartbeat",
+    ),
+    Spec(
+        "STATS_HEARTBEAT_EVERY",
+        "stats_heartbeat_every",
+        _float(0.1, 1440, "minutes"),
+        "Minutes between heartbeat edits.",
+    ),
+    Spec(
+        "STATS_PRESENCE_EVERY",
+        "stats_presence_every",
+        _float(60, 86_400, "seconds", off=True),
+        "Seconds between presence lines (at least 60), or 0: no rotation.",
+    ),
+    Spec(
+        "STATS_PRESENCE_LINES",
+        "stats_presence_lines",
+        _lines,
+        "Extra 'playing' presence lines, separated by '|' ({guilds} filled in).",
+    ),
+    Spec(
+        "ANALYTICS_FLUSH",
+        "analytics_flush",
+        _float(0.05, 3600, "seconds"),
+        "Seconds between writes of counted command uses.",
+    ),
+    Spec(
+        "ANALYTICS_LINK_SECRET",
+        "analytics_link_secret",
+        _secret,
+        "Key that signs analytics page links (at least 16 characters).",
+        secret=True,
+        unset_means="derived from the bot's token",
+    ),
+    Spec(
+        "PUBLIC_URL",
+        "public_url",
+        _url("http", "https"),
+        "The launcher's HTTP address as people reach it (analytics links start with it).",
+    ),
+)
 
 
 SPECS: tuple[Spec, ...] = (
@@ -363,6 +498,7 @@ SPECS: tuple[Spec, ...] = (
         _bool,
         "Moderators and admins skip command throttles (servers can override).",
     ),
+    *FEATURE_SPECS,
 )
 SPEC_BY_ENV = {s.env: s for s in SPECS}
 

@@ -8,7 +8,6 @@ used, and refuses a member."""
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ from e2e_harness import (
 )
 from waits import until
 
+from bot.config import AnalyticsConfig
 from ipc.client import Keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -71,26 +71,19 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
         if len(texts) >= 2 and len(plain) >= 2:
             servers.append(Server(int(g["id"]), texts[0], int(g["owner_id"]), plain[:2], texts[1]))
     assert len(servers) >= 2
-    saved = os.environ.get("ANALYTICS_FLUSH")
-    os.environ["ANALYTICS_FLUSH"] = "0.2"  # the workers inherit it
     prefix = new_prefix()
-    try:
-        async with running_cluster(
-            sandbox,
-            bot_db,
-            redis_url,
-            shards=2,
-            clusters=2,
-            owner_id=123456789012345678,
-            prefix=prefix,
-            adjust=lambda c: replace(c, extensions=EXTENSIONS),
-        ):
-            yield Env(bot_db, sandbox.control, servers, redis_url, Keys(prefix))
-    finally:
-        if saved is None:
-            os.environ.pop("ANALYTICS_FLUSH", None)
-        else:
-            os.environ["ANALYTICS_FLUSH"] = saved
+    fast = AnalyticsConfig(flush=0.2)  # ANALYTICS_FLUSH
+    async with running_cluster(
+        sandbox,
+        bot_db,
+        redis_url,
+        shards=2,
+        clusters=2,
+        owner_id=123456789012345678,
+        prefix=prefix,
+        adjust=lambda c: replace(c, extensions=EXTENSIONS, analytics=fast),
+    ):
+        yield Env(bot_db, sandbox.control, servers, redis_url, Keys(prefix))
 
 
 async def ask(driver: Driver, s: Server, user: int, text: str) -> str:

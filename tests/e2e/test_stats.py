@@ -8,7 +8,7 @@ its PNG; a report due while the bot was down arrives on start, marked late."""
 from __future__ import annotations
 
 import io
-import os
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -18,9 +18,10 @@ import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from e2e_harness import Driver, SandboxProc, running_sandbox, start_cluster, text_of
+from e2e_harness import Driver, SandboxProc, running_sandbox, start_cluster, text_of, world_of
 from waits import until
 
+from bot.config import StatsConfig
 from bot.db.pool import connect
 from cluster.workers import Supervisor
 from ipc.client import Keys
@@ -32,12 +33,14 @@ WINDOW_SCALE = 0.02
 RENAME_WINDOW = 600 * WINDOW_SCALE  # 12 s
 DISCORD_EPOCH_MS = 1420070400000
 CHANNEL_UPDATE = 11
-TUNING = {
-    "STATS_RENAME_WINDOW": str(RENAME_WINDOW),
-    "STATS_SETTLE": "1",
-    "STATS_FLUSH": "0.5",
-    "STATS_RENAME_BUDGET": "20",
-}
+# The workers' STATS_* settings (WorkerConfig.stats), shrunk with the sandbox's windows.
+TUNING = StatsConfig(
+    rename_window=RENAME_WINDOW,
+    settle=1,
+    flush=0.5,
+    rename_budget=20,
+    presence_every=60,  # the floor: the rotating presence, once a minute
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,11 @@ class Env:
     sandbox: SandboxProc
 
 
-async def _start(sandbox: SandboxProc, dsn: str, redis_url: str, prefix: str) -> Supervisor:
+async def _start(
+    sandbox: SandboxProc, dsn: str, redis_url: str, prefix: str, heartbeat: int
+) -> Supervisor:
+    """The cluster, with TUNING and the owners' heartbeat in channel `heartbeat`."""
+    stats = replace(TUNING, heartbeat_channel=heartbeat)
     return await start_cluster(
         sandbox,
         dsn,
@@ -92,17 +99,13 @@ async def _start(sandbox: SandboxProc, dsn: str, redis_url: str, prefix: str) ->
         clusters=2,
         owner_id=123456789012345678,
         prefix=prefix,
-        adjust=lambda c: replace(c, extensions=EXTENSIONS),
+        adjust=lambda c: replace(c, extensions=EXTENSIONS, stats=stats),
     )
 
 
 @pytest.fixture(scope="module")
 async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{sandbox.control}/_sandbox/world") as resp,
-    ):
-        world = await resp.json()
+    world = await world_of(sandbox)
     servers = []
     for g in world["guilds"]:
         channels = {c["name"]: int(c["id"]) for c in g["channels"]}
@@ -119,11 +122,8 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
                 plain,
             )
         )
-    tuning = {**TUNING, "STATS_HEARTBEAT_CHANNEL": str(servers[1].mod_log)}
-    saved = {k: os.environ.get(k) for k in tuning}
-    os.environ.update(tuning)  # the workers inherit them
     prefix = f"e2e:{uuid.uuid4().hex[:8]}:"
-    sup = await _start(sandbox, bot_db, redis_url, prefix)
+    sup = await _start(sandbox, bot_db, redis_url, prefix, servers[1].mod_log)
     e = Env(
         sup,
         bot_db,
@@ -139,11 +139,6 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
         yield e
     finally:
         await e.supervisor.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 async def discord(env: Env, method: str, path: str) -> Any:
@@ -467,7 +462,9 @@ async def test_a_daily_report_arrives_once_with_its_chart_then_late_after_downti
         nxt = await _pending(conn, s.guild_id)
         assert nxt is not None
         await conn.execute("UPDATE jobs SET due_at = now() - interval '1 hour' WHERE key = $1", nxt)
-        env.supervisor = await _start(env.sandbox, env.dsn, env.redis_url, env.keys.prefix)
+        env.supervisor = await _start(
+            env.sandbox, env.dsn, env.redis_url, env.keys.prefix, env.servers[1].mod_log
+        )
         [late] = await _reports(driver, s.general, wait=60)
         assert "(late)" in text_of(late) and "sent late" in text_of(late)
         assert await _png_size(env, late) == (800, 400)
@@ -552,3 +549,32 @@ async def test_stats_setup_makes_locked_counter_channels_that_move(
     counter = await discord(env, "GET", f"/channels/{counter['id']}")
     everyone = next(o for o in counter["permission_overwrites"] if int(o["id"]) == t.guild_id)
     assert int(everyone["deny"]) & (1 << 11)  # SEND_MESSAGES
+
+
+async def test_the_rotating_presence_is_set_on_every_shard_never_too_often(env: Env) -> None:
+    """Every shard (one per cluster) shows the rotation's lines, the same line at the same
+    time, moving on once a minute: within Discord's 5 updates per 20 s (the sandbox would
+    close a shard with 4008 beyond it), so none refused and no 4008."""
+
+    async def rotated() -> bool:
+        shards = (await control(env, "GET", "/_sandbox/presence"))["shards"]
+        return len(shards) == 2 and all(
+            len({u["activities"][0]["name"] for u in s["updates"] if u["via"] == "update"}) >= 2
+            for s in shards
+        )
+
+    await until("every shard's presence rotated once", rotated, within=150)
+    seen = await control(env, "GET", "/_sandbox/presence")
+    guilds = len((await control(env, "GET", "/_sandbox/world"))["guilds"])
+    lines = {(3, f"{guilds:,} servers"), (2, "/help")}  # watching, listening
+    for s in seen["shards"]:
+        assert s["refused"] == 0
+        ups = [u for u in s["updates"] if u["via"] == "update"]
+        assert {(u["activities"][0]["type"], u["activities"][0]["name"]) for u in ups} == lines
+        times = [u["at"] for u in ups]
+        assert all(sum(1 for u in times if t <= u < t + 20) <= 5 for t in times)
+        # A new line at most once a minute (the same line may be set again on a reconnect).
+        moved = [b["at"] for a, b in itertools.pairwise(ups) if a["activities"] != b["activities"]]
+        assert all(later - earlier >= 55 for earlier, later in itertools.pairwise(moved))
+    stats = await control(env, "GET", "/_sandbox/stats")
+    assert "4008" not in stats["close_codes"]

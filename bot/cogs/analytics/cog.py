@@ -79,7 +79,7 @@ class Analytics(commands.Cog, name="Analytics"):
 
     def __init__(self, bot: Guildhouse) -> None:
         self.bot = bot
-        self.recorder = Recorder(bot.pool)
+        self.recorder = Recorder(bot.pool, flush=bot.config.analytics.flush)
 
     async def cog_load(self) -> None:
         await jobs.install(self.bot, jobs.Kind(RETENTION, self._retention, lease=120.0))
@@ -169,7 +169,15 @@ class Analytics(commands.Cog, name="Analytics"):
     async def _send_link(self, ctx: Ctx, scope: int, days: int) -> None:
         """The signed web page link, to the caller alone (ephemeral, or by DM): whoever has it
         may read the page until it expires."""
-        url = web.public_url(scope, days, self.bot.config.token, time.time())
+        cfg = self.bot.config.analytics
+        url = web.public_url(
+            scope,
+            days,
+            self.bot.config.token,
+            time.time(),
+            base=cfg.public_url,
+            secret=cfg.link_secret,
+        )
         text = (
             f"The same figures on the web, with a CSV export (for {web.LINK_TTL // 3600} h): {url}"
         )

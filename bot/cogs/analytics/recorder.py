@@ -9,7 +9,6 @@ dropped: analytics are not a ledger.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import asyncpg
@@ -18,23 +17,16 @@ from bot.cogs.analytics import store
 from bot.cogs.analytics.core import Use, fold
 from ipc.batch import Batcher
 
-FLUSH = 10.0  # seconds between writes; ANALYTICS_FLUSH in the environment
-
-
-def flush_every() -> float:
-    try:
-        return max(0.05, float(os.environ.get("ANALYTICS_FLUSH", FLUSH)))
-    except ValueError:
-        return FLUSH
+FLUSH = 10.0  # seconds between writes (ANALYTICS_FLUSH, WorkerConfig.analytics.flush)
 
 
 class Recorder:
-    def __init__(self, pool: asyncpg.Pool, *, flush: float | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, flush: float = FLUSH) -> None:
         self.pool = pool
         self.batcher: Batcher[Use, None] = Batcher(
             self._send,
             max_batch=20_000,
-            linger=flush_every() if flush is None else flush,
+            linger=flush,
             linger_each=True,
             name="analytics",
         )

@@ -3,9 +3,10 @@ bot/entry.py), for admins who follow the signed link `analytics` gives; `format=
 export. Server id 0 is every server (the bot's owners' link).
 
 A link is `?days=7&expires=<epoch>&sig=<hmac>`: an HMAC-SHA256 of the scope, the span and the
-expiry, with a key from ANALYTICS_LINK_SECRET if set, else derived from the bot's token (which
-the launcher and every worker already hold, so no key needs storing or handing out; changing the
-token voids the links). A link is good for LINK_TTL seconds. Everything shown is escaped.
+expiry, with a key from ANALYTICS_LINK_SECRET if set (WorkerConfig.analytics), else derived
+from the bot's token (which the launcher and every worker already hold, so no key needs storing
+or handing out; changing the token voids the links). A link is good for LINK_TTL seconds.
+Everything shown is escaped.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
-import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -30,15 +30,23 @@ class LinkError(ValueError):
     pass
 
 
-def public_url(scope: int, days: int, token: str, now: float) -> str:
-    """The link `analytics` gives: PUBLIC_URL (the launcher's HTTP address as people reach
-    it; default http://localhost:8080) + the signed path."""
-    base = os.environ.get("PUBLIC_URL", "http://localhost:8080").rstrip("/")
-    return f"{base}/analytics/{scope}?{link_query(link_key(token), scope, days, now)}"
+def public_url(
+    scope: int,
+    days: int,
+    token: str,
+    now: float,
+    *,
+    base: str = "http://localhost:8080",
+    secret: str | None = None,
+) -> str:
+    """The link `analytics` gives: `base` (PUBLIC_URL: the launcher's HTTP address as people
+    reach it) + the path signed with `link_key(token, secret)`."""
+    query = link_query(link_key(token, secret), scope, days, now)
+    return f"{base.rstrip('/')}/analytics/{scope}?{query}"
 
 
-def link_key(token: str) -> bytes:
-    secret = os.environ.get("ANALYTICS_LINK_SECRET")
+def link_key(token: str, secret: str | None = None) -> bytes:
+    """ANALYTICS_LINK_SECRET when set, else a key derived from the bot's token."""
     if secret:
         return secret.encode()
     return hashlib.sha256(b"guildhouse analytics links\0" + token.encode()).digest()
@@ -112,11 +120,16 @@ min-width:1.6em;font-size:80%}}</style></head><body>
 
 
 async def page(
-    database_url: str, token: str, scope: int, query: Mapping[str, str]
+    database_url: str,
+    token: str,
+    scope: int,
+    query: Mapping[str, str],
+    *,
+    secret: str | None = None,
 ) -> tuple[int, str, bytes]:
     """(status, content type, body) of `/analytics/<scope>?<query>`."""
     try:
-        days = check(link_key(token), scope, query, time.time())
+        days = check(link_key(token, secret), scope, query, time.time())
     except LinkError as exc:
         return 403, "text/plain", str(exc).encode()
     conn = await connect(database_url)

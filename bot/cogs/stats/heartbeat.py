@@ -1,5 +1,5 @@
 """The owners' heartbeat: every `STATS_HEARTBEAT_EVERY` minutes one message in the channel
-`STATS_HEARTBEAT_CHANNEL` (a bot setting, from the environment; off when unset), edited in
+`STATS_HEARTBEAT_CHANNEL` (a bot setting, WorkerConfig.stats; off when unset), edited in
 place, with every cluster's shards, guilds, latency, events per second, memory and CPU per
 process, and the Redis and PostgreSQL round trips, coloured for warning when something is off.
 
@@ -13,7 +13,6 @@ posted.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ import psutil
 from bot import jobs, metrics
 
 if TYPE_CHECKING:
+    from bot.config import StatsConfig
     from bot.guildhouse import Guildhouse
 
 KIND = "stats.heartbeat"
@@ -40,13 +40,8 @@ class Setting:
     every: float  # seconds
 
     @classmethod
-    def from_env(cls) -> Setting:
-        raw = os.environ.get("STATS_HEARTBEAT_CHANNEL", "").strip()
-        try:
-            minutes = float(os.environ.get("STATS_HEARTBEAT_EVERY", "5"))
-        except ValueError:
-            minutes = 5.0
-        return cls(int(raw) if raw.isdigit() else None, max(0.1, minutes) * 60)
+    def of(cls, config: StatsConfig) -> Setting:
+        return cls(config.heartbeat_channel, config.heartbeat_every)
 
     def slot(self, now: float) -> int:
         return int(now // self.every)
@@ -113,7 +108,7 @@ def embed(answers: dict[int, dict[str, Any]], problems: list[str], now: datetime
 class Heartbeat:
     def __init__(self, bot: Guildhouse, setting: Setting | None = None) -> None:
         self.bot = bot
-        self.setting = setting or Setting.from_env()
+        self.setting = setting or Setting.of(bot.config.stats)
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)  # the first reading is from here
         self._events = (time.monotonic(), self._event_total())

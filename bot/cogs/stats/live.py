@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,22 +34,16 @@ from bot.cogs.stats.tally import FLUSH_EVERY, DayClock, Tallies
 
 if TYPE_CHECKING:
     from bot.chat_light_path import Chat
+    from bot.config import StatsConfig
     from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
 
 
-def _env(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 @dataclass(frozen=True)
 class Tuning:
-    """Statistics' settings, from the environment (tests shrink the windows the way the
-    sandbox's --window-scale does)."""
+    """Statistics' timings, from the settings (STATS_*, validated by the launcher; tests
+    shrink the windows the way the sandbox's --window-scale does)."""
 
     rename_window: float = 600.0  # STATS_RENAME_WINDOW: Discord's 2 renames per 10 minutes
     settle: float = 10.0  # STATS_SETTLE: how long a burst may go on before its rename
@@ -59,13 +52,13 @@ class Tuning:
     flush: float = FLUSH_EVERY  # STATS_FLUSH: seconds between writes of the day tallies
 
     @classmethod
-    def from_env(cls) -> Tuning:
+    def of(cls, config: StatsConfig) -> Tuning:
         return cls(
-            rename_window=_env("STATS_RENAME_WINDOW", 600.0),
-            settle=_env("STATS_SETTLE", 10.0),
-            budget=max(0.01, _env("STATS_RENAME_BUDGET", 1.0)),
-            poll=max(1.0, _env("STATS_POLL", 600.0)),
-            flush=max(0.05, _env("STATS_FLUSH", FLUSH_EVERY)),
+            rename_window=config.rename_window,
+            settle=config.settle,
+            budget=config.rename_budget,
+            poll=config.poll,
+            flush=config.flush,
         )
 
 
@@ -82,7 +75,7 @@ class LiveStats:
 
     def __init__(self, bot: Guildhouse, tuning: Tuning | None = None) -> None:
         self.bot = bot
-        self.tuning = tuning or Tuning.from_env()
+        self.tuning = tuning or Tuning.of(bot.config.stats)
         self.pacer = RenamePacer(window=self.tuning.rename_window, settle=self.tuning.settle)
         self.tallies = Tallies()
         self.days = DayClock()

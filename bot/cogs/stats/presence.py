@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from typing import TYPE_CHECKING
 
@@ -33,8 +32,8 @@ _TYPES = {
 }
 
 
-def lines_from_env() -> tuple[str, ...]:
-    extra = [x.strip() for x in os.environ.get("STATS_PRESENCE_LINES", "").split("|")]
+def lines_of(extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The rotation: the default lines, then STATS_PRESENCE_LINES as 'playing' lines."""
     return (*DEFAULT_LINES, *(f"playing:{x}" for x in extra if x))
 
 
@@ -55,12 +54,9 @@ def activity(line: str, guilds: int) -> discord.Activity:
 class Rotation:
     def __init__(self, bot: Guildhouse) -> None:
         self.bot = bot
-        try:
-            every = float(os.environ.get("STATS_PRESENCE_EVERY", "0"))
-        except ValueError:
-            every = 0.0
+        every = bot.config.stats.presence_every
         self.every = 0.0 if every <= 0 else max(FLOOR, every)
-        self.lines = lines_from_env()
+        self.lines = lines_of(bot.config.stats.presence_lines)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
