@@ -1,4 +1,5 @@
-"""`python -m bench <name> [options]` runs one benchmark; `python -m bench all` runs each in turn.
+"""`python -m bench <name> [options]` runs one benchmark; `python -m bench all` runs each in turn,
+except the long runs (the soak and the scale run), which are run on their own.
 
 Every benchmark prints one JSON line: its figures, the baseline measured in the same run, the
 ratios and the parameters. Run from the repository root after the README's install.
@@ -22,11 +23,16 @@ BENCHMARKS = {
     "scale": "20,000 servers, 32 shards, 8 workers: READY, RSS/1,000 servers, gather, REST",
     "chart_memory": "a worker's RSS before and after its first statistics chart (Pillow lazy)",
 }
+# Tens of minutes each, and not ratios against a baseline: `all` leaves them out.
+LONG = ("soak", "scale")
 
 
 def usage() -> str:
     lines = ["usage: python -m bench <name> [options] | all", "", "benchmarks:"]
-    lines += [f"  {name:<14} {what}" for name, what in BENCHMARKS.items()]
+    lines += [
+        f"  {name:<14} {what}{' (not in all)' if name in LONG else ''}"
+        for name, what in BENCHMARKS.items()
+    ]
     lines += ["", "`python -m bench <name> --help` lists a benchmark's options."]
     return "\n".join(lines)
 
@@ -38,7 +44,7 @@ def main(argv: list[str]) -> int:
     name, rest = argv[0], argv[1:]
     if name == "all":
         failed = []
-        for each in BENCHMARKS:
+        for each in (name for name in BENCHMARKS if name not in LONG):
             print(f"# {each}", file=sys.stderr, flush=True)
             code = subprocess.call([sys.executable, "-m", f"bench.{each}", *rest])
             if code:
