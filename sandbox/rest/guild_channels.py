@@ -104,19 +104,19 @@ class GuildChannels(Resource):
         return data
 
     def _grantable(self, guild: Guild, overwrites: list[dict[str, Any]]) -> None:
-        """Only permissions the bot has in the guild may be allowed or denied; Manage Roles
-        (Manage Permissions, in a channel) only by an administrator."""
+        """An overwrite names a role of the guild or a user (10011, 10013 otherwise); only
+        permissions the bot has in the guild may be allowed or denied, and Manage Roles (Manage
+        Permissions, in a channel) only by an administrator (50013)."""
         have = guild.permissions(self.world.bot.id)
-        if have & ADMINISTRATOR or guild.owner_id == self.world.bot.id:
-            return
+        admin = bool(have & ADMINISTRATOR) or guild.owner_id == self.world.bot.id
         for o in overwrites:
-            bits = o["allow"] | o["deny"]
-            if bits & ~have or bits & MANAGE_ROLES:
-                raise missing_permissions()
             if o["type"] == 0 and o["id"] not in guild.roles:
                 raise unknown("role")
             if o["type"] == 1 and o["id"] not in self.world.users:
                 raise unknown("user")
+            bits = o["allow"] | o["deny"]
+            if not admin and (bits & ~have or bits & MANAGE_ROLES):
+                raise missing_permissions()
 
     def _parent(self, guild: Guild, kind: int, parent_id: int | None) -> Channel | None:
         if parent_id is None:

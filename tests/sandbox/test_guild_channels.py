@@ -128,6 +128,10 @@ async def test_manage_channels_and_what_an_overwrite_may_grant(kit: Kit) -> None
         body = {"name": "x", "permission_overwrites": [grant]}
         status, answer = await kit.rest("POST", path, body)
         assert status == 403 and answer["code"] == 50013, bits
+    for kind, code in ((0, 10011), (1, 10013)):  # an unknown role or user
+        body = {"name": "x", "permission_overwrites": [{"id": "1", "type": kind}]}
+        status, answer = await kit.rest("POST", path, body)
+        assert status == 404 and answer["code"] == code
     bot_role = next(r for r in guild.roles.values() if r.managed)
     bot_role.permissions &= ~MANAGE_CHANNELS
     status, answer = await kit.rest("POST", path, {"name": "x"})
