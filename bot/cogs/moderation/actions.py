@@ -20,6 +20,8 @@ from bot.errors import UserError
 from bot.ui import fit_embed, safe_text, truncate
 
 if TYPE_CHECKING:
+    from discord.ext import commands
+
     from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
@@ -240,3 +242,23 @@ def audit_reason(moderator: discord.abc.User | None, reason: str | None) -> str:
 
 def details(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def new_case(
+    ctx: commands.Context[Guildhouse],
+    action: str,
+    target: int,
+    reason: str | None,
+    **kw: Any,
+) -> NewCase:
+    """The case a moderator's command in `ctx` records: its server, moderator and channel."""
+    assert ctx.guild is not None
+    return NewCase(
+        guild_id=ctx.guild.id,
+        action=action,
+        target_id=target,
+        moderator_id=ctx.author.id,
+        reason=reason,
+        channel_id=ctx.channel.id,
+        **kw,
+    )

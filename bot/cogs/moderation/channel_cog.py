@@ -21,10 +21,10 @@ from bot.cogs.moderation.actions import (
     audit_reason,
     check_hierarchy,
     discord_call,
+    new_case,
     rank,
 )
 from bot.cogs.moderation.rules import Candidate, PurgeFilter, RuleError, format_duration
-from bot.cogs.moderation.store import NewCase
 from bot.errors import BadInput
 
 if TYPE_CHECKING:
@@ -127,18 +127,6 @@ class ChannelActions(commands.Cog, name="Moderation tools"):
         self.bot = bot
         self.mod = mod
 
-    def _new(self, ctx: Ctx, action: str, target: int, reason: str | None, **kw: Any) -> NewCase:
-        assert ctx.guild is not None
-        return NewCase(
-            guild_id=ctx.guild.id,
-            action=action,
-            target_id=target,
-            moderator_id=ctx.author.id,
-            reason=reason,
-            channel_id=ctx.channel.id,
-            **kw,
-        )
-
     # -- purge ---------------------------------------------------------------------------------
 
     @commands.hybrid_command(
@@ -185,7 +173,7 @@ class ChannelActions(commands.Cog, name="Moderation tools"):
             )
             deleted += 1
         case = await self.mod.record(
-            self._new(
+            new_case(
                 ctx,
                 "purge",
                 channel.id,
@@ -258,7 +246,7 @@ class ChannelActions(commands.Cog, name="Moderation tools"):
             target.edit(slowmode_delay=seconds, reason=audit_reason(ctx.author, "slowmode")),
         )
         case = await self.mod.record(
-            self._new(
+            new_case(
                 ctx, "slowmode", target.id, None, details={"channel": target.id, "seconds": seconds}
             )
         )
@@ -291,7 +279,7 @@ class ChannelActions(commands.Cog, name="Moderation tools"):
         )
         action = "lock" if lock else "unlock"
         case = await self.mod.record(
-            self._new(
+            new_case(
                 ctx, action, target.id, reason, details={"channel": target.id, "allowed": allowed}
             )
         )
@@ -339,7 +327,7 @@ class ChannelActions(commands.Cog, name="Moderation tools"):
             member.edit(nick=name, reason=audit_reason(ctx.author, "nickname")),
         )
         case = await self.mod.record(
-            self._new(ctx, "nick", member.id, None, details={"nick": name or "(cleared)"})
+            new_case(ctx, "nick", member.id, None, details={"nick": name or "(cleared)"})
         )
         done = f"is now **{discord.utils.escape_markdown(name)}**" if name else "is cleared"
         await ctx.send(f"Case {case.number}: {member.mention}'s nickname {done}.")
@@ -377,7 +365,7 @@ class ChannelActions(commands.Cog, name="Moderation tools"):
         )
         await discord_call(f"{verb} that role", call)
         case = await self.mod.record(
-            self._new(ctx, f"role_{action}", member.id, None, details={"role": role.id})
+            new_case(ctx, f"role_{action}", member.id, None, details={"role": role.id})
         )
         done = "now has" if action == "add" else "no longer has"
         await ctx.send(f"Case {case.number}: {member.mention} {done} {role.mention}.")

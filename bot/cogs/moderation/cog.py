@@ -5,7 +5,7 @@ case. Thin: rules in `rules`, SQL in `store`, the Discord side in `actions`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -19,9 +19,9 @@ from bot.cogs.moderation.actions import (
     check_hierarchy,
     details,
     discord_call,
+    new_case,
 )
 from bot.cogs.moderation.rules import RuleError, format_duration
-from bot.cogs.moderation.store import NewCase
 from bot.errors import BadInput
 
 if TYPE_CHECKING:
@@ -72,18 +72,6 @@ class MemberActions(commands.Cog, name="Moderation"):
         self.bot = bot
         self.mod = mod
 
-    def _new(self, ctx: Ctx, action: str, target: int, reason: str | None, **kw: Any) -> NewCase:
-        assert ctx.guild is not None
-        return NewCase(
-            guild_id=ctx.guild.id,
-            action=action,
-            target_id=target,
-            moderator_id=ctx.author.id,
-            reason=reason,
-            channel_id=ctx.channel.id,
-            **kw,
-        )
-
     # -- warn and thresholds -------------------------------------------------------------------
 
     @commands.hybrid_command(extras={"examples": ["warn @Ann spamming in #general"]})
@@ -95,7 +83,7 @@ class MemberActions(commands.Cog, name="Moderation"):
         _guild, author = _guild_member(ctx)
         reason = _reason(reason)
         check_hierarchy("warn", author, member)
-        new = self._new(ctx, "warn", member.id, reason)
+        new = new_case(ctx, "warn", member.id, reason)
         case, active, threshold = await punish.warn(self.mod, member, new)
         text = f"Case {case.number}: warned {member.mention} ({active} active warning(s))."
         await ctx.send(f"{text} {threshold}".strip())
@@ -113,7 +101,7 @@ class MemberActions(commands.Cog, name="Moderation"):
         check_hierarchy("kick", author, member)
         told = await self.mod.tell(guild, member, "kicked from", reason)
         await discord_call("kick them", member.kick(reason=audit_reason(author, reason)))
-        case = await self.mod.record(self._new(ctx, "kick", member.id, reason))
+        case = await self.mod.record(new_case(ctx, "kick", member.id, reason))
         await ctx.send(f"Case {case.number}: kicked {member.mention}.{_told(told)}")
 
     @commands.hybrid_command(
@@ -147,7 +135,7 @@ class MemberActions(commands.Cog, name="Moderation"):
         if isinstance(user, discord.Member):
             how_long = f"banned for {format_duration(duration)} from" if duration else ""
             told = await self.mod.tell(guild, user, how_long or "banned from", reason)
-        new = self._new(ctx, "ban", user.id, reason, details=details(deleted_days=flags.days))
+        new = new_case(ctx, "ban", user.id, reason, details=details(deleted_days=flags.days))
         header = audit_reason(author, reason)
         case = await punish.ban(
             self.mod, guild, new, duration=duration, days=flags.days, header=header
@@ -180,7 +168,7 @@ class MemberActions(commands.Cog, name="Moderation"):
         )
         await discord_call("unban them", guild.unban(member, reason=header))
         case = await self.mod.record(
-            self._new(ctx, "softban", member.id, reason, details={"deleted_days": flags.days})
+            new_case(ctx, "softban", member.id, reason, details={"deleted_days": flags.days})
         )
         await ctx.send(
             f"Case {case.number}: softbanned {member.mention} ({flags.days} day(s) of messages "
@@ -197,7 +185,7 @@ class MemberActions(commands.Cog, name="Moderation"):
         reason = _reason(reason)
         self.mod.expect(guild.id, user.id, "unban")
         await discord_call("unban them", guild.unban(user, reason=audit_reason(author, reason)))
-        case = await self.mod.record(self._new(ctx, "unban", user.id, reason))
+        case = await self.mod.record(new_case(ctx, "unban", user.id, reason))
         await ctx.send(f"Case {case.number}: unbanned {user.mention}.")
 
     # -- timeouts ------------------------------------------------------------------------------
@@ -224,7 +212,7 @@ class MemberActions(commands.Cog, name="Moderation"):
             "time them out", member.timeout(until, reason=audit_reason(author, reason))
         )
         case = await self.mod.record(
-            self._new(ctx, "timeout", member.id, reason, duration=span, expires_at=until)
+            new_case(ctx, "timeout", member.id, reason, duration=span, expires_at=until)
         )
         await ctx.send(
             f"Case {case.number}: timed out {member.mention} for {format_duration(span)} "
@@ -247,5 +235,5 @@ class MemberActions(commands.Cog, name="Moderation"):
         await discord_call(
             "end their timeout", member.timeout(None, reason=audit_reason(author, reason))
         )
-        case = await self.mod.record(self._new(ctx, "untimeout", member.id, reason))
+        case = await self.mod.record(new_case(ctx, "untimeout", member.id, reason))
         await ctx.send(f"Case {case.number}: {member.mention}'s timeout is over.")
