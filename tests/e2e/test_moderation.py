@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from e2e_harness import Driver, SandboxProc, start_cluster, text_of
+from e2e_harness import Driver, SandboxProc, start_cluster, text_of, world_of
 
 from bot.db.pool import connect
 from cluster.workers import Supervisor
@@ -46,11 +46,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{sandbox.control}/_sandbox/world") as resp,
-    ):
-        world = await resp.json()
+    world = await world_of(sandbox)
     servers = []
     for g in world["guilds"]:
         channels = {c["name"]: int(c["id"]) for c in g["channels"]}

@@ -19,7 +19,7 @@ import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from e2e_harness import Driver, SandboxProc, start_cluster
+from e2e_harness import Driver, SandboxProc, start_cluster, world_of
 
 from bot.db.pool import connect
 from cluster.workers import Supervisor
@@ -58,11 +58,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{sandbox.control}/_sandbox/world") as resp,
-    ):
-        world = await resp.json()
+    world = await world_of(sandbox)
     servers = []
     for g in world["guilds"]:
         gid = int(g["id"])

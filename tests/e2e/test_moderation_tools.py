@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from e2e_harness import Driver, SandboxProc, start_cluster, text_of
+from e2e_harness import Driver, SandboxProc, start_cluster, text_of, world_of
 
 from bot.db.pool import connect
 from cluster.workers import Supervisor
@@ -43,11 +43,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterator[Env]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{sandbox.control}/_sandbox/world") as resp,
-    ):
-        world = await resp.json()
+    world = await world_of(sandbox)
     guild = max(world["guilds"], key=lambda g: len(g["members"]))
     roles = {r["name"]: int(r["id"]) for r in guild["roles"]}
     owner = int(guild["owner_id"])
