@@ -36,6 +36,16 @@ from bot.points.settings import PointsSettings
 # -- closing and settling ------------------------------------------------------------------------
 
 
+# The close's audit entry, after a `closed` CTE of the predictions just closed (both closes).
+_AUDIT_CLOSED = """, logged AS (
+            INSERT INTO audit_log (guild_id, actor_id, action, channel_id, before, after)
+            SELECT guild_id, 0, 'predict.close', channel_id, '{"status": "open"}'::jsonb,
+                   jsonb_build_object('id', id, 'status', 'closed')
+            FROM closed
+        )
+        SELECT * FROM closed"""
+
+
 async def close_due(pool: asyncpg.Pool, limit: int = 20) -> list[Prediction]:
     """Lock betting on predictions whose window has ended; each is returned by exactly one
     caller, whichever worker it runs on."""
@@ -47,13 +57,7 @@ async def close_due(pool: asyncpg.Pool, limit: int = 20) -> list[Prediction]:
                          ORDER BY closes_at LIMIT $1 FOR UPDATE SKIP LOCKED)
               AND status = 'open'
             RETURNING {COLUMNS}
-        ), logged AS (
-            INSERT INTO audit_log (guild_id, actor_id, action, channel_id, before, after)
-            SELECT guild_id, 0, 'predict.close', channel_id, '{{"status": "open"}}'::jsonb,
-                   jsonb_build_object('id', id, 'status', 'closed')
-            FROM closed
-        )
-        SELECT * FROM closed
+        ){_AUDIT_CLOSED}
         """,  # noqa: S608 - constant fragments only
         limit,
     )
@@ -69,13 +73,7 @@ async def close_one(conn: asyncpg.Connection, prediction_id: int) -> Prediction 
             UPDATE predictions SET status = 'closed', closed_at = now()
             WHERE id = $1 AND status = 'open'
             RETURNING {COLUMNS}
-        ), logged AS (
-            INSERT INTO audit_log (guild_id, actor_id, action, channel_id, before, after)
-            SELECT guild_id, 0, 'predict.close', channel_id, '{{"status": "open"}}'::jsonb,
-                   jsonb_build_object('id', id, 'status', 'closed')
-            FROM closed
-        )
-        SELECT * FROM closed
+        ){_AUDIT_CLOSED}
         """,  # noqa: S608 - constant fragments only
         prediction_id,
     )

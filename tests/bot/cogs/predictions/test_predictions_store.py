@@ -139,6 +139,12 @@ async def test_bet_close_resolve_pays_by_hand(pool: asyncpg.Pool) -> None:
         await store.bet(pool, S, prediction_id=p.id, user_id=2, option=0, amount=5, key="late")
     closed = await settle.close_due(pool)
     assert [c.id for c in closed] == [p.id] and await settle.close_due(pool) == []
+    logged = await pool.fetch(
+        "SELECT before, after FROM audit_log WHERE action = 'predict.close' AND guild_id = $1", G
+    )
+    assert [(orjson.loads(r["before"]), orjson.loads(r["after"])) for r in logged] == [
+        ({"status": "open"}, {"id": p.id, "status": "closed"})
+    ]  # one audit entry for the one close
     await settle.choose(pool, G, p.id, 0, actor_id=9)
     done = await settle.pay(pool, p.id)
     assert done is not None
