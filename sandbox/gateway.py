@@ -23,6 +23,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from sandbox import presence
+from sandbox.world import LARGE_THRESHOLD
 
 if TYPE_CHECKING:
     from sandbox.server import SandboxConfig
@@ -219,9 +220,9 @@ class Connection:
 
 
 class Gateway:
-    """Discord's gateway: connections, sessions, IDENTIFY and RESUME, dispatch, faults. One
-    class a little over 300 lines because all of it shares the sessions and connections; the
-    payload checks that stand alone live beside it (MembersRequest, sandbox/presence.py)."""
+    """Discord's gateway: connections, sessions, IDENTIFY and RESUME, dispatch, faults. The
+    payload checks that stand alone live beside it (checked_identify, MembersRequest,
+    sandbox/presence.py)."""
 
     def __init__(self, world: World, config: SandboxConfig) -> None:
         self.world = world
@@ -334,24 +335,9 @@ class Gateway:
             raise Closed(4005, "Already authenticated.")
         if not isinstance(data, dict):
             raise Closed(4002, "Error while decoding payload.")
-        if data.get("token") != self.world.token and data.get("token") != (
-            f"Bot {self.world.token}"
-        ):
-            raise Closed(4004, "Authentication failed.")
-        shard = data.get("shard") or [0, 1]
-        try:
-            shard_id, shard_count = int(shard[0]), int(shard[1])
-        except (TypeError, ValueError, IndexError):
-            raise Closed(4010, "Invalid shard.") from None
-        if shard_count < 1 or not 0 <= shard_id < shard_count:
-            raise Closed(4010, "Invalid shard.")
-        if not presence.acceptable(data.get("presence")):
-            raise Closed(4002, "Error while decoding payload.")
-        intents = data.get("intents")
-        if not isinstance(intents, int) or intents < 0 or intents & ~ALL_INTENTS:
-            raise Closed(4013, "Invalid intent(s).")
-        if intents & PRIVILEGED & ~self.config.allowed_privileged:
-            raise Closed(4014, "Disallowed intent(s).")
+        shard_id, shard_count, intents, large_threshold = checked_identify(
+            data, self.world.token, self.config.allowed_privileged
+        )
         guilds = [g for g in self.world.guilds.values() if g.shard(shard_count) == shard_id]
         if len(guilds) > MAX_GUILDS_PER_SHARD:
             raise Closed(4011, "Sharding required.")
@@ -393,11 +379,12 @@ class Gateway:
                 "guild_join_requests": [],
             },
         )
-        with_members = bool(intents & GUILD_MEMBERS)
+        with_presences = bool(intents & GUILD_PRESENCES)
         for guild in guilds:
-            await self.dispatch_to(
-                session, "GUILD_CREATE", guild.gateway_dict(self.world, with_members=with_members)
+            create = guild.gateway_dict(
+                self.world, with_presences=with_presences, large_threshold=large_threshold
             )
+            await self.dispatch_to(session, "GUILD_CREATE", create)
 
     async def _resume(self, conn: Connection, data: Any) -> None:
         if not isinstance(data, dict):
@@ -523,6 +510,34 @@ class Gateway:
         for conn in list(self.connections):
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=1001, message=b"Going away")
+
+
+def checked_identify(data: Any, token: str, privileged: int) -> tuple[int, int, int, int]:
+    """IDENTIFY's payload checked as Discord does, with its close codes: (shard id, shard
+    count, intents, large_threshold). large_threshold is "a value between 50 and 250"
+    (default 50); another number is taken as the nearest of the two, a non-integer is 4002."""
+    if not isinstance(data, dict):
+        raise Closed(4002, "Error while decoding payload.")
+    if data.get("token") not in (token, f"Bot {token}"):
+        raise Closed(4004, "Authentication failed.")
+    shard = data.get("shard") or [0, 1]
+    try:
+        shard_id, shard_count = int(shard[0]), int(shard[1])
+    except (TypeError, ValueError, IndexError):
+        raise Closed(4010, "Invalid shard.") from None
+    if shard_count < 1 or not 0 <= shard_id < shard_count:
+        raise Closed(4010, "Invalid shard.")
+    if not presence.acceptable(data.get("presence")):
+        raise Closed(4002, "Error while decoding payload.")
+    threshold = data.get("large_threshold", LARGE_THRESHOLD)
+    if isinstance(threshold, bool) or not isinstance(threshold, int):
+        raise Closed(4002, "Error while decoding payload.")
+    intents = data.get("intents")
+    if not isinstance(intents, int) or intents < 0 or intents & ~ALL_INTENTS:
+        raise Closed(4013, "Invalid intent(s).")
+    if intents & PRIVILEGED & ~privileged:
+        raise Closed(4014, "Disallowed intent(s).")
+    return shard_id, shard_count, intents, min(max(threshold, 50), 250)
 
 
 def member_chunks(

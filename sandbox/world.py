@@ -17,6 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
+# GUILD_CREATE (Gateway Events, Guild Create; IDENTIFY's large_threshold: 50 to 250, default 50)
+LARGE_THRESHOLD = 50
+MAX_PRESENCE_GUILD = 75_000  # over this, members and presences hold only the bot
 
 # Permission bits (https://discord.com/developers/docs/topics/permissions)
 CREATE_INSTANT_INVITE = 1 << 0
@@ -373,24 +376,36 @@ class Guild:
             "client_status": {} if status == "offline" else {"desktop": status},
         }
 
-    def gateway_dict(self, world: World, *, with_members: bool) -> dict[str, Any]:
-        """The GUILD_CREATE payload: the guild plus its gateway-only fields."""
+    def gateway_dict(
+        self, world: World, *, with_presences: bool, large_threshold: int = LARGE_THRESHOLD
+    ) -> dict[str, Any]:
+        """The GUILD_CREATE payload: the guild plus its gateway-only fields. Its `members` and
+        `presences` follow Discord's documentation (Gateway Events, Guild Create): without the
+        GUILD_PRESENCES intent (`with_presences`), or over 75k members, only the bot and users
+        in voice channels (the sandbox keeps no voice states: the bot alone); with it, a large
+        guild (more members than IDENTIFY's `large_threshold`) sends only its online members
+        and a small one all of them."""
+        large = len(self.members) > large_threshold
+        if not with_presences or len(self.members) > MAX_PRESENCE_GUILD:
+            ids = [world.bot.id]
+        elif large:  # the bot is online; the others are online when they have a presence
+            ids = [u for u in self.members if u == world.bot.id or u in self.presences]
+        else:
+            ids = list(self.members)
+        members = [self.members[u] for u in ids if u in self.members]
+        shown = [m.user_id for m in members] if with_presences else []
         data = self.to_dict(world)
-        bot_member = self.members.get(world.bot.id)
-        members = (
-            list(self.members.values()) if with_members else [bot_member] if bot_member else []
-        )
         data.update(
             {
                 "joined_at": iso(self.joined_at),
-                "large": len(self.members) > 250,
+                "large": large,
                 "unavailable": False,
                 "member_count": len(self.members),
                 "voice_states": [],
                 "members": [m.to_dict(world) for m in members],
                 "channels": [c.to_dict(world) for c in self.channels.values()],
                 "threads": [],
-                "presences": [],
+                "presences": [self.presence(u) for u in shown if u in self.presences],
                 "stage_instances": [],
                 "guild_scheduled_events": [],
                 "soundboard_sounds": [],
