@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisError
 
 from ipc.client import Degraded, Keys, ScriptCall
 
@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 
 # KEYS: window zset, sequence counter, pause key, route -> bucket hash.
 # ARGV: rate, window ms, exempt (1: skip the global window), route, major, bucket key prefix.
-# Returns 0 when admitted, else milliseconds to wait. A known per-route bucket with nothing left
-# holds the call until the bucket resets; otherwise the call takes one from its remaining count.
+# Returns 0 when admitted, else milliseconds to wait: negative for a per-route bucket (a known
+# bucket with nothing left holds the call until it resets), positive for the global window or
+# pause. Otherwise the call takes one from its bucket's remaining count.
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -60,7 +61,7 @@ if ARGV[4] ~= '' then
     local st = redis.call('HMGET', bkey, 'remaining', 'reset')
     reset = tonumber(st[2] or '0')
     if reset > now and tonumber(st[1] or '1') <= 0 then
-      return reset - now
+      return now - reset
     end
   end
 end
@@ -159,6 +160,22 @@ redis.call('PEXPIRE', KEYS[2], window * 2 + valid)
 return {grant, last - grant + 1}
 """
 
+# A process back on the shared window adds the requests it sent on its local window (still in
+# the window) to it, so the shared count covers them.
+# KEYS: window zset, sequence counter.  ARGV: window ms, then each request's age in ms.
+_REJOIN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local seq = redis.call('INCR', KEYS[2])
+  redis.call('ZADD', KEYS[1], now - tonumber(ARGV[i]), seq)
+end
+redis.call('PEXPIRE', KEYS[1], window * 2)
+redis.call('PEXPIRE', KEYS[2], window * 2)
+return #ARGV - 1
+"""
+
 EXEMPT_PREFIXES = ("/interactions/", "/webhooks/")
 
 # An allotment is good for this long (s): a slot of it is an entry of the shared window that
@@ -173,6 +190,10 @@ PREPAID_FOR = 0.05
 # A refill that is not urgent starts this long (s) after the slot that called for it was taken:
 # its round trip then doesn't run between that slot's request and its sending.
 REFILL_AFTER = 0.005
+
+# This process's Redis connection pool is full (its own calls, not an outage): a request waits
+# this long (s) for a connection and asks again.
+POOL_FULL_WAIT = 0.01
 
 
 @dataclass(eq=False)
@@ -266,13 +287,18 @@ class GlobalLimiter:
         self._admit = redis.register_script(_ADMIT)
         self._allot = redis.register_script(_ALLOT)
         self._pause = redis.register_script(_PAUSE)
+        self._rejoin_script = redis.register_script(_REJOIN)
         self._learn = redis.register_script(_LEARN)
         # What this process already told Redis: route -> bucket, and (bucket, major) -> the
         # monotonic time its current window ends. Only news costs a round trip.
         self._routes: dict[str, str] = {}
         self._windows: dict[tuple[str, str], float] = {}
         self._local_rate = max(1, rate // clusters)
-        self._local: deque[float] = deque()
+        self._local: deque[float] = deque()  # this process's requests in the last window
+        self._offline: list[float] = []  # those sent while Redis was unreachable
+        self._rejoined_until = 0.0  # back from an outage: also keep to the local share until
+        self._turn = asyncio.Lock()  # one task at a time waits for the global window
+        self._turn_holder: asyncio.Task[Any] | None = None
         self._local_pause = 0.0
         self._redis_state = Degraded(
             log,
@@ -443,26 +469,93 @@ class GlobalLimiter:
         if not exempt and reservation is not None:
             if route and await self._spend(reservation, route, major):
                 self.prepaid_used += 1
+                self._record(time.monotonic())
                 return
             if major and major in reservation.owns and self._allotted() is not None:
+                self._record(time.monotonic())
                 return
         started = time.monotonic()
-        args = self._admit_args(route, major, exempt)
+        try:
+            await self._admitted(self._admit_args(route, major, exempt), exempt)
+        finally:
+            if self._turn_holder is asyncio.current_task():
+                self._turn_holder = None
+                self._turn.release()
+        self.waited += time.monotonic() - started
+
+    async def _admitted(self, args: list[str | int], exempt: bool) -> None:
+        """Wait until the shared window (and the route's bucket) admits this request.
+
+        One task of the process at a time waits for the global window (`_turn`): the others
+        queue here instead of asking Redis every time a slot frees, whose burst of round trips
+        could fill the connection pool. A full pool is this process's, not an outage: the
+        shared window still counts every process, so the request waits for a connection instead
+        of falling back to the local window. Back from an outage, for a window's length the
+        request also needs room in this process's share (the others may still be on theirs)."""
+        counted = False  # already taken from the local window, which records it
         while True:
             if not self._redis_state.should_try():
+                if counted:
+                    self._offline.append(time.monotonic())
+                else:
+                    await self._acquire_local(offline=True)
+                return
+            if self._turn.locked() and self._turn_holder is not asyncio.current_task():
+                await self._turn.acquire()
+                self._turn_holder = asyncio.current_task()
+            if not counted and time.monotonic() < self._rejoined_until:
                 await self._acquire_local()
-                break
+                counted = True
             try:
+                if self._redis_state.down:
+                    await self._rejoin()
                 wait_ms = int(await self._admit(keys=self.keys, args=args))
+            except MaxConnectionsError:
+                await asyncio.sleep(POOL_FULL_WAIT)
+                continue
             except (RedisError, OSError) as exc:
                 self._redis_state.failed(exc)
-                await self._acquire_local()
-                break
-            self._redis_state.succeeded()
+                if counted:
+                    self._offline.append(time.monotonic())
+                else:
+                    await self._acquire_local(offline=True)
+                return
+            self._succeeded()
             if wait_ms == 0:
-                break
+                if not counted and not exempt:
+                    self._record(time.monotonic())
+                return
+            if wait_ms < 0:  # the route's bucket is empty: no reason to hold the others back
+                if self._turn_holder is asyncio.current_task():
+                    self._turn_holder = None
+                    self._turn.release()
+                await asyncio.sleep(-wait_ms / 1000)
+                continue
+            if self._turn_holder is not asyncio.current_task():
+                await self._turn.acquire()
+                self._turn_holder = asyncio.current_task()
             await asyncio.sleep(wait_ms / 1000)
-        self.waited += time.monotonic() - started
+
+    def _succeeded(self) -> None:
+        if self._redis_state.down:
+            self._rejoined_until = time.monotonic() + self.window
+        self._redis_state.succeeded()
+
+    async def _rejoin(self) -> None:
+        """Back from an outage: add the requests this process sent on its local window, and
+        that are still in the window, to the shared one."""
+        now = time.monotonic()
+        ages = [int((now - t) * 1000) for t in self._offline if now - t < self.window]
+        if ages:
+            await self._rejoin_script(keys=self.keys[:2], args=[int(self.window * 1000), *ages])
+        self._offline.clear()
+
+    def _record(self, now: float) -> None:
+        """A request of this process leaves now: the local window counts it, so that a switch
+        to it (Redis unreachable) starts from what this process has just sent."""
+        while self._local and now - self._local[0] >= self.window:
+            self._local.popleft()
+        self._local.append(now)
 
     async def learn(  # noqa: PLR0917 - the fields of one X-RateLimit header set
         self,
@@ -526,7 +619,9 @@ class GlobalLimiter:
         except (RedisError, OSError) as exc:
             log.debug("REST limiter: could not share a pause: %s", exc)
 
-    async def _acquire_local(self) -> None:
+    async def _acquire_local(self, *, offline: bool = False) -> None:
+        """A slot of this process's share of the rate, counted with what it sent in the last
+        window whichever way; `offline`: Redis doesn't know of it (added back on `_rejoin`)."""
         while True:
             now = time.monotonic()
             if self._local_pause > now:
@@ -536,6 +631,8 @@ class GlobalLimiter:
                 self._local.popleft()
             if len(self._local) < self._local_rate:
                 self._local.append(now)
+                if offline:
+                    self._offline.append(now)
                 return
             await asyncio.sleep(self._local[0] + self.window - now)
 
