@@ -170,6 +170,7 @@ async def run_worker(
     dpy.urls.install(config.api_url, config.gateway_url)
     dpy.compression.install(config.gateway_compression)
     dpy.heartbeat.install()
+    dpy.zombie.install()  # after heartbeat: it wraps the send that one installs
     log.info(
         "cluster %d starting shards %s of %d",
         config.cluster_id,

@@ -10,6 +10,8 @@ check that they fit the discord.py that is installed.
 - shard_hooks.py   a shard's launch and IDENTIFY through our queue, and a fatal close of one
                    shard kept from ending the client
 - keep_alive.py    a shard's heartbeat latency and the age of its last event
+- zombie.py        a connection whose heartbeat goes un-ACKed until the next is closed and
+                   RESUMEd (Discord's zombied connection), installed after heartbeat.py
 
 Each says in its docstring what it relies on, and lists in `RELIES_ON` the names it reaches
 (and the parameters of those it overrides or wraps). They were written for the discord.py
@@ -35,6 +37,7 @@ from bot.dpy import (
     keep_alive,
     shard_hooks,
     urls,
+    zombie,
 )
 
 # From (inclusive) and to (exclusive): the versions the patches were written for. Patch
@@ -52,6 +55,7 @@ PATCHES: tuple[ModuleType, ...] = (
     http_session,
     shard_hooks,
     keep_alive,
+    zombie,
 )
 
 
