@@ -220,6 +220,7 @@ class Moderator:
         return case
 
     async def post(self, case: Case) -> None:
+        # Also run by jobs (a tempban's end) and automod, which have no command context.
         settings = await self.bot.guild_settings.get(case.guild_id)
         if settings.log_channel is None:
             return

@@ -17,7 +17,7 @@ from bot import audit
 from bot.checks import Level, requires
 from bot.cogs.moderation import rules, store
 from bot.cogs.moderation.actions import Moderator, case_embed, case_line
-from bot.cogs.moderation.rules import RuleError, format_duration
+from bot.cogs.moderation.rules import format_duration
 from bot.cogs.moderation.store import ModSettings
 from bot.errors import BadInput
 from bot.ui import pages_from_lines, safe_text, send_pages
@@ -78,10 +78,7 @@ class Cases(commands.Cog, name="Moderation cases"):
         words = reason.split(maxsplit=1)
         if ctx.interaction is None and words and words[0].lower() == "reason":
             reason = words[1] if len(words) > 1 else ""
-        try:
-            text = rules.check_reason(reason)
-        except RuleError as exc:
-            raise BadInput(str(exc)) from None
+        text = rules.check_reason(reason)
         if text is None:
             raise BadInput("The new reason is empty: `case 12 reason <text>`.")
         case = await store.edit_reason(
@@ -176,11 +173,8 @@ async def warnthreshold(
     """Apply an action when a member reaches a number of active warnings."""
     assert ctx.guild is not None
     old = await store.get_settings(ctx.bot.pool, ctx.guild.id)
-    try:
-        new_one = None if action == "off" else rules.parse_threshold(count, action, duration)
-        thresholds = rules.with_threshold(old.thresholds, new_one, count)
-    except RuleError as exc:
-        raise BadInput(str(exc)) from None
+    new_one = None if action == "off" else rules.parse_threshold(count, action, duration)
+    thresholds = rules.with_threshold(old.thresholds, new_one, count)
     if action == "off" and len(thresholds) == len(old.thresholds):
         raise BadInput(f"There is no threshold at {count} warnings.")
     new = ModSettings(old.guild_id, old.dm_members, old.warn_expiry, tuple(thresholds))
@@ -201,12 +195,9 @@ async def warnexpiry(ctx: Ctx, after: str) -> None:
     old = await store.get_settings(ctx.bot.pool, ctx.guild.id)
     expiry = None
     if after.strip().lower() not in ("off", "never", "none"):
-        try:
-            expiry = rules.bounded(
-                rules.parse_duration(after, what="expiry"), rules.MAX_WARN_EXPIRY, what="expiry"
-            )
-        except RuleError as exc:
-            raise BadInput(str(exc)) from None
+        expiry = rules.bounded(
+            rules.parse_duration(after, what="expiry"), rules.MAX_WARN_EXPIRY, what="expiry"
+        )
     new = ModSettings(old.guild_id, old.dm_members, expiry, old.thresholds)
     await _change(ctx, "settings.warnexpiry", new, old)
     await ctx.send(

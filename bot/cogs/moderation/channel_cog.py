@@ -24,10 +24,12 @@ from bot.cogs.moderation.actions import (
     new_case,
     rank,
 )
-from bot.cogs.moderation.rules import Candidate, PurgeFilter, RuleError, format_duration
+from bot.cogs.moderation.rules import Candidate, PurgeFilter, format_duration
+from bot.context import guild_settings_of
 from bot.errors import BadInput
 
 if TYPE_CHECKING:
+    from bot.guild_settings import GuildSettings
     from bot.guildhouse import Guildhouse
 
 Ctx = commands.Context["Guildhouse"]
@@ -56,21 +58,13 @@ def _channel(ctx: Ctx, channel: discord.TextChannel | None) -> discord.TextChann
     return target
 
 
-def _reason(text: str | None) -> str | None:
-    try:
-        return rules.check_reason(text)
-    except RuleError as exc:
-        raise BadInput(str(exc)) from None
-
-
 # -- who keeps writing in a locked channel -------------------------------------------------------
 
 
-async def _staff(bot: Guildhouse, guild: discord.Guild) -> list[discord.Role | discord.Member]:
+def _staff(guild: discord.Guild, settings: GuildSettings) -> list[discord.Role | discord.Member]:
     """Who keeps writing in a locked channel: the bot, and the roles that make their
     members moderators (their permissions, or `settings modrole`/`adminrole`); not
     administrators, whom no overwrite stops."""
-    settings = await bot.guild_settings.get(guild.id)
     named = settings.mod_roles | settings.admin_roles
     staff: list[discord.Role | discord.Member] = [guild.me]
     for role in guild.roles:
@@ -87,7 +81,7 @@ async def keep_staff_voice(ctx: Ctx, target: discord.TextChannel, header: str) -
     so that unlock takes back exactly those."""
     assert ctx.guild is not None
     allowed = []
-    for who in await _staff(ctx.bot, ctx.guild):
+    for who in _staff(ctx.guild, await guild_settings_of(ctx)):
         mine = target.overwrites_for(who)
         if mine.send_messages is not True:
             mine.update(send_messages=True)
@@ -234,10 +228,7 @@ class ChannelActions(commands.Cog, name="Moderation tools"):
         target = _channel(ctx, channel)
         seconds = 0
         if delay.strip().lower() not in ("off", "0", "none"):
-            try:
-                span = rules.parse_duration(delay, what="delay")
-            except RuleError as exc:
-                raise BadInput(str(exc)) from None
+            span = rules.parse_duration(delay, what="delay")
             seconds = int(span.total_seconds())
             if seconds > rules.MAX_SLOWMODE:
                 raise BadInput("The delay can be at most 6h (Discord's limit).")
@@ -258,7 +249,7 @@ class ChannelActions(commands.Cog, name="Moderation tools"):
     ) -> None:
         assert ctx.guild is not None
         target = _channel(ctx, channel)
-        reason = _reason(reason)
+        reason = rules.check_reason(reason)
         everyone = ctx.guild.default_role
         overwrite = target.overwrites_for(everyone)
         if (overwrite.send_messages is False) == lock:

@@ -21,7 +21,7 @@ from bot.cogs.moderation.actions import (
     discord_call,
     new_case,
 )
-from bot.cogs.moderation.rules import RuleError, format_duration
+from bot.cogs.moderation.rules import format_duration
 from bot.errors import BadInput
 
 if TYPE_CHECKING:
@@ -49,13 +49,6 @@ class SoftbanFlags(commands.FlagConverter, prefix="--", delimiter=" ", case_inse
     )
 
 
-def _reason(text: str | None) -> str | None:
-    try:
-        return rules.check_reason(text)
-    except RuleError as exc:
-        raise BadInput(str(exc)) from None
-
-
 def _guild_member(ctx: Ctx) -> tuple[discord.Guild, discord.Member]:
     assert ctx.guild is not None and isinstance(ctx.author, discord.Member)
     return ctx.guild, ctx.author
@@ -81,7 +74,7 @@ class MemberActions(commands.Cog, name="Moderation"):
     async def warn(self, ctx: Ctx, member: discord.Member, *, reason: str | None = None) -> None:
         """Warn a member: a case; enough active warnings apply the server's threshold."""
         _guild, author = _guild_member(ctx)
-        reason = _reason(reason)
+        reason = rules.check_reason(reason)
         check_hierarchy("warn", author, member)
         new = new_case(ctx, "warn", member.id, reason)
         case, active, threshold = await punish.warn(self.mod, member, new)
@@ -97,7 +90,7 @@ class MemberActions(commands.Cog, name="Moderation"):
     async def kick(self, ctx: Ctx, member: discord.Member, *, reason: str | None = None) -> None:
         """Kick a member (they can rejoin with an invite)."""
         guild, author = _guild_member(ctx)
-        reason = _reason(reason)
+        reason = rules.check_reason(reason)
         check_hierarchy("kick", author, member)
         told = await self.mod.tell(guild, member, "kicked from", reason)
         await discord_call("kick them", member.kick(reason=audit_reason(author, reason)))
@@ -121,15 +114,12 @@ class MemberActions(commands.Cog, name="Moderation"):
         """Ban someone; `--duration 3d` makes it a tempban that ends by itself, `--days 0-7`
         deletes their recent messages."""
         guild, author = _guild_member(ctx)
-        reason = _reason(flags.reason)
+        reason = rules.check_reason(flags.reason)
         duration = None
         if flags.duration:
-            try:
-                duration = rules.bounded(
-                    rules.parse_duration(flags.duration), rules.MAX_TEMPBAN, what="tempban"
-                )
-            except RuleError as exc:
-                raise BadInput(str(exc)) from None
+            duration = rules.bounded(
+                rules.parse_duration(flags.duration), rules.MAX_TEMPBAN, what="tempban"
+            )
         check_hierarchy("ban", author, user)
         told = False
         if isinstance(user, discord.Member):
@@ -156,7 +146,7 @@ class MemberActions(commands.Cog, name="Moderation"):
     async def softban(self, ctx: Ctx, member: discord.Member, *, flags: SoftbanFlags) -> None:
         """Ban and at once unban a member, to delete their recent messages (1-7 days)."""
         guild, author = _guild_member(ctx)
-        reason = _reason(flags.reason)
+        reason = rules.check_reason(flags.reason)
         check_hierarchy("softban", author, member)
         told = await self.mod.tell(guild, member, "removed from", reason)
         header = audit_reason(author, reason)
@@ -182,7 +172,7 @@ class MemberActions(commands.Cog, name="Moderation"):
     async def unban(self, ctx: Ctx, user: discord.User, *, reason: str | None = None) -> None:
         """Lift a ban (a tempban's scheduled end is then dropped)."""
         guild, author = _guild_member(ctx)
-        reason = _reason(reason)
+        reason = rules.check_reason(reason)
         self.mod.expect(guild.id, user.id, "unban")
         await discord_call("unban them", guild.unban(user, reason=audit_reason(author, reason)))
         case = await self.mod.record(new_case(ctx, "unban", user.id, reason))
@@ -201,11 +191,8 @@ class MemberActions(commands.Cog, name="Moderation"):
     ) -> None:
         """Time a member out: they can read but not write, talk or react (Discord's own)."""
         _guild, author = _guild_member(ctx)
-        reason = _reason(reason)
-        try:
-            span = rules.bounded(rules.parse_duration(duration), rules.MAX_TIMEOUT, what="timeout")
-        except RuleError as exc:
-            raise BadInput(str(exc)) from None
+        reason = rules.check_reason(reason)
+        span = rules.bounded(rules.parse_duration(duration), rules.MAX_TIMEOUT, what="timeout")
         check_hierarchy("timeout", author, member)
         until = discord.utils.utcnow() + span
         await discord_call(
@@ -228,7 +215,7 @@ class MemberActions(commands.Cog, name="Moderation"):
     ) -> None:
         """End a member's timeout now."""
         _guild, author = _guild_member(ctx)
-        reason = _reason(reason)
+        reason = rules.check_reason(reason)
         if not member.is_timed_out():
             raise BadInput(f"{member.mention} is not timed out.")
         check_hierarchy("untimeout", author, member)

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.user_error import UserError
+
 # Discord's own limits.
 MAX_TIMEOUT = timedelta(days=28)  # communication_disabled_until at most 28 days ahead
 MAX_BAN_DELETE_DAYS = 7  # delete_message_seconds 0-604800
@@ -49,8 +51,9 @@ _UNITS = {
 _PART = re.compile(r"(\d{1,7})\s*([a-z]+)")
 
 
-class RuleError(ValueError):
-    """Input a rule can't accept; the message names what was wrong and is safe to show."""
+class RuleError(UserError, ValueError):
+    """Input a rule can't accept; the message names what was wrong and is safe to show (the
+    command handler, bot/errors.py, shows it as it is)."""
 
 
 def parse_duration(text: str, *, what: str = "duration") -> timedelta:
