@@ -192,6 +192,49 @@ async def test_without_redis_each_process_keeps_to_its_share(
     assert warnings[0].startswith("Redis is unreachable (the REST limiter: ConnectionError")
 
 
+async def test_a_full_connection_pool_is_waited_out_not_taken_for_an_outage(
+    redis_url: str, keys: Keys
+) -> None:
+    """Many requests at once on a small pool: the pool's MaxConnectionsError is this process's,
+    so they wait for a connection and all go through the shared window; none falls back to the
+    local window, which does not know what the shared one has just let out."""
+    pool = aioredis.ConnectionPool.from_url(redis_url, max_connections=2)
+    async with aioredis.Redis(connection_pool=pool) as r:
+        limiter = GlobalLimiter(r, keys, rate=50)
+        await asyncio.gather(*(limiter.acquire() for _ in range(30)))
+        assert not limiter._redis_state.down
+        assert await r.zcard(keys("rest", "global", "window")) == 30
+
+
+async def test_back_from_an_outage_the_local_requests_join_the_shared_window(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    """Requests sent on the local window while Redis was unreachable are added to the shared
+    one when the process is back on it; for a window's length it also keeps to its share."""
+    limiter = GlobalLimiter(redis, keys, rate=20, clusters=4)  # share: 5
+    limiter._redis_state.failed(OSError("unreachable, as far as this process knows"))
+    for _ in range(3):
+        await limiter.acquire()  # on the local window: Redis is not probed within a second
+    assert await redis.zcard(keys("rest", "global", "window")) == 0
+    limiter._redis_state._next_probe = 0.0  # the next call probes Redis
+    await limiter.acquire()
+    assert not limiter._redis_state.down
+    assert await redis.zcard(keys("rest", "global", "window")) == 4
+    assert not limiter._offline  # added once
+    # Within the window after the return, the local share (5) holds as well: the 6th waits
+    # for the local window (a second), not for Redis, which has room for 20.
+    await limiter.acquire()
+    assert len(limiter._local) == 5
+    sixth = asyncio.create_task(limiter.acquire())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not sixth.done()
+    sixth.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sixth
+    assert await redis.zcard(keys("rest", "global", "window")) == 5
+
+
 def test_exempt_routes() -> None:
     from ipc.ratelimit import is_exempt
 
