@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import discord
 from discord.ext import commands
 
+from bot.presence_pacer import pacer_of
 from bot.status import WorkerStatus
 from ipc.bus import Bus
 
@@ -69,11 +70,13 @@ class Answers:
             "icon": guild.icon.key if guild.icon is not None else None,
         }
 
-    async def set_presence(self, req: SetPresence) -> int:
+    async def set_presence(self, req: SetPresence) -> dict[str, object]:
+        """Through the shards' presence pacer (bot/presence_pacer.py): `wait` is how many
+        seconds until every shard has it (0: now)."""
         status = discord.Status(req.status)  # ValueError for an unknown status: an error answer
         activity = discord.Game(req.activity[:128]) if req.activity else None
-        await self.bot.change_presence(status=status, activity=activity)
-        return len(self.bot.shards)
+        wait = await pacer_of(self.bot).change(status=status, activity=activity)
+        return {"shards": len(self.bot.shards), "wait": wait}
 
     async def reload_extension(self, req: ReloadExtension) -> str:
         if req.name not in self.extensions:

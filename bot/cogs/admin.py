@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Literal
 
 import discord
@@ -312,9 +313,18 @@ class Admin(commands.Cog, name="Server admin"):
         *,
         activity: str | None = None,
     ) -> None:
-        """Set the bot's status on every shard of every cluster (owners)."""
+        """Set the bot's status on every shard of every cluster (owners). Discord allows 5
+        presence updates per 20 s per shard: beyond that the latest one waits (the answer says
+        how long)."""
         result = await self.bot.bus.gather("set_presence", SetPresence(status, activity), within=10)
-        await ctx.send(_gathered("Presence set", result))
+        waits = [float(r.get("wait", 0)) for r in result.results.values() if isinstance(r, dict)]
+        text = _gathered("Presence set", result)
+        if (wait := max(waits, default=0.0)) > 0:
+            text += (
+                f" Discord allows 5 presence updates per 20 s, so it applies in {math.ceil(wait)} s"
+                " (a later `presence` replaces it)."
+            )
+        await ctx.send(text)
 
     @commands.command(name="reload", hidden=True, extras={"examples": ["reload bot.cogs.general"]})
     @requires(Level.OWNER)

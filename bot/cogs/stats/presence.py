@@ -3,9 +3,10 @@ lines (`STATS_PRESENCE_LINES`, separated by `|`; `{guilds}` is the count), one e
 `STATS_PRESENCE_EVERY` seconds (0, the default, turns rotation off so that the owners'
 `presence` command is not overwritten). The server count is gathered from every cluster over
 the IPC bus (`cluster_stats`). Every worker sets the line on all its shards; the line is chosen
-from the wall clock, so every cluster shows the same one. The floor is 60 s: Discord drops
-presence updates sent faster than about 5 per 20 s per connection, and a presence that changes
-more often than once a minute is noise.
+from the wall clock, so every cluster shows the same one. The floor is 60 s: a presence that
+changes more often than once a minute is noise. Updates go through the shards' presence pacer
+(bot/presence_pacer.py), shared with the owners' `presence` command, so together they never
+exceed Discord's 5 per 20 s per shard.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from typing import TYPE_CHECKING
 
 import discord
+
+from bot.presence_pacer import pacer_of
 
 if TYPE_CHECKING:
     from bot.guildhouse import Guildhouse
@@ -81,9 +84,8 @@ class Rotation:
             now = time.time()
             try:
                 count = await self.guilds()
-                await self.bot.change_presence(
-                    activity=activity(pick(self.lines, now, self.every), count)
-                )
+                line = activity(pick(self.lines, now, self.every), count)
+                await pacer_of(self.bot).change(activity=line)  # never beyond Discord's limit
             except Exception:
                 log.warning("stats: presence not changed", exc_info=True)
             await asyncio.sleep(self.every - (time.time() % self.every))
