@@ -228,8 +228,22 @@ def readiness(faults: list[Fault]) -> list[Row]:
             f"<= {READY_WITHIN:.0f} s",
             f"worst {worst:.1f} s over {len(faults)} faults" + (f", late: {late}" if late else ""),
             not late,
-        )
+        ),
+        _stalled_acks(faults),
     ]
+
+
+def _stalled_acks(faults: list[Fault]) -> Row:
+    """A shard whose heartbeat went un-ACKed closed that zombied connection and RESUMEd
+    (bot/dpy/zombie.py); before it, the shard stayed READY on it and this was not checked."""
+    stalls = [f for f in faults if f.kind == "gateway_stall_acks"]
+    failed = [f.detail for f in stalls if not f.resumed]
+    return Row(
+        "stalled heartbeat ACKs: the shard reconnected and RESUMEd, no IDENTIFY",
+        "every one",
+        f"{len(stalls) - len(failed)} of {len(stalls)}" + (f", not: {failed}" if failed else ""),
+        not failed,
+    )
 
 
 def rest(stats: dict[str, Any]) -> list[Row]:

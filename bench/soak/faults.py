@@ -43,6 +43,8 @@ class Fault:
     at: float  # time.monotonic() of the injection
     ready_after: float | None = None  # seconds to every shard READY again; None: not within
     end: float = 0.0  # time.monotonic() when it was over
+    # gateway_stall_acks: the shard reconnected and RESUMEd (no IDENTIFY); None for others
+    resumed: bool | None = None
 
 
 def schedule(rng: random.Random) -> list[str]:
@@ -68,6 +70,10 @@ class Injector:
     async def connections(self) -> int:
         async with self.http.get(f"{self.rig.control}/_sandbox/stats") as resp:
             return int((await resp.json())["connections"])
+
+    async def identifies(self) -> int:
+        async with self.http.get(f"{self.rig.control}/_sandbox/stats") as resp:
+            return sum((await resp.json())["identifies_per_bucket"].values())
 
     async def run(self, until: float) -> None:
         """Inject faults from the schedule until time.monotonic() reaches `until`."""
@@ -137,9 +143,18 @@ class Injector:
         shard = self.rng.randrange(SHARDS)
         fault.detail = f"shard {shard}"
         if what == "stall_acks":
-            # discord.py closes a connection only when nothing at all has come for 60 s
-            # (heartbeat_timeout), not on a missing ACK: the shard serves on, READY.
-            await self.sandbox_fault(kind=what, shard=shard, count=3)
+            # One heartbeat goes un-ACKed. discord.py alone closed a connection only when
+            # nothing at all had come for 60 s, so the shard served on, READY, and this fault
+            # expected nothing more; with bot/dpy/zombie.py the shard closes the zombied
+            # connection when its next heartbeat is due (HEARTBEAT_MS later, in the rig) and
+            # RESUMEs: a new connection, no IDENTIFY, then READY (checks.readiness).
+            before, identifies = await self.connections(), await self.identifies()
+            await self.sandbox_fault(kind=what, shard=shard, count=1)
+            await self.until_async(self.connections, lambda n: n > before)
+            fault.resumed = (
+                await self.connections() > before and await self.identifies() == identifies
+            )
+            fault.detail += ": resumed" if fault.resumed else ": not reconnected and resumed"
             return
         before = await self.connections()
         await self.sandbox_fault(kind=what, shard=shard)

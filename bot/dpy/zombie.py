@@ -1,9 +1,9 @@
 """A zombied gateway connection (its heartbeats go un-ACKed) is closed and RESUMEd.
 
 Discord's gateway documentation (Sending Heartbeats): "If a client does not receive a heartbeat
-ACK between its attempts at sending heartbeats, this may be due to a failed or 'zombied'
-connection. The client should then immediately terminate the connection with any close code
-besides 1000 or 1001, then reconnect and attempt to Resume." discord.py 2.7.1's keep-alive
+ACK between its attempts at sending heartbeats, this may be due to a failed or "zombied"
+connection. The client should immediately terminate the connection with any close code
+besides `1000` or `1001`, then reconnect and attempt to Resume." discord.py 2.7.1's keep-alive
 thread closes a connection only when nothing at all has been received for
 `heartbeat_timeout` (60 s), so a shard whose ACKs stop while events still come (or nothing
 comes) stays READY and is not noticed for a minute or ever.
