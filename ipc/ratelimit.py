@@ -16,7 +16,10 @@ bucket, a 429).
 A global 429 seen by any process pauses everyone for its `retry_after`. If Redis is
 unreachable, each process falls back to a local window of its share (`rate / clusters`),
 says so once at INFO (the outage's one WARNING is the process's: `ipc.client.redis_outage`),
-and goes back to the shared window when Redis answers again.
+and goes back to the shared window when Redis answers again, adding to it what it sent locally.
+The local window counts every request the process sent, through Redis or not. A full
+connection pool is not an outage: the request waits for a connection. One task of a process at
+a time waits for the global window; the others queue behind it (docs/ratelimits.md).
 
 Interaction callbacks and webhook follow-ups are exempt from the global limit on Discord, and
 here.
