@@ -333,8 +333,6 @@ class Gateway:
     async def _identify(self, conn: Connection, data: Any) -> None:
         if conn.session is not None:
             raise Closed(4005, "Already authenticated.")
-        if not isinstance(data, dict):
-            raise Closed(4002, "Error while decoding payload.")
         shard_id, shard_count, intents, large_threshold = checked_identify(
             data, self.world.token, self.config.allowed_privileged
         )
