@@ -122,6 +122,7 @@ class Handler:
             return None
         if (
             who in (Who.MODERATORS, Who.OWNER_OR_MODERATORS)
+            # A press has no command context (bot/context.py): its level is looked up here.
             and await level_of(press.bot, press.user, press.guild) >= Level.MODERATOR
         ):
             return None

@@ -17,7 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import components, jobs
-from bot.checks import Level, level_of
+from bot.checks import Level, caller_level
 from bot.cogs.polls import store
 from bot.cogs.polls.core import MAX_DURATION, PollError, footer, lines, parse, parse_poll_id
 from bot.cogs.polls.store import Poll
@@ -164,9 +164,7 @@ class Polls(commands.Cog, name="Polls"):
         poll = await store.get(self.bot.pool, poll_id)
         if poll is None or poll.guild_id != ctx.guild.id:
             raise PollError(f"There is no poll #{poll_id} in this server.")
-        if poll.author_id != ctx.author.id and (
-            await level_of(self.bot, ctx.author, ctx.guild) < Level.MODERATOR
-        ):
+        if poll.author_id != ctx.author.id and (await caller_level(ctx) < Level.MODERATOR):
             raise PollError(f"Only its creator or a moderator may end poll #{poll_id}.")
         if poll.closed_at is not None:
             raise PollError(f"Poll #{poll_id} has closed already.")

@@ -15,7 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import audit, components, jobs, outages
-from bot.checks import Level, level_of, requires
+from bot.checks import Level, caller_level, requires
 from bot.cogs.predictions import buttons, render, settle, store
 from bot.cogs.predictions.clock import Clock
 from bot.cogs.predictions.presenter import Presenter
@@ -168,7 +168,7 @@ class Predictions(commands.Cog):
 
     async def _may_create(self, ctx: Ctx) -> None:
         assert ctx.guild is not None
-        if await level_of(self.bot, ctx.author, ctx.guild) >= Level.MODERATOR:
+        if await caller_level(ctx) >= Level.MODERATOR:
             return
         settings = await self.settings.get(ctx.guild.id)
         roles = ctx.author.roles if isinstance(ctx.author, discord.Member) else []
@@ -178,7 +178,7 @@ class Predictions(commands.Cog):
     async def _may_settle(self, ctx: Ctx, prediction: Prediction) -> None:
         if prediction.creator_id == ctx.author.id:
             return
-        if await level_of(self.bot, ctx.author, ctx.guild) < Level.MODERATOR:
+        if await caller_level(ctx) < Level.MODERATOR:
             raise BadInput(
                 f"Only its creator or a moderator may settle prediction #{prediction.id}."
             )

@@ -19,7 +19,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import audit, jobs
-from bot.checks import Level, level_of
+from bot.checks import Level, caller_level
 from bot.cogs.reminders import options, outbox, parsing, plan, store
 from bot.cogs.reminders.options import Raw
 from bot.cogs.reminders.sender import Sender
@@ -220,7 +220,7 @@ class Reminders(commands.Cog, name="Reminders"):
         if scope == "server":
             if ctx.guild is None:
                 raise BadInput("`server` only works in a server.")
-            if await level_of(self.bot, ctx.author, ctx.guild) < Level.MODERATOR:
+            if await caller_level(ctx) < Level.MODERATOR:
                 raise BadInput("Only moderators can list everyone's reminders.")
             found = await store.list_active(self.bot.pool, guild_id=ctx.guild.id)
             title = "Reminders in this server"
@@ -252,7 +252,7 @@ class Reminders(commands.Cog, name="Reminders"):
         elif (
             ctx.guild is not None
             and found.guild_id == ctx.guild.id
-            and await level_of(self.bot, ctx.author, ctx.guild) >= Level.MODERATOR
+            and await caller_level(ctx) >= Level.MODERATOR
         ):
             result = await self._cancel_audited(ctx, found)
         else:

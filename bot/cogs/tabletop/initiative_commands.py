@@ -14,7 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 from discord.utils import escape_markdown
 
-from bot.checks import Level, level_of
+from bot.checks import Level, caller_level
 from bot.cogs.tabletop import initiative, store
 from bot.cogs.tabletop.initiative_orders import (
     SYSTEM_NAMES,
@@ -64,7 +64,7 @@ class InitiativeCommands:
     async def _is_gm(self, ctx: Ctx, table: store.Table | None) -> bool:
         if table is not None and table.gm_id == ctx.author.id:
             return True
-        return await level_of(self.bot, ctx.author, ctx.guild) >= Level.MODERATOR
+        return await caller_level(ctx) >= Level.MODERATOR
 
     async def _require_gm(self, ctx: Ctx) -> store.Table | None:
         table = await self._table(ctx)
