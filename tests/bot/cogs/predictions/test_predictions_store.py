@@ -28,14 +28,13 @@ WORKER = Path(__file__).with_name("predictions_worker.py")
 
 
 @pytest.fixture
-async def pool(migrated_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    """The shared fixture's pool, and the ledger's invariants checked after every scenario."""
-    async with asyncpg.create_pool(migrated_dsn, min_size=1, max_size=10) as p:
-        yield p
-        # The invariants, after every scenario.
-        assert await ledger.check(p) == []
-        c = await ledger.circulation(p, G)
-        assert c["members"] + c["pools"] == c["minted"] - c["burned"]
+async def pool(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
+    """The shared `pool` (tests/conftest.py), and the ledger's invariants checked after
+    every scenario."""
+    yield pool
+    assert await ledger.check(pool) == []
+    c = await ledger.circulation(pool, G)
+    assert c["members"] + c["pools"] == c["minted"] - c["burned"]
 
 
 async def grant(pool: asyncpg.Pool, user: int, amount: int, guild: int = G) -> None:
@@ -142,7 +141,7 @@ async def test_bet_close_resolve_pays_by_hand(pool: asyncpg.Pool) -> None:
     logged = await pool.fetch(
         "SELECT before, after FROM audit_log WHERE action = 'predict.close' AND guild_id = $1", G
     )
-    assert [(orjson.loads(r["before"]), orjson.loads(r["after"])) for r in logged] == [
+    assert [(r["before"], r["after"]) for r in logged] == [  # the pool decodes jsonb
         ({"status": "open"}, {"id": p.id, "status": "closed"})
     ]  # one audit entry for the one close
     await settle.choose(pool, G, p.id, 0, actor_id=9)

@@ -14,7 +14,6 @@ import pytest
 from bot import jobs
 from bot.cogs.predictions import store
 from bot.cogs.predictions.timing import Timing, schedule_close
-from bot.db.pool import create_pool
 from bot.points import ledger
 from bot.points.settings import PointsSettings
 
@@ -24,14 +23,11 @@ G = 4242
 
 
 @pytest.fixture
-async def jpool(migrated_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool with the bot's JSON codecs (job payloads)."""
-    p = await create_pool(migrated_dsn, min_size=1, max_size=8)
-    try:
-        yield p
-        assert await ledger.check(p) == []
-    finally:
-        await p.close()
+async def jpool(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
+    """The shared `pool` (tests/conftest.py; it has the bot's JSON codecs, for job
+    payloads), and the ledger's invariants checked after every test."""
+    yield pool
+    assert await ledger.check(pool) == []
 
 
 class Told:

@@ -4,7 +4,6 @@ order, history pruning, the player list."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -13,19 +12,8 @@ from bot.cogs.tabletop import store
 from bot.cogs.tabletop.initiative import Combatant as InitCombatant
 from bot.cogs.tabletop.initiative import roll_initiative
 from bot.cogs.tabletop.initiative_orders import order_from_json, order_to_json, render_order
-from bot.db import migrations
-from bot.db.pool import create_pool
 
 CHANNEL, GUILD, ANN, BOB = 10, 20, 1, 2
-
-
-@pytest.fixture
-async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(fresh_dsn, min_size=1, max_size=8)
-    async with p.acquire() as conn:
-        await migrations.apply(conn)
-    yield p
-    await p.close()
 
 
 async def test_macro_limit_holds_under_concurrent_saves(pool: asyncpg.Pool) -> None:
