@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import types
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +14,7 @@ import orjson
 import pytest
 import zstandard
 
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox, SandboxConfig, gateway
 from sandbox.world import Member, User
 
 pytestmark = pytest.mark.timeout(60)
@@ -174,6 +176,36 @@ async def test_too_many_sends_4008(sb: Sandbox, http: aiohttp.ClientSession) -> 
     for _ in range(121):
         await client.send(1, None)
     assert await client.closed_with() == 4008
+
+
+async def test_sends_are_counted_in_fixed_windows_as_discordpy_paces_them(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """discord.py sends up to 110 frames per 60 s window that starts at its first send: 110 at
+    the end of one window and 110 at the start of the next are fine (a sliding window would
+    close it); the 121st of one window is still 4008."""
+    clock = [1000.0]
+    fake = types.SimpleNamespace(monotonic=lambda: clock[0], time=time.time)
+    monkeypatch.setattr(gateway, "time", fake)
+    config = SandboxConfig(guilds=1, members=2, identify_interval=0, heartbeat_ms=600_000)
+    async with Sandbox(config) as sb:
+        client = Client(await http.ws_connect(f"{sb.gateway_url}?v=10&encoding=json"), None)
+        assert (await client.recv())["op"] == 10
+
+        async def heartbeats(count: int) -> None:
+            """Send them, then read every ACK: the sandbox has counted them at this time."""
+            for _ in range(count):
+                await client.send(1, None)
+            for _ in range(count):
+                assert (await client.recv())["op"] == 11
+
+        await heartbeats(1)  # the window starts here
+        clock[0] += 59.0
+        await heartbeats(109)  # 110 in the first window
+        clock[0] += 1.0  # 60 s after the first: a new window
+        await heartbeats(120)
+        await client.send(1, None)  # the 121st of this window
+        assert await client.closed_with() == 4008
 
 
 async def test_missed_heartbeats_close_the_connection(
