@@ -4,7 +4,7 @@
   starts it, its banner read (`SandboxProc.stop()` ends it);
 - `Driver`: speaks to the sandbox's control API as a user would (say, click, slash, replies);
   `world_of(sandbox)` is the world it was made with, `text_channels`, `plain_members`,
-  `cluster_of` pick places in it;
+  `cluster_of` pick places in it; `png_size` reads a reply's attached PNG;
 - `running_cluster(...)` / `start_cluster(...)`: the workers as `guildhouse run` starts them,
   under the launcher's supervisor, with the test-only cogs;
 - `until(what, check)`: polls a condition on other processes up to a deadline, for what no
@@ -16,6 +16,7 @@ tests/e2e/launcher_proc.py runs `guildhouse run` itself as a subprocess.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -151,6 +152,25 @@ def text_of(entry: dict[str, Any]) -> str:
         parts += [f"{f.get('name')} {f.get('value')}" for f in embed.get("fields") or []]
         parts.append(str((embed.get("footer") or {}).get("text") or ""))
     return "\n".join(p for p in parts if p)
+
+
+async def png_size(control: str, entry: dict[str, Any]) -> tuple[int, int]:
+    """The size of the one PNG a reply (or an edit of one) `entry` attached, fetched from the
+    sandbox's control API at `control`; asserts it is a PNG."""
+    from PIL import Image
+
+    data = entry.get("data")
+    payload: dict[str, Any] = data if isinstance(data, dict) else entry
+    [attachment] = payload["attachments"]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{control}/_sandbox/attachments/{attachment['id']}") as resp,
+    ):
+        assert resp.status == 200
+        png = await resp.read()
+    img = Image.open(io.BytesIO(png))
+    assert img.format == "PNG"
+    return img.size
 
 
 @dataclass

@@ -7,13 +7,11 @@ used, and refuses a member."""
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
@@ -22,6 +20,7 @@ from e2e_harness import (
     SandboxProc,
     new_prefix,
     plain_members,
+    png_size,
     running_cluster,
     text_channels,
     text_of,
@@ -131,23 +130,6 @@ async def test_an_alias_cant_replace_roll_or_run_an_alias(env: Env, driver: Driv
     assert "rolled" in await ask(driver, s, ann, "!roll 1d6")
 
 
-async def _png_size(env: Env, entry: dict[str, Any]) -> tuple[int, int]:
-    from PIL import Image
-
-    data = entry.get("data")
-    payload: dict[str, Any] = data if isinstance(data, dict) else entry
-    [attachment] = payload["attachments"]
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{env.control}/_sandbox/attachments/{attachment['id']}") as resp,
-    ):
-        assert resp.status == 200
-        png = await resp.read()
-    img = Image.open(io.BytesIO(png))
-    assert img.format == "PNG"
-    return img.size
-
-
 async def test_analytics_7d_answers_with_figures_and_a_chart(env: Env, driver: Driver) -> None:
     s = env.servers[0]
     ann = s.members[0]
@@ -180,7 +162,7 @@ async def test_analytics_7d_answers_with_figures_and_a_chart(env: Env, driver: D
     text = text_of(sent)
     assert "the last 7 days" in text and "Active users" in text and "Error rate" in text
     assert re.search(r"`roll` \d+ uses", text)
-    assert await _png_size(env, sent) == (800, 400)
+    assert await png_size(env.control, sent) == (800, 400)
     assert "`1y` is not a span" in await ask(driver, s, s.owner_id, "!analytics 1y")
 
 
@@ -286,7 +268,7 @@ async def test_a_poll_counts_votes_and_closes_on_time_once(env: Env, driver: Dri
         assert len(results) == 1
         text = text_of(results[0])
         assert "Shadowrun" in text and "Cthulhu" in text and f"<@{bob}>" in text
-        assert await _png_size(env, results[0]) == (800, 50 + 36 * 2)
+        assert await png_size(env.control, results[0]) == (800, 50 + 36 * 2)
         job = await conn.fetchrow(
             "SELECT state, attempts FROM jobs WHERE kind = 'polls.close' AND key = $1",
             f"poll-close:{poll_id}",

@@ -7,7 +7,6 @@ its PNG; a report due while the bot was down arrives on start, marked late."""
 
 from __future__ import annotations
 
-import io
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +17,15 @@ import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from e2e_harness import Driver, SandboxProc, running_sandbox, start_cluster, text_of, world_of
+from e2e_harness import (
+    Driver,
+    SandboxProc,
+    png_size,
+    running_sandbox,
+    start_cluster,
+    text_of,
+    world_of,
+)
 from waits import until
 
 from bot.config import StatsConfig
@@ -301,7 +308,7 @@ async def test_stats_on_demand_and_what_is_refused(env: Env, driver: Driver) -> 
     [shown] = await driver.replies(s.general, wait=20)
     text = text_of(shown)
     assert "Today so far" in text and "Messages" in text
-    assert await _png_size(env, shown) == (800, 400)
+    assert await png_size(env.control, shown) == (800, 400)
     assert "The span must be 1 to 365 days, not 400." in await ask(
         driver, s.general, member, "!stats history 400d"
     )
@@ -391,23 +398,6 @@ async def _reports(driver: Driver, channel: int, wait: float) -> list[dict[str, 
     return [e for e in got if "statistics" in text_of(e)]
 
 
-async def _png_size(env: Env, entry: dict[str, Any]) -> tuple[int, int]:
-    from PIL import Image
-
-    data = entry.get("data")
-    payload: dict[str, Any] = data if isinstance(data, dict) else entry
-    [attachment] = payload["attachments"]
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{env.control}/_sandbox/attachments/{attachment['id']}") as resp,
-    ):
-        assert resp.status == 200
-        png = await resp.read()
-    img = Image.open(io.BytesIO(png))
-    assert img.format == "PNG"
-    return img.size
-
-
 async def _pending(conn: asyncpg.Connection, guild_id: int) -> str | None:
     key: str | None = await conn.fetchval(
         "SELECT key FROM jobs WHERE kind = 'stats.report' AND key LIKE $1 AND state = 'pending'",
@@ -436,7 +426,7 @@ async def test_a_daily_report_arrives_once_with_its_chart_then_late_after_downti
         [sent] = await _reports(driver, s.general, wait=60)
         text = text_of(sent)
         assert "Daily statistics" in text and "(late)" not in text
-        assert await _png_size(env, sent) == (800, 400)
+        assert await png_size(env.control, sent) == (800, 400)
 
         async def chained() -> bool:
             nxt = await _pending(conn, s.guild_id)
@@ -467,7 +457,7 @@ async def test_a_daily_report_arrives_once_with_its_chart_then_late_after_downti
         )
         [late] = await _reports(driver, s.general, wait=60)
         assert "(late)" in text_of(late) and "sent late" in text_of(late)
-        assert await _png_size(env, late) == (800, 400)
+        assert await png_size(env.control, late) == (800, 400)
 
         async def late_done() -> bool:
             state = await conn.fetchval("SELECT state FROM jobs WHERE key = $1", nxt)
