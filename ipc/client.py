@@ -145,7 +145,7 @@ def create_redis(url: str, *, max_connections: int = 64) -> aioredis.Redis:
     sentinel_options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 5}
     if target.sentinel_password:
         sentinel_options["password"] = target.sentinel_password
-    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2
     client: SentinelRedis = sentinel.master_for(
         target.service,
         redis_class=SentinelRedis,
