@@ -80,11 +80,27 @@ def _kind(item: pytest.Item) -> str | None:
     return None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         kind = _kind(item)
         if kind is not None and item.get_closest_marker(kind) is None:
             item.add_marker(kind)
+    _longest_first(config, items)
+
+
+def _longest_first(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with `slow` tests first, those with the longest timeout first among them; each
+    file's tests stay together and in order. The suite runs in worker processes, a file to a
+    worker (`--dist loadfile`), handed out in this order: a file of minutes (the soak) started
+    last would run alone at the end."""
+    default = float(config.getini("timeout") or 0)
+    rank: dict[Path, tuple[bool, float]] = {}
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        bound = float(marker.args[0]) if marker and marker.args else default
+        slow, longest = rank.get(item.path, (False, 0.0))
+        rank[item.path] = (slow or item.get_closest_marker("slow") is not None, max(longest, bound))
+    items.sort(key=lambda item: (not rank[item.path][0], -rank[item.path][1]))
 
 
 def _marked(request: pytest.FixtureRequest) -> bool:

@@ -20,12 +20,15 @@ async def until(
 ) -> None:
     """Return once `check()` (a function or a coroutine function) is true; fail naming `what`
     if it is not within `within` seconds."""
-    deadline = time.monotonic() + within
+    start = time.monotonic()
+    deadline = start + within
     while True:
         result = check()
         if inspect.isawaitable(result):
             result = await result
         if result:
+            if (took := time.monotonic() - start) >= 1:
+                print(f"waited {took:.1f}s: {what}")  # captured; shown when the test fails
             return
         assert time.monotonic() < deadline, f"not within {within}s: {what}"
         await asyncio.sleep(every)

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
@@ -417,3 +418,50 @@ async def test_members_are_refused_what_is_for_moderators_and_admins(
     assert "The options must all be different" in text
     text = await say_until(driver, p, p.owner_id, "!predict create 45d Rain? | Yes | No", "window")
     assert "1 minute to 30 days" in text
+
+
+async def test_the_creator_role_lets_its_members_create_and_no_one_else(
+    env: Env, driver: Driver, db: asyncpg.Connection
+) -> None:
+    p = env.on(0)
+    host, other = p.members[1], p.members[2]
+    hosts = await arrange(env, "POST", "roles", {"guild_id": str(p.guild_id), "name": "Hosts"})
+    await arrange(
+        env,
+        "PATCH",
+        "members",
+        {"guild_id": str(p.guild_id), "user_id": str(host), "roles": [hosts["id"]]},
+    )
+    spec = "!predict create 1h Who hosts next? | Ann | Bo"
+    text = await say_until(driver, p, host, spec, "moderators")
+    assert "Creating predictions is for moderators" in text  # no role chosen yet
+    text = await say_until(driver, p, host, f"!predict role <@&{hosts['id']}>", "admins")
+    assert "for admins" in text  # choosing it is an admin's
+    text = await say_until(driver, p, p.owner_id, f"!predict role <@&{hosts['id']}>", "create")
+    assert f"Moderators and <@&{hosts['id']}>" in text
+    try:
+        text = await say_until(driver, p, host, spec, "Prediction #")
+        pid = int(re.search(r"Prediction #(\d+)", text).group(1))  # type: ignore[union-attr]
+        assert await db.fetchval("SELECT creator_id FROM predictions WHERE id = $1", pid) == host
+        text = await say_until(driver, p, other, spec, "moderators")  # without the role
+        assert "Creating predictions is for moderators" in text
+        await say_until(driver, p, host, f"!predict void {pid}", "cancelled")
+    finally:
+        text = await say_until(driver, p, p.owner_id, "!predict role", "create")
+    assert "Only moderators" in text
+    text = await say_until(driver, p, host, spec, "moderators")  # the role no longer counts
+    assert "Creating predictions is for moderators" in text
+    audit = await db.fetch(
+        "SELECT action FROM audit_log WHERE guild_id = $1 AND action = 'predict.role'", p.guild_id
+    )
+    assert len(audit) == 2
+
+
+async def arrange(env: Env, method: str, what: str, body: dict[str, Any]) -> Any:
+    """Change the sandbox's world through its control API (a role, a member's roles)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"{env.sandbox.control}/_sandbox/{what}", json=body) as resp,
+    ):
+        assert resp.status < 300, await resp.text()
+        return await resp.json()

@@ -92,6 +92,7 @@ class Worker:
     keys: Keys
     pool: asyncpg.Pool
     acked: list[tuple[str, float]] = field(default_factory=list)  # award id, when acknowledged
+    unanswered: set[str] = field(default_factory=set)  # awards sent whose answer was an error
     grants: list[float] = field(default_factory=list)  # REST slots, monotonic
     turns: list[tuple[int, float, bool]] = field(default_factory=list)  # bucket, when, shared
 
@@ -112,7 +113,10 @@ class Worker:
             try:
                 result = await self.board.award(award)
             except (aioredis.RedisError, OSError):
-                await asyncio.sleep(0.05)  # not acknowledged: the member was told nothing
+                # Not acknowledged: the member was told nothing. The command may still have
+                # run (the connection died before its answer came back), so it may be written.
+                self.unanswered.add(award_id)
+                await asyncio.sleep(0.05)
                 continue
             if result.awarded:
                 self.acked.append((award_id, time.monotonic()))
@@ -159,6 +163,7 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # its waits name what did not happen; the suite's 120 s would not
 async def test_a_primary_killed_under_load_loses_nothing_acknowledged_before_it(
     sentinels: SentinelSet, pool: asyncpg.Pool, keys: Keys
 ) -> None:
@@ -252,7 +257,10 @@ async def test_a_primary_killed_under_load_loses_nothing_acknowledged_before_it(
         after = {a for w in workers for a, t in w.acked if t > killed_at}
         assert after - written == set()
         in_between = acked - before - after
-        assert written <= acked  # nothing written that was never acknowledged
+        # Nothing written that was never sent: what is written but was not acknowledged is
+        # an award whose answer was lost with the connection (its command ran).
+        unanswered = {a for w in workers for a in w.unanswered}
+        assert written - acked <= unanswered
         # The REST window: never more than 50 in any second, before the kill, during the
         # outage (each process on its share of the rate), through the switch back (a process
         # back on the shared window adds its local requests to it, and keeps to its share
