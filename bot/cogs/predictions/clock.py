@@ -52,7 +52,6 @@ class Clock:
         self.on_settled = on_settled
         self.tick = tick
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self.rounds = 0
 
     def start(self) -> None:
@@ -64,9 +63,6 @@ class Clock:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-
-    def wake(self) -> None:
-        self._wake.set()
 
     async def _run(self) -> None:
         backoff = Backoff(first=1.0, cap=10.0)
@@ -80,9 +76,7 @@ class Clock:
                     log.exception("predictions: a clock round failed")
                 delay = backoff.next()
             self.rounds += 1
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await asyncio.sleep(delay)
 
     async def round(self) -> tuple[int, int, int]:
         """One look: (closed, paid, refunded) by this call."""
