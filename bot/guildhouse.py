@@ -124,6 +124,7 @@ class Guildhouse(commands.AutoShardedBot):
         )
         self.invalid_guard = InvalidRequestGuard(redis, keys)
         # Guildhouse has no voice features; don't warn about voice libraries at every start.
+        # Public, documented class attributes, not a patch of internals (those are bot/dpy/).
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
         super().__init__(

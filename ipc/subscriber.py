@@ -379,8 +379,8 @@ class Subscriber:
 
     async def _read(self, conn: Any) -> None:
         """Read and dispatch until the connection fails, with a watchdog beside it: a read with
-        a timeout would cost every message a timer (about 4 µs each), so the reader blocks and
-        the watchdog counts what it read."""
+        a timeout would cost every message a timer, so the reader blocks and the watchdog
+        counts what it read."""
         reader = asyncio.ensure_future(self._dispatch(conn))
         try:
             pinged = False

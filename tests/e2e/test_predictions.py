@@ -418,6 +418,8 @@ async def test_members_are_refused_what_is_for_moderators_and_admins(
     assert "The options must all be different" in text
     text = await say_until(driver, p, p.owner_id, "!predict create 45d Rain? | Yes | No", "window")
     assert "1 minute to 30 days" in text
+    text = await say_until(driver, p, p.owner_id, "!points settings max_bet lots", "whole")
+    assert "`max_bet` takes a whole number, not `lots`." in text
 
 
 async def test_the_creator_role_lets_its_members_create_and_no_one_else(

@@ -25,7 +25,6 @@ from bot.points import Services, earn, ledger
 from bot.points import settings as points_settings
 from bot.points.settings import PointsSettings, parse_change
 from bot.ui import fit_embed, pages_from_lines, send_pages
-from bot.user_error import UserError
 
 if TYPE_CHECKING:
     from bot.guildhouse import Guildhouse
@@ -303,10 +302,7 @@ class Points(commands.Cog):
             return
         if value is None:
             raise BadInput(f"Give a value: `points settings {name[:30]} <value>`.")
-        try:
-            new = parse_change(old, name, value)
-        except UserError as exc:
-            raise BadInput(str(exc)) from None
+        new = parse_change(old, name, value)  # a UserError is the member's answer as it is
         await audit.audited_settings(
             self.bot, ctx, "points.settings", old=old, new=new, save=points_settings.save
         )

@@ -21,10 +21,10 @@ G = 77
 
 
 @pytest.fixture
-async def pool(migrated_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    async with asyncpg.create_pool(migrated_dsn, min_size=1, max_size=4) as p:
-        yield p
-        assert await ledger.check(p) == []
+async def pool(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
+    """The shared `pool` (tests/conftest.py), and the ledger's invariants checked after."""
+    yield pool
+    assert await ledger.check(pool) == []
 
 
 def test_daily_amount_and_streak() -> None:
