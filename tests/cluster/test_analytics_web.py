@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from bot.cogs.analytics import store, web
-from bot.cogs.analytics.core import Use, fold
+from bot.cogs.analytics.figures import Use, fold
 from bot.entry import analytics_page
 from cluster.http import Probes, build_app, serve
 from cluster.workers import Supervisor

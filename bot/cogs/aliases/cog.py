@@ -18,7 +18,7 @@ from discord.ext import commands
 
 from bot.checks import Level, requires
 from bot.cogs.aliases import store
-from bot.cogs.aliases.core import (
+from bot.cogs.aliases.rules import (
     MAX_MEMBER,
     MAX_SERVER,
     SERVER,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from bot.cogs.aliases.core import SERVER, GuildAliases
+from bot.cogs.aliases.rules import SERVER, GuildAliases
 
 
 async def load(pool: asyncpg.Pool, guild_id: int) -> GuildAliases:

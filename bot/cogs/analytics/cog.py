@@ -18,7 +18,7 @@ from discord.ext import commands
 from bot import errors, jobs
 from bot.checks import Level, caller_level, requires
 from bot.cogs.analytics import store, web
-from bot.cogs.analytics.core import Figures, Use, hour_lines, parse_span
+from bot.cogs.analytics.figures import Figures, Use, hour_lines, parse_span
 from bot.cogs.analytics.recorder import Recorder
 from bot.context import CommandContext
 from bot.errors import BadInput

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from bot.cogs.analytics import store
-from bot.cogs.analytics.core import Use, fold
+from bot.cogs.analytics.figures import Use, fold
 from ipc.batch import Batcher
 
 FLUSH = 10.0  # seconds between writes (ANALYTICS_FLUSH, WorkerConfig.analytics.flush)

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 import asyncpg
 
-from bot.cogs.analytics.core import (
+from bot.cogs.analytics.figures import (
     HOUR_DAYS,
     KEEP_DAYS,
     KEEP_HOURS,

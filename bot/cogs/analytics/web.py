@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from bot.cogs.analytics import store
-from bot.cogs.analytics.core import SPANS, Figures, to_csv
+from bot.cogs.analytics.figures import SPANS, Figures, to_csv
 from bot.db.pool import connect
 
 LINK_TTL = 24 * 3600

@@ -13,7 +13,7 @@ from discord.ext import commands
 from bot import components
 from bot.checks import Level, caller_level, requires
 from bot.cogs.feedback import store
-from bot.cogs.feedback.core import (
+from bot.cogs.feedback.tickets import (
     MAX_TEXT,
     OWNERS,
     STATUSES,

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.cogs.feedback.core import Ticket
+from bot.cogs.feedback.tickets import Ticket
 
 
 def _ticket(r: Any) -> Ticket:

@@ -19,7 +19,7 @@ from discord.ext import commands
 from bot import components, jobs
 from bot.checks import Level, caller_level
 from bot.cogs.polls import store
-from bot.cogs.polls.core import MAX_DURATION, PollError, footer, lines, parse, parse_poll_id
+from bot.cogs.polls.rules import MAX_DURATION, PollError, footer, lines, parse, parse_poll_id
 from bot.cogs.polls.store import Poll
 from bot.context import CommandContext
 from bot.ui import safe_text

@@ -13,7 +13,7 @@ from waits import until
 
 from bot.cogs.aliases import store
 from bot.cogs.aliases.cog import Aliases
-from bot.cogs.aliases.core import MAX_MEMBER, SERVER
+from bot.cogs.aliases.rules import MAX_MEMBER, SERVER
 from ipc.client import Keys
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from bot.cogs.analytics import store
-from bot.cogs.analytics.core import Use, fold, hour_lines, parse_span, to_csv
+from bot.cogs.analytics.figures import Use, fold, hour_lines, parse_span, to_csv
 from bot.cogs.analytics.recorder import Recorder
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from bot.cogs.feedback import store
-from bot.cogs.feedback.core import OWNERS, FeedbackError, check_status, check_text
+from bot.cogs.feedback.tickets import OWNERS, FeedbackError, check_status, check_text
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from bot.cogs.polls import store
-from bot.cogs.polls.core import PollError, bar, parse, parse_duration, parse_poll_id
+from bot.cogs.polls.rules import PollError, bar, parse, parse_duration, parse_poll_id
 
 
 def test_parse_reads_the_question_options_and_flags() -> None:

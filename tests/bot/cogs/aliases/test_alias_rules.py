@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.cogs.aliases.core import (
+from bot.cogs.aliases.rules import (
     SERVER,
     AliasError,
     GuildAliases,
