@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 KIND = "stats.report"
 CHART_NAME = "stats.png"
 CLOCK_SLACK = timedelta(seconds=10)
-MAX_BAN_NAMES = 20
+MAX_BAN_NAMES = 20  # in the embed; a longer list is attached whole (BANS_NAME)
+BANS_NAME = "bans.txt"
 
 
 def job_key(guild_id: int, p: Period) -> str:
@@ -83,10 +84,17 @@ def embed_of(title: str, f: Figures, channel_names: dict[int, str]) -> discord.E
     if f.banned:
         shown = ", ".join(discord.utils.escape_markdown(n) for n in f.banned[:MAX_BAN_NAMES])
         more = len(f.banned) - MAX_BAN_NAMES
-        bans += f": {shown}" + (f" and {more:,} more" if more > 0 else "")
+        bans += f": {shown}" + (f" and {more:,} more (all in {BANS_NAME})" if more > 0 else "")
     e.add_field(name="Bans", value=bans[:1024], inline=False)
     e.set_image(url=f"attachment://{CHART_NAME}")
     return e
+
+
+def bans_file(f: Figures) -> discord.File | None:
+    """The period's banned names, one a line, when there are more than the embed shows."""
+    if len(f.banned) <= MAX_BAN_NAMES:
+        return None
+    return discord.File(io.BytesIO("".join(f"{n}\n" for n in f.banned).encode()), BANS_NAME)
 
 
 async def period_figures(bot: Guildhouse, guild_id: int, first: date, last: date) -> Figures:
@@ -184,7 +192,10 @@ class Reports:
             foot += f" · sent late by {timedelta(seconds=int(job.late_by))}"
         e.set_footer(text=foot)
         try:
-            msg = await channel.send(embed=e, file=discord.File(io.BytesIO(png), CHART_NAME))
+            files = [discord.File(io.BytesIO(png), CHART_NAME)]
+            if (bans := bans_file(f)) is not None:
+                files.append(bans)
+            msg = await channel.send(embed=e, files=files)
         except discord.Forbidden as exc:
             raise jobs.Failed(f"may not post in the report channel: {exc.text}") from exc
         except discord.HTTPException as exc:

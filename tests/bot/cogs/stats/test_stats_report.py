@@ -155,3 +155,41 @@ def test_the_pure_cores_import_no_discord_redis_or_asyncpg() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _figures(banned: list[str]) -> report.Figures:
+    return report.Figures(
+        joins=0,
+        leaves=0,
+        bans=len(banned),
+        net=0,
+        peak_online=None,
+        messages=0,
+        messages_per_day=0.0,
+        members=None,
+        top_channels=[],
+        banned=banned,
+    )
+
+
+def test_a_long_ban_list_is_named_in_part_and_attached_whole() -> None:
+    from bot.cogs.stats import reports
+
+    names = [f"raider{n}" for n in range(reports.MAX_BAN_NAMES + 5)]
+    f = _figures(names)
+    (bans,) = [x for x in reports.embed_of("Daily", f, {}).fields if x.name == "Bans"]
+    assert bans.value is not None and "raider0, raider1" in bans.value
+    assert f"raider{reports.MAX_BAN_NAMES}" not in bans.value
+    assert bans.value.endswith("and 5 more (all in bans.txt)")
+    attached = reports.bans_file(f)
+    assert attached is not None and attached.filename == "bans.txt"
+    assert attached.fp.read().decode().splitlines() == names
+
+
+def test_a_short_ban_list_is_all_in_the_embed() -> None:
+    from bot.cogs.stats import reports
+
+    f = _figures(["a_*star*", "b"])
+    (bans,) = [x for x in reports.embed_of("Daily", f, {}).fields if x.name == "Bans"]
+    assert bans.value == "2: a\\_\\*star\\*, b"
+    assert reports.bans_file(f) is None
