@@ -1,7 +1,7 @@
 """Aliases, pure: what a name and an expansion may be, and what an alias runs.
 
-An alias is a short name for a built-in command with arguments: `alias add r roll 6! tn4`
-makes `!r # dodge` run `!roll 6! tn4 # dodge`. Its expansion must start with a built-in
+An alias is a short name for a built-in command with arguments: `alias add sr roll 6! tn4`
+makes `!sr # dodge` run `!roll 6! tn4 # dodge`. Its expansion must start with a built-in
 command's name, and its own name may not be one, so an alias can never name another alias:
 there are no chains and no loops to detect. A member's own alias is looked for before the
 server's, so a member may keep a shortcut of their own under a name the server uses.
@@ -70,13 +70,13 @@ def check_expansion(expansion: str, builtins: Collection[str]) -> str:
     """The expansion, tidied, if it starts with a built-in command; else AliasError."""
     expansion = " ".join(expansion.split())
     if not expansion:
-        raise AliasError("Say what the alias runs, e.g. `alias add r roll 6! tn4`.")
+        raise AliasError("Say what the alias runs, e.g. `alias add sr roll 6! tn4`.")
     if len(expansion) > MAX_EXPANSION:
         raise AliasError(f"An alias may run at most {MAX_EXPANSION} characters.")
     first = expansion.split(" ", 1)[0].lower()
     for prefix in ("!", "/", "?", "."):
         if first.startswith(prefix) and first[1:] in builtins:
-            # `alias add r !roll 6` is meant as `roll 6`.
+            # `alias add sr !roll 6` is meant as `roll 6`.
             expansion = expansion[1:]
             first = first[1:]
             break
