@@ -344,6 +344,44 @@ async def test_poll_end_closes_a_poll_now_for_its_creator_once(env: Env, driver:
         await conn.close()
 
 
+async def test_an_anonymous_polls_results_name_no_voter(env: Env, driver: Driver) -> None:
+    s = env.servers[1]
+    ann, bob = s.members
+    await driver.drain(s.channel_id)
+    await driver.say(s.channel_id, ann, '!poll "Secret ballot?" "Aye" "Nay" --anonymous')
+    [sent] = await driver.replies(s.channel_id, wait=10)
+    assert "anonymous" in text_of(sent)
+    message_id = str(sent.get("message_id") or sent["id"])
+    ids = _buttons(sent)
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        poll_id = await conn.fetchval("SELECT max(id) FROM polls WHERE guild_id = $1", s.guild_id)
+
+        async def posted() -> bool:
+            q = "SELECT message_id IS NOT NULL FROM polls WHERE id = $1"
+            return bool(await conn.fetchval(q, poll_id))
+
+        await until("the poll's message id kept", posted, within=10)
+        for user, choice in ((ann, "Aye"), (bob, "Nay")):
+            await driver.click(s.channel_id, user, message_id, ids[choice])
+            assert await driver.replies(s.channel_id, wait=10)
+
+        async def voted() -> bool:
+            q = "SELECT count(*) FROM poll_votes WHERE poll_id = $1"
+            return bool(await conn.fetchval(q, poll_id) == 2)
+
+        await until("both votes in", voted, within=15)
+        await driver.drain(s.channel_id)
+        await driver.say(s.channel_id, ann, f"!poll end {poll_id}")
+        got = await driver.replies(s.channel_id, wait=15, count=3)  # the answer, edit, results
+        got += await driver.replies(s.channel_id, wait=3, count=100)
+        (results,) = [text_of(e) for e in got if "Results: Secret ballot?" in text_of(e)]
+        assert "2 votes" in results and "Aye" in results and "Nay" in results
+        assert f"<@{ann}>" not in results and f"<@{bob}>" not in results
+    finally:
+        await conn.close()
+
+
 async def _is(get: Any, want: Any) -> bool:
     return bool(await get() == want)
 
