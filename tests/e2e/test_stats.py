@@ -11,6 +11,7 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from typing import Any
 
 import aiohttp
@@ -398,10 +399,10 @@ async def _reports(driver: Driver, channel: int, wait: float) -> list[dict[str, 
     return [e for e in got if "statistics" in text_of(e)]
 
 
-async def _pending(conn: asyncpg.Connection, guild_id: int) -> str | None:
+async def _pending(conn: asyncpg.Connection, guild_id: int, kind: str = "daily") -> str | None:
     key: str | None = await conn.fetchval(
         "SELECT key FROM jobs WHERE kind = 'stats.report' AND key LIKE $1 AND state = 'pending'",
-        f"{guild_id}:daily:%",
+        f"{guild_id}:{kind}:%",
     )
     return key
 
@@ -469,6 +470,43 @@ async def test_a_daily_report_arrives_once_with_its_chart_then_late_after_downti
             s.guild_id,
             nxt.split(":", 1)[1],
         )
+    finally:
+        await conn.close()
+
+
+async def test_a_weekly_report_arrives_once_with_its_chart(env: Env, driver: Driver) -> None:
+    s = env.servers[1]
+    answer = await ask(driver, s.general, s.owner_id, f"!stats report <#{s.general}> 9 UTC")
+    assert "Daily reports go to" in answer
+    answer = await ask(driver, s.general, s.owner_id, "!stats schedule weekly on")
+    assert f"The weekly report is on to <#{s.general}>." in answer
+    conn = await connect(env.dsn)
+    try:
+        key = await _pending(conn, s.guild_id, "weekly")
+        assert key is not None
+        monday = date.fromisoformat(key.rsplit(":", 1)[1])
+        assert monday.weekday() == 0
+        await conn.execute(
+            "UPDATE jobs SET due_at = now() WHERE kind = 'stats.report' AND key = $1", key
+        )
+        await _wake(env)
+        [sent] = await _reports(driver, s.general, wait=60)
+        text = text_of(sent)
+        assert "Weekly statistics" in text and "(late)" not in text
+        assert await png_size(env.control, sent) == (800, 400)
+
+        async def chained() -> bool:
+            nxt = await _pending(conn, s.guild_id, "weekly")
+            return nxt is not None and nxt != key
+
+        await until("the next week's report is scheduled", chained)
+        nxt = await _pending(conn, s.guild_id, "weekly")
+        assert nxt is not None and date.fromisoformat(nxt.rsplit(":", 1)[1]) == monday + timedelta(
+            days=7
+        )
+        assert await conn.fetchval("SELECT state FROM jobs WHERE key = $1", key) == "done"
+        await _wake(env)
+        assert await _reports(driver, s.general, wait=3) == []
     finally:
         await conn.close()
 
