@@ -72,6 +72,12 @@ EVENT_INTENTS: dict[str, tuple[int, int]] = {
 
 MAX_GUILDS_PER_SHARD = 2500
 SEND_LIMIT, SEND_WINDOW = 120, 60.0
+# A frame this close to a window's end starts the next one. A client that keeps to the limit by
+# its own clock (discord.py: 110 from its first send, then a new window 60 s later) sends its
+# next burst at its boundary, and a frame can arrive a little earlier than the one that opened
+# the window did (network jitter); counted in the old window, that burst would be a 4008 that
+# Discord, whose clients chunk thousands of guilds at start this way, doesn't give.
+SEND_JITTER = 0.25
 RESUME_BUFFER = 2000
 MEMBERS_PER_CHUNK = 1000  # GUILD_MEMBERS_CHUNK: "up to 1000 members per chunk"
 MEMBERS_PER_QUERY = 100  # a prefix query, or user_ids, returns at most 100 members
@@ -200,8 +206,8 @@ class Connection:
         self.compressor = Compressor(compress)
         self.session: Session | None = None
         self.last_heartbeat = time.monotonic()
-        # Sends counted in fixed windows of SEND_WINDOW s: one starts at the first frame after
-        # the last one ended (discord.py's limiter, 110 per such window, fits in it).
+        # Sends counted in fixed windows of SEND_WINDOW s (less SEND_JITTER): one starts at the
+        # first frame after the last one ended (discord.py's limiter, 110 per such window, fits).
         self.window_start = float("-inf")
         self.window_sends = 0
         self.lock = asyncio.Lock()
@@ -297,7 +303,7 @@ class Gateway:
 
     async def _on_frame(self, conn: Connection, raw: bytes | str) -> None:
         now = time.monotonic()
-        if now - conn.window_start >= SEND_WINDOW * self.config.window_scale:
+        if now - conn.window_start >= (SEND_WINDOW - SEND_JITTER) * self.config.window_scale:
             conn.window_start, conn.window_sends = now, 0
         conn.window_sends += 1
         if conn.window_sends > SEND_LIMIT:
