@@ -132,7 +132,10 @@ async def _within(aw: Awaitable[object], seconds: float, what: str) -> None:
     try:
         await asyncio.wait_for(aw, timeout=max(0.01, seconds))
     except TimeoutError:
-        log.warning("%s took longer than %.1fs; going on without it", what, seconds)
+        if seconds <= 0:
+            log.warning("%s: the stop's grace had run out; going on without it", what)
+        else:
+            log.warning("%s took longer than %.1fs; going on without it", what, seconds)
 
 
 def _explain(exc: BaseException) -> str | None:
