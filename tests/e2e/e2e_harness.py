@@ -154,6 +154,17 @@ def text_of(entry: dict[str, Any]) -> str:
     return "\n".join(p for p in parts if p)
 
 
+async def arrange(control: str, method: str, what: str, body: dict[str, Any]) -> Any:
+    """Change the sandbox's world through its control API (`/_sandbox/<what>`: a role, a
+    member's roles, a message in the past, a user's DMs); fails on an error answer."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"{control}/_sandbox/{what}", json=body) as resp,
+    ):
+        assert resp.status < 300, await resp.text()
+        return await resp.json()
+
+
 async def png_size(control: str, entry: dict[str, Any]) -> tuple[int, int]:
     """The size of the one PNG a reply (or an edit of one) `entry` attached, fetched from the
     sandbox's control API at `control`; asserts it is a PNG."""

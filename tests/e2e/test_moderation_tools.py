@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from e2e_harness import Driver, SandboxProc, start_cluster, text_of, world_of
+from e2e_harness import Driver, SandboxProc, arrange, start_cluster, text_of, world_of
 
 from bot.db.pool import connect
 from cluster.workers import Supervisor
@@ -79,15 +79,6 @@ async def env(sandbox: SandboxProc, bot_db: str, redis_url: str) -> AsyncIterato
         await sup.stop()
 
 
-async def arrange(env: Env, method: str, what: str, body: dict[str, Any]) -> Any:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(method, f"{env.control}/_sandbox/{what}", json=body) as resp,
-    ):
-        assert resp.status < 300, await resp.text()
-        return await resp.json()
-
-
 async def discord(env: Env, method: str, path: str, body: Any = None) -> Any:
     headers = {"Authorization": f"Bot {env.token}"}
     async with (
@@ -133,7 +124,7 @@ async def test_purge_skips_and_counts_messages_older_than_14_days(env: Env, driv
             "content": f"old {i}",
             "age": (15 + i) * DAY,
         }
-        old.append((await arrange(env, "POST", "messages", body))["id"])
+        old.append((await arrange(env.control, "POST", "messages", body))["id"])
     young = [await driver.say(dice, author, f"spam {i}") for i in range(6)]
     keep = await driver.say(dice, other, "a real question")
     text = await ask(driver, dice, env.mod, f"!purge 20 --user <@{author}>")
@@ -190,7 +181,7 @@ async def test_nick_and_roles(env: Env, driver: Driver) -> None:
     assert "nickname is now **Sir Spamalot**" in text
     assert (await discord(env, "GET", f"/guilds/{gid}/members/{target}"))["nick"] == "Sir Spamalot"
     players = await arrange(
-        env, "POST", "roles", {"guild_id": gid, "name": "Players", "position": 1}
+        env.control, "POST", "roles", {"guild_id": gid, "name": "Players", "position": 1}
     )
     text = await ask(driver, general, env.owner, f"!role add <@{target}> <@&{players['id']}>")
     assert "now has" in text
@@ -214,7 +205,7 @@ async def test_hierarchy_refusals_with_arranged_roles(env: Env, driver: Driver) 
     peer, veteran = env.members[4], env.members[5]
     # A second moderator, of the same rank as the first.
     await arrange(
-        env,
+        env.control,
         "PATCH",
         "members",
         {"guild_id": gid, "user_id": str(peer), "roles": [str(env.roles["Moderators"])]},
@@ -223,9 +214,12 @@ async def test_hierarchy_refusals_with_arranged_roles(env: Env, driver: Driver) 
     assert "Your highest role must be above" in text
     # A member whose role ranks above the bot's: even the owner's command is refused, by the
     # bot's rule.
-    top = await arrange(env, "POST", "roles", {"guild_id": gid, "name": "Veterans"})
+    top = await arrange(env.control, "POST", "roles", {"guild_id": gid, "name": "Veterans"})
     await arrange(
-        env, "PATCH", "members", {"guild_id": gid, "user_id": str(veteran), "roles": [top["id"]]}
+        env.control,
+        "PATCH",
+        "members",
+        {"guild_id": gid, "user_id": str(veteran), "roles": [top["id"]]},
     )
     text = await ask(driver, general, env.owner, f"!timeout <@{veteran}> 1h")
     assert "My highest role must be above" in text
@@ -241,7 +235,7 @@ async def test_discord_refusal_50013_is_a_clear_message(env: Env, driver: Driver
     )
     without_ban = int(role["permissions"]) & ~(1 << 2)
     await arrange(
-        env,
+        env.control,
         "PATCH",
         "roles",
         {"guild_id": gid, "role_id": str(bot_role), "permissions": str(without_ban)},
@@ -252,7 +246,7 @@ async def test_discord_refusal_50013_is_a_clear_message(env: Env, driver: Driver
         assert await actions(env, env.members[6]) == []
     finally:
         await arrange(
-            env,
+            env.control,
             "PATCH",
             "roles",
             {"guild_id": gid, "role_id": str(bot_role), "permissions": role["permissions"]},
@@ -270,7 +264,7 @@ async def test_kick_dms_the_reason_first_and_closed_dms_are_no_error(
     assert "kicked" in text and "told by DM" in text
     told = await driver.replies(int(dm["id"]), wait=5)
     assert told and "kicked from" in text_of(told[0]) and "flooding" in text_of(told[0])
-    await arrange(env, "PATCH", "users", {"user_id": str(closed_dm), "dms_closed": True})
+    await arrange(env.control, "PATCH", "users", {"user_id": str(closed_dm), "dms_closed": True})
     text = await ask(driver, general, env.mod, f"!kick <@{closed_dm}> flooding")
     assert "kicked" in text and "told by DM" not in text
     assert await actions(env, closed_dm) == ["kick"]

@@ -18,13 +18,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from e2e_harness import (
     Driver,
     SandboxProc,
+    arrange,
     cluster_of,
     new_prefix,
     plain_members,
@@ -427,9 +427,11 @@ async def test_the_creator_role_lets_its_members_create_and_no_one_else(
 ) -> None:
     p = env.on(0)
     host, other = p.members[1], p.members[2]
-    hosts = await arrange(env, "POST", "roles", {"guild_id": str(p.guild_id), "name": "Hosts"})
+    hosts = await arrange(
+        env.sandbox.control, "POST", "roles", {"guild_id": str(p.guild_id), "name": "Hosts"}
+    )
     await arrange(
-        env,
+        env.sandbox.control,
         "PATCH",
         "members",
         {"guild_id": str(p.guild_id), "user_id": str(host), "roles": [hosts["id"]]},
@@ -457,13 +459,3 @@ async def test_the_creator_role_lets_its_members_create_and_no_one_else(
         "SELECT action FROM audit_log WHERE guild_id = $1 AND action = 'predict.role'", p.guild_id
     )
     assert len(audit) == 2
-
-
-async def arrange(env: Env, method: str, what: str, body: dict[str, Any]) -> Any:
-    """Change the sandbox's world through its control API (a role, a member's roles)."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(method, f"{env.sandbox.control}/_sandbox/{what}", json=body) as resp,
-    ):
-        assert resp.status < 300, await resp.text()
-        return await resp.json()
