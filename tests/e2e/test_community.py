@@ -216,6 +216,19 @@ def _buttons(entry: dict[str, Any]) -> dict[str, str]:
     return {b["label"]: b["custom_id"] for row in rows for b in row["components"]}
 
 
+async def _posted_poll(conn: asyncpg.Connection, guild_id: int) -> int:
+    """The server's newest poll, once the bot has Discord's answer to its send (the message id
+    kept): from then on one click is one vote."""
+    poll_id = int(await conn.fetchval("SELECT max(id) FROM polls WHERE guild_id = $1", guild_id))
+
+    async def posted() -> bool:
+        q = "SELECT message_id IS NOT NULL FROM polls WHERE id = $1"
+        return bool(await conn.fetchval(q, poll_id))
+
+    await until("the poll's message id kept", posted, within=10)
+    return poll_id
+
+
 async def test_a_poll_counts_votes_and_closes_on_time_once(env: Env, driver: Driver) -> None:
     s = env.servers[0]
     ann, bob = s.members
@@ -230,14 +243,7 @@ async def test_a_poll_counts_votes_and_closes_on_time_once(env: Env, driver: Dri
     assert set(ids) == {"Shadowrun", "Cthulhu"}
     conn = await asyncpg.connect(env.dsn)
     try:
-        poll_id = await conn.fetchval("SELECT max(id) FROM polls WHERE guild_id = $1", s.guild_id)
-
-        async def posted() -> bool:
-            q = "SELECT message_id IS NOT NULL FROM polls WHERE id = $1"
-            return bool(await conn.fetchval(q, poll_id))
-
-        # The bot has Discord's answer to its send (the message id kept): one click is one vote.
-        await until("the poll's message id kept", posted, within=10)
+        poll_id = await _posted_poll(conn, s.guild_id)
         seen: list[dict[str, Any]] = []
         for user, choice in ((ann, "Shadowrun"), (bob, "Shadowrun"), (bob, "Cthulhu")):
             await driver.click(s.channel_id, user, message_id, ids[choice])
@@ -355,13 +361,7 @@ async def test_an_anonymous_polls_results_name_no_voter(env: Env, driver: Driver
     ids = _buttons(sent)
     conn = await asyncpg.connect(env.dsn)
     try:
-        poll_id = await conn.fetchval("SELECT max(id) FROM polls WHERE guild_id = $1", s.guild_id)
-
-        async def posted() -> bool:
-            q = "SELECT message_id IS NOT NULL FROM polls WHERE id = $1"
-            return bool(await conn.fetchval(q, poll_id))
-
-        await until("the poll's message id kept", posted, within=10)
+        poll_id = await _posted_poll(conn, s.guild_id)
         for user, choice in ((ann, "Aye"), (bob, "Nay")):
             await driver.click(s.channel_id, user, message_id, ids[choice])
             assert await driver.replies(s.channel_id, wait=10)
