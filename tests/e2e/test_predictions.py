@@ -445,7 +445,9 @@ async def test_the_creator_role_lets_its_members_create_and_no_one_else(
     assert f"Moderators and <@&{hosts['id']}>" in text
     try:
         text = await say_until(driver, p, host, spec, "Prediction #")
-        pid = int(re.search(r"Prediction #(\d+)", text).group(1))  # type: ignore[union-attr]
+        found = re.search(r"Prediction #(\d+)", text)
+        assert found, text
+        pid = int(found.group(1))
         assert await db.fetchval("SELECT creator_id FROM predictions WHERE id = $1", pid) == host
         text = await say_until(driver, p, other, spec, "moderators")  # without the role
         assert "Creating predictions is for moderators" in text

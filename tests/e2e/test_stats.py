@@ -407,6 +407,34 @@ async def _pending(conn: asyncpg.Connection, guild_id: int, kind: str = "daily")
     return key
 
 
+async def _due_report_sent_once(
+    env: Env, driver: Driver, s: Server, conn: asyncpg.Connection, kind: str
+) -> tuple[str, str, str]:
+    """The clock reaches the server's pending `kind` report: its job is made due now and both
+    clusters are told. It arrives once with its 800 × 400 chart, its job is done, the next
+    period's is chained, and nothing more arrives. Returns (key, the next key, the text)."""
+    key = await _pending(conn, s.guild_id, kind)
+    assert key is not None
+    await conn.execute(
+        "UPDATE jobs SET due_at = now() WHERE kind = 'stats.report' AND key = $1", key
+    )
+    await _wake(env)
+    [sent] = await _reports(driver, s.general, wait=60)
+    assert await png_size(env.control, sent) == (800, 400)
+
+    async def chained() -> bool:
+        nxt = await _pending(conn, s.guild_id, kind)
+        return nxt is not None and nxt != key
+
+    await until(f"the next {kind} report is scheduled", chained)
+    nxt = await _pending(conn, s.guild_id, kind)
+    assert nxt is not None
+    assert await conn.fetchval("SELECT state FROM jobs WHERE key = $1", key) == "done"
+    await _wake(env)
+    assert await _reports(driver, s.general, wait=3) == []
+    return key, nxt, text_of(sent)
+
+
 async def test_a_daily_report_arrives_once_with_its_chart_then_late_after_downtime(
     env: Env, driver: Driver
 ) -> None:
@@ -417,25 +445,9 @@ async def test_a_daily_report_arrives_once_with_its_chart_then_late_after_downti
     assert "Daily reports go to" in answer
     conn = await connect(env.dsn)
     try:
-        key = await _pending(conn, s.guild_id)
-        assert key is not None
-        # The clock reaches the report's time: its job is due now; both clusters are told.
-        await conn.execute(
-            "UPDATE jobs SET due_at = now() WHERE kind = 'stats.report' AND key = $1", key
-        )
-        await _wake(env)
-        [sent] = await _reports(driver, s.general, wait=60)
-        text = text_of(sent)
+        key, nxt, text = await _due_report_sent_once(env, driver, s, conn, "daily")
         assert "Daily statistics" in text and "(late)" not in text
-        assert await png_size(env.control, sent) == (800, 400)
-
-        async def chained() -> bool:
-            nxt = await _pending(conn, s.guild_id)
-            return nxt is not None and nxt != key
-
-        await until("the next period's report is scheduled", chained)
-        # Exactly once: the job is done, one report row, and nothing more arrives.
-        assert await conn.fetchval("SELECT state FROM jobs WHERE key = $1", key) == "done"
+        # Exactly once: one report row too.
         period = key.split(":", 1)[1]
         assert (
             await conn.fetchval(
@@ -445,13 +457,9 @@ async def test_a_daily_report_arrives_once_with_its_chart_then_late_after_downti
             )
             == 1
         )
-        await _wake(env)
-        assert await _reports(driver, s.general, wait=3) == []
 
         # The bot is down when the next report is due; it arrives on start, marked late.
         await env.supervisor.stop()
-        nxt = await _pending(conn, s.guild_id)
-        assert nxt is not None
         await conn.execute("UPDATE jobs SET due_at = now() - interval '1 hour' WHERE key = $1", nxt)
         env.supervisor = await _start(
             env.sandbox, env.dsn, env.redis_url, env.keys.prefix, env.servers[1].mod_log
@@ -482,31 +490,11 @@ async def test_a_weekly_report_arrives_once_with_its_chart(env: Env, driver: Dri
     assert f"The weekly report is on to <#{s.general}>." in answer
     conn = await connect(env.dsn)
     try:
-        key = await _pending(conn, s.guild_id, "weekly")
-        assert key is not None
+        key, nxt, text = await _due_report_sent_once(env, driver, s, conn, "weekly")
+        assert "Weekly statistics" in text and "(late)" not in text
         monday = date.fromisoformat(key.rsplit(":", 1)[1])
         assert monday.weekday() == 0
-        await conn.execute(
-            "UPDATE jobs SET due_at = now() WHERE kind = 'stats.report' AND key = $1", key
-        )
-        await _wake(env)
-        [sent] = await _reports(driver, s.general, wait=60)
-        text = text_of(sent)
-        assert "Weekly statistics" in text and "(late)" not in text
-        assert await png_size(env.control, sent) == (800, 400)
-
-        async def chained() -> bool:
-            nxt = await _pending(conn, s.guild_id, "weekly")
-            return nxt is not None and nxt != key
-
-        await until("the next week's report is scheduled", chained)
-        nxt = await _pending(conn, s.guild_id, "weekly")
-        assert nxt is not None and date.fromisoformat(nxt.rsplit(":", 1)[1]) == monday + timedelta(
-            days=7
-        )
-        assert await conn.fetchval("SELECT state FROM jobs WHERE key = $1", key) == "done"
-        await _wake(env)
-        assert await _reports(driver, s.general, wait=3) == []
+        assert date.fromisoformat(nxt.rsplit(":", 1)[1]) == monday + timedelta(days=7)
     finally:
         await conn.close()
 
