@@ -112,6 +112,10 @@ class Worker:
             )
             try:
                 result = await self.board.award(award)
+            except asyncio.CancelledError:
+                # The test's end cancelled it after it was sent: it may be written, unanswered.
+                self.unanswered.add(award_id)
+                raise
             except (aioredis.RedisError, OSError):
                 # Not acknowledged: the member was told nothing. The command may still have
                 # run (the connection died before its answer came back), so it may be written.
