@@ -7,8 +7,9 @@ ratios and the parameters. Run from the repository root after the README's insta
 
 from __future__ import annotations
 
-import subprocess
 import sys
+
+from bench.interrupt import call, interrupted
 
 BENCHMARKS = {
     "ingest": "MESSAGE_CREATE with XP: worker CPU per 1,000 events and highest rate, vs discord.py",
@@ -46,7 +47,10 @@ def main(argv: list[str]) -> int:
         failed = []
         for each in (name for name in BENCHMARKS if name not in LONG):
             print(f"# {each}", file=sys.stderr, flush=True)
-            code = subprocess.call([sys.executable, "-m", f"bench.{each}", *rest])
+            code = call([sys.executable, "-m", f"bench.{each}", *rest])
+            if interrupted(code):  # stopped (SIGTERM, Ctrl-C): not the next one either
+                print(f"stopped during {each}", file=sys.stderr)
+                return code
             if code:
                 failed.append(each)
         if failed:
@@ -55,7 +59,7 @@ def main(argv: list[str]) -> int:
     if name not in BENCHMARKS:
         print(f"unknown benchmark {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    return subprocess.call([sys.executable, "-m", f"bench.{name}", *rest])
+    return call([sys.executable, "-m", f"bench.{name}", *rest])
 
 
 if __name__ == "__main__":

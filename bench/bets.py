@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from bench import interrupt
 from bench.common import backing, percentile
 
 GUILD = 1
@@ -172,4 +173,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interrupt.main(main)

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import psutil
 
+from bench import interrupt
 from bench.common import backing, guildhouse_worker, start_sandbox, stop
 
 
@@ -28,8 +29,8 @@ def _pillow_loaded(pid: int) -> bool:
     return any("PIL" in m.path for m in psutil.Process(pid).memory_maps())
 
 
-def _rss(pid: int, settle: float) -> int:
-    time.sleep(settle)
+async def _rss(pid: int, settle: float) -> int:
+    await asyncio.sleep(settle)  # not in a thread: a stopped run does not wait for it
     return int(psutil.Process(pid).memory_info().rss)
 
 
@@ -92,10 +93,10 @@ async def run(guilds: int, settle: float) -> dict[str, Any]:
             async with guildhouse_worker(
                 info["token"], info["api_url"], info["gateway_url"], urls, shards=2, name="chart"
             ) as (pid, _):
-                before = await asyncio.to_thread(_rss, pid, settle)
+                before = await _rss(pid, settle)
                 pil_before = _pillow_loaded(pid)
                 answered = await asyncio.to_thread(_ask_stats, info)
-                after = await asyncio.to_thread(_rss, pid, settle)
+                after = await _rss(pid, settle)
                 pil_after = _pillow_loaded(pid)
         finally:
             stop(proc)
@@ -120,4 +121,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interrupt.main(main)

@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: Redis/PostgreSQL URLs (embedded when not given) and percentiles."""
+"""Shared by the benchmarks: Redis/PostgreSQL URLs (embedded when not given), the processes
+they start (sandbox, Guildhouse worker, baseline bot) and percentiles."""
 
 from __future__ import annotations
 
@@ -11,26 +12,45 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from bench import interrupt
 from cluster.embedded import services
+
+if TYPE_CHECKING:
+    from cluster.workers import Supervisor
+
+# How long a benchmark waits for a process it started to be up (every shard READY, a banner):
+# generous, since it only bounds a run that would otherwise wait forever.
+START_TIMEOUT = 300.0
+
+
+class StartFailed(RuntimeError):
+    """A process a benchmark started did not come up: it failed, or not within START_TIMEOUT."""
 
 
 @contextlib.contextmanager
 def backing() -> Iterator[dict[str, str]]:
-    with (
-        tempfile.TemporaryDirectory(prefix="guildhouse-bench-") as tmp,
-        services(
-            Path(tmp),
-            postgres=not os.environ.get("DATABASE_URL"),
-            redis=not os.environ.get("REDIS_URL"),
-        ) as found,
-    ):
+    """PostgreSQL and Redis URLs: DATABASE_URL / REDIS_URL, else embedded servers on a temporary
+    directory, stopped (and the directory removed) when the block is left, on SIGTERM too."""
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="guildhouse-bench-"))
+        # A stop that comes while they start waits until they are up, then stops them.
+        with interrupt.held():
+            found = stack.enter_context(
+                services(
+                    Path(tmp),
+                    postgres=not os.environ.get("DATABASE_URL"),
+                    redis=not os.environ.get("REDIS_URL"),
+                )
+            )
         yield {
             "database_url": os.environ.get("DATABASE_URL") or found["postgres"].url,
             "redis_url": os.environ.get("REDIS_URL") or found["redis"].url,
@@ -104,19 +124,38 @@ def start_sandbox(*args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
         [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", "0", *args],
         stdout=subprocess.PIPE,
     )
-    assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = raw.decode()
-        if line.startswith("SANDBOX "):
-            info = orjson.loads(line[len("SANDBOX ") :])
-            with urllib.request.urlopen(f"{info['control_url']}/_sandbox/world") as resp:
-                world = orjson.loads(resp.read())
-            info["text_channels"] = [
-                c["id"] for g in world["guilds"] for c in g["channels"] if int(c["type"]) == 0
-            ]
-            return proc, info
-    proc.kill()
-    raise RuntimeError("the sandbox did not start")
+    # One that hangs before its banner is killed at the deadline, which ends the read below.
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        proc.kill()
+
+    late = threading.Timer(START_TIMEOUT, kill)
+    late.start()
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode()
+            if line.startswith("SANDBOX "):
+                info = orjson.loads(line[len("SANDBOX ") :])
+                with urllib.request.urlopen(
+                    f"{info['control_url']}/_sandbox/world", timeout=60
+                ) as resp:
+                    world = orjson.loads(resp.read())
+                info["text_channels"] = [
+                    c["id"] for g in world["guilds"] for c in g["channels"] if int(c["type"]) == 0
+                ]
+                return proc, info
+    except BaseException:
+        stop(proc)
+        raise
+    finally:
+        late.cancel()
+    stop(proc)
+    if timed_out.is_set():
+        raise StartFailed(f"the sandbox printed no banner within {START_TIMEOUT:.0f} s")
+    raise StartFailed(f"the sandbox exited with code {proc.returncode} before its banner")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -182,13 +221,62 @@ async def guildhouse_worker(
         os.dup2(saved, 1)
         os.close(saved)
     try:
-        while not sup.ready():  # noqa: ASYNC110 - the worker is another process
-            await asyncio.sleep(0.1)
+        await all_ready(sup)
         pid = next(iter(sup.workers.values())).pid
         assert pid is not None
         yield pid, prefix
     finally:
         await sup.stop()
+
+
+async def all_ready(sup: Supervisor, *, within: float = START_TIMEOUT, every: float = 0.1) -> None:
+    """Wait until every worker of `sup` is up with every one of its shards READY. Raises
+    StartFailed at once when the supervisor gave up on a worker (it failed `max_failures`
+    times in its window and is not restarted again), and when `within` s pass first."""
+    from bot.shards import ShardState
+
+    deadline = time.monotonic() + within
+    while not sup.ready():
+        failed = [w for w in sup.workers.values() if w.failed]
+        if failed:
+            raise StartFailed(
+                "; ".join(
+                    f"cluster {w.cluster_id} (shards {list(w.config.shard_ids)}) FAILED before "
+                    f"READY: its worker stopped {len(w.failures)} times (last: "
+                    f"{_ended(w.process)}) and the supervisor does not restart it again; "
+                    "its log above says why"
+                    for w in failed
+                )
+            )
+        if time.monotonic() >= deadline:
+            waiting = []
+            for w in sup.workers.values():
+                states = w.report.shard_states() if w.report is not None else {}
+                late = {
+                    sid: ShardState(s).name
+                    for sid, (s, _) in states.items()
+                    if s != ShardState.READY
+                }
+                if not w.alive():
+                    waiting.append(
+                        f"cluster {w.cluster_id}: its worker is not running "
+                        f"({_ended(w.process)}, {w.restarts} restarts)"
+                    )
+                elif late:
+                    waiting.append(f"cluster {w.cluster_id}: shards {late} (pid {w.pid})")
+            raise StartFailed(
+                f"not every shard was READY within {within:g} s: "
+                + ("; ".join(waiting) or "no worker reported its shards")
+            )
+        await asyncio.sleep(every)
+
+
+def _ended(process: Any) -> str:
+    """How a worker's last process ended (a multiprocessing Process, or None)."""
+    code = None if process is None else process.exitcode
+    if code is None:
+        return "not started" if process is None else "still running"
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
 
 
 def places(sb: Any) -> list[tuple[int, list[int]]]:
@@ -204,7 +292,8 @@ def places(sb: Any) -> list[tuple[int, list[int]]]:
 @contextlib.asynccontextmanager
 async def baseline_bot(module: str, *args: str) -> AsyncIterator[int]:
     """A benchmark's baseline bot: `python -m <module> --baseline-child ARGS...` in its own
-    process, which prints READY once connected; yields its pid, stops it afterwards."""
+    process, which prints READY once connected; yields its pid, stops it afterwards. Raises
+    StartFailed if it exits first, or is not READY within START_TIMEOUT s."""
     proc = subprocess.Popen(  # noqa: ASYNC220 - started once; its pipe is read in a thread
         [sys.executable, "-m", module, "--baseline-child", *args],
         stdout=subprocess.PIPE,
@@ -212,9 +301,25 @@ async def baseline_bot(module: str, *args: str) -> AsyncIterator[int]:
     )
     try:
         assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
+        try:
+            # On a timeout, stop() below ends the read: the pipe closes with the process.
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), START_TIMEOUT)
+        except TimeoutError:
+            raise StartFailed(
+                f"the baseline bot of {module} (pid {proc.pid}) was not READY within "
+                f"{START_TIMEOUT:.0f} s"
+            ) from None
         if line.strip() != "READY":
-            raise RuntimeError(f"the baseline bot of {module} did not start")
+            code = proc.poll()
+            if code is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    # It closed its output: it is exiting.
+                    code = await asyncio.to_thread(proc.wait, 5)
+            raise StartFailed(
+                f"the baseline bot of {module} exited with code {code} before READY"
+                if code is not None
+                else f"the baseline bot of {module} printed {line.strip()[:200]!r}, not READY"
+            )
         yield proc.pid
     finally:
         stop(proc)  # type: ignore[arg-type]

@@ -35,6 +35,7 @@ import orjson
 import psutil
 import redis.asyncio as aioredis
 
+from bench import interrupt
 from bench.common import alternating, backing, baseline_bot, guildhouse_worker, places
 from sandbox import Sandbox, SandboxConfig
 
@@ -339,4 +340,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--baseline-child":
         asyncio.run(_baseline_child(*sys.argv[2:6]))
     else:
-        main()
+        interrupt.main(main)

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from bench import interrupt
 from bench.common import backing, percentile
 from ipc.client import Keys
 from ipc.leaderboard import Award, Leaderboard
@@ -170,4 +171,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interrupt.main(main)

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import psutil
 
+from bench import interrupt
 from bench.common import backing, guildhouse_worker, start_sandbox, stop
 
 SHARDS = 2
@@ -140,4 +141,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--baseline-child":
         asyncio.run(_baseline_child(*sys.argv[2:5]))
     else:
-        main()
+        interrupt.main(main)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import ingest, latency
+from bench import ingest, interrupt, latency
 from bench.common import backing, guildhouse_worker
 from sandbox import Sandbox, SandboxConfig
 
@@ -86,8 +86,12 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                 )
-                await _load(kind, sb, pid, rate, seconds)
-                _, err = await asyncio.to_thread(spy.communicate)
+                try:
+                    await _load(kind, sb, pid, rate, seconds)
+                    _, err = await asyncio.to_thread(spy.communicate)
+                finally:
+                    if spy.poll() is None:  # stopped early (SIGTERM, an error)
+                        spy.terminate()
                 if spy.returncode:
                     raise SystemExit(f"py-spy failed: {err.decode().strip()[-500:]}")
     return out
@@ -134,4 +138,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interrupt.main(main)

@@ -25,6 +25,7 @@ import discord
 import orjson
 import redis.asyncio as aioredis
 
+from bench import interrupt
 from bench.common import backing, percentile, start_sandbox, stop
 from bot.dpy import http_session, urls
 from bot.rest_limits import middleware
@@ -224,4 +225,4 @@ if __name__ == "__main__":
             flood(orjson.loads(info_s), url, prefix, int(procs_s), float(seconds_s), float(start_s))
         )
     else:
-        asyncio.run(main())
+        interrupt.main(lambda: asyncio.run(main()))

@@ -27,6 +27,7 @@ import psutil
 import redis.asyncio as aioredis
 import uvloop
 
+from bench import interrupt
 from bench.common import backing, percentile
 from ipc.bus import Bus
 from ipc.client import Keys
@@ -181,25 +182,22 @@ async def _block(
     }
 
 
-async def run(redis_url: str, clusters: int, rounds: int, repeat: int) -> dict[str, Any]:
-    prefix = f"bench:{os.getpid()}:{time.monotonic_ns()}:"
-    keys = Keys(prefix)
-    children = []
-    for i in range(1, clusters):
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.rpc_gather",
-            "--node",
-            redis_url,
-            prefix,
-            str(i),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert child.stdout is not None
-        line = await child.stdout.readline()
-        assert line.strip() == b"READY", line
-        children.append(child)
+async def _stop_nodes(children: list[asyncio.subprocess.Process]) -> None:
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            child.terminate()
+        await child.wait()
+
+
+async def _measure(
+    redis_url: str,
+    keys: Keys,
+    children: list[asyncio.subprocess.Process],
+    rounds: int,
+    repeat: int,
+) -> list[dict[str, Any]]:
+    """The repetitions' figures, asked of the answering `children` and this process's bus."""
+    clusters = len(children) + 1
     client = aioredis.Redis.from_url(redis_url)
     registry = Registry(client, keys)
     bus = Bus(client, keys, 0, registry)
@@ -221,14 +219,36 @@ async def run(redis_url: str, clusters: int, rounds: int, repeat: int) -> dict[s
             await client.ping()
             await bus.gather("cluster_stats", within=2)
             await floor.ask()
-        blocks = [await _block(client, bus, floor, rounds, procs) for _ in range(repeat)]
+        return [await _block(client, bus, floor, rounds, procs) for _ in range(repeat)]
     finally:
         await floor.close()
         await bus.stop()
         await client.aclose()
-        for child in children:
-            child.terminate()
-            await child.wait()
+
+
+async def run(redis_url: str, clusters: int, rounds: int, repeat: int) -> dict[str, Any]:
+    prefix = f"bench:{os.getpid()}:{time.monotonic_ns()}:"
+    keys = Keys(prefix)
+    children: list[asyncio.subprocess.Process] = []
+    try:  # the nodes answer until they are stopped: stopped however this ends
+        for i in range(1, clusters):
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.rpc_gather",
+                "--node",
+                redis_url,
+                prefix,
+                str(i),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            children.append(child)
+            assert child.stdout is not None
+            line = await child.stdout.readline()
+            assert line.strip() == b"READY", line
+        blocks = await _measure(redis_url, keys, children, rounds, repeat)
+    finally:
+        await _stop_nodes(children)
     ratios = sorted(b["p99_ratio"] for b in blocks)
 
     def median(key: str) -> float:
@@ -265,4 +285,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--node":
         uvloop.run(node(sys.argv[2], sys.argv[3], int(sys.argv[4])))
     else:
-        main()
+        interrupt.main(main)

@@ -35,8 +35,8 @@ from typing import Any
 import orjson
 import psutil
 
-from bench import rpc_gather
-from bench.common import backing, guildhouse_worker, places
+from bench import interrupt, rpc_gather
+from bench.common import START_TIMEOUT, all_ready, backing, guildhouse_worker, places
 from bot.entry import apply_migrations
 from cluster.launcher import BackingUrls, DiscordEndpoint, worker_configs
 from cluster.settings import load
@@ -127,8 +127,9 @@ async def run_cluster(
         os.dup2(saved, 1)
         os.close(saved)
     try:
-        while not sup.ready():  # noqa: ASYNC110 - the workers are other processes
-            await asyncio.sleep(0.05)
+        # The floor twice over on top: a run with many shards may take long to be READY.
+        floor = math.ceil(args.shards / args.max_concurrency) * args.interval
+        await all_ready(sup, within=START_TIMEOUT + 2 * floor, every=0.05)
         ready_s = time.monotonic() - started
         await asyncio.sleep(args.settle)
         rss = {}
@@ -365,4 +366,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--baseline-child":
         asyncio.run(_baseline_child(sys.argv[2]))
     else:
-        main()
+        interrupt.main(main)

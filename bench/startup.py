@@ -11,7 +11,8 @@ import time
 
 import orjson
 
-from bench.common import backing
+from bench import interrupt
+from bench.common import START_TIMEOUT, all_ready, backing
 from bot.entry import apply_migrations
 from cluster.launcher import BackingUrls, DiscordEndpoint, worker_configs
 from cluster.settings import load
@@ -23,6 +24,7 @@ async def run(
     urls: dict[str, str], shards: int, clusters: int, mc: int, interval: float
 ) -> dict[str, float | int]:
     await apply_migrations(urls["database_url"])
+    floor = math.ceil(shards / mc) * interval
     config = SandboxConfig(
         guilds=shards * 10, members=5, max_concurrency=mc, identify_interval=interval
     )
@@ -49,13 +51,12 @@ async def run(
         started = time.monotonic()
         await sup.start()
         try:
-            while not sup.ready():  # noqa: ASYNC110 - the workers are other processes
-                await asyncio.sleep(0.05)
+            # The floor twice over on top: a run with many shards may take long to be READY.
+            await all_ready(sup, within=START_TIMEOUT + 2 * floor, every=0.05)
             elapsed = time.monotonic() - started
         finally:
             await sup.stop()
         stats = sb.stats()
-    floor = math.ceil(shards / mc) * interval
     return {
         "shards": shards,
         "clusters": clusters,
@@ -86,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interrupt.main(main)

@@ -19,6 +19,7 @@ import aiohttp
 import asyncpg
 import orjson
 
+from bench import interrupt
 from bench.soak import checks
 from bench.soak.faults import READY_WITHIN, Injector
 from bench.soak.load import MIX, RATE, Load
@@ -154,7 +155,8 @@ def main(argv: list[str]) -> int:
     root = Path(tempfile.mkdtemp(prefix="guildhouse-soak-"))
     rig = Rig(root)
     try:
-        rig.start_services()
+        with interrupt.held():  # a stop waits until they are up, and close() stops them
+            rig.start_services()
         return asyncio.run(soak(rig, args.minutes, seed))
     finally:
         rig.close()
@@ -162,4 +164,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    interrupt.main(lambda: main(sys.argv[1:]))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.__main__ import BENCHMARKS, usage
 
-HELPERS = {"__init__", "__main__", "common", "profile"}  # not benchmarks: shared code, py-spy
+HELPERS = {"__init__", "__main__", "common", "interrupt", "profile"}  # shared code, py-spy
 
 
 def test_every_benchmark_module_is_registered(repo_root: Path) -> None:
