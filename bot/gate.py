@@ -45,7 +45,7 @@ async def not_disabled(ctx: CommandContext) -> bool:
 
 
 def reserve_reply(ctx: CommandContext) -> Reservation:
-    """Reserve the command's answer with the REST limiter (ipc/ratelimit.py, `reserve`): a
+    """Reserve the command's answer with the REST limiter (ipc/ratelimit/, `reserve`): a
     prefix command nearly always answers with a message in its channel, whose slot of the
     global window comes from this process's allotment when it has one (no round trip); the
     command's channel and guild, of this process's shards, are buckets no other process sends

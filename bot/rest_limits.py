@@ -11,7 +11,7 @@ ten signals a request, and cost several times the middleware's CPU a request (RE
 Benchmarks). discord.py takes no middlewares: bot/dpy/http_session.py puts this one on every
 session its HTTP client makes.
 
-A command's reservation (ipc/ratelimit.py, `Reservation`: the slot prepaid for its answer, the
+A command's reservation (ipc/ratelimit/, `Reservation`: the slot prepaid for its answer, the
 buckets it owns) reaches the requests it sends through `answering`, here and nowhere else:
 discord.py's HTTP client takes nothing per request (`ctx.send` -> `Messageable.send` ->
 `HTTPClient.request` -> aiohttp), so the reservation travels in a ContextVar of the command's

@@ -12,7 +12,7 @@ class RateLimitWatch:
     """Whether the bot is being held back by Discord's rate limits, from what is at hand: the
     sandbox's count of 429 answers (`/_sandbox/stats`), and, when the bot's Redis is
     reachable, the shared per-route bucket of this channel's messages and the global pause the
-    bot's limiter keeps there (ipc/ratelimit.py): the bot waits for an empty bucket before it
+    bot's limiter keeps there (ipc/ratelimit/): the bot waits for an empty bucket before it
     sends, so most of the time no 429 ever happens and only the bucket tells."""
 
     def __init__(self, redis_url: str | None, prefix: str, channel_id: int) -> None:

@@ -1,4 +1,4 @@
-"""A command's reply reservation (ipc/ratelimit.py `reserve`/`settle`) reaching its requests
+"""A command's reply reservation (ipc/ratelimit/, `reserve`/`settle`) reaching its requests
 through the one place that carries it, bot/rest_limits.py's `answering`: the prepaid slot is
 spent once, by the command's own first message, and goes back when the command sends nothing."""
 
@@ -25,8 +25,8 @@ ANSWER = ("POST /channels/{major}/messages", "42")
 def unhurried(monkeypatch: pytest.MonkeyPatch) -> None:
     """Allotments and prepaid slots good for seconds, not a quarter of one: what is checked is
     which request spends a slot, not how fast a busy machine gets to it."""
-    monkeypatch.setattr("ipc.ratelimit.ALLOT_FOR", 5.0)
-    monkeypatch.setattr("ipc.ratelimit.PREPAID_FOR", 5.0)
+    monkeypatch.setattr("ipc.ratelimit.allotment.ALLOT_FOR", 5.0)
+    monkeypatch.setattr("ipc.ratelimit.allotment.PREPAID_FOR", 5.0)
 
 
 @pytest.fixture
@@ -50,8 +50,8 @@ async def api() -> AsyncIterator[str]:
 async def allotted(limiter: GlobalLimiter) -> None:
     """Prime the allotment: the first reservation finds none and starts a refill."""
     assert limiter.reserve(*ANSWER).allotment == -1
-    assert limiter._allot_job is not None
-    await limiter._allot_job
+    assert limiter.allotment._job is not None
+    await limiter.allotment._job
 
 
 async def test_the_reserved_slot_is_spent_once_by_the_commands_first_message(
@@ -89,7 +89,7 @@ async def test_a_command_that_sends_nothing_gives_its_slot_back(
 ) -> None:
     limiter = GlobalLimiter(redis, keys, rate=50)
     await allotted(limiter)
-    used = limiter._allot_used
+    used = limiter.allotment.used
     async with aiohttp.ClientSession(middlewares=[middleware(limiter)]) as http:
 
         async def quiet_command() -> Reservation:
@@ -98,9 +98,9 @@ async def test_a_command_that_sends_nothing_gives_its_slot_back(
             return reservation
 
         reservation = await asyncio.create_task(quiet_command())
-        assert reservation.holds_slot and limiter._allot_used == used + 1
+        assert reservation.holds_slot and limiter.allotment.used == used + 1
         assert limiter.settle(reservation) and limiter.released == 1
-        assert limiter._allot_used == used  # back in the allotment, for the next command
+        assert limiter.allotment.used == used  # back in the allotment, for the next command
         assert not reservation.holds_slot and not limiter.settle(reservation)  # once
 
         # Settled, it buys nothing more, even in the command's own task.

@@ -100,10 +100,10 @@ async def test_four_processes_never_exceed_the_global_limit(
 
 async def refilled(limiter: GlobalLimiter) -> None:
     """Wait for the allotment's refill, started or about to start."""
-    while limiter._refill_timer is not None:
+    while limiter.allotment._refill_timer is not None:
         await asyncio.sleep(0.001)
-    assert limiter._allot_job is not None
-    await limiter._allot_job
+    assert limiter.allotment._job is not None
+    await limiter.allotment._job
 
 
 async def test_an_allotment_prepays_first_messages_without_a_round_trip(
@@ -120,9 +120,9 @@ async def test_an_allotment_prepays_first_messages_without_a_round_trip(
 
     # The first command finds no allotment (it asks Redis itself) and starts a refill.
     assert await asyncio.create_task(command()) is False
-    assert limiter._allot_job is not None
-    await limiter._allot_job
-    granted = limiter._allot_granted
+    assert limiter.allotment._job is not None
+    await limiter.allotment._job
+    granted = limiter.allotment.granted
     assert granted >= 2
     before = await redis.zcard(window)  # the refill's slots and the first command's
     assert before == granted + 1
@@ -135,9 +135,9 @@ async def test_an_allotment_prepays_first_messages_without_a_round_trip(
     # Half of it used: the refill (a moment later, once the request that took the slot has
     # left) gave back the unused slot and took a new grant. In the window: the first
     # command's slot, the used one, the new grant; none taken for the second command's request.
-    assert limiter._refill_timer is not None
+    assert limiter.allotment._refill_timer is not None
     await refilled(limiter)
-    assert await redis.zcard(window) == 2 + limiter._allot_granted
+    assert await redis.zcard(window) == 2 + limiter.allotment.granted
 
 
 async def test_no_allotment_when_the_window_is_three_quarters_full(
@@ -148,20 +148,20 @@ async def test_no_allotment_when_the_window_is_three_quarters_full(
         await limiter.acquire("GET /users/{id}", "")
     # 5 of 8 taken: a refill may take the window to 6 (three quarters), no further.
     limiter.reserve("GET /users/{id}", "")
-    assert limiter._allot_job is not None
-    await limiter._allot_job
-    assert limiter._allot_granted == 1
+    assert limiter.allotment._job is not None
+    await limiter.allotment._job
+    assert limiter.allotment.granted == 1
     await limiter.acquire("GET /users/{id}", "")
-    limiter._allot_until = 0.0  # lapsed: the next ask refills, and gets nothing
+    limiter.allotment.until = 0.0  # lapsed: the next ask refills, and gets nothing
     assert not limiter.reserve("GET /users/{id}", "").holds_slot
-    await limiter._allot_job
-    assert limiter._allot_granted == 0
+    await limiter.allotment._job
+    assert limiter.allotment.granted == 0
     # The unused slot was given back: 6 acquired, nothing held.
     assert await redis.zcard(keys("rest", "global", "window")) == 6
     # A busy window is not asked again with every call.
-    job = limiter._allot_job
+    job = limiter.allotment._job
     assert not limiter.reserve("GET /users/{id}", "").holds_slot
-    assert limiter._allot_job is job
+    assert limiter.allotment._job is job
 
 
 async def test_global_429_pauses_every_process(redis_url: str, keys: Keys) -> None:
@@ -220,11 +220,11 @@ async def test_back_from_an_outage_the_local_requests_join_the_shared_window(
     await limiter.acquire()
     assert not limiter._redis_state.down
     assert await redis.zcard(keys("rest", "global", "window")) == 4
-    assert not limiter._offline  # added once
+    assert not limiter.admission._offline  # added once
     # Within the window after the return, the local share (5) holds as well: the 6th waits
     # for the local window (a second), not for Redis, which has room for 20.
     await limiter.acquire()
-    assert len(limiter._local) == 5
+    assert len(limiter.admission._local) == 5
     sixth = asyncio.create_task(limiter.acquire())
     for _ in range(20):
         await asyncio.sleep(0)

@@ -125,7 +125,7 @@ async def test_a_prepaid_rest_slot_rides_along_and_is_used_once(
     limiter.bought(other, 0)
     await limiter.acquire(*route, reservation=other)
     assert limiter.prepaid_used == 1 and not other.spent
-    monkeypatch.setattr("ipc.ratelimit.PREPAID_FOR", -1.0)
+    monkeypatch.setattr("ipc.ratelimit.allotment.PREPAID_FOR", -1.0)
     lapsed = Reservation(*route)
     limiter.bought(lapsed, 0)
     await limiter.acquire(*route, reservation=lapsed)
