@@ -279,6 +279,29 @@ def _ended(process: Any) -> str:
     return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
 
 
+async def quiet_leveling(database_url: str, guild_ids: list[int]) -> None:
+    """Set up leveling in these servers as the benchmarks measure it: 1 XP a message and no
+    cooldown (every chat message is one counted award), and no level-up or achievement
+    announcements (a benchmark measures chat counted and commands answered; an announcement
+    is a message or a DM of its own, which the baseline doesn't send). Needs the migrations."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.executemany(
+            """
+            INSERT INTO xp_settings (guild_id, min_xp, max_xp, cooldown_seconds, announce,
+                                     achievements_announce)
+            VALUES ($1, 1, 1, 0, 'off', 'off')
+            ON CONFLICT (guild_id) DO UPDATE SET min_xp = 1, max_xp = 1, cooldown_seconds = 0,
+                announce = 'off', achievements_announce = 'off'
+            """,
+            [(g,) for g in guild_ids],
+        )
+    finally:
+        await conn.close()
+
+
 def places(sb: Any) -> list[tuple[int, list[int]]]:
     """(text channel everyone can write in, its members) of a sandbox.Sandbox's world."""
     out = []

@@ -30,13 +30,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import orjson
 import psutil
 import redis.asyncio as aioredis
 
 from bench import interrupt
-from bench.common import alternating, backing, baseline_bot, guildhouse_worker, places
+from bench.common import (
+    alternating,
+    backing,
+    baseline_bot,
+    guildhouse_worker,
+    places,
+    quiet_leveling,
+)
 from sandbox import Sandbox, SandboxConfig
 
 SHARDS = 2
@@ -169,24 +175,6 @@ def baseline(sb: Sandbox, redis_url: str) -> contextlib.AbstractAsyncContextMana
     return baseline_bot("bench.ingest", sb.api_url, sb.gateway_url, sb.token, redis_url)
 
 
-async def _quiet_xp(database_url: str, guild_ids: list[int]) -> None:
-    """1 XP a message, no cooldown, no announcements: every message is one counted award."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.executemany(
-            """
-            INSERT INTO xp_settings (guild_id, min_xp, max_xp, cooldown_seconds, announce,
-                                     achievements_announce)
-            VALUES ($1, 1, 1, 0, 'off', 'off')
-            ON CONFLICT (guild_id) DO UPDATE SET min_xp = 1, max_xp = 1, cooldown_seconds = 0,
-                announce = 'off', achievements_announce = 'off'
-            """,
-            [(g,) for g in guild_ids],
-        )
-    finally:
-        await conn.close()
-
-
 # -- the run -------------------------------------------------------------------------------------
 
 
@@ -234,7 +222,7 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
         try:
             async with Sandbox(config) as sb_base, Sandbox(config) as sb_ours:
                 await apply_migrations(urls["database_url"])
-                await _quiet_xp(urls["database_url"], list(sb_ours.world.guilds))
+                await quiet_leveling(urls["database_url"], list(sb_ours.world.guilds))
                 async with (
                     baseline(sb_base, urls["redis_url"]) as base_pid,
                     guildhouse_worker(

@@ -38,6 +38,7 @@ from bench.common import (
     guildhouse_worker,
     percentile,
     places,
+    quiet_leveling,
     ratio_interval,
     smoothed_percentile,
 )
@@ -236,6 +237,13 @@ UNREACHABLE_THROTTLES = {
 
 @contextlib.asynccontextmanager
 async def guildhouse(sb: Sandbox, urls: dict[str, str]) -> AsyncIterator[int]:
+    from bot.entry import apply_migrations
+
+    # As in the ingest benchmark: no level-up or achievement announcements. The warm-up and
+    # the rounds take each member past 10 and 100 commands, and an achievement announced by
+    # DM is two more REST calls (a DM channel, a message) that the baseline doesn't make.
+    await apply_migrations(urls["database_url"])
+    await quiet_leveling(urls["database_url"], list(sb.world.guilds))
     async with guildhouse_worker(
         sb.token,
         sb.api_url,

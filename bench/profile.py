@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from bench import ingest, interrupt, latency
-from bench.common import backing, guildhouse_worker
+from bench.common import backing, guildhouse_worker, quiet_leveling
 from sandbox import Sandbox, SandboxConfig
 
 
@@ -49,11 +49,10 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
     config = SandboxConfig(guilds=60, members=20, max_concurrency=2, identify_interval=0.2)
     with backing() as urls:
         async with Sandbox(config) as sb:
-            if kind == "chat":
-                from bot.entry import apply_migrations
+            from bot.entry import apply_migrations
 
-                await apply_migrations(urls["database_url"])
-                await ingest._quiet_xp(urls["database_url"], list(sb.world.guilds))
+            await apply_migrations(urls["database_url"])
+            await quiet_leveling(urls["database_url"], list(sb.world.guilds))
             async with guildhouse_worker(
                 sb.token,
                 sb.api_url,

@@ -81,6 +81,14 @@ class Batcher(Generic[T, R]):
         if self._sender is None or self._sender.done():
             self._start()
 
+    async def flush(self) -> None:
+        """Send what is queued now, cutting a linger short, and wait for it (a stop)."""
+        if self._items:
+            self._hurry = True
+            if self._lingering is not None and not self._lingering.done():
+                self._lingering.set_result(None)
+        await self.drain()
+
     async def drain(self) -> None:
         """Wait until everything queued so far has been sent and answered."""
         sender = self._sender

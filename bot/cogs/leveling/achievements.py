@@ -21,9 +21,11 @@ from bot.cogs.leveling import rules, store
 from ipc.batch import Batcher
 
 CACHE_SIZE = 50_000
-# How long a finished command's count waits for others to go with it (s). An achievement for
-# a command count is announced this much later; the worker does one statement for many.
-COMMAND_COUNT_LINGER = 0.05
+# How long the finished commands' counts gather before they are written together (s): at any
+# busy rate the worker does one statement and one commit a second for them, not one a command
+# (or, at 80 commands a second, twenty). An achievement for a command count is announced up to
+# this much later; a stopping worker writes what has gathered (Intake.cog_unload).
+COMMAND_COUNT_LINGER = 1.0
 
 
 class Lru:
@@ -54,6 +56,7 @@ class Achievements:
         self.command_counts: Batcher[tuple[int, int], int] = Batcher(
             functools.partial(store.count_commands, pool),
             linger=COMMAND_COUNT_LINGER,
+            linger_each=True,
             name="command-counts",
         )
 

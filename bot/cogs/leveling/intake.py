@@ -74,6 +74,9 @@ class Intake(commands.Cog, name="Leveling intake"):
         # The chat queued so far is counted before the flusher's last writes below.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.service.chats.drain(), 5)
+        # And the commands counted since the last write (they gather for a second).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.service.achievements.command_counts.flush(), 5)
         self.announcer.close()
         await self.flusher.stop()
         await self.service.stop()
