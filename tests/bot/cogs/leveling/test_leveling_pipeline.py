@@ -285,6 +285,7 @@ async def test_achievements_unlock_once(
     other = LevelingService(pool, redis, keys)  # another worker, with an empty cache
     out = await other.award_message(chat(2, 10), settings)
     assert out.achievements == []
+    svc.achievements.command_counts.linger = 0  # one command at a time: none to gather
     for _ in range(9):
         got = await svc.achievements.command_done(1, 10)
     assert got == []
