@@ -53,6 +53,8 @@ async def test_sync_global_and_guild(tmp_path: Path) -> None:
         assert {"help", "ping", "about", "settings", "audit"} <= names
         assert "sync" not in names  # prefix-only owner command
         assert "synced" in out and "global" in out
+        # Nothing tried to reach Redis or PostgreSQL (an outage warning would say so).
+        assert "unreachable" not in out, out
         guild_id = next(iter(sb.world.guilds))
         code, out = await _sync(sb, data_dir, "--guild", str(guild_id))
         assert code == 0, out

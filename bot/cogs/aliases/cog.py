@@ -52,6 +52,8 @@ class Aliases(commands.Cog, name="Aliases"):
         )
 
     async def cog_load(self) -> None:
+        if self.bot.rest_only:  # `guildhouse commands sync`: no Redis, no aliases to run
+            return
         await self.cache.start()
 
     async def cog_unload(self) -> None:
