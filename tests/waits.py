@@ -34,9 +34,11 @@ async def until(
         await asyncio.sleep(every)
 
 
-def wait_until(what: str, check: Callable[[], bool], within: float = 60) -> None:
+def wait_until(
+    what: str, check: Callable[[], bool], within: float = 60, every: float = EVERY
+) -> None:
     """`until` for blocking code (a test that drives subprocesses without an event loop)."""
     deadline = time.monotonic() + within
     while not check():
         assert time.monotonic() < deadline, f"not within {within}s: {what}"
-        time.sleep(EVERY)
+        time.sleep(every)

@@ -253,7 +253,7 @@ async def test_a_reload_an_outage_failed_is_not_retried_on_every_use_nor_logged_
         cache._entries[9] = ("old", time.monotonic() - 60)  # past its ttl: reloaded on use
         assert await cache.get(9) == "old"  # served at once; the reload fails meanwhile
         await failed.wait()
-        await asyncio.sleep(0)  # the failed load's done-callback
+        await reload_done(cache, 9)  # the failed reload, and its done-callback
         for _ in range(20):  # messages keep coming during the outage
             assert await cache.get(9) == "old"
             assert cache.cached(9) == "old"

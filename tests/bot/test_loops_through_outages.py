@@ -25,6 +25,7 @@ import pytest
 import redis.asyncio as aioredis
 from killable import KillablePostgres, KillableRedis
 from redis.exceptions import RedisError
+from waits import until
 
 from bot import jobs, metrics, outages
 from bot.cogs.leveling.flusher import Flusher
@@ -45,6 +46,9 @@ from ipc.throttle import Rule, Throttle
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 NOW = datetime.now(UTC)
+# Each wait's deadline (a killed server's restart and a loop's backoff on a loaded machine):
+# it only bounds a broken run; nothing is timed.
+WITHIN = 90.0
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +113,6 @@ def both_reachable() -> None:
     have left an error on it)."""
     for view in outages.SERVERS.values():
         view.reachable()
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 90.0) -> None:
-    """Wait for a condition (the deadline only bounds a broken run; nothing is timed)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 def outage_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
@@ -218,13 +214,20 @@ async def test_a_reminder_due_during_a_postgres_outage_is_sent_once_after_it(
     try:
         await asyncio.to_thread(pg.kill)
         # The scheduler keeps trying while the reminder falls due.
-        await until(lambda: _true(s.failed_rounds >= 3 and datetime.now(UTC) > due))
+        await until(
+            "three failed rounds, the reminder due meanwhile",
+            lambda: s.failed_rounds >= 3 and datetime.now(UTC) > due,
+            within=WITHIN,
+        )
         assert sink.sent == [] and s._task is not None and not s._task.done()
         await asyncio.to_thread(pg.restart)
-        await until(lambda: _true(len(sink.sent) == 1))
-        await until(lambda: _equal(statuses(pool), {"sent": 1}))
+        await until("the reminder sent", lambda: len(sink.sent) == 1, within=WITHIN)
+        await until(
+            "its delivery marked sent", lambda: _equal(statuses(pool), {"sent": 1}), within=WITHIN
+        )
         rounds = s.rounds
-        await until(lambda: _true(s.rounds >= rounds + 5))  # and nothing more is sent
+        # And nothing more is sent meanwhile.
+        await until("five more rounds", lambda: s.rounds >= rounds + 5, within=WITHIN)
     finally:
         await s.stop()
         await pool.close()
@@ -243,19 +246,23 @@ async def test_a_send_whose_mark_the_outage_lost_is_not_sent_again(
     s = scheduler(pool, sink, "lost-mark", lease=2.0)
     await s.start()
     try:
-        await until(lambda: _true(len(sink.sent) == 1 and s.failed_rounds >= 1))
+        await until(
+            "the send, then a failed round (its mark lost)",
+            lambda: len(sink.sent) == 1 and s.failed_rounds >= 1,
+            within=WITHIN,
+        )
         sink.on_send = None
         await asyncio.to_thread(pg.restart)
-        await until(lambda: _equal(statuses(pool), {"sent": 1}))
+        await until(
+            "the delivery marked sent, found by its nonce",
+            lambda: _equal(statuses(pool), {"sent": 1}),
+            within=WITHIN,
+        )
     finally:
         await s.stop()
         await pool.close()
     assert len(sink.sent) == 1
     assert counter(metrics.REMINDERS_FIRED, "lost-mark", "already_sent") == already + 1
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _equal(got: Awaitable[object], expected: object) -> bool:
@@ -288,10 +295,14 @@ async def test_xp_counted_before_a_postgres_outage_is_written_once_after_it(
     await flusher.start()
     try:
         # It read the entries and could not write them: they are pending under its name.
-        await until(lambda: _true(flusher.failed_rounds >= 3))
+        await until("three failed flushes", lambda: flusher.failed_rounds >= 3, within=WITHIN)
         assert (await flusher.group.redis.xpending(flusher.group.stream, "flush"))["pending"] == 30
         await asyncio.to_thread(pg.restart)
-        await until(lambda: _equal(xp_rows(pool), (30, 30, 300)))
+        await until(
+            "the 30 awards written once",
+            lambda: _equal(xp_rows(pool), (30, 30, 300)),
+            within=WITHIN,
+        )
         assert await flusher.group.lag_seconds() == 0.0  # all acknowledged
         assert flusher._task is not None and not flusher._task.done()
     finally:
@@ -311,12 +322,16 @@ async def test_xp_in_the_stream_outlives_a_redis_outage_and_is_written_once(
         await count_awards(client, keys, 20)
         await asyncio.to_thread(rd.kill)
         await flusher.start()  # Redis down at start: the loop runs anyway
-        await until(lambda: _true(flusher.failed_rounds >= 3))
+        await until("three failed flushes", lambda: flusher.failed_rounds >= 3, within=WITHIN)
         assert outages.redis.down
         await asyncio.to_thread(rd.restart)
-        await until(lambda: _equal(xp_rows(pool), (20, 20, 200)))
+        await until(
+            "the 20 awards written once",
+            lambda: _equal(xp_rows(pool), (20, 20, 200)),
+            within=WITHIN,
+        )
         # The flusher's rounds are how the worker learns that Redis answers again.
-        await until(lambda: _true(not outages.redis.down))
+        await until("Redis seen reachable again", lambda: not outages.redis.down, within=WITHIN)
         assert await client.ping()  # the same client, reconnected
     finally:
         await flusher.stop()
@@ -366,16 +381,24 @@ async def test_redis_subscribers_subscribe_again_after_a_restart(
         await asyncio.to_thread(rd.kill)
         # Down long enough that the subscribers see it (redis-py's own retries give up), so
         # what is tested is their coming back, not a blip redis-py hid from them.
-        await until(lambda: _true(outages.redis.down))
+        await until("the outage seen", lambda: outages.redis.down, within=WITHIN)
         await asyncio.to_thread(rd.restart)
 
         # Settings: the renewed subscription drops what was cached (announcements may have
         # been missed), and a change announced from now on reaches the other worker.
-        await until(lambda: _true(there.cached(7) is None))
+        await until(
+            "the renewed subscription drops the cached value",
+            lambda: there.cached(7) is None,
+            within=WITHIN,
+        )
         assert await there.get(7) == "old"
         stored["value"] = "new"
         await here.announce(7)
-        await until(lambda: _true(there.cached(7) is None))
+        await until(
+            "the announced change reaches the other worker",
+            lambda: there.cached(7) is None,
+            within=WITHIN,
+        )
         assert await there.get(7) == "new"
 
         # IPC bus: a request from one cluster is answered by the other.
@@ -389,7 +412,7 @@ async def test_redis_subscribers_subscribe_again_after_a_restart(
             except (BusError, RedisError, OSError):
                 return False
 
-        await until(answered)
+        await until("the other cluster answers over the bus", answered, within=WITHIN)
 
         # Throttles: verdicts from Redis again, then decided here (the lost-window channel is
         # subscribed again, and the shared windows answer).
@@ -400,7 +423,7 @@ async def test_redis_subscribers_subscribe_again_after_a_restart(
             assert (await throttle.hit(rule, "5:ping")).allowed
             return throttle.decided_here > before
 
-        await until(decided_here)
+        await until("a throttle verdict decided here", decided_here, within=WITHIN)
 
         # Reminder wake-ups: a notice wakes the scheduler out of an hour-long sleep.
         asleep = woken.rounds
@@ -409,7 +432,7 @@ async def test_redis_subscribers_subscribe_again_after_a_restart(
             await one.publish(wake, b"new")  # again until one arrives: no wake-up is queued
             return woken.rounds > asleep
 
-        await until(woke)
+        await until("a wake-up notice wakes the scheduler", woke, within=WITHIN)
         assert await one.ping() and await other.ping()  # the clients reconnected
     finally:
         await woken.stop()

@@ -12,6 +12,7 @@ import discord
 import discord.gateway
 import discord.http
 import pytest
+from waits import until
 
 from bot.dpy import urls
 from bot.dpy.keep_alive import HeartbeatLatency
@@ -60,9 +61,14 @@ async def test_latency_is_blank_until_a_heartbeat_is_measured(client: QueuedClie
     assert math.isfinite(first) and first >= IDENTIFY_WAIT
     first_ack = keep_alive._last_ack
     assert watch.of(0, shard) is None
-    while keep_alive._last_ack == first_ack:  # until the next heartbeat's ACK
+
+    def next_ack() -> bool:
+        if keep_alive._last_ack != first_ack:
+            return True
         assert watch.of(0, client.get_shard(0)) is None, "the first ACK shown as measured"
-        await asyncio.sleep(0.02)
+        return False
+
+    await until("the next heartbeat's ACK", next_ack, every=0.02)
     measured = watch.of(0, client.get_shard(0))
     assert measured is not None and measured == keep_alive.latency
     assert measured != first

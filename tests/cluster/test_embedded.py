@@ -13,13 +13,13 @@ import sys
 import tempfile
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import psutil
 import pytest
+from waits import until, wait_until
 
 from cluster.embedded import (
     EmbeddedError,
@@ -293,8 +293,7 @@ async def test_locate_finds_the_running_pair(data_dir: Path) -> None:
         assert set(locate(data_dir, redis=False)) == {"postgres"}
         # One of the two gone: the message names that one only.
         os.kill(owner["redis"].pid or 0, signal.SIGKILL)
-        while _alive(owner["redis"].pid):
-            await asyncio.sleep(0.05)
+        await until("the killed Redis gone", lambda: not _alive(owner["redis"].pid))
         with pytest.raises(NotRunning, match="Redis is not running") as caught:
             locate(data_dir)
         assert "PostgreSQL" not in str(caught.value)
@@ -354,8 +353,7 @@ def test_a_waiting_start_takes_over_when_the_lock_holder_lets_go(
     thread = threading.Thread(target=lambda: got.append(waiting.start()))
     thread.start()
     try:
-        while "waiting for it" not in caplog.text:
-            time.sleep(0.02)
+        wait_until("the start waiting for the lock", lambda: "waiting for it" in caplog.text, 30)
         holder.release()  # the other process died before its server came up
     finally:
         thread.join(60)

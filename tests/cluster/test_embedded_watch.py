@@ -7,7 +7,6 @@ keeps a broken build from hanging.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -15,8 +14,7 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -24,6 +22,7 @@ import psutil
 import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
+from waits import until, wait_until
 
 from cluster.embedded import Service, ServiceWatch, WatchPolicy, services
 from ipc.client import create_redis
@@ -42,14 +41,6 @@ def data_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="guildhouse-test-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-async def _until(condition: Callable[[], bool], within: float) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within:.0f} s")
-        await asyncio.sleep(0.05)
 
 
 def _metric(name: str, server: str) -> float:
@@ -95,8 +86,10 @@ def _redis_pids(port: int) -> list[int]:
 async def _written_to_aof(r: Redis) -> None:
     # Redis hands the AOF buffer to the OS before replying, unless an fsync is already slow;
     # an empty buffer means the write is in the file, and a SIGKILL can't take it back.
-    while (await r.info("persistence")).get("aof_buffer_length", 0):
-        await asyncio.sleep(0.05)
+    async def flushed() -> bool:
+        return not (await r.info("persistence")).get("aof_buffer_length", 0)
+
+    await until("Redis's AOF buffer empty", flushed, within=CEILING)
 
 
 def _refuses(port: int) -> bool:
@@ -112,8 +105,8 @@ def _occupy(port: int) -> socket.socket:
 
     The caller has killed the server and must not await before this: the watch runs on the
     same loop and would otherwise restart the server first."""
-    while not _refuses(port):
-        time.sleep(0.02)  # the dying process still holds its listener for a moment
+    # The dying process still holds its listener for a moment.
+    wait_until("the killed server's port refusing", lambda: _refuses(port), CEILING, every=0.02)
     sock = socket.socket()
     # Connections the killed server had are in TIME_WAIT on this port.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -132,7 +125,9 @@ async def test_killed_redis_is_back_on_its_port_with_its_data(data_dir: Path) ->
         async with ServiceWatch(found.values()) as watch:
             old_pid = rd.pid
             os.kill(old_pid or 0, signal.SIGKILL)
-            await _until(lambda: watch.states()["redis"].restarts == 1, BACK_WITHIN)
+            await until(
+                "redis restarted", lambda: watch.states()["redis"].restarts == 1, BACK_WITHIN
+            )
             state = watch.states()["redis"]
             assert state.state == "up" and state.pid != old_pid and _alive(state.pid)
             assert state.last_error and str(old_pid) in state.last_error
@@ -156,7 +151,9 @@ async def test_killed_postgres_is_back_on_its_port_with_its_rows(data_dir: Path)
         async with ServiceWatch(found.values()) as watch:
             # The connection stays open, as the workers' would: its backend is orphaned.
             os.kill(pg.pid or 0, signal.SIGKILL)
-            await _until(lambda: watch.states()["postgres"].restarts == 1, BACK_WITHIN)
+            await until(
+                "postgres restarted", lambda: watch.states()["postgres"].restarts == 1, BACK_WITHIN
+            )
             assert watch.states()["postgres"].state == "up"
             conn2 = await asyncpg.connect(pg.url)
             try:
@@ -181,8 +178,10 @@ async def test_a_server_that_cannot_come_back_is_critical_and_still_retried(
             os.kill(rd.pid or 0, signal.SIGKILL)
             squatter = _occupy(port)
             try:
-                await _until(
-                    lambda: any(r.levelno == logging.CRITICAL for r in caplog.records), CEILING
+                await until(
+                    "a CRITICAL line",
+                    lambda: any(r.levelno == logging.CRITICAL for r in caplog.records),
+                    CEILING,
                 )
                 critical = next(r for r in caplog.records if r.levelno == logging.CRITICAL)
                 assert "Redis" in critical.message and "Still trying every" in critical.message
@@ -202,7 +201,7 @@ async def test_a_server_that_cannot_come_back_is_critical_and_still_retried(
             finally:
                 squatter.close()
             # It kept trying: with the port free again, it comes back on it.
-            await _until(lambda: watch.states()["redis"].state == "up", CEILING)
+            await until("redis up again", lambda: watch.states()["redis"].state == "up", CEILING)
             assert not watch.states()["redis"].failing
             async with create_redis(rd.url) as r:
                 assert await r.ping()
@@ -213,7 +212,11 @@ async def test_stop_during_a_restart_leaves_nothing_running(data_dir: Path) -> N
         watch = ServiceWatch(found.values())
         watch.start()
         os.kill(found["postgres"].pid or 0, signal.SIGKILL)
-        await _until(lambda: watch.states()["postgres"].state == "restarting", BACK_WITHIN)
+        await until(
+            "postgres restarting",
+            lambda: watch.states()["postgres"].state == "restarting",
+            BACK_WITHIN,
+        )
         # pg_ctl is bringing the new postmaster up in a thread right now.
         await watch.stop()
     assert _servers_of(data_dir) == []
@@ -230,8 +233,10 @@ async def test_stop_while_waiting_to_retry_starts_nothing_more(data_dir: Path) -
             squatter = _occupy(port)
             try:
                 # The first attempt fails on the taken port; the next is an hour away.
-                await _until(
-                    lambda: "in use" in (watch.states()["redis"].last_error or ""), CEILING
+                await until(
+                    "an attempt failed on the taken port",
+                    lambda: "in use" in (watch.states()["redis"].last_error or ""),
+                    CEILING,
                 )
             finally:
                 squatter.close()
@@ -252,7 +257,7 @@ async def test_a_server_that_stops_answering_is_killed_and_restarted(data_dir: P
             await _written_to_aof(r)
         async with ServiceWatch(found.values(), policy) as watch:
             os.kill(rd.pid or 0, signal.SIGSTOP)
-            await _until(lambda: watch.states()["redis"].restarts == 1, CEILING)
+            await until("redis restarted", lambda: watch.states()["redis"].restarts == 1, CEILING)
             assert not _alive(rd.pid)
             assert "answering" in (watch.states()["redis"].last_error or "")
             async with create_redis(rd.url) as r:
@@ -287,10 +292,16 @@ async def test_postgres_waits_out_backends_of_the_killed_postmaster(data_dir: Pa
             os.kill(backend, signal.SIGSTOP)
             try:
                 os.kill(pg.pid or 0, signal.SIGKILL)
-                await _until(lambda: "still in use" in log.read_text(), CEILING)
+                await until(
+                    "the new postmaster refused (shared memory still in use)",
+                    lambda: "still in use" in log.read_text(),
+                    CEILING,
+                )
             finally:
                 os.kill(backend, signal.SIGCONT)  # it notices, and exits
-            await _until(lambda: watch.states()["postgres"].restarts == 1, BACK_WITHIN)
+            await until(
+                "postgres restarted", lambda: watch.states()["postgres"].restarts == 1, BACK_WITHIN
+            )
             conn2 = await asyncpg.connect(pg.url)
             try:
                 assert await conn2.fetchval("SELECT v FROM kept") == "committed"

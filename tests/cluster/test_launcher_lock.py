@@ -7,11 +7,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
 import pytest
+from waits import wait_until
 
 from cluster.lifecycle import LauncherBusy, LauncherLock, reap_leftovers
 
@@ -111,12 +111,11 @@ def test_a_child_dies_with_its_parent_even_if_the_parent_was_gone_first(tmp_path
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
     )
     pid = int(done.stdout.strip())
-    deadline = time.monotonic() + 10
-    while psutil.pid_exists(pid):
+
+    def exited() -> bool:
         try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                break
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
-            break
-        assert time.monotonic() < deadline, "the orphan did not exit"
-        time.sleep(0.1)
+            return True
+
+    wait_until("the orphan exits", exited, within=10)

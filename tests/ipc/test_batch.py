@@ -46,7 +46,7 @@ async def test_a_failed_call_fails_its_waiters_only() -> None:
     rec = Recorder(fail_on=2)
     b: Batcher[int, int] = Batcher(rec.send)
     first = asyncio.create_task(b.submit(1))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the first call is in flight
     second, third = asyncio.create_task(b.submit(2)), asyncio.create_task(b.submit(3))
     assert await first == 10
     for task in (second, third):  # one batch: both get its failure
@@ -75,14 +75,14 @@ async def test_an_item_pushed_at_once_cuts_the_linger_short() -> None:
     await asyncio.wait_for(b.drain(), 5)
     # Behind one that lingers: both leave together, now.
     b.push(2)
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # long enough for a call to start, were 2 to go alone
     assert rec.batches == [[1]]
     b.push(3, at_once=True)
     await asyncio.wait_for(b.drain(), 5)
     assert rec.batches == [[1], [2, 3]] and loop.time() - started < 10
     # And the next item lingers again.
     b.push(4)
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # long enough for a call to start, were 4 to go alone
     assert rec.batches == [[1], [2, 3]]
     b.push(5, at_once=True)
     await asyncio.wait_for(b.drain(), 5)
@@ -91,19 +91,21 @@ async def test_an_item_pushed_at_once_cuts_the_linger_short() -> None:
 
 async def test_with_linger_each_every_batch_lingers() -> None:
     batches: list[list[int]] = []
+    calling = asyncio.Event()
     gate = asyncio.Event()
 
     async def send(items: list[int]) -> list[int]:
         batches.append(items)
+        calling.set()
         await gate.wait()
         return items
 
     b: Batcher[int, int] = Batcher(send, linger=0.5, linger_each=True)
     b.push(1, at_once=True)  # no linger: the first call is in flight at once
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(calling.wait(), 5)
     b.push(2)  # arrives during the call
     gate.set()
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # long enough for a call to start, were 2 to go alone
     assert batches == [[1]]  # 2 waits for company rather than going alone
     b.push(3)
     await asyncio.wait_for(b.drain(), 5)
@@ -115,7 +117,7 @@ async def test_pushed_items_and_lists_share_calls_in_order() -> None:
     b: Batcher[int, int] = Batcher(rec.send, linger=0.05, max_batch=4)
     b.push(1)
     first = asyncio.create_task(b.submit_all([2, 3]))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # 2 and 3 queued behind 1, before 4
     b.push(4)
     second = asyncio.create_task(b.submit_all([5, 6]))  # doesn't fit: waits whole
     assert (await first, await second) == ([20, 30], [50, 60])

@@ -15,6 +15,7 @@ from collections import defaultdict
 
 import pytest
 import redis.asyncio as aioredis
+from waits import until
 
 from cluster.embedded import free_port
 from ipc.client import Keys
@@ -124,7 +125,12 @@ async def test_a_waiter_that_dies_does_not_block_the_bucket(
         assert granted["event"] == "granted"
         waiting = json.loads(doomed.stdout.readline())  # ... shard 1 now waits 30 s
         assert waiting == {"event": "waiting", "shard": 1}
-        await asyncio.sleep(0.1)
+        queue = Keys(redis_prefix)("identify", 0, "waiting")
+
+        async def queued() -> bool:
+            return await r.zscore(queue, "1") is not None
+
+        await until("the doomed process's shard 1 in the queue", queued, within=10)
         doomed.send_signal(signal.SIGKILL)
         doomed.wait()
         started = time.monotonic()
@@ -141,8 +147,11 @@ async def test_a_waiter_that_gives_up_leaves_the_queue_at_once(
     q = IdentifyQueue(redis, keys, max_concurrency=1, interval=0.3, lease=30, margin=0.0)
     await q.acquire(50)  # the bucket is busy for a moment: shard 0 has to wait
     first = asyncio.create_task(q.acquire(0))
-    await asyncio.sleep(0.1)
-    assert await redis.zscore(keys("identify", 0, "waiting"), "0") is not None
+
+    async def queued() -> bool:
+        return await redis.zscore(keys("identify", 0, "waiting"), "0") is not None
+
+    await until("shard 0 in the queue", queued, within=10)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first

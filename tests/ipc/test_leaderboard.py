@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
+from waits import until
 
 from ipc.client import Keys
 from ipc.leaderboard import Award, Leaderboard, Profile
@@ -73,7 +74,12 @@ async def test_trim_keeps_unacknowledged_entries(redis: aioredis.Redis, keys: Ke
     assert await redis.xlen(stream) == 4
     assert await a.lag_seconds() >= 0
     assert await a.oldest_unacked() == got[2].entry_id
-    await asyncio.sleep(0.2)
+
+    async def idle() -> bool:  # Redis's own clock: idle past claim_stale's min_idle (0.1 s)
+        rows = await redis.xpending_range(stream, "g", min="-", max="+", count=10)
+        return len(rows) == 2 and all(r["time_since_delivered"] >= 100 for r in rows)
+
+    await until("the two unacknowledged entries idle", idle, within=10)
     b = StreamGroup(redis, stream, "g", "b")
     claimed = await b.claim_stale(min_idle=0.1)
     assert [e.fields["i"] for e in claimed] == ["2", "3"]

@@ -7,17 +7,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from killable import KillableRedis
+from waits import until
 
 from ipc.client import Keys, create_redis, redis_outage
 from ipc.subscriber import Backoff, Subscriber, Subscription
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+WITHIN = 30.0  # s: bounds a wait for what only Redis can tell (CLIENT LIST, a reconnect)
 
 
 class Inbox:
@@ -50,13 +53,6 @@ class Counting(Backoff):
     def next(self) -> float:
         self.given += 1
         return super().next()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
-    """Poll `check` (for state only Redis can tell, such as CLIENT LIST) until it holds."""
-    async with asyncio.timeout(within):
-        while not await check():
-            await asyncio.sleep(0.02)
 
 
 def own_subscriber(redis: aioredis.Redis, **options: object) -> Subscriber:
@@ -123,7 +119,11 @@ async def test_subscriptions_come_and_go_at_run_time(redis: aioredis.Redis, keys
         await again.close()
         await two.close()  # the last one: the connection goes too
         assert subscriber.channels == []
-        await eventually(lambda: _equal(connections_named(redis, subscriber.name), []))
+        await until(
+            "the connection closed (CLIENT LIST)",
+            lambda: _equal(connections_named(redis, subscriber.name), []),
+            within=WITHIN,
+        )
         assert (await redis.pubsub_numsub(keys("one"), keys("two"))) == [
             (keys("one").encode(), 0),
             (keys("two").encode(), 0),
@@ -193,7 +193,7 @@ async def test_every_subscription_comes_back_after_client_kill(
                 and (found[0]["sub"], found[0]["psub"]) == ("3", "1")
             )
 
-        await eventually(renewed_on_a_new_connection)
+        await until("all renewed on a new connection", renewed_on_a_new_connection, within=WITHIN)
         assert sorted(lost) == ["x", "y", "z"]
         assert subscriber.connections == 2
         await subscribed(*subs)
@@ -226,7 +226,11 @@ async def test_without_hiredis_redis_py_reads_the_same(
         await pattern.until(b"2")
         (conn,) = await connections_named(redis, subscriber.name)
         await redis.client_kill_filter(_id=conn["id"])
-        await eventually(lambda: _true(subscriber.connections == 2 and all(s.active for s in subs)))
+        await until(
+            "subscribed again on a second connection",
+            lambda: subscriber.connections == 2 and all(s.active for s in subs),
+            within=WITHIN,
+        )
         await redis.publish(keys("n"), b"3")
         await inbox.until(b"3")
         assert inbox.got == [(keys("n"), b"1"), (keys("n"), b"3")]
@@ -280,7 +284,11 @@ async def test_one_connection_for_every_listener_of_a_worker(
         for cache in caches:
             await cache.stop()
         name = Subscriber.of(worker).name
-        await eventually(lambda: _equal(connections_named(redis, name), []))
+        await until(
+            "the worker's connection closed (CLIENT LIST)",
+            lambda: _equal(connections_named(redis, name), []),
+            within=WITHIN,
+        )
         await worker.aclose()
 
 
@@ -322,7 +330,7 @@ async def test_a_redis_restart_is_one_outage_and_every_channel_is_back(
         async def retried() -> bool:
             return backoff.given >= 3 and not any(s.active for s in subs)
 
-        await eventually(retried)  # several attempts, all failed
+        await until("several attempts, all failed", retried, within=WITHIN)
         assert redis_outage.down
         await asyncio.to_thread(killable.restart)
         await subscribed(*subs)
@@ -355,7 +363,9 @@ async def test_a_connection_that_stops_answering_is_replaced(
         sub = await subscriber.subscribe(keys("h"), inbox)
         await subscribed(sub)
         await client.execute_command("CLIENT", "PAUSE", 1500, "ALL")
-        await eventually(lambda: _true(not sub.active))  # given up on during the pause
+        await until(
+            "the connection given up on during the pause", lambda: not sub.active, within=WITHIN
+        )
         await subscribed(sub)  # and made again after it
         assert subscriber.connections == 2
         await client.publish(keys("h"), b"after")
@@ -363,10 +373,6 @@ async def test_a_connection_that_stops_answering_is_replaced(
     finally:
         await subscriber.close()
         await client.aclose()
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _equal(got: Awaitable[object], expected: object) -> bool:

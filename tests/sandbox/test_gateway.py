@@ -6,7 +6,7 @@ import asyncio
 import time
 import types
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -76,6 +76,20 @@ async def sb() -> AsyncIterator[Sandbox]:
     )
     async with Sandbox(config) as s:
         yield s
+
+
+@pytest.fixture
+def identify_interval_passes(sb: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Move the gateway's clock past the identify interval (rather than wait that long): after
+    it, the same bucket may IDENTIFY again."""
+    ahead = [0.0]
+    clock = types.SimpleNamespace(monotonic=lambda: time.monotonic() + ahead[0], time=time.time)
+    monkeypatch.setattr(gateway, "time", clock)
+
+    def passes() -> None:
+        ahead[0] += sb.config.identify_interval
+
+    return passes
 
 
 @pytest.fixture
@@ -150,7 +164,7 @@ async def test_decode_error_4002(sb: Sandbox, http: aiohttp.ClientSession) -> No
 
 
 async def test_invalid_shard_intents_and_double_identify(
-    sb: Sandbox, http: aiohttp.ClientSession
+    sb: Sandbox, http: aiohttp.ClientSession, identify_interval_passes: Callable[[], None]
 ) -> None:
     client = await connect(http, sb)
     await client.send(2, identify(sb, shard=2, count=2))
@@ -163,7 +177,7 @@ async def test_invalid_shard_intents_and_double_identify(
     await client.until("READY")
     await client.send(2, identify(sb))
     assert await client.closed_with() == 4005
-    await asyncio.sleep(0.35)
+    identify_interval_passes()
     client = await connect(http, sb)
     await client.send(2, identify(sb))
     await client.until("READY")
@@ -223,7 +237,9 @@ async def test_missed_heartbeats_close_the_connection(
     assert await client.closed_with(timeout=6) == 4009
 
 
-async def test_identify_concurrency_gets_op9(sb: Sandbox, http: aiohttp.ClientSession) -> None:
+async def test_identify_concurrency_gets_op9(
+    sb: Sandbox, http: aiohttp.ClientSession, identify_interval_passes: Callable[[], None]
+) -> None:
     # max_concurrency 2: shards 0 and 1 are different buckets; 0 and 2 share one.
     a, b, c = [await connect(http, sb) for _ in range(3)]
     await a.send(2, identify(sb, shard=0, count=3))
@@ -235,7 +251,7 @@ async def test_identify_concurrency_gets_op9(sb: Sandbox, http: aiohttp.ClientSe
     assert invalid["op"] == 9 and invalid["d"] is False
     stats = sb.stats()
     assert stats["op9"] == 1 and stats["identifies_per_bucket"] == {"0": 1, "1": 1}
-    await asyncio.sleep(0.35)  # after the interval the same bucket may identify again
+    identify_interval_passes()  # after the interval the same bucket may identify again
     await c.send(2, identify(sb, shard=2, count=3))
     assert (await c.until("READY"))["d"]["shard"] == [2, 3]
 
@@ -289,7 +305,6 @@ async def test_dm_events_go_to_shard_zero_only(sb: Sandbox, http: aiohttp.Client
         await c.send(2, identify(sb, shard=shard, count=2, intents=1 | (1 << 12) | (1 << 15)))
         await c.until("READY")
         clients.append(c)
-        await asyncio.sleep(0.01)
     user = next(iter(sb.world.guilds.values())).owner_id
     dm = sb.world.dm_channel(user)
     await sb.send_message(dm.id, user, "hello bot")
@@ -373,7 +388,7 @@ async def test_query_without_the_members_intent_finds_by_username_or_nick(
 
 
 async def test_a_query_returns_at_most_limit_and_at_most_100(
-    sb: Sandbox, http: aiohttp.ClientSession
+    sb: Sandbox, http: aiohttp.ClientSession, identify_interval_passes: Callable[[], None]
 ) -> None:
     guild = next(iter(sb.world.guilds.values()))
     add_members(sb, guild.id, "zed", 150)
@@ -387,7 +402,7 @@ async def test_a_query_returns_at_most_limit_and_at_most_100(
     await client.send(8, {"guild_id": str(guild.id), "query": "", "limit": 2})
     assert len((await client.until("GUILD_MEMBERS_CHUNK"))["d"]["members"]) == 2
     # Even with GUILD_MEMBERS, a query is capped at 100.
-    await asyncio.sleep(0.35)  # the identify interval of the bucket
+    identify_interval_passes()  # for the bucket's next IDENTIFY
     members = await identified(http, sb, GUILDS | GUILD_MEMBERS)
     await members.send(8, {"guild_id": str(guild.id), "query": "z", "limit": 1000})
     assert len((await members.until("GUILD_MEMBERS_CHUNK"))["d"]["members"]) == 100
@@ -414,7 +429,7 @@ async def test_user_ids_with_not_found_and_no_intent_needed(
 
 
 async def test_presences_only_with_the_presences_intent(
-    sb: Sandbox, http: aiohttp.ClientSession
+    sb: Sandbox, http: aiohttp.ClientSession, identify_interval_passes: Callable[[], None]
 ) -> None:
     guild = next(iter(sb.world.guilds.values()))
     online, offline = [m for m in guild.members if m != sb.world.bot.id][:2]
@@ -424,7 +439,7 @@ async def test_presences_only_with_the_presences_intent(
     await without.send(8, request)
     chunk = (await without.until("GUILD_MEMBERS_CHUNK"))["d"]
     assert len(chunk["members"]) == 2 and "presences" not in chunk  # treated as false
-    await asyncio.sleep(0.35)
+    identify_interval_passes()
     with_intent = await identified(http, sb, GUILDS | GUILD_PRESENCES)
     await with_intent.send(8, request)
     chunk = (await with_intent.until("GUILD_MEMBERS_CHUNK"))["d"]

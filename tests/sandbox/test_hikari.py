@@ -7,6 +7,7 @@ import asyncio
 
 import hikari
 import pytest
+from waits import until
 
 from sandbox import Sandbox, SandboxConfig
 
@@ -37,10 +38,11 @@ async def test_hikari_bot_receives_guilds_and_answers() -> None:
         await bot.start()
         try:
             await asyncio.wait_for(ready.wait(), 20)
-            for _ in range(50):  # GUILD_CREATEs follow READY
-                if len(bot.cache.get_guilds_view()) == 5:
-                    break
-                await asyncio.sleep(0.05)
+            await until(
+                "every guild in the cache (GUILD_CREATEs follow READY)",
+                lambda: len(bot.cache.get_guilds_view()) >= len(sb.world.guilds),
+                within=10,
+            )
             assert set(bot.cache.get_guilds_view()) == set(sb.world.guilds)
             me = await bot.rest.fetch_my_user()
             assert me.id == sb.world.bot.id and me.is_bot

@@ -13,6 +13,7 @@ import discord
 import discord.gateway
 import discord.http
 import pytest
+from waits import until
 
 from bot.dpy import heartbeat, urls, zombie
 from sandbox import Sandbox, SandboxConfig
@@ -139,8 +140,7 @@ async def test_a_shard_whose_ack_stalls_resumes_and_the_other_does_not_reconnect
     # Shard 1, ACKed all along, goes on through more heartbeats than shard 0 needed to be
     # closed, on its first connection.
     mark = heartbeats[1]
-    while heartbeats[1] < mark + 3:
-        await asyncio.sleep(HEARTBEAT_MS / 1000)
+    await until("three more heartbeats of shard 1", lambda: heartbeats[1] >= mark + 3, within=10)
     assert client.resumed == [0]
     assert sb.stats()["connections"] == connections + 1
     assert sb.stats()["identifies_per_bucket"] == identifies

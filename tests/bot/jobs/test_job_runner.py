@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from waits import until
 
 from bot import jobs
 from bot.db.pool import create_pool
@@ -76,14 +77,6 @@ def runner(
     for kind in kinds or (jobs.Kind(KIND, record),):
         r.register(kind)
     return r
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
-    """Wait for a condition (the deadline only bounds a broken run; nothing is timed)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 async def states(pool: asyncpg.Pool) -> dict[str, int]:
@@ -168,7 +161,7 @@ async def test_two_runners_racing_run_each_job_exactly_once(
     await a.start()
     await b.start()
     try:
-        await until(done(pool, n))
+        await until(f"all {n} jobs done", done(pool, n))
     finally:
         await a.stop()
         await b.stop()
@@ -203,7 +196,7 @@ async def test_a_sigkilled_claimer_s_job_runs_once_after_its_lease(
     live = runner(pool, "c8:live")  # another cluster: it waits for the lease
     await live.start()
     try:
-        await until(done(pool, 1))
+        await until("the killed claimer's job done after its lease", done(pool, 1))
     finally:
         await live.stop()
     assert [tuple(r) for r in await effects(pool)] == [("held", 2, False)]
@@ -222,7 +215,7 @@ async def test_a_restarted_cluster_takes_its_predecessor_s_claims_at_once(
     new = runner(pool, "c1:new")
     await new.start()  # frees c1:old's claim (not c10's: another cluster's live lease)
     try:
-        await until(done(pool, 1))
+        await until("the predecessor's job done", done(pool, 1))
     finally:
         await new.stop()
     assert [tuple(r) for r in await effects(pool)] == [("mine", 2, False)]
@@ -246,7 +239,7 @@ async def test_stop_gives_back_a_job_whose_handler_hangs(
     other = runner(pools[1], "c1:other")
     await other.start()
     try:
-        await until(done(pool, 1))  # at once, not after the 600 s lease
+        await until("the given-back job done", done(pool, 1))  # at once, not after the 600 s lease
     finally:
         await other.stop()
     assert [tuple(r) for r in await effects(pool)] == [("hung", 2, False)]
@@ -296,7 +289,7 @@ async def test_jobs_due_while_no_runner_was_up_run_on_start_marked_late(
     r = runner(pool, "c0:late", jobs.Kind(KIND, note, late_after=60))
     await r.start()
     try:
-        await until(done(pool, 2))
+        await until("both overdue jobs done", done(pool, 2))
     finally:
         await r.stop()
     by_key = {j.key: j for j in seen}
@@ -462,9 +455,9 @@ async def test_a_job_scheduled_elsewhere_wakes_the_runner_over_redis(
     await sleeper.start()
     try:
         await asyncio.wait_for(sleeper.subscribed(), 10)
-        await until(lambda: _asleep(sleeper))
+        await until("the runner asleep after a round", lambda: sleeper.rounds >= 1)
         await other.schedule(KIND, "woke", datetime.now(UTC))
-        await until(done(pool, 1), within=30)
+        await until("the job scheduled elsewhere done", done(pool, 1), within=30)
     finally:
         await sleeper.stop()
     assert [r["key"] for r in await effects(pool)] == ["woke"]
@@ -475,10 +468,6 @@ async def test_sleeps_until_the_next_due_time_not_the_poll(pool: asyncpg.Pool) -
     await jobs.store.schedule(pool, KIND, "next", datetime.now(UTC) + timedelta(seconds=0.5))
     await r.start()
     try:
-        await until(done(pool, 1), within=30)
+        await until("the job due in 0.5 s done", done(pool, 1), within=30)
     finally:
         await r.stop()
-
-
-async def _asleep(r: jobs.JobRunner) -> bool:
-    return r.rounds >= 1

@@ -37,22 +37,17 @@ class FakeBot:
     config: Config = field(default_factory=Config)
 
 
-async def until(check: object, within: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
-
-
 async def test_features_share_the_worker_s_runner_until_the_last_leaves(
     pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
 ) -> None:
     bot = FakeBot(pool, redis, keys)
     ran: list[str] = []
+    noted = asyncio.Event()
     held = asyncio.Event()
 
     async def note(run: jobs.Run) -> None:
         ran.append(run.job.key)
+        noted.set()
 
     async def hold(run: jobs.Run) -> None:
         held.set()
@@ -64,12 +59,9 @@ async def test_features_share_the_worker_s_runner_until_the_last_leaves(
     now = datetime.now(UTC)
     await runner.schedule("test.a", "one", now - timedelta(seconds=1))
     await runner.schedule("test.b", "stuck", now - timedelta(seconds=1))
-
-    async def ran_one() -> bool:
-        return ran == ["one"]
-
-    await until(ran_one)
+    await noted.wait()
     await held.wait()
+    assert ran == ["one"]
     await jobs.uninstall(bot, "test.a")  # type: ignore[arg-type]
     assert runner.started  # test.b is still installed
     await jobs.uninstall(bot, "test.b", grace=0.1)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import orjson
 import pytest
+from waits import until
 
 from bot.cogs.predictions import settle, store
 from bot.cogs.predictions.clock import Clock
@@ -322,13 +323,15 @@ async def test_a_payout_killed_midway_is_finished_once(
     # not started: the transaction died with the process
     row = await pool.fetchrow("SELECT status FROM predictions WHERE id = $1", p.id)
     assert row is not None and row["status"] == "resolving"
-    for _ in range(100):  # PostgreSQL notices the dead connection and rolls back its work
-        if not await pool.fetchval(
+
+    async def rolled_back() -> bool:
+        return not await pool.fetchval(
             "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
             "WHERE c.relname = 'predictions' AND l.pid <> pg_backend_pid()"
-        ):
-            break
-        await asyncio.sleep(0.05)
+        )
+
+    # PostgreSQL notices the dead connection and rolls back its work.
+    await until("the killed payout's locks on predictions released", rolled_back)
     assert await pool.fetchval("SELECT count(*) FROM points_tx WHERE kind = 'resolve'") == 0
     assert [await balance(pool, u) for u in (1, 2, 3)] == [400, 450, 375]
     # two workers' clocks finish it: once

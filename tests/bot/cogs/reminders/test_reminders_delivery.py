@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from waits import until
 
 from bot import jobs, metrics
 from bot.cogs.reminders import outbox, store
@@ -55,7 +56,7 @@ class Sink:
 
     sent: list[Sent] = field(default_factory=list)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    delay: float = 0.0
+    delay: float = 0.0  # s each send takes, as a round trip to Discord would
     block: asyncio.Event | None = None  # sends wait for this (never set: a hung send)
     fail_with: Exception | None = None
 
@@ -221,14 +222,6 @@ async def mark_sent(pool: asyncpg.Pool, job: jobs.Job, due: Due, worker: str) ->
     return True
 
 
-async def until(check: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
-    """Wait for a condition (the deadline only bounds a broken run; nothing is timed)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
-
-
 async def statuses(pool: asyncpg.Pool) -> dict[str, int]:
     rows = await pool.fetch("SELECT status, count(*) AS n FROM reminder_deliveries GROUP BY 1")
     return {r["status"]: r["n"] for r in rows}
@@ -291,7 +284,7 @@ async def test_two_schedulers_deliver_each_reminder_exactly_once(
     await a.start()
     await b.start()
     try:
-        await until(lambda: all_sent(pool, n_dm + n_channel))
+        await until("every reminder sent", lambda: all_sent(pool, n_dm + n_channel))
     finally:
         await a.stop()
         await b.stop()
@@ -320,10 +313,10 @@ async def test_channel_reminders_go_to_the_cluster_owning_the_shard(
     one = scheduler(pools[1], sink, "one", shards=[1])
     await zero.start()
     try:
-        await until(lambda: all_sent(pool, 5 + 6))  # shard 0's channels and every DM
+        await until("shard 0's channels and every DM sent", lambda: all_sent(pool, 5 + 6))
         assert {s.channel[1] for s in sink.sent if s.channel[0] == "channel"} == set(range(5))
         await one.start()
-        await until(lambda: all_sent(pool, 16))
+        await until("shard 1's channels sent too", lambda: all_sent(pool, 16))
     finally:
         await zero.stop()
         await one.stop()
@@ -354,7 +347,7 @@ async def test_dead_claimers_leases_are_reclaimed_and_sent_once(
     live = scheduler(pools[1], sink, "live")
     await live.start()
     try:
-        await until(lambda: all_sent(pool, 3))
+        await until("the dead claimer's three sent", lambda: all_sent(pool, 3))
     finally:
         await live.stop()
     assert sorted(sink.nonces()) == sorted(d.nonce for d in dead)  # each exactly once
@@ -406,14 +399,15 @@ async def test_stop_gives_back_what_it_could_not_send(
     async def claimed() -> bool:
         return (await job_states(pool)).get("running", 0) == 1
 
-    await until(claimed)
+    await until("the delivery claimed", claimed)
     await hung.stop(grace=0.2)
     assert sink.sent == []
     sink.block = None
     other = scheduler(pools[1], sink, "other")
     await other.start()
     try:
-        await until(lambda: all_sent(pool, 1))  # at once, not after the 600 s lease
+        # At once, not after the 600 s lease.
+        await until("the given-back delivery sent", lambda: all_sent(pool, 1))
     finally:
         await other.stop()
     assert [s.by for s in sink.sent] == ["other"]
@@ -426,11 +420,11 @@ async def test_no_claims_while_draining(pool: asyncpg.Pool) -> None:
     await add(pool, one_off(datetime.now(UTC) - timedelta(seconds=1)))
     await s.start()
     try:
-        await until(lambda: _asleep(s))  # a round went by, claiming nothing
+        await until("a round gone by, claiming nothing", lambda: s.rounds >= 1)
         assert (await job_states(pool)) == {"pending": 1}
         accepting = True
         s.wake()
-        await until(lambda: all_sent(pool, 1))
+        await until("the delivery sent once accepting", lambda: all_sent(pool, 1))
     finally:
         await s.stop()
 
@@ -451,9 +445,9 @@ async def test_transient_failure_is_retried_after_checking_for_an_earlier_send(
             row = await pool.fetchrow("SELECT state, attempts, error FROM jobs")
             return row["state"] == "pending" and row["attempts"] >= 1 and row["error"] is not None
 
-        await until(retrying)
+        await until("the failed send waiting for its retry", retrying)
         sink.fail_with = None
-        await until(lambda: all_sent(pool, 1))
+        await until("the retry sent", lambda: all_sent(pool, 1))
     finally:
         await s.stop()
     assert len(sink.sent) == 1
@@ -474,7 +468,7 @@ async def test_permanent_failure_is_marked_failed_and_a_repeat_continues(
         async def failed() -> bool:
             return (await statuses(pool)).get("failed", 0) == 1
 
-        await until(failed)
+        await until("the delivery marked failed", failed)
     finally:
         await s.stop()
     rows = await pool.fetch(
@@ -496,7 +490,7 @@ async def test_a_delivery_that_keeps_crashing_is_given_up(pool: asyncpg.Pool) ->
         async def failed() -> bool:
             return (await statuses(pool)).get("failed", 0) == 1
 
-        await until(failed)
+        await until("the delivery given up", failed)
     finally:
         await s.stop()
     row = await pool.fetchrow("SELECT attempts, error FROM reminder_deliveries")
@@ -516,7 +510,7 @@ async def test_missed_reminders_fire_on_start_marked_late(pool: asyncpg.Pool) ->
     s = scheduler(pool, sink, "late")
     await s.start()
     try:
-        await until(lambda: all_sent(pool, 1))
+        await until("the missed reminder sent", lambda: all_sent(pool, 1))
     finally:
         await s.stop()
     (sent,) = sink.sent
@@ -535,7 +529,7 @@ async def test_repeat_is_scheduled_with_the_send_and_missed_repeats_collapse(
     s = scheduler(pool, sink, "rep")
     await s.start()
     try:
-        await until(lambda: all_sent(pool, 2))
+        await until("event 0's two deliveries sent", lambda: all_sent(pool, 2))
     finally:
         await s.stop()
     rows = await pool.fetch(
@@ -654,7 +648,7 @@ async def test_players_target_pings_the_table(pool: asyncpg.Pool) -> None:
     s = scheduler(pool, sink, "players")
     await s.start()
     try:
-        await until(lambda: all_sent(pool, 1))
+        await until("the reminder sent", lambda: all_sent(pool, 1))
     finally:
         await s.stop()
     (sent,) = sink.sent
@@ -681,7 +675,7 @@ async def test_sleeps_until_the_next_due_time_not_the_poll(pool: asyncpg.Pool) -
     s = scheduler(pool, sink, "sleepy", max_sleep=3600)
     await s.start()
     try:
-        await until(lambda: all_sent(pool, 1), within=30)
+        await until("the reminder due in a second sent", lambda: all_sent(pool, 1), within=30)
     finally:
         await s.stop()
     assert len(sink.sent) == 1
@@ -698,15 +692,11 @@ async def test_a_new_reminder_elsewhere_wakes_the_scheduler_over_redis(
     await s.start()
     try:
         await asyncio.wait_for(s.subscribed(), 10)
-        await until(lambda: _asleep(s))
+        # The loop has read the (empty) outlook and gone to sleep, for up to an hour.
+        await until("the scheduler asleep", lambda: s.rounds >= 1)
         await add(pool, one_off(datetime.now(UTC) + timedelta(milliseconds=200)))
         await redis.publish(channel, b"new")
-        await until(lambda: all_sent(pool, 1), within=30)
+        await until("the woken scheduler's send", lambda: all_sent(pool, 1), within=30)
     finally:
         await s.stop()
     assert len(sink.sent) == 1
-
-
-async def _asleep(s: jobs.JobRunner) -> bool:
-    # The loop has read the (empty) outlook and gone to sleep, for up to an hour.
-    return s.rounds >= 1
