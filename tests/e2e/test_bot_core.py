@@ -339,13 +339,17 @@ async def _status(env: Env, *args: str) -> tuple[int, str]:
 
 
 async def test_status_shows_every_cluster_and_shard(env: Env) -> None:
-    for _ in range(50):  # workers publish every 2 s
+    clusters: list[dict[str, Any]] = []
+
+    async def every_cluster_ready() -> bool:
+        nonlocal clusters
         code, out = await _status(env, "--json")
         assert code == 0, out
         clusters = json.loads(out)
-        if len(clusters) == CLUSTERS and all(c["state"] == "ready" for c in clusters):
-            break
-        await asyncio.sleep(0.2)
+        return len(clusters) == CLUSTERS and all(c["state"] == "ready" for c in clusters)
+
+    # Workers publish every 2 s; each look starts the CLI, so not too often.
+    await until("every cluster ready in `guildhouse status`", every_cluster_ready, every=0.2)
     assert [c["cluster_id"] for c in clusters] == [0, 1]
     assert sorted(int(s) for c in clusters for s in c["shards"]) == list(range(SHARDS))
     assert all(s["state"] == "ready" for c in clusters for s in c["shards"].values())

@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 import pytest
 from launcher_proc import Launcher, launcher_env
+from waits import wait_until
 
 from cluster.console import pick_member
 from cluster.console.files import png_size
@@ -249,25 +250,28 @@ def test_typed_on_a_terminal_quick_commands_say_they_wait_for_the_rate_limit(bot
             while chunk := os.read(main, 4096):
                 seen.append(chunk)
 
+    def said(words: bytes, times: int = 1) -> Callable[[], bool]:
+        def check() -> bool:
+            assert proc.poll() is None, b"".join(seen).decode()
+            return b"".join(seen).count(words) >= times
+
+        return check
+
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         os.write(main, b"!roll 1d6\n" * 8)
-        deadline = time.monotonic() + 60
-        while b"rate limited" not in b"".join(seen):
-            assert proc.poll() is None and time.monotonic() < deadline, b"".join(seen).decode()
-            time.sleep(0.05)
+        wait_until("the console says the bot is rate limited", said(b"rate limited"))
         text = b"".join(seen).decode()
         assert "the bot is rate limited in this channel" in text
-        while b"".join(seen).count(b"rolled") < 8:  # the late answers do come
-            assert time.monotonic() < deadline, b"".join(seen).decode()
-            time.sleep(0.05)
+        wait_until("all eight rolls answered (the late answers do come)", said(b"rolled", 8))
         os.write(main, b"\x04")  # Ctrl-D
         assert proc.wait(30) == 0
     finally:
         proc.kill()
         reader.join(5)
         os.close(main)
+        print(b"".join(seen).decode(errors="replace"))  # captured output, shown on a failure
 
 
 def test_the_web_side_a_newcomer_opens(bot: Running) -> None:

@@ -22,6 +22,7 @@ import orjson
 import pytest
 from e2e_harness import Driver, SandboxProc, plain_members, start_cluster, text_channels, world_of
 from killable import KillablePostgres, KillableRedis
+from waits import until
 
 from bot.db import migrations
 from bot.errors import UNAVAILABLE
@@ -80,10 +81,13 @@ class Env:
         """The outage lines matching, once there is one: an outage's end is logged when
         something in the worker next reaches the server, which a command alone may not do
         (a loop's next retry does, within its backoff)."""
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while not (found := outage_records(self.records(since), level, text)):
-            assert asyncio.get_running_loop().time() < deadline, f"no {level} {text!r} logged"
-            await asyncio.sleep(0.1)
+        found: list[str] = []
+
+        def seen() -> bool:
+            found[:] = outage_records(self.records(since), level, text)
+            return bool(found)
+
+        await until(f"{level} {text!r} logged", seen, within=WAIT)
         return found
 
     def worker_pid(self) -> int | None:

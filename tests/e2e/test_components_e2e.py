@@ -7,6 +7,7 @@ resolves the member; work past 3 s is deferred in time, also under load."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,6 +26,7 @@ from e2e_harness import (
     world_of,
 )
 
+from bot.components import ids
 from bot.config import WorkerConfig
 from cluster.workers import Supervisor
 
@@ -189,7 +191,12 @@ async def test_expired_components_say_so_and_leave(env: Env, driver: Driver) -> 
     assert told["ephemeral"] and text_of(told) == "This has expired."
     # State in the custom_id expires as well.
     brief = await ask(driver, p, p.member_id, "!brief")
-    await asyncio.sleep(1.5)  # the button lasts a second
+    # The button lasts a second, on the worker's wall clock: let its expiry (whole seconds, in
+    # the custom_id) pass.
+    custom_id = ids.CustomId.parse(controls(brief)["Now"])
+    inline = ids.decode_inline(custom_id.ref) if custom_id else None
+    assert inline is not None, controls(brief)
+    await asyncio.sleep(max(0.0, inline.expires_at - time.time()) + 0.1)
     await click(driver, p, p.member_id, brief, "Now")
     gone, told = await driver.replies(p.channel_id, count=2)
     assert controls(gone) == {} and told["ephemeral"] and text_of(told) == "This has expired."

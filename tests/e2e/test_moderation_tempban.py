@@ -8,8 +8,6 @@ then moves the clock 61 seconds on, and the end is due, without waiting a minute
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -20,6 +18,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from e2e_harness import Driver, SandboxProc, start_cluster, world_of
+from waits import until
 
 from bot.db.pool import connect
 from cluster.workers import Supervisor
@@ -120,13 +119,19 @@ async def pass_time(env: Env, seconds: float = 61) -> None:
         await redis.aclose()
 
 
-async def until(conn: asyncpg.Connection, query: str, *args: Any, within: float = 60) -> Any:
-    deadline = time.monotonic() + within
-    while True:
+async def value_of(
+    what: str, conn: asyncpg.Connection, query: str, *args: Any, within: float = 60
+) -> Any:
+    """The query's value once it has one (neither NULL nor 0 nor false): waits for `what`."""
+    value = None
+
+    async def there() -> bool:
+        nonlocal value
         value = await conn.fetchval(query, *args)
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.1)
+        return bool(value)
+
+    await until(what, there, within=within)
+    return value
 
 
 async def tempban(env: Env, driver: Driver, s: Server, target: int) -> tuple[int, str]:
@@ -158,8 +163,11 @@ async def test_a_tempban_ends_once_with_two_clusters(env: Env, driver: Driver) -
         before = await route_count(env, UNBAN_ROUTE)
         await pass_time(env)
         for s, number, key in ends:
-            state = await until(
-                conn, "SELECT state FROM jobs WHERE key = $1 AND state = 'done'", key
+            state = await value_of(
+                "the tempban's end done",
+                conn,
+                "SELECT state FROM jobs WHERE key = $1 AND state = 'done'",
+                key,
             )
             assert state == "done"
             claimed = await conn.fetchval("SELECT claimed_by FROM jobs WHERE key = $1", key)
@@ -200,13 +208,20 @@ async def test_a_tempban_ends_once_when_its_claimer_is_sigkilled(env: Env, drive
         )
         old_pid = env.supervisor.workers[s.cluster].pid
         await pass_time(env)
-        held = await until(
-            conn, "SELECT claimed_by FROM jobs WHERE key = $1 AND state = 'running'", key
+        held = await value_of(
+            "the tempban's end claimed",
+            conn,
+            "SELECT claimed_by FROM jobs WHERE key = $1 AND state = 'running'",
+            key,
         )
         assert held and held.startswith(f"c{s.cluster}:")
         env.supervisor.kill(s.cluster)  # SIGKILL, holding the claim
-        state = await until(
-            conn, "SELECT state FROM jobs WHERE key = $1 AND state = 'done'", key, within=90
+        state = await value_of(
+            "the tempban's end done by the restarted worker",
+            conn,
+            "SELECT state FROM jobs WHERE key = $1 AND state = 'done'",
+            key,
+            within=90,
         )
         assert state == "done"
         row = await conn.fetchrow("SELECT attempts, claimed_by FROM jobs WHERE key = $1", key)
@@ -217,10 +232,8 @@ async def test_a_tempban_ends_once_when_its_claimer_is_sigkilled(env: Env, drive
         assert await driver_ban_status(env, s, target) == 404
     finally:
         await conn.close()
-    deadline = time.monotonic() + 90
-    while not env.supervisor.ready():  # leave the cluster whole for what runs next
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.2)
+    # Leave the cluster whole for what runs next.
+    await until("every worker ready again", env.supervisor.ready, within=90)
 
 
 async def test_a_ban_made_in_discord_is_a_case(env: Env, driver: Driver) -> None:
@@ -239,7 +252,8 @@ async def test_a_ban_made_in_discord_is_a_case(env: Env, driver: Driver) -> None
     )
     conn = await connect(env.dsn)
     try:
-        number = await until(
+        number = await value_of(
+            "a case for the ban made in Discord",
             conn,
             "SELECT number FROM mod_cases WHERE guild_id = $1 AND target_id = $2 "
             "AND action = 'ban'",
@@ -265,7 +279,8 @@ async def test_a_ban_made_in_discord_is_a_case(env: Env, driver: Driver) -> None
                 "moderator_id": str(s.owner_id),
             },
         )
-        lifted = await until(
+        lifted = await value_of(
+            "a case for the unban made in Discord",
             conn,
             "SELECT count(*) FROM mod_cases WHERE guild_id = $1 AND target_id = $2 "
             "AND action = 'unban'",
@@ -277,7 +292,8 @@ async def test_a_ban_made_in_discord_is_a_case(env: Env, driver: Driver) -> None
         # recorded among the known bans (which happens after the event arrived).
         other = s.members[3]
         await ask(driver, s.general, s.owner_id, f"!ban <@{other}> spam")
-        known = await until(
+        known = await value_of(
+            "the bot's own ban among the known bans",
             conn,
             "SELECT count(*) FROM mod_bans WHERE guild_id = $1 AND user_id = $2",
             s.guild_id,
@@ -303,7 +319,8 @@ async def test_a_ban_made_while_the_bot_was_away_is_a_case_at_start(
     try:
         # A ban of the bot's own: the server's ban list is read (the starting point).
         await ask(driver, s.general, s.owner_id, f"!ban <@{own}> spam")
-        assert await until(
+        assert await value_of(
+            "the bot's own ban among the known bans",
             conn,
             "SELECT count(*) FROM mod_bans WHERE guild_id = $1 AND user_id = $2",
             s.guild_id,
@@ -322,7 +339,8 @@ async def test_a_ban_made_while_the_bot_was_away_is_a_case_at_start(
                 "reason": "while you were out",
             },
         )
-        number = await until(
+        number = await value_of(
+            "a case for the ban made while the bot was away",
             conn,
             "SELECT number FROM mod_cases WHERE guild_id = $1 AND target_id = $2 "
             "AND action = 'ban'",
@@ -338,10 +356,7 @@ async def test_a_ban_made_while_the_bot_was_away_is_a_case_at_start(
             number,
         )
         assert case["moderator_id"] == s.owner_id and case["reason"] == "while you were out"
-        deadline = time.monotonic() + 90
-        while not env.supervisor.ready():
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.2)
+        await until("every worker ready again", env.supervisor.ready, within=90)
         count = await conn.fetchval(
             "SELECT count(*) FROM mod_cases WHERE guild_id = $1 AND target_id = $2",
             s.guild_id,
@@ -369,8 +384,12 @@ async def test_a_tempban_due_while_the_bot_was_down_ends_on_its_first_attempt(
         old_pid = env.supervisor.workers[s.cluster].pid
         env.supervisor.kill(s.cluster)  # the bot is down ...
         await pass_time(env)  # ... when the end falls due
-        state = await until(
-            conn, "SELECT state FROM jobs WHERE key = $1 AND state = 'done'", key, within=90
+        state = await value_of(
+            "the tempban's end done after the restart",
+            conn,
+            "SELECT state FROM jobs WHERE key = $1 AND state = 'done'",
+            key,
+            within=90,
         )
         assert state == "done"
         row = await conn.fetchrow(
@@ -384,7 +403,4 @@ async def test_a_tempban_due_while_the_bot_was_down_ends_on_its_first_attempt(
         assert await driver_ban_status(env, s, target) == 404
     finally:
         await conn.close()
-    deadline = time.monotonic() + 90
-    while not env.supervisor.ready():
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.2)
+    await until("every worker ready again", env.supervisor.ready, within=90)

@@ -5,7 +5,6 @@ rank), Discord's own 50013 in words, and the DM before a kick (sent, or closed: 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -14,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from e2e_harness import Driver, SandboxProc, arrange, start_cluster, text_of, world_of
+from waits import until
 
 from bot.db.pool import connect
 from cluster.workers import Supervisor
@@ -284,12 +284,13 @@ async def message_status(env: Env, channel: int, message_id: str) -> int:
         return resp.status
 
 
-async def deleted(env: Env, channel: int, message_id: str) -> bool:
-    for _ in range(100):
-        if await message_status(env, channel, message_id) == 404:
-            return True
-        await asyncio.sleep(0.1)
-    return False
+async def deleted(env: Env, channel: int, message_id: str) -> None:
+    """Wait for automod to delete the message (a GET of it answers 404)."""
+
+    async def gone() -> bool:
+        return await message_status(env, channel, message_id) == 404
+
+    await until(f"message {message_id} deleted", gone, within=10)
 
 
 async def test_automod_is_for_admins(env: Env, driver: Driver) -> None:
@@ -303,7 +304,7 @@ async def test_automod_deletes_invites_but_not_staffs(env: Env, driver: Driver) 
     assert "invite links: delete" in text
     staff = await driver.say(dice, env.mod, "our partner server: discord.gg/partner")
     spam = await driver.say(dice, env.members[10], "join discord.gg/freestuff now")
-    assert await deleted(env, dice, spam)
+    await deleted(env, dice, spam)
     assert await message_status(env, dice, staff) == 200  # moderators are exempt
     await ask(driver, dice, env.owner, "!automod invites off")
 
@@ -316,7 +317,7 @@ async def test_automod_times_out_mention_spam_as_a_case(env: Env, driver: Driver
     victims = " ".join(f"<@{m}>" for m in env.members[:3])
     await driver.drain(dice)
     spam = await driver.say(dice, spammer, f"hey {victims}")
-    assert await deleted(env, dice, spam)
+    await deleted(env, dice, spam)
     notice = await ask_nothing(driver, dice)
     assert f"<@{spammer}>" in notice and "timed out (case" in notice
     member = await discord(env, "GET", f"/guilds/{env.guild['id']}/members/{spammer}")
@@ -334,7 +335,7 @@ async def test_automod_word_list_warns(env: Env, driver: Driver) -> None:
     fine = await driver.say(dice, speaker, "darned good roll")
     await driver.drain(dice)
     bad = await driver.say(dice, speaker, "well, DARN.")
-    assert await deleted(env, dice, bad)
+    await deleted(env, dice, bad)
     notice = await ask_nothing(driver, dice)
     assert "warned (case" in notice
     assert await message_status(env, dice, fine) == 200

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from browser import OFFLINE, check_screenshot, chromium, headless
 from e2e_harness import SandboxProc, new_prefix, running_sandbox
 from launcher_proc import CLI, get, launcher_env
 from prometheus_client.parser import text_string_to_metric_families
+from waits import wait_until
 
 from cluster.embedded import EmbeddedPostgres
 
@@ -113,15 +113,19 @@ def test_metrics_cover_every_cluster_and_shard(launcher: Launcher) -> None:
     # A few REST calls and gateway events have happened by the time every shard is READY.
     # A shard may be resuming a dropped connection on a loaded machine: wait for every shard's
     # series to be there and to say READY (2), as /readyz did a moment ago.
-    deadline = time.monotonic() + 30
-    while True:
-        text, families = _metrics(launcher)
-        states = [s for s in families["guildhouse_shard_state"].samples]
+    families: dict[str, Any] = {}
+
+    def every_shard_ready() -> bool:
+        nonlocal families
+        _, families = _metrics(launcher)
+        states = families["guildhouse_shard_state"].samples
+        # Captured output, shown if the wait fails.
+        print("shard states:", [(s.labels["shard"], s.value) for s in states])
         shards = {s.labels["shard"] for s in states}
-        if shards == {str(i) for i in range(SHARDS)} and all(s.value == 2 for s in states):
-            break
-        assert time.monotonic() < deadline, "shard series missing or not ready:\n" + text[:2000]
-        time.sleep(1)
+        return shards == {str(i) for i in range(SHARDS)} and all(s.value == 2 for s in states)
+
+    wait_until("every shard's series in /metrics, READY (2)", every_shard_ready, 30, every=0.2)
+    states = families["guildhouse_shard_state"].samples
     assert {s.labels["cluster"] for s in states} == {str(i) for i in range(CLUSTERS)}
     guilds = families["guildhouse_shard_guilds"].samples
     assert sum(s.value for s in guilds) == 6
@@ -149,15 +153,20 @@ def test_ipc_metrics_after_a_cluster_wide_command(launcher: Launcher) -> None:
     )
     with urllib.request.urlopen(request, timeout=10) as resp:
         assert resp.status < 300
-    deadline = time.monotonic() + 20
-    while True:  # `about` gathers figures from every cluster over the IPC bus
+    families: dict[str, Any] = {}
+
+    def ipc_series() -> bool:  # `about` gathers figures from every cluster over the IPC bus
+        nonlocal families
         _, families = _metrics(launcher)
-        sent = families.get("guildhouse_ipc_requests")
         handled = families.get("guildhouse_ipc_handled")
-        if sent and handled and len({s.labels["cluster"] for s in handled.samples}) == CLUSTERS:
-            break
-        assert time.monotonic() < deadline, "no IPC series after !about"
-        time.sleep(0.5)
+        return bool(
+            families.get("guildhouse_ipc_requests")
+            and handled
+            and len({s.labels["cluster"] for s in handled.samples}) == CLUSTERS
+        )
+
+    wait_until("IPC series of every cluster after !about", ipc_series, 20, every=0.2)
+    sent = families["guildhouse_ipc_requests"]
     assert any(
         s.labels["name"] == "cluster_stats" and s.labels["outcome"] == "ok" and s.value >= 1
         for s in sent.samples
@@ -250,15 +259,17 @@ def test_web_leaderboard_after_chat(launcher: Launcher, tmp_path: Path) -> None:
     for member in members:
         _say(launcher, channel, member, "gg everyone, that raid was great")
     api = launcher.url(f"/api/leaderboard/{guild['id']}")
-    deadline = time.monotonic() + 30
-    while True:
+    data: dict[str, Any] = {}
+
+    def ranked() -> bool:
+        nonlocal data
         status, raw = get(api)
         assert status == 200, raw
         data = orjson.loads(raw)
-        if data["total"] == len(members):
-            break
-        assert time.monotonic() < deadline, f"not ranked: {data}"
-        time.sleep(0.3)
+        print("leaderboard:", data)  # captured output, shown if the wait fails
+        return bool(data["total"] == len(members))
+
+    wait_until("the three members ranked", ranked, 30, every=0.1)
     entries = data["entries"]
     assert sorted(e["user_id"] for e in entries) == sorted(members)
     assert [e["rank"] for e in entries] == [1, 2, 3]
@@ -387,13 +398,14 @@ def test_grafana_dashboard_queries_what_the_bot_exports(
 def test_readyz_fails_when_postgres_stops(launcher: Launcher) -> None:
     # Last in this module: it stops the launcher's database.
     launcher.postgres.stop()
-    deadline = time.monotonic() + 30
-    while True:
+    body = b""
+
+    def not_ready() -> bool:
+        nonlocal body
         status, body = get(launcher.url("/readyz"))
-        if status == 503:
-            break
-        assert time.monotonic() < deadline, "still ready with PostgreSQL stopped"
-        time.sleep(0.5)
+        return status == 503
+
+    wait_until("/readyz not ready (503) with PostgreSQL stopped", not_ready, 30, every=0.1)
     assert "postgres unreachable" in orjson.loads(body)["problems"][0]
     # The status page's data names it too (PostgreSQL here is the test's, not embedded).
     status, body = get(launcher.url("/status.json"))
