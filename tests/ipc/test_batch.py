@@ -89,6 +89,22 @@ async def test_an_item_pushed_at_once_cuts_the_linger_short() -> None:
     assert rec.batches[-1] == [4, 5]
 
 
+async def test_flush_sends_what_lingers_now_and_waits_for_it() -> None:
+    """A stopping worker's flush: what gathers for a long linger leaves at once."""
+    rec = Recorder()
+    b: Batcher[int, int] = Batcher(
+        rec.send, linger=30, linger_each=True
+    )  # far longer than the test
+    results = [asyncio.ensure_future(b.submit(i)) for i in (1, 2)]
+    await asyncio.sleep(0.05)  # long enough for a call to start, were they not lingering
+    assert rec.batches == []
+    await asyncio.wait_for(b.flush(), 5)
+    assert rec.batches == [[1, 2]]
+    assert [r.result() for r in results] == [10, 20]
+    await asyncio.wait_for(b.flush(), 5)  # nothing queued: returns at once
+    assert rec.batches == [[1, 2]]
+
+
 async def test_with_linger_each_every_batch_lingers() -> None:
     batches: list[list[int]] = []
     calling = asyncio.Event()
