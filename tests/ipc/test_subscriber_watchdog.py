@@ -7,6 +7,8 @@ throttles' held windows, the guild settings caches)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,7 +18,12 @@ from ipc.subscriber import Subscriber
 
 pytestmark = pytest.mark.integration
 
-PERIOD = 0.02  # the watchdog's period here (30 s in a worker)
+T = TypeVar("T")
+
+# The watchdog's period here (30 s in a worker): short, for many periods in a few seconds, but
+# not so short that a loaded machine (the suite runs in four processes on two cores) delays a
+# pong by a whole period.
+PERIOD = 0.05
 
 
 async def idle_for(redis_url: str, periods: int) -> tuple[int, int]:
@@ -36,6 +43,11 @@ async def idle_for(redis_url: str, periods: int) -> tuple[int, int]:
         return len(confirmed), connections
 
 
+async def bounded(coro: Awaitable[T], within: float) -> T:
+    async with asyncio.timeout(within):  # a hang fails the test rather than the suite
+        return await coro
+
+
 def test_an_idle_healthy_connection_is_kept(redis_url: str) -> None:
-    confirmed, connections = uvloop.run(idle_for(redis_url, 100))
+    confirmed, connections = uvloop.run(bounded(idle_for(redis_url, 100), 60))
     assert (confirmed, connections) == (1, 1)
