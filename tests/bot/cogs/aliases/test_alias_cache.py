@@ -22,7 +22,7 @@ G = 7171
 
 
 def _worker(pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys) -> Aliases:
-    bot: Any = SimpleNamespace(pool=pool, redis=redis, keys=keys)
+    bot: Any = SimpleNamespace(pool=pool, redis=redis, keys=keys, rest_only=False)
     return Aliases(bot)
 
 
