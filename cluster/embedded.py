@@ -637,8 +637,23 @@ class EmbeddedPostgres(_Server):
         log.info("stopping embedded PostgreSQL")
         done = self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60", "stop")
         stderr = done.stderr.lower()
-        if done.returncode != 0 and "not running" not in stderr and "no such process" not in stderr:
+        failed = (
+            done.returncode != 0 and "not running" not in stderr and "no such process" not in stderr
+        )
+        if failed:
             log.warning("pg_ctl stop failed: %s", done.stderr.strip())
+        # A postmaster that died rather than shut down (a stop while a restart was bringing it
+        # up) leaves its postmaster.pid: remove it once that pid is gone, so a stop leaves
+        # nothing of the server behind. A live one's file stays.
+        deadline = time.monotonic() + (10.0 if failed else 0.0)
+        while (info := _read_postmaster(self.pgdata)) is not None:
+            if not _process_matches(info.pid, "postgres", str(self.pgdata)):
+                log.info("removing postmaster.pid of the stopped postmaster (pid %d)", info.pid)
+                (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
+                return
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.1)
 
 
 class EmbeddedRedis(_Server):
