@@ -52,6 +52,9 @@ class GlobalLimiter:
         )
         self.allotment = Allotment(redis, self.admission)
         self.buckets = Buckets(redis, self.keys[3], self.bucket_prefix, self.admission.redis_state)
+        # What a response's `X-RateLimit-*` headers (or a bucket 429) said, shared when it is
+        # news: the buckets' own method, with no layer of the facade's on every response.
+        self.learn = self.buckets.learn
         self.waited = 0.0  # seconds spent waiting, for metrics and benchmarks
         self.calls = 0
         self.prepaid_used = 0
@@ -129,23 +132,6 @@ class GlobalLimiter:
         started = time.monotonic()
         await self.admission.admit(route, major, exempt)
         self.waited += time.monotonic() - started
-
-    async def learn(  # noqa: PLR0917 - the fields of one X-RateLimit header set
-        self,
-        route: str,
-        major: str,
-        bucket: str,
-        remaining: int,
-        reset_after: float,
-        retry_after: float = 0.0,
-        *,
-        owned: bool = False,
-    ) -> None:
-        """Share what a response's `X-RateLimit-*` headers (or a bucket 429) said, when it is
-        news (`Buckets.learn`)."""
-        await self.buckets.learn(
-            route, major, bucket, remaining, reset_after, retry_after, owned=owned
-        )
 
     async def pause(self, seconds: float) -> None:
         """A global 429: hold every process back for `seconds` (`Admission.pause`)."""
