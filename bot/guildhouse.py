@@ -35,7 +35,7 @@ from bot.dpy.chat_state import ChatState
 from bot.guild_settings import GuildSettingsStore
 from bot.rpc import Answers
 from bot.shard_lifecycle import ClientClosing, ShardLifecycle
-from bot.shards import ShardState, ShardTracker
+from bot.shards import GuildArrivals, ShardState, ShardTracker
 from bot.status import WorkerStatus
 from ipc.bus import Bus
 from ipc.client import Keys
@@ -163,6 +163,7 @@ class Guildhouse(commands.AutoShardedBot):
         self.cluster_label = str(config.cluster_id)  # of the metrics
         self.accepting = True
         self.shard_tracker = ShardTracker(config.shard_ids)
+        self.guild_arrivals = GuildArrivals(self.shard_tracker)
         queue = IdentifyQueue(
             redis, keys, max_concurrency=config.max_concurrency, interval=config.identify_interval
         )
@@ -323,7 +324,9 @@ class Guildhouse(commands.AutoShardedBot):
         self.count_command(ctx, "ok")
 
     def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
-        if event_name == "socket_event_type":
+        if event_name in GuildArrivals.EVENTS:  # a shard's READY, its guilds (bot/shards.py)
+            self.guild_arrivals.on(event_name, args[0], lambda: self.guilds)
+        elif event_name == "socket_event_type":
             # Counted here, synchronously: as a listener it would cost a task per event.
             counter = self._event_counters.get(args[0])
             if counter is None:
@@ -367,14 +370,6 @@ class Guildhouse(commands.AutoShardedBot):
     def sample_metrics(self) -> None:
         """Refresh gauges; called once a second by the worker's report loop."""
         self.worker_status.sample_metrics()
-
-    async def on_shard_connect(self, shard_id: int) -> None:
-        # discord.py dispatches this on READY, before the shard's guilds have arrived.
-        self.shard_tracker.got_ready(shard_id)
-        self.shard_tracker.update(shard_id, ShardState.CONNECTING)
-
-    async def on_shard_disconnect(self, shard_id: int) -> None:
-        self.shard_tracker.update(shard_id, ShardState.DISCONNECTED)
 
     async def on_shard_resumed(self, shard_id: int) -> None:
         self.shard_tracker.update(shard_id, ShardState.READY)

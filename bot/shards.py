@@ -19,8 +19,9 @@ import enum
 import random
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class ShardState(enum.IntEnum):
@@ -121,3 +122,67 @@ class ShardTracker:
             if state in (ShardState.CONNECTING, ShardState.DISCONNECTED)
             and now - self.since[sid] > timeout
         ]
+
+
+class GuildArrivals:
+    """A shard is READY once the guilds its READY named have arrived, not 2 s later.
+
+    READY lists the shard's guilds, all unavailable; a GUILD_CREATE follows for each. discord.py
+    dispatches `shard_ready` only when no GUILD_CREATE has come for `guild_ready_timeout` (2 s)
+    after the last one, so every shard's readiness (and a restart's, and `/readyz`) would wait
+    that long for nothing. This counts the listed guilds down instead and marks the shard
+    READY in the tracker when the last one arrives. discord.py's event still comes; it covers
+    a guild that stays unavailable (an outage on Discord's side), which never completes the
+    count.
+
+    Fed from the client's `dispatch`, synchronously (`on`), so the states follow the gateway's
+    order, not the order in which listener tasks happen to run.
+    """
+
+    EVENTS = frozenset({"shard_connect", "guild_available", "shard_disconnect"})
+
+    def __init__(self, tracker: ShardTracker) -> None:
+        self.tracker = tracker
+        self._pending: dict[int, set[int]] = {}
+
+    def on(self, event: str, arg: Any, guilds: Callable[[], Iterable[Any]]) -> None:
+        """One of EVENTS and its argument; `guilds` gives the client's guilds."""
+        if event == "shard_connect":
+            # discord.py dispatches this on READY, having added its guilds as unavailable.
+            shard_id: int = arg
+            self.tracker.got_ready(shard_id)
+            self.tracker.update(shard_id, ShardState.CONNECTING)
+            listed = {g.id for g in guilds() if g.shard_id == shard_id and g.unavailable}
+            complete = self.expect(shard_id, listed)
+        elif event == "shard_disconnect":
+            self.forget(arg)
+            self.tracker.update(arg, ShardState.DISCONNECTED)
+            return
+        else:  # guild_available
+            shard_id = arg.shard_id
+            complete = self.arrived(shard_id, arg.id)
+        if complete:
+            self.tracker.update(shard_id, ShardState.READY)
+
+    def expect(self, shard_id: int, guild_ids: set[int]) -> bool:
+        """A READY named these guilds; True when there are none to wait for."""
+        self._pending[shard_id] = set(guild_ids)
+        if guild_ids:
+            return False
+        del self._pending[shard_id]
+        return True
+
+    def arrived(self, shard_id: int, guild_id: int) -> bool:
+        """A listed guild's GUILD_CREATE; True when it was the shard's last one."""
+        pending = self._pending.get(shard_id)
+        if pending is None or guild_id not in pending:
+            return False
+        pending.discard(guild_id)
+        if pending:
+            return False
+        del self._pending[shard_id]
+        return True
+
+    def forget(self, shard_id: int) -> None:
+        """The shard disconnected: what its READY listed is no longer awaited."""
+        self._pending.pop(shard_id, None)

@@ -3,13 +3,14 @@ and that FAILED stays FAILED. (tests/e2e/test_shard_closes.py runs it against th
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, cast
 
 import discord
 import pytest
 
 from bot.dpy.shard_hooks import fatal_close_code
-from bot.shards import FATAL_CLOSES, FatalClosePolicy, ShardState, ShardTracker
+from bot.shards import FATAL_CLOSES, FatalClosePolicy, GuildArrivals, ShardState, ShardTracker
 
 
 class Clock:
@@ -25,6 +26,56 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
     monkeypatch.setattr("bot.shards.time.monotonic", c)
     return c
+
+
+def test_a_shard_is_complete_when_the_last_listed_guild_arrives() -> None:
+    arrivals = GuildArrivals(ShardTracker((0, 1)))
+    assert not arrivals.expect(0, {10, 11, 12})
+    assert not arrivals.expect(1, {20})
+    assert not arrivals.arrived(0, 10)
+    assert not arrivals.arrived(0, 99)  # not listed by this shard's READY: not counted
+    assert not arrivals.arrived(0, 20)  # another shard's guild
+    assert not arrivals.arrived(0, 11)
+    assert arrivals.arrived(0, 12)
+    assert not arrivals.arrived(0, 12)  # complete once
+    assert arrivals.arrived(1, 20)
+
+
+def test_a_ready_with_no_guilds_is_complete_at_once() -> None:
+    assert GuildArrivals(ShardTracker((3,))).expect(3, set())
+
+
+def test_a_disconnect_forgets_the_count_and_a_new_ready_starts_over() -> None:
+    arrivals = GuildArrivals(ShardTracker((0, 1)))
+    arrivals.expect(0, {10, 11})
+    arrivals.arrived(0, 10)
+    arrivals.forget(0)
+    assert not arrivals.arrived(0, 11)  # discord.py's own shard_ready covers this session
+    arrivals.expect(0, {10, 11})  # the new session's READY lists both again
+    assert not arrivals.arrived(0, 11)
+    assert arrivals.arrived(0, 10)
+
+
+def test_the_tracker_follows_ready_the_listed_guilds_and_a_disconnect() -> None:
+    """As dispatch feeds it: READY (discord.py has added the listed guilds, unavailable), then
+    each GUILD_CREATE; an older guild of the shard that READY didn't list is not waited for."""
+    tracker = ShardTracker((0, 1))
+    arrivals = GuildArrivals(tracker)
+    guilds = [
+        SimpleNamespace(id=10, shard_id=0, unavailable=True),
+        SimpleNamespace(id=11, shard_id=0, unavailable=True),
+        SimpleNamespace(id=12, shard_id=0, unavailable=False),  # not in this READY
+        SimpleNamespace(id=20, shard_id=1, unavailable=True),
+    ]
+    arrivals.on("shard_connect", 0, lambda: guilds)
+    assert tracker.states[0] == ShardState.CONNECTING and tracker.was_ready(0)
+    arrivals.on("guild_available", guilds[0], lambda: guilds)
+    assert tracker.states[0] == ShardState.CONNECTING
+    arrivals.on("guild_available", guilds[1], lambda: guilds)
+    assert tracker.states[0] == ShardState.READY
+    assert tracker.states[1] == ShardState.STARTING
+    arrivals.on("shard_disconnect", 0, lambda: guilds)
+    assert tracker.states[0] == ShardState.DISCONNECTED
 
 
 def test_ready_once_is_remembered_through_disconnects() -> None:

@@ -7,7 +7,9 @@ case, its moderator and reason read from the server's audit log when the bot may
 (View Audit Log), else "unknown". At start, every server that uses moderation on this worker's
 shards has its ban list read (`GET /guilds/{id}/bans`, 1,000 a page, through discord.py's
 paginator) and compared with the bans known from last time: bans made or lifted while the bot
-was away become cases too. The first read of a server records its list without cases.
+was away become cases too. The first read of a server records its list without cases. A
+PostgreSQL outage during the sync is the worker's one outage WARNING; the sync waits for the
+outage to end and goes on where it was.
 
 **Tempban ends** are jobs of kind `moderation.unban` (bot/jobs), one per tempban case, run by
 the cluster whose shards have the server: exactly once across clusters, restarts and a
@@ -29,10 +31,11 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot import jobs
+from bot import jobs, outages
 from bot.cogs.moderation import store
 from bot.cogs.moderation.actions import UNKNOWN_BAN, Moderator
 from bot.cogs.moderation.store import NewCase
+from ipc.backoff import Backoff
 
 if TYPE_CHECKING:
     from bot.guildhouse import Guildhouse
@@ -182,19 +185,33 @@ class BanSync(commands.Cog, name="Moderation sync"):
         task.add_done_callback(self._tasks.discard)
 
     async def sync_all(self) -> None:
-        try:
-            ids = await store.moderated_guilds(self.bot.pool)
-        except jobs.DB_ERRORS as exc:
-            log.warning("ban sync: could not list servers to sync: %s", exc)
-            return
+        backoff = Backoff(first=1.0, cap=30.0)
+        while True:
+            try:
+                ids = await store.moderated_guilds(self.bot.pool)
+                break
+            except jobs.DB_ERRORS as exc:
+                if outages.note(exc, "the ban sync") is None:
+                    log.warning("ban sync: could not list servers to sync: %s", exc)
+                    return
+                # An outage (its one WARNING is the worker's): the sync waits for its end.
+                await asyncio.sleep(backoff.next())
         for guild_id in ids:
             guild = self.bot.get_guild(guild_id)
             if guild is None:
                 continue  # another cluster's, or gone
-            try:
-                await self.sync(guild)
-            except (discord.HTTPException, *jobs.DB_ERRORS) as exc:
-                log.warning("ban sync: server %s not synced: %s", guild_id, exc)
+            while True:
+                try:
+                    await self.sync(guild)
+                    break
+                except discord.HTTPException as exc:
+                    log.warning("ban sync: server %s not synced: %s", guild_id, exc)
+                    break
+                except jobs.DB_ERRORS as exc:
+                    if outages.note(exc, "the ban sync") is None:
+                        log.warning("ban sync: server %s not synced: %s", guild_id, exc)
+                        break
+                    await asyncio.sleep(backoff.next())
 
     async def sync(self, guild: discord.Guild) -> tuple[set[int], set[int]]:
         """Read the server's bans; make a case of each ban made or lifted since the last read.

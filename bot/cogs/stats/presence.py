@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 import discord
+from redis.exceptions import RedisError
 
 from bot.presence_pacer import pacer_of
 
@@ -78,8 +79,20 @@ class Rotation:
         answered = sum(int(r.get("guilds", 0)) for r in result.results.values())
         return answered if not result.partial else max(answered, len(self.bot.guilds))
 
+    async def _clusters_ready(self, within: float) -> None:
+        """Until the registry shows every cluster READY, at most `within` s: a count taken
+        while another cluster is still starting would be shown for a minute."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with contextlib.suppress(RedisError, OSError):  # an outage: asked again, as it ends
+                clusters = await self.bot.registry.clusters()
+                if sum(c.state == "ready" for c in clusters) >= self.bot.config.cluster_count:
+                    return
+            await asyncio.sleep(0.5)
+
     async def _loop(self) -> None:
         await self.bot.wait_until_ready()
+        await self._clusters_ready(FLOOR)
         while True:
             now = time.time()
             try:
