@@ -2,6 +2,9 @@
 check that they fit the discord.py that is installed.
 
 - chat_state.py    the gateway parser: chat on a light path (bot/chat_light_path.py)
+- guild_memory.py  guilds in less memory: caches made on first use, the bot's own user and
+                   repeated values shared between guilds (the connection state chat_state.py
+                   makes derives from it)
 - heartbeat.py     a heartbeat's send time recorded before it is sent (upstream's fix, until
                    a release has it)
 - compression.py   the gateway connections' transport compression
@@ -32,6 +35,7 @@ import discord
 from bot.dpy import (
     chat_state,
     compression,
+    guild_memory,
     heartbeat,
     http_session,
     keep_alive,
@@ -49,6 +53,7 @@ REQUIREMENT = "discord.py>=2.7.1,<2.8"
 
 PATCHES: tuple[ModuleType, ...] = (
     chat_state,
+    guild_memory,
     heartbeat,
     compression,
     urls,

@@ -18,9 +18,9 @@ import logging
 from typing import Any
 
 import discord
-from discord.state import AutoShardedConnectionState
 
 from bot.chat_light_path import Chat, ChatSink, PrefixLookup, chat_of
+from bot.dpy.guild_memory import LeanState
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ def _avatar_url(state: Any, guild_id: int, user_id: int, data: dict[str, Any]) -
     return discord.Asset._from_default_avatar(state, index).url
 
 
-class ChatState(AutoShardedConnectionState):
-    """discord.py's connection state, with MESSAGE_CREATE split into chat and the rest."""
+class ChatState(LeanState):
+    """discord.py's connection state, with MESSAGE_CREATE split into chat and the rest (and
+    its guilds kept in less memory: bot/dpy/guild_memory.py)."""
 
     chat_sinks: list[ChatSink]
     chat_prefix: PrefixLookup
