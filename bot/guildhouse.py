@@ -163,7 +163,7 @@ class Guildhouse(commands.AutoShardedBot):
         self.cluster_label = str(config.cluster_id)  # of the metrics
         self.accepting = True
         self.shard_tracker = ShardTracker(config.shard_ids)
-        self.guild_arrivals = GuildArrivals(self.shard_tracker)
+        self.guild_arrivals = GuildArrivals(self.shard_tracker, lambda: self.guilds)
         queue = IdentifyQueue(
             redis, keys, max_concurrency=config.max_concurrency, interval=config.identify_interval
         )
@@ -325,7 +325,7 @@ class Guildhouse(commands.AutoShardedBot):
 
     def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
         if event_name in GuildArrivals.EVENTS:  # a shard's READY, its guilds (bot/shards.py)
-            self.guild_arrivals.on(event_name, args[0], lambda: self.guilds)
+            self.guild_arrivals.on(event_name, args[0])
         elif event_name == "socket_event_type":
             # Counted here, synchronously: as a listener it would cost a task per event.
             counter = self._event_counters.get(args[0])

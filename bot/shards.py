@@ -141,18 +141,20 @@ class GuildArrivals:
 
     EVENTS = frozenset({"shard_connect", "guild_available", "shard_disconnect"})
 
-    def __init__(self, tracker: ShardTracker) -> None:
+    def __init__(self, tracker: ShardTracker, guilds: Callable[[], Iterable[Any]]) -> None:
+        """`guilds` gives the client's guilds (read at each READY)."""
         self.tracker = tracker
+        self.guilds = guilds
         self._pending: dict[int, set[int]] = {}
 
-    def on(self, event: str, arg: Any, guilds: Callable[[], Iterable[Any]]) -> None:
-        """One of EVENTS and its argument; `guilds` gives the client's guilds."""
+    def on(self, event: str, arg: Any) -> None:
+        """One of EVENTS and its argument."""
         if event == "shard_connect":
             # discord.py dispatches this on READY, having added its guilds as unavailable.
             shard_id: int = arg
             self.tracker.got_ready(shard_id)
             self.tracker.update(shard_id, ShardState.CONNECTING)
-            listed = {g.id for g in guilds() if g.shard_id == shard_id and g.unavailable}
+            listed = {g.id for g in self.guilds() if g.shard_id == shard_id and g.unavailable}
             complete = self.expect(shard_id, listed)
         elif event == "shard_disconnect":
             self.forget(arg)

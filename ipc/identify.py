@@ -17,7 +17,7 @@ How it stays correct:
   granted before the IDENTIFY is sent, and sending can be late. The turn is taken in
   discord.py's `before_identify_hook`, right before the send, so the lateness is the event
   loop's: in `bench scale` (8 workers on 2 cores, "can't keep up" warnings) consecutive
-  IDENTIFYs of a bucket reached the gateway at most 25 ms closer than their turns were.
+  IDENTIFYs of a bucket reached the gateway at most 30 ms closer than their turns were.
 - A shard first `approach`es its turn without a connection, and connects only when the turn is
   near: waiting after HELLO would leave the new connection unread for as long as the queue is.
 - If Redis is unreachable, a worker paces its own IDENTIFYs locally (one per interval) and says

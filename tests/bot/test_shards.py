@@ -29,7 +29,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def test_a_shard_is_complete_when_the_last_listed_guild_arrives() -> None:
-    arrivals = GuildArrivals(ShardTracker((0, 1)))
+    arrivals = GuildArrivals(ShardTracker((0, 1)), list)
     assert not arrivals.expect(0, {10, 11, 12})
     assert not arrivals.expect(1, {20})
     assert not arrivals.arrived(0, 10)
@@ -42,11 +42,11 @@ def test_a_shard_is_complete_when_the_last_listed_guild_arrives() -> None:
 
 
 def test_a_ready_with_no_guilds_is_complete_at_once() -> None:
-    assert GuildArrivals(ShardTracker((3,))).expect(3, set())
+    assert GuildArrivals(ShardTracker((3,)), list).expect(3, set())
 
 
 def test_a_disconnect_forgets_the_count_and_a_new_ready_starts_over() -> None:
-    arrivals = GuildArrivals(ShardTracker((0, 1)))
+    arrivals = GuildArrivals(ShardTracker((0, 1)), list)
     arrivals.expect(0, {10, 11})
     arrivals.arrived(0, 10)
     arrivals.forget(0)
@@ -60,21 +60,21 @@ def test_the_tracker_follows_ready_the_listed_guilds_and_a_disconnect() -> None:
     """As dispatch feeds it: READY (discord.py has added the listed guilds, unavailable), then
     each GUILD_CREATE; an older guild of the shard that READY didn't list is not waited for."""
     tracker = ShardTracker((0, 1))
-    arrivals = GuildArrivals(tracker)
     guilds = [
         SimpleNamespace(id=10, shard_id=0, unavailable=True),
         SimpleNamespace(id=11, shard_id=0, unavailable=True),
         SimpleNamespace(id=12, shard_id=0, unavailable=False),  # not in this READY
         SimpleNamespace(id=20, shard_id=1, unavailable=True),
     ]
-    arrivals.on("shard_connect", 0, lambda: guilds)
+    arrivals = GuildArrivals(tracker, lambda: guilds)
+    arrivals.on("shard_connect", 0)
     assert tracker.states[0] == ShardState.CONNECTING and tracker.was_ready(0)
-    arrivals.on("guild_available", guilds[0], lambda: guilds)
+    arrivals.on("guild_available", guilds[0])
     assert tracker.states[0] == ShardState.CONNECTING
-    arrivals.on("guild_available", guilds[1], lambda: guilds)
+    arrivals.on("guild_available", guilds[1])
     assert tracker.states[0] == ShardState.READY
     assert tracker.states[1] == ShardState.STARTING
-    arrivals.on("shard_disconnect", 0, lambda: guilds)
+    arrivals.on("shard_disconnect", 0)
     assert tracker.states[0] == ShardState.DISCONNECTED
 
 

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 import discord
 from discord.ext import commands
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from bot.guildhouse import Guildhouse
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 AUDIT_LOOKBACK = 10  # audit-log entries looked through for the ban's author
 RETRY_GUILD_UNAVAILABLE = 60.0
@@ -186,32 +189,19 @@ class BanSync(commands.Cog, name="Moderation sync"):
 
     async def sync_all(self) -> None:
         backoff = Backoff(first=1.0, cap=30.0)
-        while True:
-            try:
-                ids = await store.moderated_guilds(self.bot.pool)
-                break
-            except jobs.DB_ERRORS as exc:
-                if outages.note(exc, "the ban sync") is None:
-                    log.warning("ban sync: could not list servers to sync: %s", exc)
-                    return
-                # An outage (its one WARNING is the worker's): the sync waits for its end.
-                await asyncio.sleep(backoff.next())
+        try:
+            ids = await _past_outages(partial(store.moderated_guilds, self.bot.pool), backoff)
+        except jobs.DB_ERRORS as exc:
+            log.warning("ban sync: could not list servers to sync: %s", exc)
+            return
         for guild_id in ids:
             guild = self.bot.get_guild(guild_id)
             if guild is None:
                 continue  # another cluster's, or gone
-            while True:
-                try:
-                    await self.sync(guild)
-                    break
-                except discord.HTTPException as exc:
-                    log.warning("ban sync: server %s not synced: %s", guild_id, exc)
-                    break
-                except jobs.DB_ERRORS as exc:
-                    if outages.note(exc, "the ban sync") is None:
-                        log.warning("ban sync: server %s not synced: %s", guild_id, exc)
-                        break
-                    await asyncio.sleep(backoff.next())
+            try:
+                await _past_outages(partial(self.sync, guild), backoff)
+            except (discord.HTTPException, *jobs.DB_ERRORS) as exc:
+                log.warning("ban sync: server %s not synced: %s", guild_id, exc)
 
     async def sync(self, guild: discord.Guild) -> tuple[set[int], set[int]]:
         """Read the server's bans; make a case of each ban made or lifted since the last read.
@@ -232,3 +222,15 @@ class BanSync(commands.Cog, name="Moderation sync"):
         for user_id in sorted(lifted):
             await self._outside_case(guild, user_id, banned=False)
         return added, lifted
+
+
+async def _past_outages(call: Callable[[], Awaitable[T]], backoff: Backoff) -> T:
+    """`call()`, again after a backoff for as long as it meets a PostgreSQL outage (the
+    worker's one outage WARNING says so); any other error is the caller's."""
+    while True:
+        try:
+            return await call()
+        except jobs.DB_ERRORS as exc:
+            if outages.note(exc, "the ban sync") is None:
+                raise
+        await asyncio.sleep(backoff.next())
