@@ -196,6 +196,25 @@ async def window_count(redis: aioredis.Redis, keys: Keys, name: str) -> int:
     return int(await redis.zcard(keys("throttle", name)))
 
 
+async def test_a_member_back_after_a_few_minutes_is_still_decided_here(
+    redis: aioredis.Redis, redis_url: str, keys: Keys
+) -> None:
+    """A hold outlives its 10 s window by five minutes, in Redis and in the process: a member
+    whose next command comes after a pause of a few minutes costs no round trip."""
+    rule = [("user:3", Rule(5, 10))]
+    async with processes(redis_url, keys, 1) as (a,):
+        await calls(a, rule, "3:ping", 2)
+        assert (a.asked_redis, a.decided_here) == (1, 1)
+        ttl = await redis.pttl(keys("throttle", "holder", "user:3"))
+        assert 240_000 < ttl <= 300_000
+        # Four minutes later, as the process sees it: still held.
+        held = a._held[keys("throttle", "user:3")]
+        held.until -= 240
+        held.base_until -= 240
+        assert (await a.hit(rule, "3:ping")).allowed
+        assert (a.asked_redis, a.decided_here) == (1, 2)
+
+
 async def test_a_held_window_is_decided_here_and_still_counted_in_redis(
     redis: aioredis.Redis, redis_url: str, keys: Keys
 ) -> None:
