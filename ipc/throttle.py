@@ -150,9 +150,11 @@ HOLD_SLACK = 0.05
 # Bound the windows a process remembers holding; the oldest are forgotten first.
 MAX_HELD = 100_000
 # A call decided here is counted in Redis this long (s) after it, with the others of that
-# moment: by then the command's answer has left (a count sent at once ran ahead of it). A REST
-# slot riding with a count is waited for, so that count leaves at once.
-COUNT_AFTER = 0.003
+# moment: by then the command's answer has left and been taken in (a count sent at once ran
+# ahead of it; one 3 ms after it, as this was, fell in the slowest answers, whose round trip it
+# stretched). A REST slot riding with a count is waited for, so that count leaves at once, and
+# a call that must ask Redis while a count of its windows lingers sends it first (`flush`).
+COUNT_AFTER = 0.02
 
 
 class RuleError(ValueError):
@@ -451,7 +453,7 @@ class Throttle:
         self._decided("redis")
         # Calls admitted here and still on their way would be missing from Redis's count.
         if not self._counting.isdisjoint(window_keys):
-            await self._counts.drain()
+            await self._counts.flush()
         keys, args = self._script_input(window_keys, windows)
         keys.append(self.keys("throttle", "told", told_key))
         args.append(self._lost_prefix)

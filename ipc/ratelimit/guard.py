@@ -16,6 +16,11 @@ from ipc.client import Keys
 log = logging.getLogger("ipc.ratelimit")  # the package's one logger (admission.py)
 
 
+# The background refresh starts this long (s) after the call that found the copy stale, so its
+# round trip runs after that call's request, not beside it.
+REFRESH_AFTER = 0.02
+
+
 class RequestRefused(Exception):
     """A REST call was not sent because the bot is close to Discord's invalid-request ban."""
 
@@ -51,6 +56,7 @@ class InvalidRequestGuard:
         self.round_trips = 0  # for benchmarks
         self._checked = 0.0
         self._refreshing: asyncio.Task[None] | None = None
+        self._refresh_timer: asyncio.TimerHandle | None = None
         self._warned = False
 
     def _minute_keys(self, now: float) -> list[str]:
@@ -82,6 +88,12 @@ class InvalidRequestGuard:
                 self.minutes,
             )
 
+    def _start_refresh(self) -> None:
+        self._refresh_timer = None
+        self._refreshing = asyncio.create_task(
+            self._refresh_quietly(), name="invalid-request-count"
+        )
+
     async def _refresh_quietly(self) -> None:
         try:
             await self._refresh(time.time())
@@ -99,16 +111,19 @@ class InvalidRequestGuard:
         """Raise RequestRefused when the bot is at the refusal threshold.
 
         Only a process's first check waits for the shared count; after that the local copy is
-        refreshed in the background, at most once a second, so no REST call waits for it."""
+        refreshed in the background, at most once a second and a moment after the call that
+        found it stale (REFRESH_AFTER), so no REST call waits for it or runs beside it."""
         if not self._checked:
             self.round_trips += 1
             await self._refresh_quietly()
-        elif time.monotonic() - self._checked > 1.0 and (
-            self._refreshing is None or self._refreshing.done()
+        elif (
+            time.monotonic() - self._checked > 1.0
+            and self._refresh_timer is None
+            and (self._refreshing is None or self._refreshing.done())
         ):
             self.round_trips += 1
-            self._refreshing = asyncio.create_task(
-                self._refresh_quietly(), name="invalid-request-count"
+            self._refresh_timer = asyncio.get_running_loop().call_later(
+                REFRESH_AFTER, self._start_refresh
             )
         if self.count >= self.refuse_at:
             log.error(

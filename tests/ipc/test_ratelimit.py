@@ -312,6 +312,8 @@ async def test_invalid_request_count_refreshes_off_the_request_path(
         guard._checked -= 2.0
         await guard.check()  # stale: the refresh starts, this call doesn't wait for it
         assert guard.round_trips == 2 and guard.count == 0
+        # It starts a moment later (REFRESH_AFTER), after this call's request, not beside it.
+        assert guard._refreshing is None
         for _ in range(100):
             if guard.count:
                 break
