@@ -191,10 +191,12 @@ class Allotment:
             until = min(self.until, now + PREPAID_FOR)
             left -= 1
         low = left <= self.granted // 2 or self.until - now < ALLOT_FOR / 2
-        if low and now >= self._next_ask and self._refill_timer is None:
-            if until is None:
+        if low and now >= self._next_ask:
+            if until is None:  # empty: the refill starts now, even if one was to start later
+                if self._refill_timer is not None:
+                    self._refill_timer.cancel()
                 self._start_refill()
-            else:
+            elif self._refill_timer is None:
                 loop = asyncio.get_running_loop()
                 self._refill_timer = loop.call_later(REFILL_AFTER, self._start_refill)
         return until

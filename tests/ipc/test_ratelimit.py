@@ -140,6 +140,27 @@ async def test_an_allotment_prepays_first_messages_without_a_round_trip(
     assert await redis.zcard(window) == 2 + limiter.allotment.granted
 
 
+async def test_an_allotment_that_runs_out_refills_at_once_not_when_it_was_due(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    """A refill that is not urgent waits a moment (REFILL_AFTER) for the request that asked for
+    it; if the allotment runs out meanwhile, the refill starts then, not when it was due."""
+    limiter = GlobalLimiter(redis, keys, rate=50)
+    allotment = limiter.allotment
+    assert allotment.take() is None  # nothing yet: the refill starts at once
+    assert allotment._job is not None
+    await allotment._job
+    while allotment.granted - allotment.used > allotment.granted // 2:
+        assert allotment.take() is not None
+    assert allotment._refill_timer is not None and allotment._job.done()  # due a moment later
+    while allotment.granted - allotment.used > 0:
+        assert allotment.take() is not None
+    assert allotment.take() is None  # empty: it starts now
+    assert allotment._refill_timer is None and not allotment._job.done()
+    await allotment._job
+    assert allotment.granted >= 2 and allotment.used == 0
+
+
 async def test_no_allotment_when_the_window_is_three_quarters_full(
     redis: aioredis.Redis, keys: Keys
 ) -> None:
