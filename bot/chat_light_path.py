@@ -23,8 +23,8 @@ bot/dpy/chat_state.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import discord
 from discord.utils import snowflake_time
@@ -34,8 +34,10 @@ ChatSink = Callable[["Chat"], None]
 PrefixLookup = Callable[[int], str | None]
 
 
-@dataclass(frozen=True, slots=True)
-class Chat:
+class Chat(NamedTuple):
+    """One chat message (a named tuple: one is made per message, and a tuple is the cheapest
+    immutable record Python builds)."""
+
     message_id: int
     guild_id: int
     channel_id: int

@@ -177,7 +177,11 @@ class Guildhouse(commands.AutoShardedBot):
         self.add_check(gate.not_disabled, call_once=True)
         self.add_check(gate.not_throttled, call_once=True)
         self.before_invoke(self._started)
-        self._event_counters: dict[str, Any] = {}
+        # Gateway events by type since the last `sample_metrics`: counted in a dict per event
+        # and added to the Prometheus counter once a second (an increment of a multiprocess
+        # counter takes a lock and writes its file, about as much as the rest of a chat
+        # message's parsing on the light path).
+        self._event_counts: dict[str, int] = {}
         self._components: components.Installed | None = None
         # Chat (guild messages that are not commands) reaches the features that count it on a
         # light path: bot/chat_light_path.py. Features register with `add_chat_sink`.
@@ -274,6 +278,7 @@ class Guildhouse(commands.AutoShardedBot):
 
     async def _close(self) -> None:
         await self.lifecycle.interrupt()
+        self._count_events()  # the last second's events count too
         if not self.rest_only:
             if self._components is not None:
                 await self._components.close()
@@ -328,11 +333,8 @@ class Guildhouse(commands.AutoShardedBot):
             self.guild_arrivals.on(event_name, args[0])
         elif event_name == "socket_event_type":
             # Counted here, synchronously: as a listener it would cost a task per event.
-            counter = self._event_counters.get(args[0])
-            if counter is None:
-                counter = metrics.GATEWAY_EVENTS.labels(self.cluster_label, args[0])
-                self._event_counters[args[0]] = counter
-            counter.inc()
+            counts = self._event_counts
+            counts[args[0]] = counts.get(args[0], 0) + 1
             return
         super().dispatch(event_name, *args, **kwargs)
 
@@ -368,8 +370,14 @@ class Guildhouse(commands.AutoShardedBot):
         return self.worker_status.cluster_info(state)
 
     def sample_metrics(self) -> None:
-        """Refresh gauges; called once a second by the worker's report loop."""
+        """Refresh gauges and counters; called once a second by the worker's report loop."""
+        self._count_events()
         self.worker_status.sample_metrics()
+
+    def _count_events(self) -> None:
+        counts, self._event_counts = self._event_counts, {}
+        for kind, n in counts.items():
+            metrics.GATEWAY_EVENTS.labels(self.cluster_label, kind).inc(n)
 
     async def on_shard_resumed(self, shard_id: int) -> None:
         self.shard_tracker.update(shard_id, ShardState.READY)

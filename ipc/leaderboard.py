@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import redis.asyncio as aioredis
@@ -123,8 +123,7 @@ def _day_cached(day: date) -> _Day:
     return _Day(tags, tuple(expiry))  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class AwardOutcome:
+class AwardOutcome(NamedTuple):  # one per award, like Award
     status: str  # awarded, cooldown, duplicate
     guild_total: float = 0.0  # the user's all-time XP in the guild, after the award
     ready: bool = True  # False: the boards were wiped and are not rebuilt yet
@@ -148,8 +147,7 @@ class Profile:
     avatar: str | None
 
 
-@dataclass(frozen=True)
-class Award:
+class Award(NamedTuple):
     """An XP event: XP for one user in one guild, the one shape it has from the chat message
     (or the admin's change) to its row in PostgreSQL (`xp_events`). `award_id` is unique per
     award (`m:<message id>` for chat, `a:<uuid>` for an admin's change); `amount` is negative
@@ -160,6 +158,9 @@ class Award:
     `from_stream` reads back: `a` award id, `g` guild, `u` user, `x` amount, `t` time (unix
     ms), `k` kind, `p` profile JSON or '', and `m`, `w`, `d` the tags of its month, week and
     day (a rebuild's replay puts it on the period boards it counts on).
+
+    A named tuple, not a frozen dataclass: one is made per chat message, and a frozen
+    dataclass's constructor costs several times a tuple's.
     """
 
     award_id: str
@@ -171,24 +172,24 @@ class Award:
     name: str | None = None
     avatar: str | None = None
 
-    def script_args(self, cooldown: float, day: int) -> list[str | int]:
-        """The award's part of the award script's ARGV; `day` numbers its UTC day among the
-        call's days."""
+    def script_args(self, cooldown: float, day: int) -> list[str]:
+        """The award's row in the award script's awards (all strings, as ARGV would be);
+        `day` numbers its UTC day among the call's days."""
         profile = (
             orjson.dumps({"name": self.name, "avatar": self.avatar}).decode()
             if self.name is not None
             else ""
         )
         return [
-            max(0, int(cooldown * 1000)),
-            self.amount,
-            self.user_id,
+            str(max(0, int(cooldown * 1000))),
+            str(self.amount),
+            str(self.user_id),
             self.award_id,
-            self.guild_id,
-            int(self.at.timestamp() * 1000),
+            str(self.guild_id),
+            str(int(self.at.timestamp() * 1000)),
             self.kind,
             profile,
-            day,
+            str(day),
         ]
 
     @classmethod
@@ -210,24 +211,25 @@ class Award:
 
 # Several awards in one call (one round trip, one script run, however many arrive at once).
 # The per-award keys (cooldown, seen, the eight boards) are built in the script from the key
-# prefix, so a batch costs 9 arguments an award: the script needs one Redis server, which is
-# what Guildhouse supports (not Redis Cluster).
+# prefix, so the script needs one Redis server, which is what Guildhouse supports (not Redis
+# Cluster). The awards travel as one JSON argument, not 9 arguments each: the worker encodes
+# one string per call instead of 9 per award (the values are strings, as ARGV's would be, so a
+# snowflake keeps every digit through cjson's numbers).
 # KEYS: 1 stream, 2 ready marker, 3 profiles.
 # ARGV: 1 seen ttl s, 2 key prefix, 3 number of UTC days D, then per day 6 values: the month,
-#       week and day tags and the unix expiry of those boards; then per award 9 values:
-#       cooldown ms, amount, user, award id, guild, time ms, kind, profile json or '', day (1..D).
+#       week and day tags and the unix expiry of those boards; then the awards, a JSON array
+#       of arrays of 9 strings: cooldown ms, amount, user, award id, guild, time ms, kind,
+#       profile json or '', day (1..D).
 # Returns per award {status, guild total, stream id} (status 0 awarded, 1 cooldown,
 # 2 duplicate), then the ready marker. A period board's expiry is set once per call.
 _AWARD = """
 local prefix, days = ARGV[2], tonumber(ARGV[3])
-local first = 4 + days * 6
-local n = (#ARGV - first + 1) / 9
+local awards = cjson.decode(ARGV[4 + days * 6])
 local out = {}
 local expiring = {}
-for a = 0, n - 1 do
-  local v = first + a * 9
-  local cd, amount, user, aid = tonumber(ARGV[v]), ARGV[v + 1], ARGV[v + 2], ARGV[v + 3]
-  local guild, profile, d = ARGV[v + 4], ARGV[v + 7], 4 + (tonumber(ARGV[v + 8]) - 1) * 6
+for _, r in ipairs(awards) do
+  local cd, amount, user, aid = tonumber(r[1]), r[2], r[3], r[4]
+  local guild, profile, d = r[5], r[8], 4 + (tonumber(r[9]) - 1) * 6
   local seen = prefix .. 'xp:seen:' .. aid
   local status, total, id = 0, '0', ''
   if redis.call('EXISTS', seen) == 1 then
@@ -239,7 +241,7 @@ for a = 0, n - 1 do
   if status == 0 then
     redis.call('SET', seen, '1', 'EX', ARGV[1])
     id = redis.call('XADD', KEYS[1], '*', 'a', aid, 'g', guild, 'u', user, 'x', amount,
-      't', ARGV[v + 5], 'k', ARGV[v + 6], 'p', profile,
+      't', r[6], 'k', r[7], 'p', profile,
       'm', ARGV[d], 'w', ARGV[d + 1], 'd', ARGV[d + 2])
     local scopes = {prefix .. 'lb:g:' .. guild .. ':', prefix .. 'lb:global:'}
     for s = 1, 2 do
@@ -382,7 +384,7 @@ class Leaderboard:
             return []
         days: dict[date, int] = {}
         day_args: list[str | int] = []
-        award_args: list[str | int] = []
+        rows: list[list[str]] = []
         for award, cooldown in awards:
             on = award.at.astimezone(UTC).date()
             index = days.get(on)
@@ -390,10 +392,10 @@ class Leaderboard:
                 index = days[on] = len(days) + 1
                 day = _day_cached(on)
                 day_args += [*day.tags[1:], *day.expiry]
-            award_args += award.script_args(cooldown, index)
+            rows.append(award.script_args(cooldown, index))
         raw = await self._award(
             keys=[self.stream, self.marker, self.profiles_key],
-            args=[SEEN_TTL, self.keys.prefix, len(days), *day_args, *award_args],
+            args=[SEEN_TTL, self.keys.prefix, len(days), *day_args, orjson.dumps(rows)],
         )
         ready = bool(raw[-1])
         return [

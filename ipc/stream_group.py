@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -25,8 +24,7 @@ from redis.exceptions import ResponseError
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class StreamEntry:
+class StreamEntry(NamedTuple):  # one per entry read: a tuple is the cheapest to make
     entry_id: str
     fields: dict[str, str]
 
@@ -40,7 +38,11 @@ def _entries(raw: Any) -> list[StreamEntry]:
     for entry_id, fields in raw or []:
         if fields is None:  # deleted while pending (XAUTOCLAIM on Redis 6.2 reports these)
             continue
-        out.append(StreamEntry(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()}))
+        try:  # bytes, as the worker's client returns them; str from a decoding client
+            decoded = {k.decode(): v.decode() for k, v in fields.items()}
+        except AttributeError:
+            decoded = {_text(k): _text(v) for k, v in fields.items()}
+        out.append(StreamEntry(_text(entry_id), decoded))
     return out
 
 

@@ -14,6 +14,7 @@ called with each MESSAGE_CREATE payload; `ConnectionState._get_guild`, a guild's
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -53,17 +54,31 @@ def create(client: discord.AutoShardedClient, **options: Any) -> ChatState:
     )
 
 
-def _avatar_url(state: Any, guild_id: int, user_id: int, data: dict[str, Any]) -> str:
-    member_avatar = (data.get("member") or {}).get("avatar")
-    if member_avatar:
-        return discord.Asset._from_guild_avatar(state, guild_id, user_id, member_avatar).url
+def _avatar_url(guild_id: int, user_id: int, data: dict[str, Any]) -> str:
     author = data["author"]
-    if author.get("avatar"):
-        return discord.Asset._from_avatar(state, user_id, author["avatar"]).url
+    return _avatar_url_of(
+        guild_id,
+        user_id,
+        (data.get("member") or {}).get("avatar"),
+        author.get("avatar"),
+        str(author.get("discriminator") or "0"),
+    )
+
+
+# Memoised: the same members chat again and again, and building a discord.py Asset for its URL
+# costs more than the rest of the message's Chat. The URL depends on nothing but the arguments.
+@functools.lru_cache(maxsize=8192)
+def _avatar_url_of(
+    guild_id: int, user_id: int, member_avatar: str | None, avatar: str | None, discriminator: str
+) -> str:
+    # The state an Asset keeps is for reading the image, not for its URL.
+    if member_avatar:
+        return discord.Asset._from_guild_avatar(None, guild_id, user_id, member_avatar).url  # type: ignore[arg-type]
+    if avatar:
+        return discord.Asset._from_avatar(None, user_id, avatar).url  # type: ignore[arg-type]
     # As discord.User.default_avatar: by id for new usernames, by discriminator for old ones.
-    discriminator = str(author.get("discriminator") or "0")
     index = (user_id >> 22) % 6 if discriminator in ("0", "0000") else int(discriminator) % 5
-    return discord.Asset._from_default_avatar(state, index).url
+    return discord.Asset._from_default_avatar(None, index).url  # type: ignore[arg-type]
 
 
 class ChatState(LeanState):
@@ -119,7 +134,7 @@ class ChatState(LeanState):
             author_id=user_id,
             role_ids=(gid, *(int(r) for r in member.get("roles", ()))),
             name=str(author.get("global_name") or author.get("username") or user_id),
-            avatar_url=_avatar_url(self, gid, user_id, data),
+            avatar_url=_avatar_url(gid, user_id, data),
             content=content,
         )
 

@@ -146,6 +146,23 @@ def test_avatars(state: ChatState) -> None:
     assert server is not None and f"/guilds/{GUILD}/users/{USER}/avatars/def" in server.avatar_url
 
 
+def test_a_changed_avatar_is_the_new_url(state: ChatState) -> None:
+    """The URL is memoised by everything it depends on: a member who changes their avatar (or
+    drops it) gets the new one at once."""
+
+    def url(avatar: str | None, discriminator: str = "0") -> str:
+        author = {"id": str(USER), "username": "a", "avatar": avatar}
+        chat = state.as_chat(_message(author={**author, "discriminator": discriminator}))
+        assert chat is not None
+        return chat.avatar_url
+
+    assert url("abc").endswith("/abc.png?size=1024")
+    assert url("a_anim").endswith("/a_anim.gif?size=1024")  # animated
+    assert url("abc").endswith("/abc.png?size=1024")
+    assert url(None).endswith(f"/embed/avatars/{(USER >> 22) % 6}.png")
+    assert url(None, "0007").endswith("/embed/avatars/2.png")  # an old username: 7 % 5
+
+
 def test_chat_of_the_full_path_is_the_same_record(state: ChatState) -> None:
     """A guild message that took discord.py's full path and turned out not to be addressed to
     the bot reaches the sinks as the record the light path would have made of it."""

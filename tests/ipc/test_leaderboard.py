@@ -97,3 +97,23 @@ async def test_a_wiped_group_comes_back(redis: aioredis.Redis, keys: Keys) -> No
     await redis.xadd(stream, {"i": "1"})
     got = await g.read(count=10, block_ms=None)  # NOGROUP: created again from the start
     assert [e.fields["i"] for e in got] == ["1"]
+
+
+async def test_an_award_reaches_the_stream_as_sent(redis: aioredis.Redis, keys: Keys) -> None:
+    """The awards travel to the script as JSON: snowflakes above 2**53 (where a JSON number
+    would lose digits), a profile with quotes and non-ASCII, and several awards in one call
+    (the later one on cooldown) come back from the stream and the boards unchanged."""
+    lb = Leaderboard(redis, keys)
+    guild, user = 1_300_000_000_000_000_001, 1_234_567_890_123_456_789
+    at = datetime(2026, 12, 4, 12, 0, 0, 123000, tzinfo=UTC)
+    first = Award("m:9007199254740993", guild, user, 7, at, name='Zoë "the" 🐉', avatar="x")
+    again = Award("m:9007199254740995", guild, user, 5, at)
+    outcomes = await lb.award_many([(first, 60.0), (again, 60.0)])
+    assert [o.status for o in outcomes] == ["awarded", "cooldown"]
+    assert outcomes[0].guild_total == 7
+    group = StreamGroup(redis, lb.stream, "check", "c1")
+    await group.ensure()
+    (entry,) = await group.read(block_ms=None)
+    assert Award.from_stream(entry.fields) == first
+    assert [e.user_id for e in await lb.top(guild)] == [user]
+    assert await lb.profiles([user]) == {user: Profile('Zoë "the" 🐉', "x")}
