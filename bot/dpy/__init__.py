@@ -9,7 +9,8 @@ check that they fit the discord.py that is installed.
                    a release has it)
 - compression.py   the gateway connections' transport compression
 - urls.py          the REST and gateway base URLs: Discord or the sandbox
-- http_session.py  client middlewares (the REST limiter) on discord.py's aiohttp sessions
+- http_session.py  client middlewares (the REST limiter) on discord.py's aiohttp sessions,
+                   and gateway reads without a timer per event
 - shard_hooks.py   a shard's launch and IDENTIFY through our queue, and a fatal close of one
                    shard kept from ending the client
 - keep_alive.py    a shard's heartbeat latency and the age of its last event

@@ -1,14 +1,26 @@
-"""Client middlewares (aiohttp's) on every session discord.py's HTTP client makes.
+"""What every aiohttp session discord.py's HTTP client makes carries: our client middlewares, and
+a websocket class for its gateway connections that reads without a timer per event.
 
 discord.py makes its aiohttp session itself, when it logs in, and sends its first request at
 once; it takes no middlewares. `install` gives the client a session attribute that puts them
 on every session it is given, from the first on. What the bot puts there is the shared REST
 limiter (bot/rest_limits.py).
 
+The same session opens the shards' gateway connections (`HTTPClient.ws_connect`), and each
+shard reads its connection with `receive(timeout=60)` (`DiscordWebSocket.poll_event`): aiohttp
+arms and cancels a timer for every read, about a tenth of what a chat message costs the worker.
+A silent connection is closed without that timeout: discord.py's keep-alive thread closes it
+when nothing was received for the same 60 s, and zombie.py when a heartbeat goes un-ACKed
+(sooner). So the session's websockets are `GatewaySocket`, whose `receive` ignores the timeout.
+Voice connections use the same session and wait with a timeout of their own
+(`asyncio.wait_for`), which this leaves alone.
+
 Relies on: `HTTPClient.__session` (so `_HTTPClient__session` on the instance), set by
 `HTTPClient.__init__` and again when discord.py makes or remakes the session, and read for
 every request; aiohttp's `ClientSession._middlewares`, what `ClientSession(middlewares=...)`
-sets (aiohttp 3.12 and later, which pyproject.toml requires).
+sets (aiohttp 3.12 and later, which pyproject.toml requires), and
+`ClientSession._ws_response_class`, what `ClientSession(ws_response_class=...)` sets;
+`KeepAliveHandler`'s close after `heartbeat_timeout` s without a message.
 """
 
 from __future__ import annotations
@@ -22,6 +34,13 @@ RELIES_ON = ("discord.http:HTTPClient._HTTPClient__session",)
 
 # Where discord.py's HTTPClient keeps its aiohttp session (`self.__session`).
 _SESSION = "_HTTPClient__session"
+
+
+class GatewaySocket(aiohttp.ClientWebSocketResponse):
+    """aiohttp's client websocket, reading without a timeout (see the module's docstring)."""
+
+    async def receive(self, timeout: float | None = None) -> aiohttp.WSMessage:  # noqa: ASYNC109 - the signature discord.py calls
+        return await super().receive()
 
 
 class _LimitedHTTPClient(discord.http.HTTPClient):
@@ -38,6 +57,7 @@ class _LimitedHTTPClient(discord.http.HTTPClient):
         if isinstance(session, aiohttp.ClientSession):
             # ClientSession(middlewares=...) is aiohttp's API; discord.py makes the session.
             session._middlewares = self._middlewares
+            session._ws_response_class = GatewaySocket  # ClientSession(ws_response_class=...)
         self.__dict__[_SESSION] = session
 
 

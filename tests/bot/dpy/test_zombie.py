@@ -15,7 +15,7 @@ import discord.http
 import pytest
 from waits import until
 
-from bot.dpy import heartbeat, urls, zombie
+from bot.dpy import heartbeat, http_session, urls, zombie
 from sandbox import Sandbox, SandboxConfig
 
 pytestmark = pytest.mark.timeout(60)
@@ -89,6 +89,7 @@ async def running(heartbeats: Counter[int]) -> AsyncIterator[tuple[Sandbox, Clie
     ) as sb:
         urls.install(sb.api_url, sb.gateway_url)
         client = Client()
+        http_session.install(client.http)  # the bot's sockets: no read timeout, these checks
         task = asyncio.create_task(client.start(sb.token))
         try:
             await asyncio.wait_for(client.ready.wait(), 30)
@@ -115,6 +116,8 @@ async def test_a_shard_whose_ack_stalls_resumes_and_the_other_does_not_reconnect
     identifies = sb.stats()["identifies_per_bucket"]
     connections = sb.stats()["connections"]
     assert sum(identifies.values()) == 2
+    shard0 = client._AutoShardedClient__shards[0]  # type: ignore[attr-defined]
+    assert isinstance(shard0.ws.socket, http_session.GatewaySocket)
     channel, user = channel_of_shard(sb, 0)
 
     before = heartbeats.copy()
