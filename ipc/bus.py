@@ -16,10 +16,12 @@ request and publishes an answer): the bus's channels (this cluster's, every clus
 node's replies) are three of the process's one pub/sub connection (ipc/subscriber.py), read
 directly with no PubSub object's per-message layers, and requests and answers go out on a second
 connection switched to `CLIENT REPLY OFF`, so a publish is one socket write with no receiver
-count to wait for and parse. Pub/sub delivery is at-most-once anyway (a subscriber that is
-away misses the message); a publish nobody confirms does not weaken that, and the asker's
-timeout covers either loss. Where `CLIENT REPLY` is refused (an ACL, a proxy), publishes
-fall back to the ordinary confirmed PUBLISH.
+count to wait for and parse (packed by hiredis, and written by the publishing coroutine itself:
+redis-py's `send_packed_command` would run the write as a task of its own on Python 3.11; the
+bus calls its `_send_packed_command` under the same socket timeout). Pub/sub delivery is at-
+most-once anyway (a subscriber that is away misses the message); a publish nobody confirms does
+not weaken that, and the asker's timeout covers either loss. Where `CLIENT REPLY` is refused (an
+ACL, a proxy), publishes fall back to the ordinary confirmed PUBLISH.
 
 A lost subscription is the subscriber's to renew (with its one backoff) and to report, once
 per outage; the bus drops its publishing connection then, which went to the same server.
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 import uuid
@@ -45,6 +48,11 @@ from redis.exceptions import RedisError, ResponseError
 from ipc.client import Keys, is_outage, redis_outage
 from ipc.registry import Registry
 from ipc.subscriber import Subscriber, Subscription
+
+try:
+    import hiredis
+except ImportError:  # an install without redis's [hiredis] extra
+    hiredis = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +130,12 @@ class _Publisher:
             await self.redis.publish(channel, data)
             return
         try:
-            await conn.send_packed_command(
-                conn.pack_command("PUBLISH", channel, data), check_health=False
-            )
-        except (RedisError, OSError):
+            # The write itself, bounded by the client's socket timeout: redis-py's
+            # send_packed_command bounds it with asyncio.wait_for, which on Python 3.11 runs
+            # the write as a task of its own, one more turn of the loop before it goes out.
+            async with asyncio.timeout(conn.socket_timeout):
+                await conn._send_packed_command(_packed_publish(conn, channel, data))
+        except (RedisError, OSError):  # TimeoutError is an OSError
             # A write that failed did not go out: send it the confirmed way (which has
             # redis-py's retries), and open a new quiet connection next time.
             await self.reset()
@@ -183,6 +193,9 @@ class Bus:
         self.cluster_id = cluster_id
         self.registry = registry
         self.node = uuid.uuid4().hex[:12]
+        # Request ids: answers come back on this node's own reply channel, so a number this
+        # process never repeats is unique enough.
+        self._ids = itertools.count(1)
         self.own = keys("rpc", cluster_id)
         self.all = keys("rpc", "all")
         self.reply = keys("rpc", "reply", self.node)
@@ -289,8 +302,8 @@ class Bus:
                     answer["error"] = f"{msg.get('name')!r} failed: {exc.__class__.__name__}"
         # Unknown names are labelled as such: a sender can't grow our series without bound.
         known = str(msg.get("name")) if entry is not None else "unknown"
-        IPC_HANDLED.labels(
-            str(self.cluster_id), known, "error" if "error" in answer else "ok"
+        _child(
+            IPC_HANDLED, str(self.cluster_id), known, "error" if "error" in answer else "ok"
         ).inc()
         return answer
 
@@ -312,7 +325,7 @@ class Bus:
     async def _ask(
         self, channel: str, targets: set[int], name: str, payload: Any, within: float
     ) -> GatherResult:
-        rid = uuid.uuid4().hex
+        rid = str(next(self._ids))
         pending = _Pending(set(targets), GatherResult())
         self._pending[rid] = pending
         try:
@@ -337,8 +350,8 @@ class Bus:
         result.missing = sorted(pending.expected)
         outcome = "timeout" if result.missing else "error" if result.errors else "ok"
         label = str(self.cluster_id)
-        IPC_REQUESTS.labels(label, name, outcome).inc()
-        IPC_DURATION.labels(label, name).observe(time.perf_counter() - started)
+        _child(IPC_REQUESTS, label, name, outcome).inc()
+        _child(IPC_DURATION, label, name).observe(time.perf_counter() - started)
         return result
 
     async def _live(self) -> frozenset[int]:
@@ -386,6 +399,28 @@ class Bus:
         if cluster_id in result.missing:
             raise BusError(f"cluster {cluster_id} did not answer within {within:.0f}s")
         return result.results[cluster_id]
+
+
+# The metrics' children by label values: `labels()` takes a lock and builds its key on every
+# call. The names are the bus's requests (and "unknown"), so the table stays small.
+_CHILDREN: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    key = (metric, *values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*values)
+    return child
+
+
+def _packed_publish(conn: Any, channel: str, data: bytes) -> list[bytes]:
+    """PUBLISH as the bytes to write: hiredis's packer in one call where it is installed
+    (redis-py's encodes each argument in Python first)."""
+    if hiredis is not None:
+        # (hiredis's stub types the tuple as one element long)
+        return [hiredis.pack_command(("PUBLISH", channel, data))]  # type: ignore[arg-type]
+    return conn.pack_command("PUBLISH", channel, data)
 
 
 def _decoded(data: bytes) -> dict[str, Any] | None:

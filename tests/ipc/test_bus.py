@@ -59,6 +59,18 @@ async def test_gather_reaches_every_cluster(nodes: list[tuple[Bus, aioredis.Redi
     assert not result.partial
 
 
+async def test_without_hiredis_publishes_are_packed_by_redis_py(
+    nodes: list[tuple[Bus, aioredis.Redis]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install without redis's [hiredis] extra: requests and answers go out as redis-py
+    packs them, and read the same."""
+    import ipc.bus
+
+    monkeypatch.setattr(ipc.bus, "hiredis", None)
+    result = await nodes[0][0].gather("echo", Echo("é\r\n", 2), within=5)
+    assert result.results == {i: f"{i}:é\r\né\r\n" for i in range(3)}
+
+
 async def test_a_silent_cluster_makes_the_result_partial_not_a_hang(
     nodes: list[tuple[Bus, aioredis.Redis]],
 ) -> None:
