@@ -18,10 +18,10 @@ directly with no PubSub object's per-message layers, and requests and answers go
 connection switched to `CLIENT REPLY OFF`, so a publish is one socket write with no receiver
 count to wait for and parse (packed by hiredis, and written by the publishing coroutine itself:
 redis-py's `send_packed_command` would run the write as a task of its own on Python 3.11; the
-bus calls its `_send_packed_command` under the same socket timeout). Pub/sub delivery is at-
-most-once anyway (a subscriber that is away misses the message); a publish nobody confirms does
-not weaken that, and the asker's timeout covers either loss. Where `CLIENT REPLY` is refused (an
-ACL, a proxy), publishes fall back to the ordinary confirmed PUBLISH.
+bus calls its `_send_packed_command` under the same socket timeout). Pub/sub delivery is
+at-most-once anyway (a subscriber that is away misses the message); a publish nobody confirms
+does not weaken that, and the asker's timeout covers either loss. Where `CLIENT REPLY` is
+refused (an ACL, a proxy), publishes fall back to the ordinary confirmed PUBLISH.
 
 A lost subscription is the subscriber's to renew (with its one backoff) and to report, once
 per outage; the bus drops its publishing connection then, which went to the same server.
