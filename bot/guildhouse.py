@@ -179,8 +179,7 @@ class Guildhouse(commands.AutoShardedBot):
         self.before_invoke(self._started)
         # Gateway events by type since the last `sample_metrics`: counted in a dict per event
         # and added to the Prometheus counter once a second (an increment of a multiprocess
-        # counter takes a lock and writes its file, about as much as the rest of a chat
-        # message's parsing on the light path).
+        # counter takes a lock and writes its file: a few percent of a chat message's CPU).
         self._event_counts: dict[str, int] = {}
         self._components: components.Installed | None = None
         # Chat (guild messages that are not commands) reaches the features that count it on a
