@@ -4,8 +4,9 @@ same offered load, in the same run.
 
 The load generator runs in this process, with two sandboxes of the same world, one for each
 bot; each bot runs in its own process, and both stay connected for the whole run. Each load is
-offered in rounds that alternate between the two bots (`--rounds`), and each bot's latencies
-are pooled over its rounds, so a slow minute of a shared machine falls on both.
+offered to both bots at once (`together`): the same commands in the same channels from the same
+people, the baseline's half a period ahead of Guildhouse's, so a pause of the machine, short or
+long, falls on both.
 Latency is from the message (or interaction) entering the sandbox to the bot's first answer in
 that channel. The highest sustained rate is the highest rate of a doubling series at which the
 baseline answers at least 99 % of the commands with a p99 under a second; Discord's limits
@@ -32,7 +33,6 @@ import psutil
 
 from bench import interrupt
 from bench.common import (
-    alternating,
     backing,
     baseline_bot,
     guildhouse_worker,
@@ -67,13 +67,6 @@ class Load:
 
         smoothed = round(smoothed_percentile(trips, 0.99) * 1000, 1) if trips else None
         return cls(offered, sent, len(trips), ms(0.5), ms(0.99), smoothed, ms(0.999), cpu_s, trips)
-
-    @classmethod
-    def pooled(cls, rounds: list[Load]) -> Load:
-        trips = [t for r in rounds for t in r.trips]
-        return cls.of(
-            rounds[0].offered, sum(r.sent for r in rounds), trips, sum(r.cpu_s for r in rounds)
-        )
 
     def sustained(self) -> bool:
         return self.answered >= 0.99 * self.sent and (self.p99_ms or 1e9) < 1000
@@ -135,7 +128,52 @@ async def offer(  # noqa: PLR0917 - the load's parameters, in order
     pairs: list[tuple[int, int]] | None = None,
 ) -> Load:
     """Send `rate` commands per second for `duration` s (or one for each (channel, author) of
-    `pairs`); wait for the answers."""
+    `pairs`) to one bot; wait for the answers."""
+    (load,) = await together([(sb, pid)], kind, rate, duration, pairs)
+    return load
+
+
+async def together(
+    sides: list[tuple[Sandbox, int]],
+    kind: str,
+    rate: float,
+    duration: float,
+    pairs: list[tuple[int, int]] | None = None,
+) -> list[Load]:
+    """The same load to every side at once: `rate` commands per second to each, the same
+    channels and authors in the same order, side k's commands k/len(sides) of a period after
+    side 0's (at 10 a second, 50 ms apart for two sides). A pause of the machine, however
+    long, falls on every side alike; two bots answering in about 2 ms seldom overlap."""
+    # This process is the sandbox, which stands in for Discord: its own collector's pauses (a
+    # full collection here took 45 ms) are not either bot's latency. Collected before each
+    # load, not during it.
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.monotonic() + 0.05
+        spacing = 1 / (rate * len(sides))
+        return list(
+            await asyncio.gather(
+                *(
+                    _commands(sb, pid, kind, rate, duration, pairs, start + k * spacing)
+                    for k, (sb, pid) in enumerate(sides)
+                )
+            )
+        )
+    finally:
+        gc.enable()
+
+
+async def _commands(  # noqa: PLR0917 - the load's parameters, in order
+    sb: Sandbox,
+    pid: int,
+    kind: str,
+    rate: float,
+    duration: float,
+    pairs: list[tuple[int, int]] | None,
+    start: float,
+) -> Load:
+    """One side of `together`: its commands from `start`, then their answers."""
     rng = random.Random(int(rate * 1000))
     where = places(sb)
     pending: dict[str, deque[float]] = {}
@@ -155,13 +193,7 @@ async def offer(  # noqa: PLR0917 - the load's parameters, in order
                     trips.append(time.monotonic() - waiting.popleft())
 
     collector = asyncio.create_task(collect())
-    # This process is the sandbox, which stands in for Discord: its own collector's pauses (a
-    # full collection here took 45 ms) are not either bot's latency. Collected before each
-    # load, not during it.
-    gc.collect()
-    gc.disable()
     try:
-        start = time.monotonic()
         for i in range(len(pairs) if pairs else int(rate * duration)):
             await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
             if pairs:
@@ -179,7 +211,6 @@ async def offer(  # noqa: PLR0917 - the load's parameters, in order
         while len(trips) < sent and time.monotonic() < deadline:  # noqa: ASYNC110 - a poll
             await asyncio.sleep(0.05)
     finally:
-        gc.enable()
         collector.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await collector
@@ -276,25 +307,12 @@ def ratios(ours: Load, base: Load) -> dict[str, Any]:
     }
 
 
-async def interleaved(
-    sides: list[tuple[Sandbox, int]], kind: str, rate: float, duration: float, rounds: int
-) -> list[Load]:
-    """`rate` for `duration` s to each side, in `rounds` alternating rounds (who goes first
-    alternates too); each side's latencies pooled."""
-    got: list[list[Load]] = [[] for _ in sides]
-    for i in alternating(rounds, len(sides)):
-        sb, pid = sides[i]
-        got[i].append(await offer(sb, pid, kind, rate, duration / rounds))
-    return [Load.pooled(loads) for loads in got]
-
-
-async def run(  # noqa: PLR0917 - the command line's options, in order
+async def run(
     rates: list[float],
     probe: float,
     duration: float,
     goal_duration: float,
     guilds: int,
-    rounds: int,
 ) -> dict[str, Any]:
     config = SandboxConfig(guilds=guilds, members=20, max_concurrency=SHARDS, identify_interval=0.2)
     result: dict[str, Any] = {
@@ -304,7 +322,7 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
             "probe_s": probe,
             "duration_s": duration,
             "goal_duration_s": goal_duration,
-            "rounds": rounds,
+            "offered": "together",
         },
     }
     with backing() as urls:
@@ -334,9 +352,7 @@ async def run(  # noqa: PLR0917 - the command line's options, in order
                 for share in (25, 50, 90):
                     # The goal is set at 50 %: its p99 gets the most commands behind it.
                     seconds = goal_duration if share == GOAL_SHARE else duration
-                    base, ours = await interleaved(
-                        sides, kind, round(best * share / 100, 1), seconds, rounds
-                    )
+                    base, ours = await together(sides, kind, round(best * share / 100, 1), seconds)
                     rows.append(
                         {
                             "load_pct": share,
@@ -364,14 +380,11 @@ def main() -> None:
     parser.add_argument(
         "--goal-duration",
         type=float,
-        default=60.0,
-        help="seconds for the 50 %% load, where the goal is (p99 of 10/s for 60 s: "
-        "the 6th-slowest of 600)",
+        default=180.0,
+        help="seconds for the 50 %% load, where the goal is (p99 of 10/s for 180 s: "
+        "the 18th-slowest of 1,800; bench/README.md says why this many)",
     )
     parser.add_argument("--guilds", type=int, default=60, help="guilds (one text channel each)")
-    parser.add_argument(
-        "--rounds", type=int, default=4, help="alternating rounds per load (each a share of it)"
-    )
     args = parser.parse_args()
     try:
         rates = sorted(float(r) for r in args.rates.split(","))
@@ -379,13 +392,9 @@ def main() -> None:
         parser.error("--rates is a comma-separated list of numbers, e.g. 10,20,40")
     if not rates or rates[0] <= 0:
         parser.error("--rates must be positive")
-    if args.probe <= 0 or args.duration <= 0 or args.goal_duration <= 0 or args.rounds < 1:
-        parser.error(
-            "--probe, --duration and --goal-duration must be positive, --rounds at least 1"
-        )
-    result = asyncio.run(
-        run(rates, args.probe, args.duration, args.goal_duration, args.guilds, args.rounds)
-    )
+    if args.probe <= 0 or args.duration <= 0 or args.goal_duration <= 0:
+        parser.error("--probe, --duration and --goal-duration must be positive")
+    result = asyncio.run(run(rates, args.probe, args.duration, args.goal_duration, args.guilds))
     print(orjson.dumps(result).decode())
 
 

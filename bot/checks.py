@@ -33,6 +33,10 @@ class Level(IntEnum):
 
 
 _MOD_PERMISSIONS = ("manage_messages", "kick_members", "ban_members", "moderate_members")
+# The same as bit masks: `level_in` runs for every command and tests bits of one integer.
+_ADMIN_BITS = discord.Permissions(administrator=True, manage_guild=True).value
+_ADMINISTRATOR = discord.Permissions(administrator=True).value
+_MOD_BITS = discord.Permissions(**dict.fromkeys(_MOD_PERMISSIONS, True)).value
 
 
 class NotAllowed(commands.CheckFailure):
@@ -67,22 +71,22 @@ def level_in(
     if guild.owner_id == user.id:
         return Level.ADMIN
     # The member's guild-wide permissions, as `Member.guild_permissions` computes them, in one
-    # pass over the role ids (it sorts the member's roles, and this runs for every command).
+    # pass over the role ids (it sorts the member's roles, and this runs for every command),
+    # as an integer whose bits are tested directly.
     value = guild.default_role.permissions.value
     role_ids = user._roles  # the ids `Member.roles` is built from
     for role_id in role_ids:
         role = guild.get_role(role_id)
         if role is not None:
             value |= role.permissions.value
-    perms = discord.Permissions(value)
-    if not perms.administrator and user.is_timed_out():
+    if not value & _ADMINISTRATOR and user.timed_out_until is not None and user.is_timed_out():
         # As discord.py: a timeout leaves only reading, none of the permissions looked at here.
-        perms = discord.Permissions.none()
+        value = 0
     admin_roles = settings.admin_roles if settings is not None else frozenset[int]()
     mod_roles = settings.mod_roles if settings is not None else frozenset[int]()
-    if perms.administrator or perms.manage_guild or not admin_roles.isdisjoint(role_ids):
+    if value & _ADMIN_BITS or not admin_roles.isdisjoint(role_ids):
         return Level.ADMIN
-    if any(getattr(perms, p) for p in _MOD_PERMISSIONS) or not mod_roles.isdisjoint(role_ids):
+    if value & _MOD_BITS or not mod_roles.isdisjoint(role_ids):
         return Level.MODERATOR
     return Level.EVERYONE
 

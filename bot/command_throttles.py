@@ -15,8 +15,10 @@ otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from discord.ext import commands
@@ -77,22 +79,36 @@ def parse_override(text: str) -> str:
     return str(Rule.parse(text))
 
 
-def rules_for(
-    cmd: commands.Command[Any, ..., Any], defaults: Defaults, settings: GuildSettings | None
-) -> dict[str, Rule | None]:
-    """The command's effective rules per scope (None: not throttled in that scope)."""
+@functools.lru_cache(maxsize=1024)
+def _declared_rules(
+    cmd: commands.Command[Any, ..., Any], defaults: Defaults
+) -> Mapping[str, Rule | None]:
+    """The command's rules per scope before any guild's overrides: the defaults, then what
+    its group and it declare. Fixed once the command is made, so worked out once (every call
+    of every command asks) and read-only."""
     root = cmd.root_parent or cmd
     rules: dict[str, Rule | None] = {"command": defaults.command, "guild": defaults.guild}
     rules.update(_declared(root))
     rules.update(_declared(cmd))
-    if settings is not None:
-        for scope, text in settings.throttles.get(root.name, {}).items():
-            if scope not in SCOPES:
-                continue
-            try:
-                rules[scope] = None if text == OFF else Rule.parse(text)
-            except RuleError:
-                continue  # validated on the way in; a hand-edited bad value is ignored
+    return MappingProxyType(rules)
+
+
+def rules_for(
+    cmd: commands.Command[Any, ..., Any], defaults: Defaults, settings: GuildSettings | None
+) -> Mapping[str, Rule | None]:
+    """The command's effective rules per scope (None: not throttled in that scope)."""
+    declared = _declared_rules(cmd, defaults)
+    overrides = settings.throttles.get((cmd.root_parent or cmd).name) if settings else None
+    if not overrides:
+        return declared
+    rules = dict(declared)
+    for scope, text in overrides.items():
+        if scope not in SCOPES:
+            continue
+        try:
+            rules[scope] = None if text == OFF else Rule.parse(text)
+        except RuleError:
+            continue  # validated on the way in; a hand-edited bad value is ignored
     return rules
 
 

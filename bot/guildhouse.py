@@ -177,9 +177,8 @@ class Guildhouse(commands.AutoShardedBot):
         self.add_check(gate.not_disabled, call_once=True)
         self.add_check(gate.not_throttled, call_once=True)
         self.before_invoke(self._started)
-        # Gateway events by type since the last `sample_metrics`: counted in a dict per event
-        # and added to the Prometheus counter once a second (an increment of a multiprocess
-        # counter takes a lock and writes its file: a few percent of a chat message's CPU).
+        # Gateway events by type since the last `sample_metrics`, added to Prometheus once a
+        # second (a multiprocess increment locks and writes a file: a few % of chat's CPU).
         self._event_counts: dict[str, int] = {}
         self._components: components.Installed | None = None
         # Chat (guild messages that are not commands) reaches the features that count it on a
@@ -277,7 +276,7 @@ class Guildhouse(commands.AutoShardedBot):
 
     async def _close(self) -> None:
         await self.lifecycle.interrupt()
-        self._count_events()  # the last second's events count too
+        self._add_counts()  # the last second's events and throttle verdicts count too
         if not self.rest_only:
             if self._components is not None:
                 await self._components.close()
@@ -370,13 +369,15 @@ class Guildhouse(commands.AutoShardedBot):
 
     def sample_metrics(self) -> None:
         """Refresh gauges and counters; called once a second by the worker's report loop."""
-        self._count_events()
+        self._add_counts()
         self.worker_status.sample_metrics()
 
-    def _count_events(self) -> None:
+    def _add_counts(self) -> None:
+        """Gateway events and throttle verdicts, counted in integers, into Prometheus."""
         counts, self._event_counts = self._event_counts, {}
         for kind, n in counts.items():
             metrics.GATEWAY_EVENTS.labels(self.cluster_label, kind).inc(n)
+        self.throttle.count_decisions()
 
     async def on_shard_resumed(self, shard_id: int) -> None:
         self.shard_tracker.update(shard_id, ShardState.READY)

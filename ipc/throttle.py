@@ -40,7 +40,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
@@ -198,10 +198,12 @@ DEFAULT_COMMAND = Rule(8, 10.0)
 DEFAULT_GUILD = Rule(60, 10.0)
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """`retry_after` is 0 when the call may go ahead; `tell` is True for the first refusal of a
-    wait (say something to the user) and False for the ones after it (stay quiet)."""
+    wait (say something to the user) and False for the ones after it (stay quiet).
+
+    A named tuple, as `_Count` is: one of each is made on every command's path, and a frozen
+    dataclass's constructor costs several times a tuple's."""
 
     retry_after: float
     tell: bool
@@ -212,8 +214,7 @@ class Verdict:
         return self.retry_after <= 0
 
 
-@dataclass
-class _Count:
+class _Count(NamedTuple):
     """A call admitted here, on its way to Redis, and the script sent with it."""
 
     windows: list[str]  # the windows' keys
@@ -275,9 +276,10 @@ class Throttle:
             self._count, linger=COUNT_AFTER, name="throttle-counts"
         )
         self._counting: set[str] = set()  # their windows
-        self._decisions: dict[str, Any] = {}  # where -> its metric child
-        self.decided_here = 0  # for benchmarks and tests
+        self._window_prefix = keys("throttle", "")  # a window's key is this and its name
+        self.decided_here = 0  # verdicts made here and in Redis: `count_decisions`, tests
         self.asked_redis = 0
+        self._decisions_counted = {"here": 0, "redis": 0}  # what the metric has of them
         self.overshoot = 0
 
     # -- deciding here ---------------------------------------------------------------------
@@ -327,7 +329,9 @@ class Throttle:
             if key in self._counting:  # one call at a time on its way from here, per window
                 return False
             h = self._held.get(key)
-            if h is None or h.until <= now or h.rule != rule or not h.room(now):
+            if h is None or h.until <= now or not (h.rule is rule or h.rule == rule):
+                return False
+            if not h.room(now):
                 return False
             held.append(h)
         for h in held:
@@ -427,11 +431,16 @@ class Throttle:
             else:
                 del self._held[key]
 
-    def _decided(self, where: str) -> None:
-        child = self._decisions.get(where)
-        if child is None:  # looked up once: the cluster label is set before the first command
-            child = self._decisions[where] = DECISIONS.labels(process_cluster(), where)
-        child.inc()
+    def count_decisions(self) -> None:
+        """Add the verdicts made since the last call to `guildhouse_throttle_decisions_total`.
+        Counted in plain integers on the command's path and added here (the bot does, once a
+        second and as it closes): a multiprocess counter's increment takes a lock and writes
+        its file, a few microseconds on every command."""
+        counted = self._decisions_counted
+        for where, total in (("here", self.decided_here), ("redis", self.asked_redis)):
+            if total > counted[where]:
+                DECISIONS.labels(process_cluster(), where).inc(total - counted[where])
+                counted[where] = total
 
     # -- the verdict -------------------------------------------------------------------------
 
@@ -448,17 +457,16 @@ class Throttle:
         """
         if not windows:
             return Verdict(0.0, False)
-        window_keys = [self.keys("throttle", name) for name, _ in windows]
+        prefix = self._window_prefix
+        window_keys = [prefix + name for name, _ in windows]
         now = time.monotonic()
         if self._decide_here(window_keys, windows, now):
             self.decided_here += 1
-            self._decided("here")
             # The script's keys and arguments are built when the count is sent, off the path.
             return Verdict(0.0, False, self._count_later(window_keys, windows, also))
         if not self._redis_state.should_try():
             return self._hit_local(windows, told_key)
         self.asked_redis += 1
-        self._decided("redis")
         # Calls admitted here and still on their way would be missing from Redis's count.
         if not self._counting.isdisjoint(window_keys):
             await self._counts.flush()

@@ -3,6 +3,8 @@ route and major parameter its bucket is keyed by (`route_of`)."""
 
 from __future__ import annotations
 
+import functools
+
 EXEMPT_PREFIXES = ("/interactions/", "/webhooks/")
 
 
@@ -14,6 +16,7 @@ def is_exempt(path: str) -> bool:
 _MAJOR_RESOURCES = ("channels", "guilds", "webhooks")
 
 
+@functools.lru_cache(maxsize=4096)  # every request asks; a command's answer repeats its path
 def route_of(method: str, path: str) -> tuple[str, str]:
     """(route, major parameter) of a REST call, as Discord buckets it.
 

@@ -68,3 +68,33 @@ async def test_a_publish_refused_for_another_reason_is_its_own_warning(
     await worker._publish(bot, "ready")
     assert not outages.redis.down
     assert [(r.levelname, r.name) for r in caplog.records] == [("WARNING", "bot.worker")]
+
+
+def test_the_report_loop_collects_young_garbage_and_now_and_then_all_of_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`_collect_young`, which the report loop runs once a second: a reference cycle made since
+    is gone, the interpreter's own count of new objects starts again from nothing, and after
+    FULL_COLLECTION_AFTER young collections without a full one, the whole heap is collected."""
+    import gc
+    import weakref
+
+    class Node:
+        other: Any = None
+
+    monkeypatch.setattr(worker, "FULL_COLLECTION_AFTER", 3)
+    gc.collect()
+    full = gc.get_stats()[2]["collections"]
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    gone = weakref.ref(a)
+    del a, b
+    assert gone() is not None  # a cycle: no reference count reaches zero
+    worker._collect_young()
+    assert gone() is None
+    assert gc.get_count()[0] < 50  # what the interpreter counts toward its next collection
+    assert gc.get_stats()[2]["collections"] == full  # one young collection: no full one yet
+    worker._collect_young()
+    worker._collect_young()  # the third young one since the last full collection
+    assert gc.get_stats()[2]["collections"] == full + 1
+

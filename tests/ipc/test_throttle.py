@@ -15,7 +15,7 @@ from waits import until
 from cluster.embedded import free_port
 from ipc.client import Keys
 from ipc.ratelimit import GlobalLimiter, Reservation
-from ipc.throttle import Rule, RuleError, Throttle, Verdict
+from ipc.throttle import DECISIONS, Rule, RuleError, Throttle, Verdict
 
 
 @pytest.mark.parametrize(
@@ -213,6 +213,30 @@ async def test_a_member_back_after_a_few_minutes_is_still_decided_here(
         held.base_until -= 240
         assert (await a.hit(rule, "3:ping")).allowed
         assert (a.asked_redis, a.decided_here) == (1, 2)
+
+
+def decisions(where: str) -> float:
+    return float(DECISIONS.labels("", where)._value.get())  # type: ignore[attr-defined]
+
+
+async def test_verdicts_reach_the_decisions_metric_when_counted(
+    redis_url: str, keys: Keys
+) -> None:
+    """Verdicts are counted in plain integers on the command's path and added to
+    `guildhouse_throttle_decisions_total` by `count_decisions` (the bot calls it once a second
+    and as it closes): each verdict once, by where it was made."""
+    rule = [("user:8", Rule(10, 60))]
+    async with processes(redis_url, keys, 1) as (a,):
+        here, redis_ = decisions("here"), decisions("redis")
+        await calls(a, rule, "8:ping", 3)
+        assert (a.asked_redis, a.decided_here) == (1, 2)
+        assert (decisions("here"), decisions("redis")) == (here, redis_)  # not yet added
+        a.count_decisions()
+        assert (decisions("here"), decisions("redis")) == (here + 2, redis_ + 1)
+        a.count_decisions()  # nothing new: nothing added twice
+        await calls(a, rule, "8:ping", 1)
+        a.count_decisions()
+        assert (decisions("here"), decisions("redis")) == (here + 3, redis_ + 1)
 
 
 async def test_a_held_window_is_decided_here_and_still_counted_in_redis(
