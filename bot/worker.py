@@ -29,13 +29,12 @@ from ipc.client import count_redis_error, create_redis, set_metrics_cluster
 log = logging.getLogger(__name__)
 
 # Collections of the young generations run here once a second, between the bot's work: left
-# to the interpreter they start inside whatever allocates the 700th new object, which is a
-# command or a chat message (in `bench latency`, a Guildhouse worker answering 10 commands a
-# second met a young collection every 20 commands, 0.3 ms each, and an older-generation one
-# every 200, 1.3-1.6 ms). Between two of these, a quiet or ordinary second allocates fewer
-# than the interpreter's threshold, so its own collections only start in a burst (chat at
-# thousands of messages a second), as they did. A full collection, which the interpreter only
-# starts in such a burst, runs here when this many young ones have gone by without one.
+# to the interpreter they start inside whatever allocates its threshold's worth of new
+# objects, which is usually a command or a chat message (bench/README.md, "Both bots at once",
+# has what that cost). A second that allocates fewer than the threshold then starts none of
+# the interpreter's own; a busier one (a burst of chat) still does, as before. A full
+# collection, which the interpreter starts only from one of its own, runs here when this many
+# young ones have gone by without one.
 FULL_COLLECTION_AFTER = 600
 
 
