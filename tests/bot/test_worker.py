@@ -97,4 +97,3 @@ def test_the_report_loop_collects_young_garbage_and_now_and_then_all_of_it(
     worker._collect_young()
     worker._collect_young()  # the third young one since the last full collection
     assert gc.get_stats()[2]["collections"] == full + 1
-

@@ -219,9 +219,7 @@ def decisions(where: str) -> float:
     return float(DECISIONS.labels("", where)._value.get())  # type: ignore[attr-defined]
 
 
-async def test_verdicts_reach_the_decisions_metric_when_counted(
-    redis_url: str, keys: Keys
-) -> None:
+async def test_verdicts_reach_the_decisions_metric_when_counted(redis_url: str, keys: Keys) -> None:
     """Verdicts are counted in plain integers on the command's path and added to
     `guildhouse_throttle_decisions_total` by `count_decisions` (the bot calls it once a second
     and as it closes): each verdict once, by where it was made."""
