@@ -329,9 +329,7 @@ class Throttle:
             if key in self._counting:  # one call at a time on its way from here, per window
                 return False
             h = self._held.get(key)
-            if h is None or h.until <= now or not (h.rule is rule or h.rule == rule):
-                return False
-            if not h.room(now):
+            if h is None or h.until <= now or h.rule != rule or not h.room(now):
                 return False
             held.append(h)
         for h in held:
