@@ -246,9 +246,16 @@ async def test_a_poll_counts_votes_and_closes_on_time_once(env: Env, driver: Dri
         poll_id = await _posted_poll(conn, s.guild_id)
         seen: list[dict[str, Any]] = []
         for user, choice in ((ann, "Shadowrun"), (bob, "Shadowrun"), (bob, "Cthulhu")):
+            # A press is answered twice (the poll's counts edited, then "You voted for"); the
+            # next press waits for both, as a person would, so bob's two presses reach the
+            # bot one after the other.
             await driver.click(s.channel_id, user, message_id, ids[choice])
-            answer = await driver.replies(s.channel_id, wait=10)
-            assert answer
+            said = f"You voted for **{choice}**"
+            answer: list[dict[str, Any]] = []
+            while not any(said in text_of(e) for e in answer):
+                more = await driver.replies(s.channel_id, wait=10)
+                assert more, f"no {said!r} within 10s"
+                answer += more
             seen += answer
 
         async def votes() -> list[tuple[int, int]]:
