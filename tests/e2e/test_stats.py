@@ -579,8 +579,11 @@ async def test_the_rotating_presence_is_set_on_every_shard_never_too_often(env: 
             for s in shards
         )
 
-    await until("every shard's presence rotated once", rotated, within=150)
-    seen = await control(env, "GET", "/_sandbox/presence")
+    try:
+        await until("every shard's presence rotated once", rotated, within=150)
+    finally:
+        seen = await control(env, "GET", "/_sandbox/presence")
+        print("the sandbox's presences:", seen)  # captured; shown when the test fails
     guilds = len((await control(env, "GET", "/_sandbox/world"))["guilds"])
     lines = {(3, f"{guilds:,} servers"), (2, "/help")}  # watching, listening
     for s in seen["shards"]:
