@@ -19,6 +19,12 @@ GATEWAY_EVENTS = Counter(
     "Gateway dispatch events received, by type.",
     ["cluster", "type"],
 )
+GATEWAY_DROPPED = Counter(
+    "guildhouse_gateway_events_dropped_total",
+    "Gateway dispatch events dropped because their payload could not be read (bot/dpy/"
+    "parser_guard.py), by type.",
+    ["cluster", "event"],
+)
 GATEWAY_LATENCY = Gauge(
     "guildhouse_gateway_latency_seconds",
     "Heartbeat round trip of each shard's gateway connection.",

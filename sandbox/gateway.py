@@ -508,6 +508,10 @@ class Gateway:
                 # Any close code, the fatal ones (4004, 4010-4014) included: how a client
                 # takes a close it did not provoke.
                 await conn.close(code, "Closed by a sandbox fault")
+            elif kind == "malformed":
+                guild = min(session.guild_ids) if session.guild_ids else None
+                for event, data in malformed_events(guild):
+                    await self.dispatch_to(session, event, data)
             else:
                 raise ValueError(kind)
             hit += 1
@@ -517,6 +521,21 @@ class Gateway:
         for conn in list(self.connections):
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=1001, message=b"Going away")
+
+
+def malformed_events(guild_id: int | None) -> list[tuple[str, dict[str, Any]]]:
+    """The `malformed` fault's dispatch events, off Discord's documented structure: a message
+    whose ids are not snowflakes, one in the guild `guild_id` by an author with no id, and a
+    reaction with nothing but its guild. How a client takes a payload it can't read."""
+    guild = str(guild_id) if guild_id is not None else None
+    return [
+        ("MESSAGE_CREATE", {"id": "not a snowflake", "channel_id": "nor this", "content": "!"}),
+        (
+            "MESSAGE_CREATE",
+            {"id": "1", "guild_id": guild, "channel_id": guild, "author": {}, "member": {}},
+        ),
+        ("MESSAGE_REACTION_ADD", {"guild_id": guild}),
+    ]
 
 
 def checked_identify(data: Any, token: str, privileged: int) -> tuple[int, int, int, int]:

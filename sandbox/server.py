@@ -20,7 +20,7 @@ from sandbox.world import World
 
 log = logging.getLogger(__name__)
 
-GATEWAY_FAULTS = ("drop", "reconnect", "invalidate", "stall_acks", "close")
+GATEWAY_FAULTS = ("drop", "reconnect", "invalidate", "stall_acks", "close", "malformed")
 REST_FAULTS = ("status", "ratelimit")
 
 

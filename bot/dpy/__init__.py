@@ -16,6 +16,8 @@ check that they fit the discord.py that is installed.
 - keep_alive.py    a shard's heartbeat latency and the age of its last event
 - zombie.py        a connection whose heartbeat goes un-ACKed until the next is closed and
                    RESUMEd (Discord's zombied connection), installed after heartbeat.py
+- parser_guard.py  a gateway event whose payload a parser can't read dropped and logged,
+                   not the end of the client (chat_state.py's state installs it)
 
 Each says in its docstring what it relies on, and lists in `RELIES_ON` the names it reaches
 (and the parameters of those it overrides or wraps). They were written for the discord.py
@@ -40,6 +42,7 @@ from bot.dpy import (
     heartbeat,
     http_session,
     keep_alive,
+    parser_guard,
     shard_hooks,
     urls,
     zombie,
@@ -62,6 +65,7 @@ PATCHES: tuple[ModuleType, ...] = (
     shard_hooks,
     keep_alive,
     zombie,
+    parser_guard,
 )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import discord
 
 from bot.chat_light_path import Chat, ChatSink, PrefixLookup, chat_of
+from bot.dpy import parser_guard
 from bot.dpy.guild_memory import LeanState
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,15 @@ def _avatar_url_of(
         return discord.Asset._from_guild_avatar(None, guild_id, user_id, member_avatar).url  # type: ignore[arg-type]
     if avatar:
         return discord.Asset._from_avatar(None, user_id, avatar).url  # type: ignore[arg-type]
-    # As discord.User.default_avatar: by id for new usernames, by discriminator for old ones.
-    index = (user_id >> 22) % 6 if discriminator in ("0", "0000") else int(discriminator) % 5
+    # As discord.User.default_avatar: by id for new usernames, by discriminator for old ones
+    # (four digits from Discord; anything else is taken as a new username, not a failure).
+    legacy = (
+        len(discriminator) <= 4
+        and discriminator.isascii()
+        and discriminator.isdecimal()
+        and int(discriminator) != 0
+    )
+    index = int(discriminator) % 5 if legacy else (user_id >> 22) % 6
     return discord.Asset._from_default_avatar(None, index).url  # type: ignore[arg-type]
 
 
@@ -92,6 +100,7 @@ class ChatState(LeanState):
         super().__init__(*args, **kwargs)
         self.chat_sinks = []
         self.chat_prefix = lambda _: None
+        parser_guard.guard(self)  # an event it can't read is dropped, not the client
 
     def as_chat(self, data: dict[str, Any]) -> Chat | None:
         """The message as chat, or None if it must take the full path."""

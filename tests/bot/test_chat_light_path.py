@@ -3,6 +3,7 @@ which take discord.py's full path, and that nothing is dispatched twice."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import discord
@@ -11,6 +12,7 @@ import pytest
 from bot.chat_light_path import Chat
 from bot.dpy.chat_state import ChatState
 from bot.guildhouse import intents
+from bot.metrics import GATEWAY_DROPPED
 
 GUILD, CHANNEL, CATEGORY, BOT, USER = 111, 222, 333, 999, 4242 << 22
 
@@ -161,6 +163,39 @@ def test_a_changed_avatar_is_the_new_url(state: ChatState) -> None:
     assert url("abc").endswith("/abc.png?size=1024")
     assert url(None).endswith(f"/embed/avatars/{(USER >> 22) % 6}.png")
     assert url(None, "0007").endswith("/embed/avatars/2.png")  # an old username: 7 % 5
+    # Discord sends four digits; anything else is read as a new username's, never raised on.
+    for odd in ("abc", "", "9" * 5000, "\u0663"):
+        assert url(None, odd).endswith(f"/embed/avatars/{(USER >> 22) % 6}.png"), odd
+
+
+def test_an_event_its_parser_cant_read_is_dropped_and_logged(
+    state: ChatState, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A parser's exception would end discord.py's client (every shard of the worker): the
+    guard drops the event, logs it (the first of a type with its traceback) and counts it."""
+    caplog.set_level(logging.ERROR, logger="bot.dpy.parser_guard")
+    before = _dropped("MESSAGE_CREATE")
+    seen: list[Chat] = []
+    state.chat_sinks.append(seen.append)
+    for payload in (
+        {"id": "not a snowflake", "channel_id": "nor this", "content": "?ping"},  # full path
+        _message(id="x"),  # the light path
+        _message(member={"roles": ["five"]}),
+    ):
+        state.parsers["MESSAGE_CREATE"](payload)
+    state.parsers["MESSAGE_REACTION_ADD"]({"guild_id": str(GUILD)})
+    assert _dropped("MESSAGE_CREATE") == before + 3
+    lines = [(r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert len(lines) == 4 and all("dropped" in text for text, _ in lines)
+    assert [traced for _, traced in lines] == [True, False, False, True]  # first of each type
+    assert f"MESSAGE_REACTION_ADD in guild {GUILD} dropped" in lines[3][0]
+    # The state reads on: the next good message is chat as ever.
+    state.parsers["MESSAGE_CREATE"](_message())
+    assert len(seen) == 1 and seen[0].content == "hello there"
+
+
+def _dropped(event: str) -> float:
+    return float(GATEWAY_DROPPED.labels("", event)._value.get())  # type: ignore[attr-defined]
 
 
 def test_chat_of_the_full_path_is_the_same_record(state: ChatState) -> None:
