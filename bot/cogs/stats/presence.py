@@ -3,10 +3,10 @@ lines (`STATS_PRESENCE_LINES`, separated by `|`; `{guilds}` is the count), one e
 `STATS_PRESENCE_EVERY` seconds (0, the default, turns rotation off so that the owners'
 `presence` command is not overwritten). The server count is gathered from every cluster over
 the IPC bus (`cluster_stats`). Every worker sets the line on all its shards; the line is chosen
-from the wall clock, so every cluster shows the same one. The floor is 60 s: a presence that
-changes more often than once a minute is noise. Updates go through the shards' presence pacer
-(bot/presence_pacer.py), shared with the owners' `presence` command, so together they never
-exceed Discord's 5 per 20 s per shard.
+by the wall clock's slot (`next_slot`), so every cluster shows the same one. The floor is 60 s:
+a presence that changes more often than once a minute is noise. Updates go through the shards'
+presence pacer (bot/presence_pacer.py), shared with the owners' `presence` command, so together
+they never exceed Discord's 5 per 20 s per shard.
 """
 
 from __future__ import annotations
@@ -41,9 +41,18 @@ def lines_of(extra: tuple[str, ...]) -> tuple[str, ...]:
     return (*DEFAULT_LINES, *(f"playing:{x}" for x in extra if x))
 
 
-def pick(lines: tuple[str, ...], now: float, every: float) -> str:
-    """The line shown at `now` (the same on every cluster)."""
-    return lines[int(now // every) % len(lines)]
+def pick(lines: tuple[str, ...], slot: int) -> str:
+    """The line of `slot` (the same on every cluster)."""
+    return lines[slot % len(lines)]
+
+
+def next_slot(shown: int, now: float, every: float) -> int:
+    """The slot to show next (slots are `every` seconds of the wall clock, numbered from the
+    epoch): the one after `shown`, or the current one if the loop fell behind. The loop sleeps
+    until it starts and shows its line whatever the clock says on waking: a timer fires a
+    moment early at times, and a line picked from the clock then was the old slot's again, for
+    a whole slot, while another cluster had moved on."""
+    return max(shown + 1, int(now // every))
 
 
 def activity(line: str, guilds: int) -> discord.Activity:
@@ -93,12 +102,13 @@ class Rotation:
     async def _loop(self) -> None:
         await self.bot.wait_until_ready()
         await self._clusters_ready(FLOOR)
+        slot = int(time.time() // self.every)
         while True:
-            now = time.time()
             try:
                 count = await self.guilds()
-                line = activity(pick(self.lines, now, self.every), count)
+                line = activity(pick(self.lines, slot), count)
                 await pacer_of(self.bot).change(activity=line)  # never beyond Discord's limit
             except Exception:
                 log.warning("stats: presence not changed", exc_info=True)
-            await asyncio.sleep(self.every - (time.time() % self.every))
+            slot = next_slot(slot, time.time(), self.every)
+            await asyncio.sleep(max(0.0, slot * self.every - time.time()))

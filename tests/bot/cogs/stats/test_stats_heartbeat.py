@@ -63,11 +63,21 @@ def test_slots_are_the_interval() -> None:
 
 def test_the_rotation_is_the_same_everywhere_and_fills_in_the_count() -> None:
     lines = (*presence.DEFAULT_LINES, "playing:Rolling dice")
-    assert presence.pick(lines, 0, 60) == "watching:{guilds:,} servers"
-    assert presence.pick(lines, 61, 60) == "listening:/help"
-    assert presence.pick(lines, 125, 60) == "playing:Rolling dice"
-    assert presence.pick(lines, 185, 60) == lines[0]
+    assert presence.pick(lines, 0) == "watching:{guilds:,} servers"
+    assert presence.pick(lines, 1) == "listening:/help"
+    assert presence.pick(lines, 2) == "playing:Rolling dice"
+    assert presence.pick(lines, 3) == lines[0]
     a = presence.activity(lines[0], 12345)
     assert (a.type, a.name) == (discord.ActivityType.watching, "12,345 servers")
     odd = presence.activity("playing:{nope}", 3)
     assert odd.name == "{nope}"
+
+
+def test_the_next_slot_does_not_depend_on_waking_on_time() -> None:
+    """The rotation sleeps until a slot starts and shows that slot's line: a timer that fires
+    a moment early (a run of the stats tests showed one line for three minutes, its clusters
+    apart) still moves on, one that fires late too, and a loop that fell behind catches up."""
+    assert presence.next_slot(10, 11 * 60 - 0.001, 60) == 11  # woke a moment early
+    assert presence.next_slot(10, 11 * 60 + 0.01, 60) == 11  # on time
+    assert presence.next_slot(10, 10 * 60 + 30, 60) == 11  # the line was set mid-slot
+    assert presence.next_slot(10, 14 * 60 + 5, 60) == 14  # slept through three slots
