@@ -51,7 +51,6 @@ def _guarded(event: str, parse: Parser, seen: set[str]) -> Parser:
         except Exception as exc:
             _dropped(event, data, exc, seen)
 
-    guarded.__wrapped__ = parse  # type: ignore[attr-defined]
     return guarded
 
 

@@ -270,6 +270,12 @@ class Driver:
     async def drain(self, channel_id: int) -> None:
         await self.replies(channel_id, wait=0.5, count=1000)
 
+    async def identifies(self, shard: int | None = None) -> int:
+        """How many IDENTIFYs the sandbox has taken: of `shard`, or of every shard."""
+        async with self.http.get(f"{self.base}/_sandbox/stats") as resp:
+            times = (await resp.json())["identify_times"]
+        return sum(1 for t in times if shard is None or int(t["shard"]) == shard)
+
 
 @dataclass
 class RunningBot:

@@ -15,11 +15,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 SHARDS = 2
 
 
-async def identifies(driver: Driver) -> int:
-    async with driver.http.get(f"{driver.base}/_sandbox/stats") as resp:
-        return len((await resp.json())["identify_times"])
-
-
 async def test_unreadable_events_are_dropped_and_the_worker_serves_on(
     sandbox: SandboxProc,
     driver: Driver,
@@ -34,7 +29,7 @@ async def test_unreadable_events_are_dropped_and_the_worker_serves_on(
     worker = sup.workers[0]
     pid = worker.pid
     try:
-        connected = await identifies(driver)
+        connected = await driver.identifies()
         for round_ in range(2):  # the second round: no traceback again, still no harm
             body = {"kind": "malformed"}  # every shard
             async with driver.http.post(f"{driver.base}/_sandbox/faults", json=body) as resp:
@@ -45,7 +40,7 @@ async def test_unreadable_events_are_dropped_and_the_worker_serves_on(
             await driver.say(channel, author, "!ping")
             assert "Pong" in await driver.reply_text(channel), f"round {round_}"
         assert worker.pid == pid and worker.alive() and worker.restarts == 0
-        assert await identifies(driver) == connected  # no shard connected again
+        assert await driver.identifies() == connected  # no shard connected again
     finally:
         await sup.stop()
     out, _ = capfd.readouterr()

@@ -20,12 +20,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 SHARDS = 2
 
 
-async def identifies(driver: Driver, shard: int) -> int:
-    async with driver.http.get(f"{driver.base}/_sandbox/stats") as resp:
-        stats = await resp.json()
-    return sum(1 for t in stats["identify_times"] if int(t["shard"]) == shard)
-
-
 async def close_shard(driver: Driver, shard: int, code: int) -> None:
     body = {"kind": "close", "shard": shard, "code": code}
     async with driver.http.post(f"{driver.base}/_sandbox/faults", json=body) as resp:
@@ -61,14 +55,14 @@ async def test_fatal_closes_of_a_ready_shard_spare_its_sibling_and_the_process(
 
     redis = aioredis.Redis.from_url(redis_url)
     try:
-        sibling_identifies = await identifies(driver, 1)
+        sibling_identifies = await driver.identifies(1)
         # Closes the bot cannot recover from by itself, each once: the shard comes back.
         for code in (4014, 4004):
-            before = await identifies(driver, 0)
+            before = await driver.identifies(0)
             await close_shard(driver, 0, code)
 
             async def back(before: int = before) -> bool:
-                return await identifies(driver, 0) > before and await state(0) == ShardState.READY
+                return await driver.identifies(0) > before and await state(0) == ShardState.READY
 
             await until(f"shard 0 is READY again after {code}", back, within=60)
         # The third fatal close within the window: the shard is given up on.
@@ -88,7 +82,7 @@ async def test_fatal_closes_of_a_ready_shard_spare_its_sibling_and_the_process(
 
         # Its sibling never left, and still answers; the process is the one that started.
         assert await state(1) == ShardState.READY
-        assert await identifies(driver, 1) == sibling_identifies
+        assert await driver.identifies(1) == sibling_identifies
         await driver.drain(channel)
         await driver.say(channel, author, "!ping")
         assert "Pong" in await driver.reply_text(channel)
