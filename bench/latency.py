@@ -5,8 +5,11 @@ same offered load, in the same run.
 The load generator runs in this process, with two sandboxes of the same world, one for each
 bot; each bot runs in its own process, and both stay connected for the whole run. Each load is
 offered to both bots at once (`together`): the same commands in the same channels from the same
-people, the baseline's half a period ahead of Guildhouse's, so a pause of the machine, short or
-long, falls on both.
+people, half a period apart, at a moment of each period drawn at random, so a pause of the
+machine, short or long, or a noise that comes back on a clock of its own, falls on both alike.
+Where the machine has two CPUs or more, this process (the sandboxes stand in for Discord, whose
+servers are not on the bot's machine) gets the first and every other process of the run (both
+bots, and the PostgreSQL and Redis they use when they run here) the rest (`apart`).
 Latency is from the message (or interaction) entering the sandbox to the bot's first answer in
 that channel. The highest sustained rate is the highest rate of a doubling series at which the
 baseline answers at least 99 % of the commands with a p99 under a second; Discord's limits
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import os
 import random
 import sys
 import time
@@ -27,6 +31,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import psutil
@@ -141,9 +146,13 @@ async def together(
     pairs: list[tuple[int, int]] | None = None,
 ) -> list[Load]:
     """The same load to every side at once: `rate` commands per second to each, the same
-    channels and authors in the same order, side k's commands k/len(sides) of a period after
-    side 0's (at 10 a second, 50 ms apart for two sides). A pause of the machine, however
-    long, falls on every side alike; two bots answering in about 2 ms seldom overlap."""
+    channels and authors in the same order. In each period the sides' commands are 1/len(sides)
+    of a period apart (at 10 a second, 50 ms for two sides; two bots answering in about 2 ms
+    seldom overlap), starting at a moment of the period drawn at random, so no side owns a
+    fixed phase. A pause of the machine, however long, falls on every side alike, and so does
+    a noise that recurs on its own clock: with a fixed phase, a process that woke every 500 ms
+    met one side's commands run after run and the other's never (bench/README.md, "The
+    sandbox's own core, and no fixed phase")."""
     # This process is the sandbox, which stands in for Discord: its own collector's pauses (a
     # full collection here took 45 ms) are not either bot's latency. Collected before each
     # load, not during it.
@@ -151,11 +160,20 @@ async def together(
     gc.disable()
     try:
         start = time.monotonic() + 0.05
-        spacing = 1 / (rate * len(sides))
+        count = len(pairs) if pairs else int(rate * duration)
+        phases = random.Random(int(rate * 1000) + count).random
+        period_starts = [(i + phases()) / rate for i in range(count)]
         return list(
             await asyncio.gather(
                 *(
-                    _commands(sb, pid, kind, rate, duration, pairs, start + k * spacing)
+                    _commands(
+                        sb,
+                        pid,
+                        kind,
+                        rate,
+                        pairs,
+                        [start + at + k / (rate * len(sides)) for at in period_starts],
+                    )
                     for k, (sb, pid) in enumerate(sides)
                 )
             )
@@ -169,11 +187,10 @@ async def _commands(  # noqa: PLR0917 - the load's parameters, in order
     pid: int,
     kind: str,
     rate: float,
-    duration: float,
     pairs: list[tuple[int, int]] | None,
-    start: float,
+    times: list[float],
 ) -> Load:
-    """One side of `together`: its commands from `start`, then their answers."""
+    """One side of `together`: a command at each of `times` (monotonic), then their answers."""
     rng = random.Random(int(rate * 1000))
     where = places(sb)
     pending: dict[str, deque[float]] = {}
@@ -194,8 +211,8 @@ async def _commands(  # noqa: PLR0917 - the load's parameters, in order
 
     collector = asyncio.create_task(collect())
     try:
-        for i in range(len(pairs) if pairs else int(rate * duration)):
-            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+        for i, at in enumerate(times):
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
             if pairs:
                 channel, author = pairs[i]
             else:
@@ -288,6 +305,62 @@ async def guildhouse(sb: Sandbox, urls: dict[str, str]) -> AsyncIterator[int]:
         yield pid
 
 
+# -- where each process runs ------------------------------------------------------------------
+
+
+def apart(bots: list[int], urls: dict[str, str]) -> dict[str, Any]:
+    """This process (the load generator and the sandboxes, standing in for Discord) on the first
+    CPU it may use, every other process of the run on the rest: the `bots`, and the servers
+    listening on the ports of `urls` on this machine (embedded or not) with their children, such
+    as PostgreSQL's backends; a process started later inherits its parent's CPUs. Left as it is
+    where the system sets no affinity or this process has one CPU. Returns what was done.
+
+    Why: on two cores the scheduler often woke a bot on the core where the sandbox was running,
+    and which bot that was decided a run (bench/README.md, "The sandbox's own core, and no
+    fixed phase")."""
+    if not hasattr(os, "sched_setaffinity"):
+        return {"apart": False, "why": "this system sets no CPU affinity"}
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return {"apart": False, "why": "one CPU"}
+    generator, rest = {cpus[0]}, set(cpus[1:])
+    others = {*bots, *_listening(urls)}
+    for pid in list(others):
+        with contextlib.suppress(psutil.Error):
+            others.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+    for pid in others:
+        _pin(pid, rest)
+    _pin(os.getpid(), generator)
+    return {
+        "apart": True,
+        "generator_cpus": sorted(generator),
+        "bot_cpus": sorted(rest),
+        "processes_on_bot_cpus": len(others),
+    }
+
+
+def _listening(urls: dict[str, str]) -> set[int]:
+    """Processes of this machine listening on the port of one of `urls`."""
+    ports = {p for p in (urlsplit(u).port for u in urls.values()) if p is not None}
+    try:
+        found = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return set()
+    return {
+        c.pid
+        for c in found
+        if c.pid is not None and c.status == psutil.CONN_LISTEN and c.laddr.port in ports
+    }
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` to `cpus` (a process that has ended, or isn't ours, is skipped)."""
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(tid), cpus)
+
+
 # -- the run -------------------------------------------------------------------------------------
 
 
@@ -322,7 +395,7 @@ async def run(
             "probe_s": probe,
             "duration_s": duration,
             "goal_duration_s": goal_duration,
-            "offered": "together",
+            "offered": "together, a random phase a period",
         },
     }
     with backing() as urls:
@@ -333,6 +406,7 @@ async def run(
             guildhouse(sb_ours, urls) as ours_pid,
         ):
             sides = [(sb_base, base_pid), (sb_ours, ours_pid)]
+            result["params"]["cpus"] = apart([base_pid, ours_pid], urls)
             for kind in ("prefix", "slash"):
                 best = rates[0]
                 for rate in rates:
