@@ -28,7 +28,7 @@ import random
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -308,35 +308,47 @@ async def guildhouse(sb: Sandbox, urls: dict[str, str]) -> AsyncIterator[int]:
 # -- where each process runs ------------------------------------------------------------------
 
 
-def apart(bots: list[int], urls: dict[str, str]) -> dict[str, Any]:
-    """This process (the load generator and the sandboxes, standing in for Discord) on the first
-    CPU it may use, every other process of the run on the rest: the `bots`, and the servers
-    listening on the ports of `urls` on this machine (embedded or not) with their children, such
-    as PostgreSQL's backends; a process started later inherits its parent's CPUs. Left as it is
-    where the system sets no affinity or this process has one CPU. Returns what was done.
+@contextlib.contextmanager
+def apart(bots: list[int], urls: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """The bots on the CPUs this process may use but the first; on the first, this process
+    (the load generator and the sandboxes, standing in for Discord) and the servers listening
+    on the ports of `urls` on this machine, embedded or not, with their children (PostgreSQL's
+    backends). A process started later inherits its parent's CPUs. Nothing is moved where the
+    system sets no affinity or this process has one CPU. Yields what was done; on leaving, every
+    thread it moved that is still there gets its CPUs back (a server of the machine's own, named
+    by DATABASE_URL or REDIS_URL, is not left pinned).
 
-    Why: on two cores the scheduler often woke a bot on the core where the sandbox was running,
-    and which bot that was decided a run (bench/README.md, "The sandbox's own core, and no
-    fixed phase")."""
+    Why: a bot runs on a machine of its own, Discord elsewhere, and Guildhouse's PostgreSQL and
+    Redis in pods of their own (k8s/); on two shared cores the scheduler often woke a bot on the
+    core where the sandbox was running, and which bot that was decided a run (bench/README.md,
+    "The sandbox's own core, and no fixed phase")."""
     if not hasattr(os, "sched_setaffinity"):
-        return {"apart": False, "why": "this system sets no CPU affinity"}
+        yield {"apart": False, "why": "this system sets no CPU affinity"}
+        return
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
-        return {"apart": False, "why": "one CPU"}
-    generator, rest = {cpus[0]}, set(cpus[1:])
-    others = {*bots, *_listening(urls)}
-    for pid in list(others):
+        yield {"apart": False, "why": "one CPU"}
+        return
+    elsewhere, bot_cpus = {cpus[0]}, set(cpus[1:])
+    saved: dict[int, set[int]] = {}
+    try:
+        for pid in _with_children(bots):
+            _pin(pid, bot_cpus, saved)
+        for pid in _with_children([os.getpid(), *_listening(urls)]) - set(bots):
+            _pin(pid, elsewhere, saved)
+        yield {"apart": True, "bot_cpus": sorted(bot_cpus), "sandbox_and_servers_cpus": [cpus[0]]}
+    finally:
+        for tid, before in saved.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, before)
+
+
+def _with_children(pids: list[int]) -> set[int]:
+    found = set(pids)
+    for pid in pids:
         with contextlib.suppress(psutil.Error):
-            others.update(c.pid for c in psutil.Process(pid).children(recursive=True))
-    for pid in others:
-        _pin(pid, rest)
-    _pin(os.getpid(), generator)
-    return {
-        "apart": True,
-        "generator_cpus": sorted(generator),
-        "bot_cpus": sorted(rest),
-        "processes_on_bot_cpus": len(others),
-    }
+            found.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+    return found
 
 
 def _listening(urls: dict[str, str]) -> set[int]:
@@ -353,12 +365,15 @@ def _listening(urls: dict[str, str]) -> set[int]:
     }
 
 
-def _pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of `pid` to `cpus` (a process that has ended, or isn't ours, is skipped)."""
+def _pin(pid: int, cpus: set[int], saved: dict[int, set[int]]) -> None:
+    """Every thread of `pid` to `cpus`, each one's CPUs before into `saved` (a process that has
+    ended, or isn't ours, is skipped)."""
     with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
+        for tid in map(int, os.listdir(f"/proc/{pid}/task")):
             with contextlib.suppress(OSError):
-                os.sched_setaffinity(int(tid), cpus)
+                before = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, cpus)
+                saved.setdefault(tid, before)
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -378,6 +393,46 @@ def ratios(ours: Load, base: Load) -> dict[str, Any]:
         "p99_ratio_raw": round(ours.p99_ms / base.p99_ms, 2),
         "p99_ratio_90": [round(low, 2), round(high, 2)],
     }
+
+
+async def _measure(  # noqa: PLR0917 - the run's parameters, in order
+    sides: list[tuple[Sandbox, int]],
+    kind: str,
+    rates: list[float],
+    probe: float,
+    duration: float,
+    goal_duration: float,
+) -> dict[str, Any]:
+    """One kind of command: the baseline's highest sustained rate, then the three loads."""
+    sb_base, base_pid = sides[0]
+    best = rates[0]
+    for rate in rates:
+        if not (await offer(sb_base, base_pid, kind, rate, probe)).sustained():
+            break
+        best = rate
+    # Both bots are measured warm, as a bot that has run for a while is: one command
+    # in every channel and from every person first (Guildhouse's guild settings
+    # and throttle windows are loaded or taken over on first use; the first command
+    # of a guild or a person costs a database read or a Redis round trip, which a
+    # cold start pays, not the steady state). The baseline keeps no such state; it
+    # gets the same commands.
+    for sb, pid in sides:
+        pairs = everyone_everywhere(sb)
+        await offer(sb, pid, kind, best / 2, len(pairs) / (best / 2), pairs)
+    rows = []
+    for share in (25, 50, 90):
+        # The goal is set at 50 %: its p99 gets the most commands behind it.
+        seconds = goal_duration if share == GOAL_SHARE else duration
+        base, ours = await together(sides, kind, round(best * share / 100, 1), seconds)
+        rows.append(
+            {
+                "load_pct": share,
+                "guildhouse": ours.row(),
+                "discordpy": base.row(),
+                **ratios(ours, base),
+            }
+        )
+    return {"highest_sustained_per_s": best, "loads": rows}
 
 
 async def run(
@@ -406,36 +461,11 @@ async def run(
             guildhouse(sb_ours, urls) as ours_pid,
         ):
             sides = [(sb_base, base_pid), (sb_ours, ours_pid)]
-            result["params"]["cpus"] = apart([base_pid, ours_pid], urls)
-            for kind in ("prefix", "slash"):
-                best = rates[0]
-                for rate in rates:
-                    if not (await offer(sb_base, base_pid, kind, rate, probe)).sustained():
-                        break
-                    best = rate
-                # Both bots are measured warm, as a bot that has run for a while is: one command
-                # in every channel and from every person first (Guildhouse's guild settings
-                # and throttle windows are loaded or taken over on first use; the first command
-                # of a guild or a person costs a database read or a Redis round trip, which a
-                # cold start pays, not the steady state). The baseline keeps no such state; it
-                # gets the same commands.
-                for sb, pid in sides:
-                    pairs = everyone_everywhere(sb)
-                    await offer(sb, pid, kind, best / 2, len(pairs) / (best / 2), pairs)
-                rows = []
-                for share in (25, 50, 90):
-                    # The goal is set at 50 %: its p99 gets the most commands behind it.
-                    seconds = goal_duration if share == GOAL_SHARE else duration
-                    base, ours = await together(sides, kind, round(best * share / 100, 1), seconds)
-                    rows.append(
-                        {
-                            "load_pct": share,
-                            "guildhouse": ours.row(),
-                            "discordpy": base.row(),
-                            **ratios(ours, base),
-                        }
-                    )
-                result[kind] = {"highest_sustained_per_s": best, "loads": rows}
+            with apart([base_pid, ours_pid], urls) as cpus:
+                result["params"]["cpus"] = cpus
+                for kind in ("prefix", "slash"):
+                    loads = (probe, duration, goal_duration)
+                    result[kind] = await _measure(sides, kind, rates, *loads)
     return result
 
 
