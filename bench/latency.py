@@ -7,9 +7,8 @@ bot; each bot runs in its own process, and both stay connected for the whole run
 offered to both bots at once (`together`): the same commands in the same channels from the same
 people, half a period apart, at a moment of each period drawn at random, so a pause of the
 machine, short or long, or a noise that comes back on a clock of its own, falls on both alike.
-Where the machine has two CPUs or more, this process (the sandboxes stand in for Discord, whose
-servers are not on the bot's machine) gets the first and every other process of the run (both
-bots, and the PostgreSQL and Redis they use when they run here) the rest (`apart`).
+The processes are not pinned to CPUs: on two cores every layout tried put something where a
+deployment doesn't (bench/README.md, "Where the scheduler puts the bots, and no fixed phase").
 Latency is from the message (or interaction) entering the sandbox to the bot's first answer in
 that channel. The highest sustained rate is the highest rate of a doubling series at which the
 baseline answers at least 99 % of the commands with a p99 under a second; Discord's limits
@@ -23,15 +22,13 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import os
 import random
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 import psutil
@@ -150,9 +147,9 @@ async def together(
     of a period apart (at 10 a second, 50 ms for two sides; two bots answering in about 2 ms
     seldom overlap), starting at a moment of the period drawn at random, so no side owns a
     fixed phase. A pause of the machine, however long, falls on every side alike, and so does
-    a noise that recurs on its own clock: with a fixed phase, a process that woke every 500 ms
-    met one side's commands run after run and the other's never (bench/README.md, "The
-    sandbox's own core, and no fixed phase")."""
+    a noise that recurs on its own clock: with a fixed phase, a thread of the machine's that
+    runs twice a second met one side's commands four times as often as the other's in one run
+    (bench/README.md, "Where the scheduler puts the bots, and no fixed phase")."""
     # This process is the sandbox, which stands in for Discord: its own collector's pauses (a
     # full collection here took 45 ms) are not either bot's latency. Collected before each
     # load, not during it.
@@ -305,77 +302,6 @@ async def guildhouse(sb: Sandbox, urls: dict[str, str]) -> AsyncIterator[int]:
         yield pid
 
 
-# -- where each process runs ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def apart(bots: list[int], urls: dict[str, str]) -> Iterator[dict[str, Any]]:
-    """The bots on the CPUs this process may use but the first; on the first, this process
-    (the load generator and the sandboxes, standing in for Discord) and the servers listening
-    on the ports of `urls` on this machine, embedded or not, with their children (PostgreSQL's
-    backends). A process started later inherits its parent's CPUs. Nothing is moved where the
-    system sets no affinity or this process has one CPU. Yields what was done; on leaving, every
-    thread it moved that is still there gets its CPUs back (a server of the machine's own, named
-    by DATABASE_URL or REDIS_URL, is not left pinned).
-
-    Why: a bot runs on a machine of its own, Discord elsewhere, and Guildhouse's PostgreSQL and
-    Redis in pods of their own (k8s/); on two shared cores the scheduler often woke a bot on the
-    core where the sandbox was running, and which bot that was decided a run (bench/README.md,
-    "The sandbox's own core, and no fixed phase")."""
-    if not hasattr(os, "sched_setaffinity"):
-        yield {"apart": False, "why": "this system sets no CPU affinity"}
-        return
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        yield {"apart": False, "why": "one CPU"}
-        return
-    elsewhere, bot_cpus = {cpus[0]}, set(cpus[1:])
-    saved: dict[int, set[int]] = {}
-    try:
-        for pid in _with_children(bots):
-            _pin(pid, bot_cpus, saved)
-        for pid in _with_children([os.getpid(), *_listening(urls)]) - set(bots):
-            _pin(pid, elsewhere, saved)
-        yield {"apart": True, "bot_cpus": sorted(bot_cpus), "sandbox_and_servers_cpus": [cpus[0]]}
-    finally:
-        for tid, before in saved.items():
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(tid, before)
-
-
-def _with_children(pids: list[int]) -> set[int]:
-    found = set(pids)
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            found.update(c.pid for c in psutil.Process(pid).children(recursive=True))
-    return found
-
-
-def _listening(urls: dict[str, str]) -> set[int]:
-    """Processes of this machine listening on the port of one of `urls`."""
-    ports = {p for p in (urlsplit(u).port for u in urls.values()) if p is not None}
-    try:
-        found = psutil.net_connections(kind="tcp")
-    except psutil.AccessDenied:
-        return set()
-    return {
-        c.pid
-        for c in found
-        if c.pid is not None and c.status == psutil.CONN_LISTEN and c.laddr.port in ports
-    }
-
-
-def _pin(pid: int, cpus: set[int], saved: dict[int, set[int]]) -> None:
-    """Every thread of `pid` to `cpus`, each one's CPUs before into `saved` (a process that has
-    ended, or isn't ours, is skipped)."""
-    with contextlib.suppress(OSError):
-        for tid in map(int, os.listdir(f"/proc/{pid}/task")):
-            with contextlib.suppress(OSError):
-                before = os.sched_getaffinity(tid)
-                os.sched_setaffinity(tid, cpus)
-                saved.setdefault(tid, before)
-
-
 # -- the run -------------------------------------------------------------------------------------
 
 
@@ -393,46 +319,6 @@ def ratios(ours: Load, base: Load) -> dict[str, Any]:
         "p99_ratio_raw": round(ours.p99_ms / base.p99_ms, 2),
         "p99_ratio_90": [round(low, 2), round(high, 2)],
     }
-
-
-async def _measure(  # noqa: PLR0917 - the run's parameters, in order
-    sides: list[tuple[Sandbox, int]],
-    kind: str,
-    rates: list[float],
-    probe: float,
-    duration: float,
-    goal_duration: float,
-) -> dict[str, Any]:
-    """One kind of command: the baseline's highest sustained rate, then the three loads."""
-    sb_base, base_pid = sides[0]
-    best = rates[0]
-    for rate in rates:
-        if not (await offer(sb_base, base_pid, kind, rate, probe)).sustained():
-            break
-        best = rate
-    # Both bots are measured warm, as a bot that has run for a while is: one command
-    # in every channel and from every person first (Guildhouse's guild settings
-    # and throttle windows are loaded or taken over on first use; the first command
-    # of a guild or a person costs a database read or a Redis round trip, which a
-    # cold start pays, not the steady state). The baseline keeps no such state; it
-    # gets the same commands.
-    for sb, pid in sides:
-        pairs = everyone_everywhere(sb)
-        await offer(sb, pid, kind, best / 2, len(pairs) / (best / 2), pairs)
-    rows = []
-    for share in (25, 50, 90):
-        # The goal is set at 50 %: its p99 gets the most commands behind it.
-        seconds = goal_duration if share == GOAL_SHARE else duration
-        base, ours = await together(sides, kind, round(best * share / 100, 1), seconds)
-        rows.append(
-            {
-                "load_pct": share,
-                "guildhouse": ours.row(),
-                "discordpy": base.row(),
-                **ratios(ours, base),
-            }
-        )
-    return {"highest_sustained_per_s": best, "loads": rows}
 
 
 async def run(
@@ -461,11 +347,35 @@ async def run(
             guildhouse(sb_ours, urls) as ours_pid,
         ):
             sides = [(sb_base, base_pid), (sb_ours, ours_pid)]
-            with apart([base_pid, ours_pid], urls) as cpus:
-                result["params"]["cpus"] = cpus
-                for kind in ("prefix", "slash"):
-                    loads = (probe, duration, goal_duration)
-                    result[kind] = await _measure(sides, kind, rates, *loads)
+            for kind in ("prefix", "slash"):
+                best = rates[0]
+                for rate in rates:
+                    if not (await offer(sb_base, base_pid, kind, rate, probe)).sustained():
+                        break
+                    best = rate
+                # Both bots are measured warm, as a bot that has run for a while is: one command
+                # in every channel and from every person first (Guildhouse's guild settings
+                # and throttle windows are loaded or taken over on first use; the first command
+                # of a guild or a person costs a database read or a Redis round trip, which a
+                # cold start pays, not the steady state). The baseline keeps no such state; it
+                # gets the same commands.
+                for sb, pid in sides:
+                    pairs = everyone_everywhere(sb)
+                    await offer(sb, pid, kind, best / 2, len(pairs) / (best / 2), pairs)
+                rows = []
+                for share in (25, 50, 90):
+                    # The goal is set at 50 %: its p99 gets the most commands behind it.
+                    seconds = goal_duration if share == GOAL_SHARE else duration
+                    base, ours = await together(sides, kind, round(best * share / 100, 1), seconds)
+                    rows.append(
+                        {
+                            "load_pct": share,
+                            "guildhouse": ours.row(),
+                            "discordpy": base.row(),
+                            **ratios(ours, base),
+                        }
+                    )
+                result[kind] = {"highest_sustained_per_s": best, "loads": rows}
     return result
 
 
