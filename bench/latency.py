@@ -5,8 +5,9 @@ same offered load, in the same run.
 The load generator runs in this process, with two sandboxes of the same world, one for each
 bot; each bot runs in its own process, and both stay connected for the whole run. Each load is
 offered to both bots at once (`together`): the same commands in the same channels from the same
-people, half a period apart, at a moment of each period drawn at random, so a pause of the
-machine, short or long, or a noise that comes back on a clock of its own, falls on both alike.
+people, half a period apart, at a moment of each period that wanders at random, so a pause of
+the machine, short or long, or a noise that comes back on a clock of its own, falls on both
+alike.
 The processes are not pinned to CPUs: on two cores every layout tried put something where a
 deployment doesn't (bench/README.md, "Where the scheduler puts the bots, and no fixed phase").
 Latency is from the message (or interaction) entering the sandbox to the bot's first answer in
@@ -145,11 +146,11 @@ async def together(
     """The same load to every side at once: `rate` commands per second to each, the same
     channels and authors in the same order. In each period the sides' commands are 1/len(sides)
     of a period apart (at 10 a second, 50 ms for two sides; two bots answering in about 2 ms
-    seldom overlap), starting at a moment of the period drawn at random, so no side owns a
-    fixed phase. A pause of the machine, however long, falls on every side alike, and so does
-    a noise that recurs on its own clock: with a fixed phase, a thread of the machine's that
-    runs twice a second met one side's commands four times as often as the other's in one run
-    (bench/README.md, "Where the scheduler puts the bots, and no fixed phase")."""
+    seldom overlap), starting at a moment of the period that wanders (`_wandering`), so no side
+    owns a fixed phase. A pause of the machine, however long, falls on every side alike, and so
+    does a noise that recurs on its own clock: with a fixed phase, a thread of the machine's
+    that runs twice a second met one side's commands four times as often as the other's in one
+    run (bench/README.md, "Where the scheduler puts the bots, and no fixed phase")."""
     # This process is the sandbox, which stands in for Discord: its own collector's pauses (a
     # full collection here took 45 ms) are not either bot's latency. Collected before each
     # load, not during it.
@@ -158,8 +159,7 @@ async def together(
     try:
         start = time.monotonic() + 0.05
         count = len(pairs) if pairs else int(rate * duration)
-        phases = random.Random(int(rate * 1000) + count).random
-        period_starts = [(i + phases()) / rate for i in range(count)]
+        period_starts = [at / rate for at in _wandering(count, random.Random(count))]
         return list(
             await asyncio.gather(
                 *(
@@ -177,6 +177,26 @@ async def together(
         )
     finally:
         gc.enable()
+
+
+WANDER = 0.1  # of a period, at most, that one period's start moves from the last one's
+
+
+def _wandering(count: int, rng: random.Random) -> list[float]:
+    """`count` period starts, in periods: the i-th is i plus an offset that moves by at most
+    WANDER from one period to the next, a random walk from a random start. Over a load the
+    offset crosses the whole period many times (after n periods it has moved about
+    0.06 * sqrt(n): 2.4 periods in the goal's 1,800), so a noise on a clock of its own meets
+    every side alike; yet two commands of one side are never less than 1 - 2 * WANDER of a
+    period apart, as on a fixed grid. Drawing each period's moment afresh would put 0.7 % of
+    the commands at 80 a second on top of the one before, each waiting for the other: a queue
+    the load doesn't offer on average, in the tail the goal measures."""
+    offset = rng.random()
+    starts = []
+    for i in range(count):
+        starts.append(i + offset)
+        offset += rng.uniform(-WANDER, WANDER)
+    return starts
 
 
 async def _commands(  # noqa: PLR0917 - the load's parameters, in order
@@ -336,7 +356,7 @@ async def run(
             "probe_s": probe,
             "duration_s": duration,
             "goal_duration_s": goal_duration,
-            "offered": "together, a random phase a period",
+            "offered": "together, the phase wandering",
         },
     }
     with backing() as urls:
