@@ -187,7 +187,7 @@ def _wandering(count: int, rng: random.Random) -> list[float]:
     WANDER from one period to the next, a random walk from a random start. Over a load the
     offset crosses the whole period many times (after n periods it has moved about
     0.06 * sqrt(n): 2.4 periods in the goal's 1,800), so a noise on a clock of its own meets
-    every side alike; yet two commands of one side are never less than 1 - 2 * WANDER of a
+    every side alike; yet two commands of one side are never less than 1 - WANDER of a
     period apart, as on a fixed grid. Drawing each period's moment afresh would put 0.7 % of
     the commands at 80 a second on top of the one before, each waiting for the other: a queue
     the load doesn't offer on average, in the tail the goal measures."""
